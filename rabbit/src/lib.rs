@@ -1,0 +1,1 @@
+//! `carrot`: the library the Rabbit tests share (filled by the Rabbit issue).

@@ -1,0 +1,661 @@
+//! A synchronous facade over bollard: what a test needs from the Docker
+//! engine (containers, exec, logs, labels), with errors that say what to do.
+//!
+//! Each [`Docker`] client owns one current-thread tokio runtime and blocks on
+//! it; never call it from async code. It honours `DOCKER_HOST`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, ContainerSummary, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+
+/// How long ordinary engine requests may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many log lines an error quotes.
+const TAIL_LINES: usize = 20;
+
+/// A synchronous Docker engine client.
+pub struct Docker {
+    rt: tokio::runtime::Runtime,
+    api: bollard::Docker,
+}
+
+/// How a container or exec'd program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus(pub i64);
+
+impl ExitStatus {
+    /// Whether it exited with code 0.
+    pub fn success(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The exit code as Docker reports it (128 + N for signal N).
+    pub fn code(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            c @ 129..=192 => {
+                let sig = (c - 128) as i32;
+                match nix::sys::signal::Signal::try_from(sig) {
+                    Ok(s) => write!(f, "killed by {}", s.as_str()),
+                    Err(_) => write!(f, "exit code {c}"),
+                }
+            }
+            c => write!(f, "exit code {c}"),
+        }
+    }
+}
+
+/// Output of a program run to completion.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// Standard output as (lossy) UTF-8.
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Standard error as (lossy) UTF-8.
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// The last lines of stdout and stderr, for error messages.
+    pub fn tail(&self) -> String {
+        let mut all = self.stdout_str();
+        all.push_str(&self.stderr_str());
+        tail_lines(&all, TAIL_LINES)
+    }
+
+    /// `Ok(self)` on exit code 0, else [`Error::CommandFailed`] naming `what`.
+    pub fn checked(self, what: &str) -> Result<Self> {
+        if self.status.success() {
+            Ok(self)
+        } else {
+            Err(Error::CommandFailed {
+                what: what.to_string(),
+                status: self.status.to_string(),
+                output: self.tail(),
+            })
+        }
+    }
+}
+
+/// The last `n` lines of `text`.
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// What to create: image, command, namespaces, capabilities, labels.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// Image reference, e.g. `alpy/tools`.
+    pub image: String,
+    /// Container name (unique per run: derive it from the run id).
+    pub name: String,
+    /// Command; empty keeps the image's default.
+    pub cmd: Vec<String>,
+    /// `none`, `host`, `container:<id>`, ...
+    pub network_mode: Option<String>,
+    /// `host` to share the host's PID namespace.
+    pub pid_mode: Option<String>,
+    /// Extra capabilities, e.g. `NET_ADMIN`.
+    pub cap_add: Vec<String>,
+    /// Bind mounts `host:container[:ro]`.
+    pub binds: Vec<String>,
+    /// Environment `KEY=value`.
+    pub env: Vec<String>,
+    /// Labels (the owner labels are added by the caller).
+    pub labels: HashMap<String, String>,
+    /// Run as this user (`uid[:gid]`).
+    pub user: Option<String>,
+}
+
+impl Docker {
+    /// Connects to the engine (`DOCKER_HOST` or the local socket) and checks
+    /// it answers, with a message that says how to start one if not.
+    pub fn connect() -> Result<Arc<Docker>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("create tokio runtime for the Docker client", e))?;
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let api = rt
+            .block_on(async { bollard::Docker::connect_with_defaults() })
+            .map_err(|e| Error::Docker {
+                context: format!("connect to the engine at {host}"),
+                message: e.to_string(),
+            })?;
+        let docker = Docker { rt, api };
+        let ping = docker.call(
+            &format!("ping the engine at {host}"),
+            Duration::from_secs(10),
+            |api| async move { api.ping().await },
+        );
+        if let Err(e) = ping {
+            return Err(Error::Docker {
+                context: format!("no Docker engine answers at {host}"),
+                message: format!(
+                    "{e}; start one (scripts/setup starts dockerd, or run `dockerd &` as root) \
+                     or point DOCKER_HOST at a running engine"
+                ),
+            });
+        }
+        Ok(Arc::new(docker))
+    }
+
+    /// The underlying bollard client, for what this facade does not cover.
+    /// Use it only through [`Docker::block_on`].
+    pub fn api(&self) -> &bollard::Docker {
+        &self.api
+    }
+
+    /// Runs a future on this client's runtime.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Runs `fut` on the runtime; `Err` if it did not finish within `timeout`.
+    fn with_deadline<F: Future>(
+        &self,
+        timeout: Duration,
+        fut: F,
+    ) -> std::result::Result<F::Output, tokio::time::error::Elapsed> {
+        self.rt
+            .block_on(async move { tokio::time::timeout(timeout, fut).await })
+    }
+
+    /// Runs one engine call with a deadline, mapping errors with `context`.
+    fn call<T, F, Fut>(&self, context: &str, timeout: Duration, f: F) -> Result<T>
+    where
+        F: FnOnce(bollard::Docker) -> Fut,
+        Fut: Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    {
+        let api = self.api.clone();
+        match self.with_deadline(timeout, f(api)) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(map_err(context, e)),
+            Err(_) => Err(Error::Timeout {
+                what: format!("the Docker engine to {context}"),
+                timeout,
+                tail: String::new(),
+            }),
+        }
+    }
+
+    /// Whether `image` exists locally.
+    pub fn image_exists(&self, image: &str) -> Result<bool> {
+        let image = image.to_string();
+        match self.call(
+            &format!("inspect image {image}"),
+            REQUEST_TIMEOUT,
+            |api| async move { api.inspect_image(&image).await },
+        ) {
+            Ok(_) => Ok(true),
+            Err(Error::Docker { message, .. }) if message.contains("No such image") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a container and returns its id.
+    pub fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let none_if_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: none_if_empty(&spec.cmd),
+            env: none_if_empty(&spec.env),
+            labels: Some(spec.labels.clone()),
+            user: spec.user.clone(),
+            host_config: Some(HostConfig {
+                network_mode: spec.network_mode.clone(),
+                pid_mode: spec.pid_mode.clone(),
+                cap_add: none_if_empty(&spec.cap_add),
+                binds: none_if_empty(&spec.binds),
+                init: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let context = format!("create container {} from image {}", spec.name, spec.image);
+        let res = self.call(&context, REQUEST_TIMEOUT, |api| async move {
+            api.create_container(Some(opts), body).await
+        });
+        match res {
+            Ok(r) => Ok(r.id),
+            Err(Error::Docker { context, message }) if message.contains("No such image") => {
+                Err(Error::Docker {
+                    context,
+                    message: format!(
+                        "image {} is missing: build it with `images/build` (scripts/setup builds all of alpy's images)",
+                        spec.image
+                    ),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a created container.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let id2 = id.to_string();
+        self.call(
+            &format!("start container {id}"),
+            REQUEST_TIMEOUT,
+            |api| async move { api.start_container(&id2, None).await },
+        )
+    }
+
+    /// The PID (in the host's namespace) of a running container's first process.
+    pub fn pid(&self, id: &str) -> Result<i32> {
+        let id2 = id.to_string();
+        let info = self.call(
+            &format!("inspect container {id}"),
+            REQUEST_TIMEOUT,
+            |api| async move {
+                api.inspect_container(&id2, None::<InspectContainerOptions>)
+                    .await
+            },
+        )?;
+        let state = info.state.unwrap_or_default();
+        match state.pid {
+            Some(pid) if pid > 0 && state.running == Some(true) => Ok(pid as i32),
+            _ => Err(Error::Docker {
+                context: format!("inspect container {id}"),
+                message: format!(
+                    "it is not running (exit code {})",
+                    state.exit_code.unwrap_or(-1)
+                ),
+            }),
+        }
+    }
+
+    /// Whether the container is running, and its exit code if not.
+    pub fn state(&self, id: &str) -> Result<(bool, ExitStatus)> {
+        let id2 = id.to_string();
+        let info = self.call(
+            &format!("inspect container {id}"),
+            REQUEST_TIMEOUT,
+            |api| async move {
+                api.inspect_container(&id2, None::<InspectContainerOptions>)
+                    .await
+            },
+        )?;
+        let state = info.state.unwrap_or_default();
+        Ok((
+            state.running == Some(true),
+            ExitStatus(state.exit_code.unwrap_or(-1)),
+        ))
+    }
+
+    /// Sends a signal (`SIGKILL`, `SIGTERM`, ...) to a container.
+    pub fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let id2 = id.to_string();
+        let opts = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        self.call(
+            &format!("kill container {id} with {signal}"),
+            REQUEST_TIMEOUT,
+            |api| async move { api.kill_container(&id2, Some(opts)).await },
+        )
+    }
+
+    /// Waits for a container to stop and returns its exit status.
+    pub fn wait(&self, id: &str, timeout: Duration) -> Result<ExitStatus> {
+        let id2 = id.to_string();
+        let fut = async move {
+            let mut s = self.api.wait_container(&id2, None::<WaitContainerOptions>);
+            match s.next().await {
+                Some(Ok(r)) => Ok(ExitStatus(r.status_code)),
+                // bollard reports a non-zero exit as an error: read the code from it.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                    Ok(ExitStatus(code))
+                }
+                Some(Err(e)) => Err(e),
+                None => Ok(ExitStatus(-1)),
+            }
+        };
+        match self.with_deadline(timeout, fut) {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(map_err(&format!("wait for container {id}"), e)),
+            Err(_) => Err(Error::Timeout {
+                what: format!("container {id} to exit"),
+                timeout,
+                tail: self.logs(id).map(|o| o.tail()).unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// A container's stdout and stderr so far.
+    pub fn logs(&self, id: &str) -> Result<Output> {
+        let id2 = id.to_string();
+        let fut = async move {
+            let opts = LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .build();
+            let mut s = self.api.logs(&id2, Some(opts));
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            while let Some(item) = s.next().await {
+                match item? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.extend_from_slice(&message)
+                    }
+                    other => stdout.extend_from_slice(&other.into_bytes()),
+                }
+            }
+            Ok::<_, bollard::errors::Error>((stdout, stderr))
+        };
+        match self.with_deadline(REQUEST_TIMEOUT, fut) {
+            Ok(Ok((stdout, stderr))) => Ok(Output {
+                status: ExitStatus(0),
+                stdout,
+                stderr,
+            }),
+            Ok(Err(e)) => Err(map_err(&format!("read logs of container {id}"), e)),
+            Err(_) => Err(Error::Timeout {
+                what: format!("the logs of container {id}"),
+                timeout: REQUEST_TIMEOUT,
+                tail: String::new(),
+            }),
+        }
+    }
+
+    /// Runs a program in a running container and returns its output.
+    pub fn exec(&self, id: &str, cmd: &[&str], timeout: Duration) -> Result<Output> {
+        let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let id2 = id.to_string();
+        let what = format!("{:?} in container {id}", cmd.join(" "));
+        let fut = async move {
+            let exec = self
+                .api
+                .create_exec(
+                    &id2,
+                    bollard::exec::CreateExecOptions {
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        cmd: Some(cmd),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+                self.api.start_exec(&exec.id, None).await?
+            {
+                while let Some(item) = output.next().await {
+                    match item? {
+                        bollard::container::LogOutput::StdErr { message } => {
+                            stderr.extend_from_slice(&message)
+                        }
+                        other => stdout.extend_from_slice(&other.into_bytes()),
+                    }
+                }
+            }
+            let info = self.api.inspect_exec(&exec.id).await?;
+            Ok::<_, bollard::errors::Error>(Output {
+                status: ExitStatus(info.exit_code.unwrap_or(-1)),
+                stdout,
+                stderr,
+            })
+        };
+        match self.with_deadline(timeout, fut) {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(e)) => Err(map_err(&format!("exec {what}"), e)),
+            Err(_) => Err(Error::Timeout {
+                what: format!("exec {what} to finish"),
+                timeout,
+                tail: String::new(),
+            }),
+        }
+    }
+
+    /// Removes a container, killing it first if it runs.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let id2 = id.to_string();
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.call(
+            &format!("remove container {id}"),
+            REQUEST_TIMEOUT,
+            |api| async move { api.remove_container(&id2, Some(opts)).await },
+        ) {
+            Err(Error::Docker { message, .. }) if message.contains("No such container") => Ok(()),
+            r => r,
+        }
+    }
+
+    /// All containers (running or not) that carry label `key=value`.
+    pub fn list_by_label(&self, key: &str, value: Option<&str>) -> Result<Vec<ContainerSummary>> {
+        let filter = match value {
+            Some(v) => format!("{key}={v}"),
+            None => key.to_string(),
+        };
+        let filters = HashMap::from([("label".to_string(), vec![filter.clone()])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.call(
+            &format!("list containers labelled {filter}"),
+            REQUEST_TIMEOUT,
+            |api| async move { api.list_containers(Some(opts)).await },
+        )
+    }
+}
+
+fn map_err(context: &str, e: bollard::errors::Error) -> Error {
+    let message = match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            format!("{message} (HTTP {status_code})")
+        }
+        other => other.to_string(),
+    };
+    Error::Docker {
+        context: context.to_string(),
+        message,
+    }
+}
+
+/// A container that is removed when closed or dropped. Its logs are written
+/// to `log` (debug) and, if given, to a file when it is closed.
+pub struct Container {
+    docker: Arc<Docker>,
+    id: String,
+    name: String,
+    log_file: Option<PathBuf>,
+    /// Whether a non-zero exit before close is a failure worth reporting.
+    expect_clean_exit: bool,
+    closed: bool,
+}
+
+impl Container {
+    /// Creates and starts a container from `spec`.
+    pub fn run(
+        docker: &Arc<Docker>,
+        spec: &ContainerSpec,
+        log_file: Option<&Path>,
+    ) -> Result<Self> {
+        let id = docker.create(spec)?;
+        let c = Container {
+            docker: Arc::clone(docker),
+            id,
+            name: spec.name.clone(),
+            log_file: log_file.map(Path::to_path_buf),
+            expect_clean_exit: false,
+            closed: false,
+        };
+        docker.start(&c.id)?;
+        log::debug!(
+            "started container {} ({}) from {}",
+            c.name,
+            short(&c.id),
+            spec.image
+        );
+        Ok(c)
+    }
+
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The container's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The client this container belongs to.
+    pub fn docker(&self) -> &Arc<Docker> {
+        &self.docker
+    }
+
+    /// The host PID of its first process (it must be running).
+    pub fn pid(&self) -> Result<i32> {
+        self.docker.pid(&self.id)
+    }
+
+    /// Runs a program inside it.
+    pub fn exec(&self, cmd: &[&str], timeout: Duration) -> Result<Output> {
+        self.docker.exec(&self.id, cmd, timeout)
+    }
+
+    /// Fails with its last log lines if it is no longer running.
+    pub fn ensure_running(&self) -> Result<()> {
+        let (running, status) = self.docker.state(&self.id)?;
+        if running {
+            return Ok(());
+        }
+        Err(Error::CommandFailed {
+            what: format!("container {} exited early", self.name),
+            status: status.to_string(),
+            output: self
+                .docker
+                .logs(&self.id)
+                .map(|o| o.tail())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Waits for it to exit; returns its status and output.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Output> {
+        let status = self.docker.wait(&self.id, timeout)?;
+        let mut out = self.docker.logs(&self.id)?;
+        out.status = status;
+        self.expect_clean_exit = true;
+        Ok(out)
+    }
+
+    fn save_logs(&self) -> Result<Output> {
+        let out = self.docker.logs(&self.id)?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            log::debug!("[{}] {}", self.name, line);
+        }
+        for line in String::from_utf8_lossy(&out.stderr).lines() {
+            log::debug!("[{} stderr] {}", self.name, line);
+        }
+        if let Some(path) = &self.log_file {
+            let mut all = out.stdout.clone();
+            all.extend_from_slice(&out.stderr);
+            std::fs::write(path, all)
+                .map_err(|e| Error::io(format!("write container log {}", path.display()), e))?;
+        }
+        Ok(out)
+    }
+
+    /// Stops it (SIGKILL if still running), saves its logs, removes it.
+    /// Returns an error if it had exited on its own with a non-zero code, or
+    /// if the engine failed to remove it.
+    pub fn close(mut self) -> Result<()> {
+        self.closed = true;
+        let (running, status) = self.docker.state(&self.id)?;
+        if running {
+            self.docker.kill(&self.id, "SIGKILL").or_else(|e| match e {
+                // It may have exited between the inspect and the kill.
+                Error::Docker { ref message, .. } if message.contains("is not running") => Ok(()),
+                e => Err(e),
+            })?;
+        }
+        let logs = self.save_logs();
+        self.docker.remove(&self.id)?;
+        log::debug!("removed container {}", self.name);
+        let logs = logs?;
+        if !running && !status.success() && !self.expect_clean_exit {
+            return Err(Error::CommandFailed {
+                what: format!("container {}", self.name),
+                status: status.to_string(),
+                output: logs.tail(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.save_logs();
+            if let Err(e) = self.docker.remove(&self.id) {
+                log::warn!("cannot remove container {}: {e}", self.name);
+            }
+        }
+    }
+}
+
+/// The first 12 characters of a container id.
+pub(crate) fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_names_signals() {
+        assert_eq!(ExitStatus(137).to_string(), "killed by SIGKILL");
+        assert_eq!(ExitStatus(143).to_string(), "killed by SIGTERM");
+        assert_eq!(ExitStatus(1).to_string(), "exit code 1");
+        assert!(ExitStatus(0).success());
+    }
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        assert_eq!(tail_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail_lines("a", 5), "a");
+    }
+}

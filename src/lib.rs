@@ -1,0 +1,15 @@
+//! # alpy: a test harness for network virtual appliances
+//!
+//! alpy boots the device under test (DUT) in QEMU, gives each of its network
+//! links a Docker "node" container whose network namespace holds the other
+//! end of the link, runs traffic containers in those namespaces, drives
+//! QEMU over QMP, talks to the serial console expect-style, captures every
+//! frame to pcap and leaves nothing behind.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod logging;
+
+pub use error::{Error, Result};
+pub mod docker;
+pub mod run;

@@ -1,0 +1,327 @@
+//! Logging: one call sets up `log` for a test program, full debug logs go to
+//! files, and [`Step`] prints alpy's familiar `Create nodes...` /
+//! `Create nodes... done (0.12 s)` lines.
+//!
+//! The terminal gets `info` and above (or what `RUST_LOG` says); every file
+//! sink added with [`add_file_sink`] gets the full `debug` log of alpy, with
+//! time stamps and thread names, so a failed CI run can be read afterwards.
+
+use std::fmt::Display;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::error::{IoContext, Result};
+
+type Sink = (u64, Box<dyn Write + Send>);
+
+struct AlpyLogger {
+    terminal: env_logger::Logger,
+    sinks: Mutex<Vec<Sink>>,
+}
+
+static LOGGER: OnceLock<&'static AlpyLogger> = OnceLock::new();
+static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
+
+/// Crates whose debug output belongs in the debug log; everything else is
+/// kept at `info` there, so HTTP client chatter does not drown the story.
+fn is_ours(target: &str) -> bool {
+    ["alpy", "carrot", "rabbit", "forward"]
+        .iter()
+        .any(|p| target.starts_with(p))
+}
+
+fn sink_wants(meta: &Metadata) -> bool {
+    meta.level() <= Level::Info || (meta.level() <= Level::Debug && is_ours(meta.target()))
+}
+
+impl Log for AlpyLogger {
+    fn enabled(&self, meta: &Metadata) -> bool {
+        self.terminal.enabled(meta) || sink_wants(meta)
+    }
+
+    fn log(&self, record: &Record) {
+        if self.terminal.enabled(record.metadata()) {
+            self.terminal.log(record);
+        }
+        if !sink_wants(record.metadata()) {
+            return;
+        }
+        let mut sinks = match self.sinks.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if sinks.is_empty() {
+            return;
+        }
+        let thread = std::thread::current();
+        let line = format!(
+            "{} {:<5} [{}] {}: {}\n",
+            timestamp(),
+            record.level(),
+            thread.name().unwrap_or("?"),
+            record.target(),
+            record.args()
+        );
+        for (_, sink) in sinks.iter_mut() {
+            // A broken debug log must never fail the test it documents.
+            let _ = sink.write_all(line.as_bytes());
+        }
+    }
+
+    fn flush(&self) {
+        self.terminal.flush();
+        if let Ok(mut sinks) = self.sinks.lock() {
+            for (_, sink) in sinks.iter_mut() {
+                let _ = sink.flush();
+            }
+        }
+    }
+}
+
+/// `HH:MM:SS.mmm` in UTC.
+fn timestamp() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let s = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Sets up logging for the process: `info` to stderr (override with
+/// `RUST_LOG`, e.g. `RUST_LOG=alpy=debug`), plus any file sinks. Calling it
+/// again is harmless; if another logger was installed first, alpy's file
+/// sinks stay silent and that logger gets everything.
+pub fn init() {
+    LOGGER.get_or_init(|| {
+        let terminal = env_logger::Builder::new()
+            .filter_level(LevelFilter::Info)
+            .parse_env(env_logger::Env::default())
+            .format_timestamp_millis()
+            .is_test(cfg!(test))
+            .build();
+        let logger: &'static AlpyLogger = Box::leak(Box::new(AlpyLogger {
+            terminal,
+            sinks: Mutex::new(Vec::new()),
+        }));
+        if log::set_logger(logger).is_ok() {
+            log::set_max_level(LevelFilter::Debug.max(logger.terminal.filter()));
+        }
+        logger
+    });
+}
+
+/// Keeps a file sink alive; dropping it stops writing to the sink.
+#[must_use = "the sink is removed when the guard is dropped"]
+pub struct SinkGuard {
+    id: u64,
+}
+
+impl Drop for SinkGuard {
+    fn drop(&mut self) {
+        if let Some(logger) = LOGGER.get() {
+            if let Ok(mut sinks) = logger.sinks.lock() {
+                if let Some(pos) = sinks.iter().position(|(id, _)| *id == self.id) {
+                    let (_, mut sink) = sinks.remove(pos);
+                    let _ = sink.flush();
+                }
+            }
+        }
+    }
+}
+
+/// Writes the full debug log to `path` (appending) while the guard lives.
+/// Calls [`init`] first.
+pub fn add_file_sink(path: &Path) -> Result<SinkGuard> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .context(|| format!("open debug log {}", path.display()))?;
+    Ok(add_writer_sink(Box::new(file)))
+}
+
+/// Sends the full debug log to any writer while the guard lives (tests use it
+/// to capture what alpy logs). Calls [`init`] first.
+pub fn add_writer_sink(writer: Box<dyn Write + Send>) -> SinkGuard {
+    init();
+    let id = NEXT_SINK.fetch_add(1, Ordering::Relaxed);
+    if let Some(logger) = LOGGER.get() {
+        if let Ok(mut sinks) = logger.sinks.lock() {
+            sinks.push((id, writer));
+        }
+    }
+    SinkGuard { id }
+}
+
+/// A logged step: `Create nodes...` when it starts, then
+/// `Create nodes... done (0.12 s)` from [`Step::done`], or
+/// `Create nodes... failed (0.12 s): why` from [`Step::failed`] or when it is
+/// dropped unfinished (an early `?` return or a panic).
+pub struct Step {
+    what: String,
+    started: Instant,
+    finished: bool,
+}
+
+impl Step {
+    /// Logs `what...` and starts the clock.
+    pub fn start(what: impl Into<String>) -> Self {
+        let what = what.into();
+        log::info!(target: "alpy::step", "{what}...");
+        Step {
+            what,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    /// Logs `what... done (N.NN s)` and returns the duration.
+    pub fn done(mut self) -> Duration {
+        self.finished = true;
+        let took = self.started.elapsed();
+        log::info!(target: "alpy::step", "{}", done_line(&self.what, took));
+        took
+    }
+
+    /// Logs `what... failed (N.NN s): why` and returns the duration.
+    pub fn failed(mut self, why: &dyn Display) -> Duration {
+        self.finished = true;
+        let took = self.started.elapsed();
+        log::error!(target: "alpy::step", "{}", failed_line(&self.what, took, Some(why)));
+        took
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if !self.finished {
+            let took = self.started.elapsed();
+            log::error!(target: "alpy::step", "{}", failed_line(&self.what, took, None));
+        }
+    }
+}
+
+/// Runs `f` as a [`Step`]: `done` on `Ok`, `failed` with the error on `Err`.
+pub fn step<T, E: Display>(
+    what: impl Into<String>,
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let s = Step::start(what);
+    match f() {
+        Ok(v) => {
+            s.done();
+            Ok(v)
+        }
+        Err(e) => {
+            s.failed(&e);
+            Err(e)
+        }
+    }
+}
+
+fn done_line(what: &str, took: Duration) -> String {
+    format!("{what}... done ({:.2} s)", took.as_secs_f64())
+}
+
+fn failed_line(what: &str, took: Duration, why: Option<&dyn Display>) -> String {
+    match why {
+        Some(why) => format!("{what}... failed ({:.2} s): {why}", took.as_secs_f64()),
+        None => format!("{what}... failed ({:.2} s)", took.as_secs_f64()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn captured(buf: &Shared, marker: &str) -> Vec<String> {
+        String::from_utf8_lossy(&buf.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(marker))
+            .map(|l| l.split_once("alpy::step: ").map_or(l, |x| x.1).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn step_logs_start_and_done() {
+        let buf = Shared::default();
+        let _g = add_writer_sink(Box::new(buf.clone()));
+        step("Create nodes (done test)", || Ok::<_, String>(())).unwrap();
+        let lines = captured(&buf, "(done test)");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "Create nodes (done test)...");
+        assert!(
+            lines[1].starts_with("Create nodes (done test)... done (") && lines[1].ends_with(" s)"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn step_logs_failure_with_reason() {
+        let buf = Shared::default();
+        let _g = add_writer_sink(Box::new(buf.clone()));
+        let r: std::result::Result<(), String> =
+            step("Start QEMU (failed test)", || Err("no kernel".to_string()));
+        assert!(r.is_err());
+        let lines = captured(&buf, "(failed test)");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].starts_with("Start QEMU (failed test)... failed (")
+                && lines[1].ends_with(" s): no kernel"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn dropped_step_logs_failed() {
+        let buf = Shared::default();
+        let _g = add_writer_sink(Box::new(buf.clone()));
+        {
+            let _s = Step::start("Resume (drop test)");
+        }
+        let lines = captured(&buf, "(drop test)");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].starts_with("Resume (drop test)... failed ("),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn line_format() {
+        assert_eq!(
+            done_line("Create nodes", Duration::from_millis(120)),
+            "Create nodes... done (0.12 s)"
+        );
+        assert_eq!(
+            failed_line("Create nodes", Duration::from_millis(5), Some(&"boom")),
+            "Create nodes... failed (0.01 s): boom"
+        );
+    }
+}
