@@ -9,7 +9,12 @@
 
 pub mod error;
 pub mod logging;
+pub mod qemu;
+pub mod qemu_process;
+pub mod qmp;
 
 pub use error::{Error, Result};
+pub mod console;
 pub mod docker;
+pub mod remote_shell;
 pub mod run;

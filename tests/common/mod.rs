@@ -24,3 +24,37 @@ pub fn spec(image: &str, suffix: &str, cmd: &[&str]) -> ContainerSpec {
         ..Default::default()
     }
 }
+
+/// The test guest built by `images/guest/build`: (kernel, initrd).
+pub fn guest() -> (std::path::PathBuf, std::path::PathBuf) {
+    let cache = std::env::var_os("ALPY_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|x| std::path::PathBuf::from(x).join("alpy"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/alpy"))
+        })
+        .expect("HOME or ALPY_CACHE");
+    let dir = cache.join("guest");
+    let k = dir.join("vmlinuz");
+    let i = dir.join("initrd.img");
+    assert!(
+        k.is_file() && i.is_file(),
+        "test guest missing in {}: run scripts/setup",
+        dir.display()
+    );
+    (k, i)
+}
+
+/// The prompt of the test guest's shell.
+pub const GUEST_PROMPT: &str = "guest# ";
+
+/// A fresh artifacts directory for one test.
+pub fn artifacts(name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("alpy-tests")
+        .join(format!("{name}-{}", RunId::new()));
+    std::fs::create_dir_all(&dir).expect("create artifacts dir");
+    dir
+}

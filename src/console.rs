@@ -1,0 +1,483 @@
+//! An expect engine over the serial console.
+//!
+//! A reader thread appends every byte it receives to a buffer and wakes the
+//! waiters at once (a condvar; no polling sleeps). Patterns are exact bytes
+//! or `regex::bytes` regexes, so non-UTF-8 bytes and ANSI sequences never
+//! break matching. Every byte is logged line by line, escaped
+//! (`< "login: "`, `> "root\n"`), and written raw to a transcript file.
+//!
+//! The names follow rexpect: [`Console::send_line`], [`Console::exp_string`],
+//! [`Console::exp_regex`], [`Console::exp_any`].
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use regex::bytes::Regex;
+
+use crate::error::{Error, Result};
+
+/// The default deadline of an `exp_*` call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of history kept for timeout errors.
+const HISTORY: usize = 16 * 1024;
+/// Lines of history a timeout error shows.
+const TAIL_LINES: usize = 20;
+
+/// A match inside the buffer: start, end, capture groups.
+type Found = (usize, usize, Vec<Option<Vec<u8>>>);
+
+/// Something to wait for on the console.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// These exact bytes.
+    Exact(Vec<u8>),
+    /// A bytes regex.
+    Regex(Regex),
+}
+
+impl Pattern {
+    /// An exact-bytes pattern.
+    pub fn exact(s: impl AsRef<[u8]>) -> Self {
+        Pattern::Exact(s.as_ref().to_vec())
+    }
+
+    /// A regex pattern (bytes semantics; `(?-u)` is not needed for ASCII).
+    pub fn regex(re: &str) -> Result<Self> {
+        Regex::new(re)
+            .map(Pattern::Regex)
+            .map_err(|e| Error::Config(format!("bad console regex {re:?}: {e}")))
+    }
+
+    /// Finds the first match: (start, end, captures).
+    fn find(&self, hay: &[u8]) -> Option<Found> {
+        match self {
+            Pattern::Exact(needle) => {
+                if needle.is_empty() {
+                    return Some((0, 0, vec![Some(Vec::new())]));
+                }
+                hay.windows(needle.len())
+                    .position(|w| w == needle.as_slice())
+                    .map(|p| (p, p + needle.len(), vec![Some(needle.clone())]))
+            }
+            Pattern::Regex(re) => re.captures(hay).map(|c| {
+                let m = c.get(0).map(|m| (m.start(), m.end())).unwrap_or((0, 0));
+                let caps = c.iter().map(|g| g.map(|g| g.as_bytes().to_vec())).collect();
+                (m.0, m.1, caps)
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Pattern::Exact(b) => format!("\"{}\"", b.escape_ascii()),
+            Pattern::Regex(r) => format!("regex /{}/", r.as_str()),
+        }
+    }
+}
+
+/// What an `exp_*` call found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// The bytes before the match (consumed with it).
+    pub before: Vec<u8>,
+    /// The matched bytes.
+    pub matched: Vec<u8>,
+    /// Capture groups (group 0 is the whole match); `None` where a group
+    /// did not take part.
+    pub captures: Vec<Option<Vec<u8>>>,
+}
+
+impl Match {
+    /// `before` as lossy UTF-8.
+    pub fn before_str(&self) -> String {
+        String::from_utf8_lossy(&self.before).into_owned()
+    }
+
+    /// Capture group `i` as lossy UTF-8.
+    pub fn group(&self, i: usize) -> Option<String> {
+        self.captures
+            .get(i)?
+            .as_ref()
+            .map(|g| String::from_utf8_lossy(g).into_owned())
+    }
+}
+
+struct State {
+    /// Received, not yet consumed by a match.
+    pending: Vec<u8>,
+    /// The last bytes received, for error messages.
+    history: VecDeque<u8>,
+    /// Why the reader stopped, once it has.
+    closed: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    arrived: Condvar,
+}
+
+fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An expect-style serial console.
+pub struct Console {
+    name: String,
+    writer: UnixStream,
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+    transcript: Option<Arc<Mutex<File>>>,
+    timeout: Duration,
+}
+
+impl Console {
+    /// Attaches to a connected console stream. `name` prefixes log lines;
+    /// `transcript`, if given, receives every byte read, raw.
+    pub fn new(stream: UnixStream, name: &str, transcript: Option<&Path>) -> Result<Console> {
+        let reader_stream = stream
+            .try_clone()
+            .map_err(|e| Error::io("clone the console socket", e))?;
+        let transcript = match transcript {
+            Some(p) => Some(Arc::new(Mutex::new(File::create(p).map_err(|e| {
+                Error::io(format!("create console transcript {}", p.display()), e)
+            })?))),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                history: VecDeque::new(),
+                closed: None,
+            }),
+            arrived: Condvar::new(),
+        });
+        let reader = {
+            let shared = Arc::clone(&shared);
+            let transcript = transcript.clone();
+            let name = name.to_string();
+            std::thread::Builder::new()
+                .name(format!("console-{name}"))
+                .spawn(move || read_loop(reader_stream, &shared, transcript, &name))
+                .map_err(|e| Error::io("spawn the console reader", e))?
+        };
+        Ok(Console {
+            name: name.to_string(),
+            writer: stream,
+            shared,
+            reader: Some(reader),
+            transcript,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Sets the default deadline of `exp_*` calls.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The default deadline of `exp_*` calls.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends bytes as they are.
+    pub fn send(&mut self, data: impl AsRef<[u8]>) -> Result<()> {
+        let data = data.as_ref();
+        log_lines(&self.name, '>', data);
+        self.writer
+            .write_all(data)
+            .map_err(|e| Error::io(format!("write to console {}", self.name), e))
+    }
+
+    /// Sends a line (appends `\n`).
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        let mut data = Vec::with_capacity(line.len() + 1);
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+        self.send(data)
+    }
+
+    /// Sends a control character: `c` for Ctrl-C, `d` for Ctrl-D.
+    pub fn send_control(&mut self, c: char) -> Result<()> {
+        let b = (c.to_ascii_lowercase() as u8).wrapping_sub(b'a') + 1;
+        self.send([b])
+    }
+
+    /// Waits for `s` with the default deadline.
+    pub fn exp_string(&mut self, s: &str) -> Result<Match> {
+        self.expect(&Pattern::exact(s), self.timeout)
+    }
+
+    /// Waits for regex `re` with the default deadline.
+    pub fn exp_regex(&mut self, re: &str) -> Result<Match> {
+        self.expect(&Pattern::regex(re)?, self.timeout)
+    }
+
+    /// Waits for one pattern with a given deadline.
+    pub fn expect(&mut self, pattern: &Pattern, timeout: Duration) -> Result<Match> {
+        self.exp_any(std::slice::from_ref(pattern), timeout)
+            .map(|(_, m)| m)
+    }
+
+    /// Waits for whichever pattern matches first (earliest in the stream;
+    /// on a tie, the first in `patterns`) and says which.
+    pub fn exp_any(&mut self, patterns: &[Pattern], timeout: Duration) -> Result<(usize, Match)> {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.shared);
+        loop {
+            let best = patterns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.find(&st.pending).map(|m| (i, m)))
+                .min_by_key(|(i, (start, _, _))| (*start, *i));
+            if let Some((i, (start, end, captures))) = best {
+                let consumed: Vec<u8> = st.pending.drain(..end).collect();
+                return Ok((
+                    i,
+                    Match {
+                        before: consumed[..start].to_vec(),
+                        matched: consumed[start..].to_vec(),
+                        captures,
+                    },
+                ));
+            }
+            let what = || {
+                let names: Vec<String> = patterns.iter().map(Pattern::describe).collect();
+                format!("{} on console {}", names.join(" or "), self.name)
+            };
+            if let Some(why) = &st.closed {
+                return Err(Error::Timeout {
+                    what: format!("{} (the console closed: {why})", what()),
+                    timeout: Duration::ZERO,
+                    tail: history_tail(&st.history),
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout {
+                    what: what(),
+                    timeout,
+                    tail: history_tail(&st.history),
+                });
+            }
+            st = self
+                .shared
+                .arrived
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Drops whatever was received and not yet matched; returns it.
+    pub fn discard_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut lock(&self.shared).pending)
+    }
+
+    /// The last lines received, escaped (what a timeout error shows).
+    pub fn tail(&self) -> String {
+        history_tail(&lock(&self.shared).history)
+    }
+
+    /// Stops the reader and flushes the transcript.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let _ = self.writer.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        if let Some(t) = &self.transcript {
+            t.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .flush()
+                .map_err(|e| Error::io("flush the console transcript", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::warn!(target: "alpy::console", "console {}: {e}", self.name);
+        }
+    }
+}
+
+fn read_loop(
+    mut stream: UnixStream,
+    shared: &Shared,
+    transcript: Option<Arc<Mutex<File>>>,
+    name: &str,
+) {
+    let mut chunk = [0u8; 8192];
+    let mut line: Vec<u8> = Vec::new();
+    let why = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break "end of stream".to_string(),
+            Ok(n) => {
+                let data = &chunk[..n];
+                if let Some(t) = &transcript {
+                    let _ = t.lock().unwrap_or_else(|p| p.into_inner()).write_all(data);
+                }
+                {
+                    let mut st = lock(shared);
+                    st.pending.extend_from_slice(data);
+                    st.history.extend(data.iter().copied());
+                    let excess = st.history.len().saturating_sub(HISTORY);
+                    st.history.drain(..excess);
+                }
+                shared.arrived.notify_all();
+                // Log complete lines; a partial line (a prompt) is logged
+                // once no more bytes are immediately at hand.
+                line.extend_from_slice(data);
+                while let Some(p) = line.iter().position(|&b| b == b'\n') {
+                    let l: Vec<u8> = line.drain(..=p).collect();
+                    log_one(name, '<', &l);
+                }
+                if !line.is_empty() && n < chunk.len() {
+                    log_one(name, '<', &line);
+                    line.clear();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break e.to_string(),
+        }
+    };
+    if !line.is_empty() {
+        log_one(name, '<', &line);
+    }
+    log::debug!(target: "alpy::console", "[{name}] reader stopped: {why}");
+    lock(shared).closed = Some(why);
+    shared.arrived.notify_all();
+}
+
+fn log_lines(name: &str, dir: char, data: &[u8]) {
+    for l in data.split_inclusive(|&b| b == b'\n') {
+        log_one(name, dir, l);
+    }
+}
+
+fn log_one(name: &str, dir: char, data: &[u8]) {
+    log::debug!(target: "alpy::console", "[{name}] {dir} \"{}\"", data.escape_ascii());
+}
+
+/// The last lines of the history, escaped so that control bytes show.
+fn history_tail(history: &VecDeque<u8>) -> String {
+    let bytes: Vec<u8> = history.iter().copied().collect();
+    let text: Vec<String> = bytes
+        .split(|&b| b == b'\n')
+        .map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            l.escape_ascii().to_string()
+        })
+        .collect();
+    let start = text.len().saturating_sub(TAIL_LINES);
+    text[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Console, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (Console::new(a, "test", None).unwrap(), b)
+    }
+
+    #[test]
+    fn pattern_split_across_reads() {
+        let (mut c, mut peer) = pair();
+        let t = std::thread::spawn(move || {
+            for part in [&b"boot...\r\nrabbit lo"[..], b"gin", b": "] {
+                peer.write_all(part).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peer
+        });
+        let m = c.exp_string("login: ").unwrap();
+        assert_eq!(m.before, b"boot...\r\nrabbit ");
+        assert_eq!(m.matched, b"login: ");
+        drop(t.join().unwrap());
+    }
+
+    #[test]
+    fn regex_captures_and_consumption() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(b"rc=17\nrc=3\n").unwrap();
+        let m = c.exp_regex(r"rc=(\d+)\n").unwrap();
+        assert_eq!(m.group(1).as_deref(), Some("17"));
+        let m = c.exp_regex(r"rc=(\d+)\n").unwrap();
+        assert_eq!(m.group(1).as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn exp_any_takes_the_earliest() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(b"xx Password: yy login: ").unwrap();
+        let pats = [Pattern::exact("login: "), Pattern::exact("Password: ")];
+        let (i, m) = c.exp_any(&pats, Duration::from_secs(2)).unwrap();
+        assert_eq!(i, 1);
+        assert_eq!(m.before, b"xx ");
+        let (i, _) = c.exp_any(&pats, Duration::from_secs(2)).unwrap();
+        assert_eq!(i, 0);
+    }
+
+    #[test]
+    fn non_utf8_and_ansi_do_not_break_matching() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(b"\xff\xfe\x1b[6n\x1b[1;32mguest# \x1b[0m")
+            .unwrap();
+        let m = c.exp_string("guest# ").unwrap();
+        assert_eq!(m.before, b"\xff\xfe\x1b[6n\x1b[1;32m");
+    }
+
+    #[test]
+    fn timeout_shows_the_tail() {
+        let (mut c, mut peer) = pair();
+        let lines: String = (0..30).map(|i| format!("line {i}\r\n")).collect();
+        peer.write_all(lines.as_bytes()).unwrap();
+        peer.write_all(b"no prompt\x1b[0m").unwrap();
+        let err = c
+            .expect(&Pattern::exact("login:"), Duration::from_millis(200))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"login:\" on console test"), "{msg}");
+        assert!(msg.contains("line 29\nno prompt\\x1b[0m"), "{msg}");
+        assert!(!msg.contains("line 5\n"), "only the tail is shown: {msg}");
+    }
+
+    #[test]
+    fn closed_console_fails_fast() {
+        let (mut c, peer) = pair();
+        drop(peer);
+        let t0 = Instant::now();
+        let err = c.exp_string("never").unwrap_err();
+        assert!(err.to_string().contains("console closed"), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn transcript_holds_raw_bytes() {
+        let dir = std::env::temp_dir().join(format!("alpy-console-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("console.log");
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut c = Console::new(a, "t", Some(&path)).unwrap();
+        b.write_all(b"raw \xff bytes\n").unwrap();
+        c.exp_string("bytes\n").unwrap();
+        drop(b);
+        c.close().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"raw \xff bytes\n");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,189 @@
+//! A remote shell on the serial console: run programs and get their exit
+//! codes and output, upload text and binary files, upload and run scripts.
+//!
+//! [`RemoteShell::attach`] turns terminal echo off (which also turns off
+//! busybox's and bash's line editing, so long lines are never wrapped or
+//! redrawn) and sets a private prompt. Each command is followed by a marker
+//! carrying its exit code, so output and status are read exactly.
+
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::console::{Console, Pattern};
+use crate::error::{Error, Result};
+use crate::run::RunId;
+
+/// Output and exit code of a command run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// The exit code.
+    pub code: i32,
+    /// Everything the command printed (stdout and stderr), with `\r\n`
+    /// turned into `\n`.
+    pub output: String,
+}
+
+/// A shell on a console. Borrow the console for as long as you use it.
+pub struct RemoteShell<'c> {
+    console: &'c mut Console,
+    prompt: String,
+    timeout: Duration,
+}
+
+/// Bytes of binary payload per here-document line (base64 of 57 bytes is a
+/// 76-character line, well under the tty's 4095-byte line limit).
+const B64_CHUNK: usize = 57 * 64;
+
+impl<'c> RemoteShell<'c> {
+    /// Takes over a shell that is at its prompt: turns echo off and sets a
+    /// private prompt, then waits for that prompt.
+    pub fn attach(console: &'c mut Console) -> Result<Self> {
+        let tag = RunId::new();
+        let prompt = format!("@alpy-{tag}# ");
+        let timeout = console.timeout();
+        // The prompt is split by quotes in what we type, so the terminal's
+        // echo of this line can never match it.
+        console.send_line(&format!(
+            "stty -echo 2>/dev/null; set +o emacs +o vi 2>/dev/null; PS2=''; PS1='@alpy-{tag}''# '"
+        ))?;
+        console.expect(&Pattern::exact(&prompt), timeout)?;
+        Ok(RemoteShell {
+            console,
+            prompt,
+            timeout,
+        })
+    }
+
+    /// Sets the deadline for each command.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The console underneath.
+    pub fn console(&mut self) -> &mut Console {
+        self.console
+    }
+
+    /// Runs a shell command line and returns its exit code and output.
+    pub fn run(&mut self, command: &str) -> Result<CommandOutput> {
+        self.run_with_timeout(command, self.timeout)
+    }
+
+    /// [`RemoteShell::run`] with its own deadline.
+    pub fn run_with_timeout(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput> {
+        if command.contains('\n') {
+            return Err(Error::Config(
+                "run() takes one command line; upload a script for more".into(),
+            ));
+        }
+        // `%d` where the marker expects digits: the command line itself can
+        // never match the marker.
+        self.console
+            .send_line(&format!("{command}; printf '\\n@rc@%d@rc@\\n' \"$?\""))?;
+        let done = self
+            .console
+            .expect(&Pattern::regex(r"\r?\n@rc@(\d+)@rc@\r?\n")?, timeout)?;
+        self.console
+            .expect(&Pattern::exact(&self.prompt), timeout)?;
+        let code = done
+            .group(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| Error::Config("bad exit code marker".into()))?;
+        Ok(CommandOutput {
+            code,
+            output: done.before_str().replace("\r\n", "\n"),
+        })
+    }
+
+    /// Runs a command and fails unless it exits 0.
+    pub fn run_checked(&mut self, command: &str) -> Result<String> {
+        let out = self.run(command)?;
+        if out.code != 0 {
+            return Err(Error::CommandFailed {
+                what: format!("{command:?} in the guest"),
+                status: format!("exit code {}", out.code),
+                output: crate::docker::tail_lines(&out.output, 20),
+            });
+        }
+        Ok(out.output)
+    }
+
+    /// Writes `text` to `path` in the guest with a here-document. Text with
+    /// control characters (which the terminal would interpret) is sent as
+    /// binary instead.
+    pub fn upload_text(&mut self, path: &str, text: &str) -> Result<()> {
+        let has_controls = text
+            .bytes()
+            .any(|b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f);
+        let has_long_line = text.lines().any(|l| l.len() > 1000);
+        if has_controls || has_long_line {
+            return self.upload_binary(path, text.as_bytes());
+        }
+        let delim = format!("ALPY_EOF_{}", RunId::new());
+        // `head -c` keeps the exact size: the here-document always adds a
+        // final newline.
+        let mut body = format!(
+            "head -c {} > {} <<'{delim}'\n",
+            text.len(),
+            shell_quote(path)
+        );
+        body.push_str(text);
+        if !text.ends_with('\n') {
+            body.push('\n');
+        }
+        body.push_str(&delim);
+        self.send_script_and_check(&body, &format!("upload of {path}"))
+    }
+
+    /// Writes `data` to `path` in the guest, base64-encoded in transit.
+    pub fn upload_binary(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        let delim = format!("ALPY_EOF_{}", RunId::new());
+        let mut body = format!("base64 -d > {} <<'{delim}'\n", shell_quote(path));
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for chunk in data.chunks(B64_CHUNK) {
+            let enc = b64.encode(chunk);
+            for line in enc.as_bytes().chunks(76) {
+                body.push_str(std::str::from_utf8(line).unwrap_or_default());
+                body.push('\n');
+            }
+        }
+        body.push_str(&delim);
+        self.send_script_and_check(&body, &format!("upload of {path}"))
+    }
+
+    /// Sends a multi-line shell text, then checks its exit code.
+    fn send_script_and_check(&mut self, body: &str, what: &str) -> Result<()> {
+        let timeout = self.timeout.max(Duration::from_secs(60));
+        self.console.send(body.as_bytes())?;
+        self.console.send("\n")?;
+        // The here-document command prints the prompt when it finishes.
+        self.console
+            .expect(&Pattern::exact(&self.prompt), timeout)?;
+        let out = self.run("echo $?")?;
+        match out.output.trim() {
+            "0" => Ok(()),
+            code => Err(Error::CommandFailed {
+                what: what.to_string(),
+                status: format!("exit code {code}"),
+                output: String::new(),
+            }),
+        }
+    }
+
+    /// Uploads `script` to a temporary file and runs it with `sh`, passing
+    /// `args` (shell-quoted).
+    pub fn upload_and_run(&mut self, script: &str, args: &[&str]) -> Result<CommandOutput> {
+        let path = format!("/tmp/alpy-script-{}.sh", RunId::new());
+        self.upload_text(&path, script)?;
+        let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+        let out = self.run(&format!("sh {path} {}", quoted.join(" ")))?;
+        self.run(&format!("rm -f {path}"))?;
+        Ok(out)
+    }
+}
+
+/// Quotes a word for the guest's shell.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

@@ -1,0 +1,243 @@
+//! The VM side against real QEMU and the test guest: QMP, console, remote
+//! shell, uploads, power-off, start-up errors, and death with the harness.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alpy::console::Console;
+use alpy::qemu::QemuConfig;
+use alpy::qemu_process::QemuProcess;
+use alpy::remote_shell::RemoteShell;
+use sha2::{Digest, Sha256};
+
+fn guest_config(dir: &Path) -> QemuConfig {
+    let (kernel, initrd) = common::guest();
+    QemuConfig {
+        kernel: Some(kernel),
+        initrd: Some(initrd),
+        append: Some("console=ttyS0 quiet panic=-1".into()),
+        serial_log: Some(dir.join("console-qemu.log")),
+        extra_args: vec!["-no-reboot".into()],
+        ..Default::default()
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+#[test]
+fn boot_shell_uploads_and_poweroff() {
+    alpy::logging::init();
+    let dir = common::artifacts("vm-boot");
+    let mut qemu = QemuProcess::start(
+        &guest_config(&dir),
+        &dir.join("qemu.log"),
+        Duration::from_secs(10),
+    )
+    .expect("QEMU starts");
+    assert_eq!(
+        qemu.qmp().query_status().unwrap(),
+        "prelaunch",
+        "started paused"
+    );
+    let serial = qemu.take_serial().unwrap();
+    let mut console = Console::new(serial, "guest", Some(&dir.join("console.log"))).unwrap();
+    console.set_timeout(Duration::from_secs(120));
+    qemu.qmp().cont().unwrap();
+    assert_eq!(qemu.qmp().query_status().unwrap(), "running");
+    console
+        .exp_string(common::GUEST_PROMPT)
+        .expect("shell prompt");
+
+    let mut sh = RemoteShell::attach(&mut console).unwrap();
+    let out = sh.run("echo hello; echo err >&2").unwrap();
+    assert_eq!(out.code, 0);
+    assert_eq!(out.output, "hello\nerr\n");
+    assert_eq!(sh.run("true").unwrap().code, 0);
+    assert_eq!(sh.run("sh -c 'exit 3'").unwrap().code, 3);
+    assert_eq!(sh.run("printf 'no newline'").unwrap().output, "no newline");
+    let err = sh.run_checked("ls /no-such-dir").unwrap_err().to_string();
+    assert!(
+        err.contains("exit code 1") && err.contains("no-such-dir"),
+        "{err}"
+    );
+
+    // 64 KiB of text (lines of varied length) and 64 KiB of binary noise.
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() < 65536 {
+        text.push_str(&format!("line {i}: {}\n", "abcdefghij".repeat(i % 9)));
+        i += 1;
+    }
+    text.truncate(65536 - 1);
+    text.push('$'); // no final newline: the exact size must survive
+    sh.upload_text("/tmp/text", &text).unwrap();
+    let bin = noise(65536, 0x9e37_79b9_7f4a_7c15);
+    sh.upload_binary("/tmp/bin", &bin).unwrap();
+    let sums = sh.run_checked("sha256sum /tmp/text /tmp/bin").unwrap();
+    assert!(
+        sums.contains(&format!("{}  /tmp/text", sha256_hex(text.as_bytes()))),
+        "{sums}"
+    );
+    assert!(
+        sums.contains(&format!("{}  /tmp/bin", sha256_hex(&bin))),
+        "{sums}"
+    );
+
+    let script = "#!/bin/sh\necho \"args: $1 $2\"\nexit 7\n";
+    let out = sh.upload_and_run(script, &["a b", "c'd"]).unwrap();
+    assert_eq!((out.code, out.output.as_str()), (7, "args: a b c'd\n"));
+
+    // Power off from the console: SHUTDOWN arrives, QEMU exits 0.
+    sh.console().send_line("poweroff -f").unwrap();
+    let ev = qemu
+        .qmp()
+        .wait_event("SHUTDOWN", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(ev.data["guest"], true, "{:?}", ev.data);
+    let status = qemu.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status:?}");
+    qemu.close().expect("QEMU exited 0");
+    console.close().unwrap();
+    let transcript = std::fs::read(dir.join("console.log")).unwrap();
+    assert!(transcript.windows(5).any(|w| w == b"hello"));
+}
+
+#[test]
+fn bad_argument_quotes_qemu() {
+    alpy::logging::init();
+    let dir = common::artifacts("vm-badarg");
+    let mut cfg = guest_config(&dir);
+    cfg.extra_args.push("-no-such-option".into());
+    let err = QemuProcess::start(&cfg, &dir.join("qemu.log"), Duration::from_secs(10))
+        .err()
+        .expect("QEMU must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("invalid option") && msg.contains("-no-such-option"),
+        "{msg}"
+    );
+    assert!(msg.contains("exit code 1"), "{msg}");
+}
+
+#[test]
+fn missing_kernel_quotes_qemu() {
+    alpy::logging::init();
+    let dir = common::artifacts("vm-nokernel");
+    let mut cfg = guest_config(&dir);
+    cfg.kernel = Some(dir.join("no-such-vmlinuz"));
+    let err = QemuProcess::start(&cfg, &dir.join("qemu.log"), Duration::from_secs(10))
+        .err()
+        .expect("QEMU must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("could not open kernel file") && msg.contains("no-such-vmlinuz"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn killed_qemu_is_reported_by_name() {
+    // A killed QEMU is reported by close() as a signal, by name.
+    alpy::logging::init();
+    let dir = common::artifacts("vm-killed");
+    let mut qemu = QemuProcess::start(
+        &guest_config(&dir),
+        &dir.join("qemu.log"),
+        Duration::from_secs(10),
+    )
+    .expect("QEMU starts");
+    let pid = qemu.pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    qemu.wait_exit(Duration::from_secs(10)).unwrap();
+    let msg = qemu.close().unwrap_err().to_string();
+    assert!(msg.contains("killed by SIGKILL"), "{msg}");
+}
+
+/// Runs only as the child of `qemu_dies_with_the_test_process`: starts QEMU,
+/// prints its PID, then waits to be killed.
+#[test]
+fn child_holds_qemu() {
+    let Ok(dir) = std::env::var("ALPY_TEST_CHILD_DIR") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let qemu = QemuProcess::start(
+        &guest_config(dir),
+        &dir.join("qemu.log"),
+        Duration::from_secs(10),
+    )
+    .expect("QEMU starts");
+    println!("QEMU_PID={}", qemu.pid());
+    std::thread::sleep(Duration::from_secs(120));
+    drop(qemu);
+}
+
+#[test]
+fn qemu_dies_with_the_test_process() {
+    let dir = common::artifacts("vm-pdeathsig");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holds_qemu",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ALPY_TEST_CHILD_DIR", &dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    let pid: i32 = loop {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "child ended without starting QEMU: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(rest) = seen.split("QEMU_PID=").nth(1) {
+            if let Some(line) = rest.split('\n').next().filter(|_| rest.contains('\n')) {
+                break line.trim().parse().unwrap();
+            }
+        }
+    };
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let t0 = Instant::now();
+    // QEMU is a child of the killed process: once gone it is reaped by init.
+    while Path::new(&format!("/proc/{pid}/exe")).exists() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gone_after = t0.elapsed();
+    assert!(
+        !Path::new(&format!("/proc/{pid}/exe")).exists(),
+        "QEMU {pid} survived the SIGKILL of its test process"
+    );
+    assert!(
+        gone_after < Duration::from_secs(1),
+        "QEMU took {gone_after:?} to die"
+    );
+}
