@@ -134,6 +134,15 @@ pub struct ContainerSpec {
     pub labels: HashMap<String, String>,
     /// Run as this user (`uid[:gid]`).
     pub user: Option<String>,
+    /// Give it all capabilities and devices.
+    pub privileged: bool,
+    /// Host devices to expose (`/dev/net/tun`), read-write.
+    pub devices: Vec<String>,
+    /// Security options (`seccomp=unconfined`, ...).
+    pub security_opt: Vec<String>,
+    /// Leave `/proc` unmasked and `/proc/sys` writable (namespace helpers
+    /// that write per-namespace sysctls).
+    pub unmask_proc: bool,
 }
 
 impl Docker {
@@ -241,6 +250,20 @@ impl Docker {
                 cap_add: none_if_empty(&spec.cap_add),
                 binds: none_if_empty(&spec.binds),
                 init: Some(false),
+                privileged: Some(spec.privileged),
+                devices: (!spec.devices.is_empty()).then(|| {
+                    spec.devices
+                        .iter()
+                        .map(|d| bollard::models::DeviceMapping {
+                            path_on_host: Some(d.clone()),
+                            path_in_container: Some(d.clone()),
+                            cgroup_permissions: Some("rwm".into()),
+                        })
+                        .collect()
+                }),
+                security_opt: none_if_empty(&spec.security_opt),
+                masked_paths: spec.unmask_proc.then(Vec::new),
+                readonly_paths: spec.unmask_proc.then(Vec::new),
                 ..Default::default()
             }),
             ..Default::default()
@@ -597,19 +620,13 @@ impl Container {
         Ok(out)
     }
 
-    /// Stops it (SIGKILL if still running), saves its logs, removes it.
+    /// Saves its logs and removes it (killing it with SIGKILL if it runs).
     /// Returns an error if it had exited on its own with a non-zero code, or
     /// if the engine failed to remove it.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
         let (running, status) = self.docker.state(&self.id)?;
-        if running {
-            self.docker.kill(&self.id, "SIGKILL").or_else(|e| match e {
-                // It may have exited between the inspect and the kill.
-                Error::Docker { ref message, .. } if message.contains("is not running") => Ok(()),
-                e => Err(e),
-            })?;
-        }
+        // A forced remove kills a running container (SIGKILL) itself.
         let logs = self.save_logs();
         self.docker.remove(&self.id)?;
         log::debug!("removed container {}", self.name);

@@ -9,6 +9,8 @@
 
 pub mod error;
 pub mod logging;
+pub mod netns;
+pub mod node;
 pub mod qemu;
 pub mod qemu_process;
 pub mod qmp;

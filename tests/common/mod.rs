@@ -58,3 +58,59 @@ pub fn artifacts(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("create artifacts dir");
     dir
 }
+
+/// Copies frames between two tap fds in both directions until dropped: a
+/// wire between two nodes, without any VM.
+pub struct Shuttle {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Shuttle {
+    pub fn new(a: std::os::fd::OwnedFd, b: std::os::fd::OwnedFd) -> Shuttle {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let a2 = a.try_clone().unwrap();
+        let b2 = b.try_clone().unwrap();
+        let threads = [(a, b2), (b, a2)]
+            .into_iter()
+            .map(|(from, to)| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    use std::os::fd::AsFd;
+                    let mut buf = vec![0u8; 65536];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let mut fds = [nix::poll::PollFd::new(
+                            from.as_fd(),
+                            nix::poll::PollFlags::POLLIN,
+                        )];
+                        match nix::poll::poll(&mut fds, 100u16) {
+                            Ok(0) | Err(_) => continue,
+                            Ok(_) => {}
+                        }
+                        if let Ok(n) = nix::unistd::read(&from, &mut buf) {
+                            // A write to a tap whose link is down fails: drop the frame.
+                            let _ = nix::unistd::write(&to, &buf[..n]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Shuttle { stop, threads }
+    }
+}
+
+impl Drop for Shuttle {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A temporary directory anyone can use (tests may run as another user).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("alpy-test-{name}-{}", RunId::new()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}

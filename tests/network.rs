@@ -1,0 +1,308 @@
+//! The network side against a real Docker engine: nodes with taps born in
+//! their namespaces, addresses and routes, traffic across a wire made of two
+//! taps, app containers, impairment, link state, clean-up; and all of it
+//! again as an unprivileged user through the helper container.
+
+mod common;
+
+use std::time::Duration;
+
+use alpy::docker::Docker;
+use alpy::node::{App, Impairment, Link, NodeOptions, Nodes};
+use alpy::run::{RunId, LABEL_RUN};
+
+const TOOLS: &str = "alpy/tools";
+const APP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn create(run: &RunId, links: &[Link]) -> (std::sync::Arc<Docker>, Nodes) {
+    create_with_logs(run, links, None)
+}
+
+fn create_with_logs(
+    run: &RunId,
+    links: &[Link],
+    log_dir: Option<std::path::PathBuf>,
+) -> (std::sync::Arc<Docker>, Nodes) {
+    let docker = common::docker();
+    let opts = NodeOptions {
+        mode: None, // auto: direct as root, helper otherwise
+        log_dir,
+    };
+    let nodes = Nodes::create(&docker, run, links, &opts).expect("create nodes");
+    eprintln!("nodes created in {:?} mode", nodes.mode());
+    (docker, nodes)
+}
+
+fn sh(nodes: &Nodes, i: usize, script: &str) -> alpy::docker::Output {
+    nodes
+        .node(i)
+        .run_app(&App::new(TOOLS).cmd(["sh", "-c", script]), APP_TIMEOUT)
+        .expect("run app")
+}
+
+/// Nothing of the run is left: no container, no helper, no helper dir, no
+/// namespace (and so no tap) of its nodes.
+fn assert_gone(docker: &Docker, run: &RunId, node_pids: &[i32]) {
+    for pid in node_pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists(),
+            "node {pid} still alive"
+        );
+    }
+    let left = docker.list_by_label(LABEL_RUN, Some(run.as_str())).unwrap();
+    assert!(
+        left.is_empty(),
+        "containers left: {:?}",
+        left.iter().map(|c| &c.names).collect::<Vec<_>>()
+    );
+    assert!(
+        !std::env::temp_dir().join(run.name("net")).exists(),
+        "helper dir left"
+    );
+}
+
+#[test]
+fn three_nodes_have_their_addresses_routes_and_macs() {
+    let run = RunId::new();
+    let links = [
+        Link::new()
+            .node_addr("192.168.1.2/24")
+            .node_addr("2001:db8:1::2/64")
+            .gateway("192.168.1.1")
+            .gateway("2001:db8:1::1")
+            .mac("02:00:00:00:01:02"),
+        Link::new()
+            .node_addr("192.168.2.2/24")
+            .gateway("192.168.2.1")
+            .route("10.20.0.0/16", "192.168.2.254"),
+        Link::new().node_addr("192.168.3.2/24"),
+    ];
+    let (docker, nodes) = create(&run, &links);
+    let show = "ip -o link show eth0; ip -o addr show dev eth0; ip route; ip -6 route";
+    let out: Vec<String> = (0..3).map(|i| sh(&nodes, i, show).stdout_str()).collect();
+    for (i, o) in out.iter().enumerate() {
+        assert!(
+            o.contains("eth0: <") && o.contains(",UP"),
+            "node {i} eth0 not up:\n{o}"
+        );
+        assert!(
+            o.contains(&format!("link/ether {}", nodes.node(i).mac())),
+            "node {i} MAC:\n{o}"
+        );
+    }
+    assert_eq!(nodes.node(0).mac(), "02:00:00:00:01:02");
+    assert!(
+        out[0].contains("inet 192.168.1.2/24") && out[0].contains("inet6 2001:db8:1::2/64"),
+        "{}",
+        out[0]
+    );
+    assert!(
+        out[0].contains("default via 192.168.1.1 dev eth0"),
+        "{}",
+        out[0]
+    );
+    assert!(
+        out[0].contains("default via 2001:db8:1::1 dev eth0"),
+        "{}",
+        out[0]
+    );
+    assert!(out[1].contains("inet 192.168.2.2/24"), "{}", out[1]);
+    assert!(
+        out[1].contains("10.20.0.0/16 via 192.168.2.254 dev eth0"),
+        "{}",
+        out[1]
+    );
+    assert!(out[2].contains("inet 192.168.3.2/24"), "{}", out[2]);
+    assert!(
+        !out[2].lines().any(|l| l.starts_with("default")),
+        "{}",
+        out[2]
+    );
+    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    nodes.close().expect("close nodes");
+    assert_gone(&docker, &run, &pids);
+}
+
+fn rtt_ms(ping_output: &str) -> f64 {
+    // "rtt min/avg/max/mdev = 0.050/0.061/0.075/0.010 ms"
+    let stats = ping_output
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .unwrap_or_else(|| panic!("no rtt line in:\n{ping_output}"));
+    let nums = stats.split('=').nth(1).unwrap().trim();
+    nums.split('/').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn traffic_across_a_wire_of_two_taps() {
+    let run = RunId::new();
+    let links = [
+        Link::new().node_addr("192.168.50.1/24"),
+        Link::new().node_addr("192.168.50.2/24"),
+    ];
+    let (docker, nodes) = create(&run, &links);
+    let wire = common::Shuttle::new(
+        nodes.node(0).tap_dup().unwrap(),
+        nodes.node(1).tap_dup().unwrap(),
+    );
+
+    let ping = "ping -c 3 -i 0.2 -W 2 192.168.50.2";
+    let base = sh(&nodes, 0, ping)
+        .checked("ping across the wire")
+        .expect("ping works");
+    let base_rtt = rtt_ms(&base.stdout_str());
+
+    // Delay needs netem in the host kernel; say so clearly where it is missing.
+    let delay = Impairment {
+        delay: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    match nodes.node(0).impair(&delay) {
+        Ok(()) => {
+            let slow = sh(&nodes, 0, ping).checked("delayed ping").unwrap();
+            let slow_rtt = rtt_ms(&slow.stdout_str());
+            assert!(
+                slow_rtt >= base_rtt + 100.0,
+                "rtt {base_rtt} -> {slow_rtt} ms"
+            );
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("no netem"), "{msg}");
+            eprintln!("NOTE: delay not testable here: {msg}");
+        }
+    }
+    nodes.node(0).clear_impairment().unwrap();
+
+    nodes.node(1).set_link(false).unwrap();
+    let down = sh(&nodes, 0, "ping -c 2 -i 0.2 -W 1 192.168.50.2");
+    assert!(
+        !down.status.success(),
+        "ping with the link down must fail:\n{}",
+        down.stdout_str()
+    );
+    nodes.node(1).set_link(true).unwrap();
+    sh(&nodes, 0, ping).checked("ping after link up").unwrap();
+
+    drop(wire);
+    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    nodes.close().unwrap();
+    assert_gone(&docker, &run, &pids);
+}
+
+#[test]
+fn apps_run_to_completion_and_in_the_background() {
+    let run = RunId::new();
+    let links = [
+        Link::new().node_addr("192.168.60.1/24"),
+        Link::new().node_addr("192.168.60.2/24"),
+    ];
+    let logs = common::temp_dir("net-logs");
+    let (docker, nodes) = create_with_logs(&run, &links, Some(logs.clone()));
+
+    let out = sh(&nodes, 0, "echo out; echo err >&2; exit 4");
+    assert_eq!(out.status.code(), 4);
+    assert_eq!(out.stdout_str(), "out\n");
+    assert_eq!(out.stderr_str(), "err\n");
+    let err = out.checked("the exit-4 app").unwrap_err().to_string();
+    assert!(err.contains("exit code 4") && err.contains("err"), "{err}");
+
+    let wire = common::Shuttle::new(
+        nodes.node(0).tap_dup().unwrap(),
+        nodes.node(1).tap_dup().unwrap(),
+    );
+    let server = nodes
+        .node(1)
+        .spawn_app(&App::new(TOOLS).cmd(["iperf3", "-s", "-1"]))
+        .unwrap();
+    // The server is ready once it listens; wait for that, not for a time.
+    sh(
+        &nodes,
+        1,
+        "for i in $(seq 200); do ss -ltn | grep -q ':5201 ' && exit 0; sleep 0.05; done; exit 1",
+    )
+    .checked("iperf3 server listening")
+    .unwrap();
+    // A 1 Mbit/s limit on node0's egress shows in iperf3's figure.
+    nodes
+        .node(0)
+        .impair(&Impairment {
+            rate_kbit: Some(1000),
+            ..Default::default()
+        })
+        .unwrap();
+    let client = sh(&nodes, 0, "iperf3 -c 192.168.60.2 -t 3 -J")
+        .checked("iperf3 client")
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&client.stdout_str()).unwrap();
+    let bps = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap();
+    eprintln!("iperf3 through a 1 Mbit/s limit: {:.3} Mbit/s", bps / 1e6);
+    assert!(
+        bps > 0.5e6 && bps < 1.5e6,
+        "{bps} bit/s through a 1 Mbit/s limit"
+    );
+    let server_log = logs.join(format!("{}.log", server.name()));
+    server.close().expect("iperf3 -s -1 exits 0 after one test");
+    let log = std::fs::read_to_string(&server_log).expect("server log saved on close");
+    assert!(log.contains("Server listening on 5201"), "{log}");
+    drop(wire);
+    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    nodes.close().unwrap();
+    assert_gone(&docker, &run, &pids);
+    std::fs::remove_dir_all(&logs).ok();
+}
+
+/// The same tests as an unprivileged user in the docker group, which makes
+/// alpy take the helper-container path.
+#[test]
+fn without_root_through_the_helper() {
+    if !nix::unistd::geteuid().is_root() {
+        // Already unprivileged: the other tests of this run cover it.
+        return;
+    }
+    let user = "alpy-test";
+    let exists = std::process::Command::new("id")
+        .arg(user)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let st = std::process::Command::new("useradd")
+            .args(["--system", "--no-create-home", "--groups", "docker", user])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {user} failed");
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(&exe)
+        .args([
+            "--test-threads=2",
+            "--nocapture",
+            "--exact",
+            "three_nodes_have_their_addresses_routes_and_macs",
+            "traffic_across_a_wire_of_two_taps",
+            "apps_run_to_completion_and_in_the_background",
+        ])
+        .env("TMPDIR", "/tmp")
+        .env_remove("ALPY_NET_MODE")
+        .output()
+        .expect("run the tests as a user");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "the tests failed without root");
+    assert!(text.contains("3 passed"), "{text}");
+    assert_eq!(
+        text.matches("nodes created in Helper mode").count(),
+        3,
+        "{text}"
+    );
+}
