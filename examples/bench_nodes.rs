@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let opts = NodeOptions {
                 mode: Some(mode),
                 log_dir: None,
+                image: None,
             };
             let t0 = Instant::now();
             let nodes = Nodes::create(&docker, &run, &links, &opts)?;

@@ -155,27 +155,24 @@ impl Docker {
             .map_err(|e| Error::io("create tokio runtime for the Docker client", e))?;
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unreachable = |e: String| Error::Docker {
+            context: format!("no Docker engine answers at {host}"),
+            message: format!(
+                "{e}; start one (scripts/setup starts dockerd, or run `dockerd &` as root) \
+                 or point DOCKER_HOST at a running engine"
+            ),
+        };
         let api = rt
             .block_on(async { bollard::Docker::connect_with_defaults() })
-            .map_err(|e| Error::Docker {
-                context: format!("connect to the engine at {host}"),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| unreachable(e.to_string()))?;
         let docker = Docker { rt, api };
-        let ping = docker.call(
-            &format!("ping the engine at {host}"),
-            Duration::from_secs(10),
-            |api| async move { api.ping().await },
-        );
-        if let Err(e) = ping {
-            return Err(Error::Docker {
-                context: format!("no Docker engine answers at {host}"),
-                message: format!(
-                    "{e}; start one (scripts/setup starts dockerd, or run `dockerd &` as root) \
-                     or point DOCKER_HOST at a running engine"
-                ),
-            });
-        }
+        docker
+            .call(
+                &format!("ping the engine at {host}"),
+                Duration::from_secs(10),
+                |api| async move { api.ping().await },
+            )
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(Arc::new(docker))
     }
 

@@ -297,6 +297,9 @@ fn make_helper_dir(run: &RunId) -> Result<PathBuf> {
         .mode(0o700)
         .create(&dir)
         .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let owner = dir.join("owner");
+    std::fs::write(&owner, crate::run::owner_file_text(run))
+        .map_err(|e| Error::io(format!("write {}", owner.display()), e))?;
     let script = dir.join("mktap.py");
     std::fs::write(&script, MKTAP_PY)
         .map_err(|e| Error::io(format!("write {}", script.display()), e))?;
@@ -380,6 +383,8 @@ pub struct Nodes {
     shared: Arc<Shared>,
     nodes: Vec<Node>,
     closed: bool,
+    containers_took: Duration,
+    taps_took: Duration,
 }
 
 /// One node: a container whose namespace holds the link's tap.
@@ -399,6 +404,8 @@ pub struct NodeOptions {
     pub mode: Option<NetMode>,
     /// Where container logs go (`<name>.log`).
     pub log_dir: Option<PathBuf>,
+    /// The node image (default [`NODE_IMAGE`]).
+    pub image: Option<String>,
 }
 
 impl Nodes {
@@ -427,6 +434,7 @@ impl Nodes {
             apps: AtomicUsize::new(0),
         });
         log::debug!(target: "alpy::node", "creating {} nodes ({mode:?})", links.len());
+        let t0 = std::time::Instant::now();
         // Containers first, all at once (the helper too, if needed).
         let containers: Vec<Result<Container>> = std::thread::scope(|s| {
             let helper =
@@ -437,7 +445,7 @@ impl Nodes {
                     s.spawn(move || {
                         let name = shared.run.name(&format!("node{i}"));
                         let mut spec = shared.spec(
-                            NODE_IMAGE,
+                            opts.image.as_deref().unwrap_or(NODE_IMAGE),
                             name.clone(),
                             vec!["sleep".into(), "infinity".into()],
                         );
@@ -468,6 +476,8 @@ impl Nodes {
             shared: Arc::clone(&shared),
             nodes: Vec::new(),
             closed: false,
+            containers_took: Duration::ZERO,
+            taps_took: Duration::ZERO,
         };
         let mut first_err = None;
         for (i, c) in containers.into_iter().enumerate() {
@@ -495,10 +505,13 @@ impl Nodes {
         for n in &mut nodes.nodes {
             n.pid = n.container()?.pid()?;
         }
+        nodes.containers_took = t0.elapsed();
+        let t1 = std::time::Instant::now();
         match mode {
             NetMode::Direct => nodes.taps_direct(links)?,
             NetMode::Helper => nodes.taps_helper(links)?,
         }
+        nodes.taps_took = t1.elapsed();
         Ok(nodes)
     }
 
@@ -561,6 +574,12 @@ impl Nodes {
             node.tap = Some(fd);
         }
         Ok(())
+    }
+
+    /// How long creating the containers took, and then the taps with their
+    /// configuration.
+    pub fn timings(&self) -> (Duration, Duration) {
+        (self.containers_took, self.taps_took)
     }
 
     /// How namespace work is done for these nodes.

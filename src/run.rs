@@ -69,12 +69,35 @@ pub fn boot_id() -> String {
 }
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of
-/// `/proc/PID/stat`), or `None` if there is no such process.
+/// `/proc/PID/stat`), or `None` if there is no such process or it is a
+/// zombie (dead, waiting to be reaped).
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: skip past the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// The owner labels as `key=value` lines, for files that must be reapable.
+pub fn owner_file_text(run: &RunId) -> String {
+    let mut lines: Vec<String> = owner_labels(run)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+/// Parses [`owner_file_text`].
+pub fn parse_owner_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The labels that mark a resource of run `run` as owned by this process.
@@ -142,6 +165,29 @@ mod tests {
         let mut labels = owner_labels(&run);
         labels.insert(LABEL_OWNER_PID.into(), pid.to_string());
         assert!(!owner_alive(&labels));
+    }
+
+    #[test]
+    fn owner_file_round_trips() {
+        let run = RunId::new();
+        assert_eq!(parse_owner_file(&owner_file_text(&run)), owner_labels(&run));
+    }
+
+    #[test]
+    fn zombies_are_dead() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not waited for yet: a zombie once it exits.
+        let t0 = std::time::Instant::now();
+        while process_start_time(pid).is_some() && t0.elapsed().as_secs() < 5 {
+            std::thread::yield_now();
+        }
+        assert!(process_start_time(pid).is_none());
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "still a zombie"
+        );
+        drop(child);
     }
 
     #[test]

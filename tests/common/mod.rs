@@ -114,3 +114,36 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// Kernel command line of the test guest as a router between two links.
+pub const ROUTER_APPEND: &str =
+    "console=ttyS0 quiet panic=-1 alpy.forward=1 alpy.ip=eth0=192.168.1.1/24,eth1=192.168.2.1/24";
+
+/// A test bed builder for the routing test guest with the standard two links.
+pub fn router_bed(name: &str) -> alpy::TestBedBuilder {
+    let (kernel, initrd) = guest();
+    alpy::TestBed::builder(name)
+        .dut(alpy::Dut::kernel(kernel, Some(initrd)).append(ROUTER_APPEND))
+        .link(
+            alpy::Link::new()
+                .node_addr("192.168.1.2/24")
+                .gateway("192.168.1.1"),
+        )
+        .link(
+            alpy::Link::new()
+                .node_addr("192.168.2.2/24")
+                .gateway("192.168.2.1"),
+        )
+        .poweroff(alpy::PowerOff::Console("poweroff -f".into()))
+        .console_timeout(std::time::Duration::from_secs(120))
+}
+
+/// Runs this test binary again as a child running only `test`, with `env`.
+pub fn child(test: &str, env: &[(&str, &str)]) -> std::process::Command {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}

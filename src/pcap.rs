@@ -1,0 +1,407 @@
+//! Reading the captures QEMU's `filter-dump` writes, one per link: frames
+//! with time stamps, decoded with etherparse, filtered by MAC, ethertype,
+//! IP addresses, protocol and ports.
+//!
+//! ```no_run
+//! use alpy::pcap::{Capture, Filter};
+//! let cap = Capture::open("link0.pcap".as_ref())?;
+//! let echo_requests = Filter::new().ip_dst("192.168.2.2".parse()?).icmp_type(8);
+//! println!("{} echo requests", cap.count(&echo_requests));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+
+use crate::error::{Error, Result};
+
+/// EtherType of IPv4.
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// EtherType of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// IP protocol number of ICMP.
+pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+/// IP protocol number of ICMPv6.
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// One captured frame, with what could be decoded of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Time stamp (since the epoch).
+    pub timestamp: Duration,
+    /// The frame's bytes as captured.
+    pub data: Vec<u8>,
+    /// Source MAC.
+    pub src_mac: Option<[u8; 6]>,
+    /// Destination MAC.
+    pub dst_mac: Option<[u8; 6]>,
+    /// EtherType (after any VLAN tag).
+    pub ethertype: Option<u16>,
+    /// IP source.
+    pub ip_src: Option<IpAddr>,
+    /// IP destination.
+    pub ip_dst: Option<IpAddr>,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: Option<u8>,
+    /// IP protocol (IPv4) or next header (IPv6).
+    pub protocol: Option<u8>,
+    /// TCP/UDP source port.
+    pub src_port: Option<u16>,
+    /// TCP/UDP destination port.
+    pub dst_port: Option<u16>,
+    /// ICMP(v6) type and code.
+    pub icmp: Option<(u8, u8)>,
+    /// TCP flags byte (FIN=1, SYN=2, RST=4, PSH=8, ACK=16).
+    pub tcp_flags: Option<u8>,
+}
+
+impl Frame {
+    /// Decodes an Ethernet frame; undecodable layers stay `None`.
+    pub fn decode(timestamp: Duration, data: Vec<u8>) -> Frame {
+        let mut f = Frame {
+            timestamp,
+            data,
+            src_mac: None,
+            dst_mac: None,
+            ethertype: None,
+            ip_src: None,
+            ip_dst: None,
+            ttl: None,
+            protocol: None,
+            src_port: None,
+            dst_port: None,
+            icmp: None,
+            tcp_flags: None,
+        };
+        let data = f.data.clone();
+        let Ok(p) = SlicedPacket::from_ethernet(&data) else {
+            return f;
+        };
+        if let Some(LinkSlice::Ethernet2(eth)) = &p.link {
+            f.src_mac = Some(eth.source());
+            f.dst_mac = Some(eth.destination());
+            f.ethertype = Some(eth.ether_type().0);
+        }
+        match &p.net {
+            Some(NetSlice::Ipv4(ip)) => {
+                let h = ip.header();
+                f.ethertype = Some(ETHERTYPE_IPV4);
+                f.ip_src = Some(IpAddr::V4(h.source_addr()));
+                f.ip_dst = Some(IpAddr::V4(h.destination_addr()));
+                f.ttl = Some(h.ttl());
+                f.protocol = Some(h.protocol().0);
+            }
+            Some(NetSlice::Ipv6(ip)) => {
+                let h = ip.header();
+                f.ethertype = Some(ETHERTYPE_IPV6);
+                f.ip_src = Some(IpAddr::V6(h.source_addr()));
+                f.ip_dst = Some(IpAddr::V6(h.destination_addr()));
+                f.ttl = Some(h.hop_limit());
+                f.protocol = Some(ip.payload().ip_number.0);
+            }
+            None => {}
+        }
+        match &p.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                f.src_port = Some(t.source_port());
+                f.dst_port = Some(t.destination_port());
+                f.tcp_flags = t.slice().get(13).copied();
+            }
+            Some(TransportSlice::Udp(u)) => {
+                f.src_port = Some(u.source_port());
+                f.dst_port = Some(u.destination_port());
+            }
+            Some(TransportSlice::Icmpv4(i)) => f.icmp = Some((i.type_u8(), i.code_u8())),
+            Some(TransportSlice::Icmpv6(i)) => f.icmp = Some((i.type_u8(), i.code_u8())),
+            None => {}
+        }
+        f
+    }
+
+    /// A one-line summary, for logs and assertion messages.
+    pub fn summary(&self) -> String {
+        let mac = |m: Option<[u8; 6]>| {
+            m.map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+            .unwrap_or_else(|| "?".into())
+        };
+        let mut s = format!(
+            "{:.6} {} > {} type {:#06x}",
+            self.timestamp.as_secs_f64(),
+            mac(self.src_mac),
+            mac(self.dst_mac),
+            self.ethertype.unwrap_or(0)
+        );
+        if let (Some(a), Some(b)) = (self.ip_src, self.ip_dst) {
+            s.push_str(&format!(
+                " {a} > {b} proto {} ttl {}",
+                self.protocol.unwrap_or(0),
+                self.ttl.unwrap_or(0)
+            ));
+        }
+        if let (Some(a), Some(b)) = (self.src_port, self.dst_port) {
+            s.push_str(&format!(" ports {a} > {b}"));
+        }
+        if let Some((t, c)) = self.icmp {
+            s.push_str(&format!(" icmp {t}/{c}"));
+        }
+        s
+    }
+}
+
+/// A frame filter; every condition set must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    src_mac: Option<[u8; 6]>,
+    dst_mac: Option<[u8; 6]>,
+    ethertype: Option<u16>,
+    ip_src: Option<IpAddr>,
+    ip_dst: Option<IpAddr>,
+    protocol: Option<u8>,
+    src_port: Option<u16>,
+    dst_port: Option<u16>,
+    icmp_type: Option<u8>,
+}
+
+impl Filter {
+    /// Matches every frame.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Source MAC.
+    pub fn src_mac(mut self, mac: [u8; 6]) -> Self {
+        self.src_mac = Some(mac);
+        self
+    }
+    /// Destination MAC.
+    pub fn dst_mac(mut self, mac: [u8; 6]) -> Self {
+        self.dst_mac = Some(mac);
+        self
+    }
+    /// EtherType.
+    pub fn ethertype(mut self, t: u16) -> Self {
+        self.ethertype = Some(t);
+        self
+    }
+    /// IP source address.
+    pub fn ip_src(mut self, a: IpAddr) -> Self {
+        self.ip_src = Some(a);
+        self
+    }
+    /// IP destination address.
+    pub fn ip_dst(mut self, a: IpAddr) -> Self {
+        self.ip_dst = Some(a);
+        self
+    }
+    /// IP protocol number.
+    pub fn protocol(mut self, p: u8) -> Self {
+        self.protocol = Some(p);
+        self
+    }
+    /// TCP/UDP source port.
+    pub fn src_port(mut self, p: u16) -> Self {
+        self.src_port = Some(p);
+        self
+    }
+    /// TCP/UDP destination port.
+    pub fn dst_port(mut self, p: u16) -> Self {
+        self.dst_port = Some(p);
+        self
+    }
+    /// ICMP type (8 echo request, 0 echo reply); implies ICMP.
+    pub fn icmp_type(mut self, t: u8) -> Self {
+        self.icmp_type = Some(t);
+        self
+    }
+
+    /// Whether `f` passes.
+    pub fn matches(&self, f: &Frame) -> bool {
+        fn ok<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        }
+        ok(&self.src_mac, &f.src_mac)
+            && ok(&self.dst_mac, &f.dst_mac)
+            && ok(&self.ethertype, &f.ethertype)
+            && ok(&self.ip_src, &f.ip_src)
+            && ok(&self.ip_dst, &f.ip_dst)
+            && ok(&self.protocol, &f.protocol)
+            && ok(&self.src_port, &f.src_port)
+            && ok(&self.dst_port, &f.dst_port)
+            && self
+                .icmp_type
+                .is_none_or(|t| f.icmp.map(|i| i.0) == Some(t))
+    }
+}
+
+/// A capture file, read whole.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    path: PathBuf,
+    frames: Vec<Frame>,
+}
+
+impl Capture {
+    /// Reads and decodes a pcap file.
+    pub fn open(path: &Path) -> Result<Capture> {
+        let err = |message: String| Error::Pcap {
+            path: path.display().to_string(),
+            message,
+        };
+        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+        let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
+            .map_err(|e| err(format!("not a pcap file: {e}")))?;
+        let mut frames = Vec::new();
+        while let Some(p) = reader.next_packet() {
+            let p = p.map_err(|e| err(format!("frame {}: {e}", frames.len())))?;
+            frames.push(Frame::decode(p.timestamp, p.data.into_owned()));
+        }
+        Ok(Capture {
+            path: path.to_path_buf(),
+            frames,
+        })
+    }
+
+    /// The file it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All frames, in capture order.
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    /// The frames that pass `filter`.
+    pub fn filter<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = &'a Frame> + 'a {
+        self.frames.iter().filter(move |f| filter.matches(f))
+    }
+
+    /// How many frames pass `filter`.
+    pub fn count(&self, filter: &Filter) -> usize {
+        self.filter(filter).count()
+    }
+
+    /// Fails unless exactly `n` frames pass (`min..=max` with
+    /// [`Capture::expect_between`]), listing the capture in the error.
+    pub fn expect_count(&self, filter: &Filter, n: usize) -> Result<()> {
+        self.expect_between(filter, n, n)
+    }
+
+    /// Fails unless between `min` and `max` frames pass.
+    pub fn expect_between(&self, filter: &Filter, min: usize, max: usize) -> Result<()> {
+        let n = self.count(filter);
+        if (min..=max).contains(&n) {
+            return Ok(());
+        }
+        let listing: Vec<String> = self.frames.iter().take(40).map(Frame::summary).collect();
+        Err(Error::Pcap {
+            path: self.path.display().to_string(),
+            message: format!(
+                "{n} frames match {filter:?}, expected {}; the capture ({} frames) begins:\n{}",
+                if min == max {
+                    min.to_string()
+                } else {
+                    format!("{min}..={max}")
+                },
+                self.frames.len(),
+                listing.join("\n")
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn icmp_echo(ttl: u8) -> Vec<u8> {
+        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 168, 1, 2], [192, 168, 2, 2], ttl)
+            .icmpv4_echo_request(7, 1);
+        let mut v = Vec::new();
+        builder.write(&mut v, b"ping").unwrap();
+        v
+    }
+
+    fn udp(dst_port: u16) -> Vec<u8> {
+        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 168, 1, 2], [192, 168, 2, 2], 64)
+            .udp(40000, dst_port);
+        let mut v = Vec::new();
+        builder.write(&mut v, b"data").unwrap();
+        v
+    }
+
+    #[test]
+    fn writes_reads_and_filters() {
+        let dir = std::env::temp_dir().join(format!("alpy-pcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.pcap");
+        {
+            let file = std::fs::File::create(&path).unwrap();
+            let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
+            for (i, data) in [icmp_echo(64), udp(53), icmp_echo(63)].iter().enumerate() {
+                w.write_packet(&pcap_file::pcap::PcapPacket::new(
+                    Duration::from_millis(i as u64),
+                    data.len() as u32,
+                    data,
+                ))
+                .unwrap();
+            }
+        }
+        let cap = Capture::open(&path).unwrap();
+        assert_eq!(cap.frames().len(), 3);
+        let echo = Filter::new()
+            .icmp_type(8)
+            .ip_dst("192.168.2.2".parse().unwrap());
+        assert_eq!(cap.count(&echo), 2);
+        let ttls: Vec<u8> = cap.filter(&echo).filter_map(|f| f.ttl).collect();
+        assert_eq!(ttls, [64, 63]);
+        assert_eq!(
+            cap.count(&Filter::new().protocol(PROTO_UDP).dst_port(53)),
+            1
+        );
+        assert_eq!(cap.count(&Filter::new().dst_port(80)), 0);
+        assert_eq!(
+            cap.count(
+                &Filter::new()
+                    .src_mac([2, 0, 0, 0, 0, 1])
+                    .ethertype(ETHERTYPE_IPV4)
+            ),
+            3
+        );
+        cap.expect_count(&echo, 2).unwrap();
+        let err = cap.expect_count(&echo, 5).unwrap_err().to_string();
+        assert!(
+            err.contains("2 frames match") && err.contains("icmp 8/0"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn garbage_is_not_a_capture() {
+        let dir = std::env::temp_dir().join(format!("alpy-pcap-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.pcap");
+        std::fs::write(&path, b"definitely not pcap").unwrap();
+        assert!(Capture::open(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a pcap file"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
