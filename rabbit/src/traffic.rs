@@ -1,0 +1,127 @@
+//! Traffic in the nodes: iperf3 servers and clients, HTTP backends and
+//! clients, ping. All run from the `alpy/tools` image.
+
+use std::time::Duration;
+
+use alpy::docker::{Container, Output};
+use alpy::node::Node;
+use alpy::{App, Error, Result};
+
+/// The image traffic apps come from.
+pub const TOOLS: &str = "alpy/tools";
+const APP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a shell script in an app container in `node`.
+pub fn sh(node: &Node, script: &str) -> Result<Output> {
+    node.run_app(&App::new(TOOLS).cmd(["sh", "-c", script]), APP_TIMEOUT)
+}
+
+/// Waits (inside the node, with a deadline) until something listens on TCP
+/// `port` there.
+pub fn wait_listening(node: &Node, port: u16) -> Result<()> {
+    sh(
+        node,
+        &format!("for i in $(seq 200); do ss -ltn | grep -q ':{port} ' && exit 0; sleep 0.05; done; exit 1"),
+    )?
+    .checked(&format!("waiting for a listener on port {port} in {}", node.name()))
+    .map(drop)
+}
+
+/// Starts `iperf3 -s -1` (one test, then exit) in `node`, ready to accept.
+pub fn iperf3_server(node: &Node) -> Result<Container> {
+    let c = node.spawn_app(&App::new(TOOLS).cmd(["iperf3", "-s", "-1"]))?;
+    wait_listening(node, 5201)?;
+    Ok(c)
+}
+
+/// What an iperf3 client measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Iperf3Result {
+    /// Throughput seen by the receiver, bit/s.
+    pub received_bps: f64,
+    /// Throughput of the sender, bit/s.
+    pub sent_bps: f64,
+    /// TCP retransmissions.
+    pub retransmits: u64,
+}
+
+/// Parses `iperf3 -J` output.
+pub fn parse_iperf3(json: &str) -> Result<Iperf3Result> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::Config(format!("iperf3 -J output is not JSON ({e}): {json}")))?;
+    if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+        return Err(Error::Config(format!("iperf3 failed: {err}")));
+    }
+    let end = &v["end"];
+    let num = |x: &serde_json::Value| {
+        x.as_f64()
+            .ok_or_else(|| Error::Config(format!("iperf3 -J lacks a figure: {x}")))
+    };
+    Ok(Iperf3Result {
+        received_bps: num(&end["sum_received"]["bits_per_second"])?,
+        sent_bps: num(&end["sum_sent"]["bits_per_second"])?,
+        retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Runs an iperf3 TCP client in `node` towards `server` for `seconds`.
+pub fn iperf3_client(node: &Node, server: &str, seconds: u32) -> Result<Iperf3Result> {
+    let out = node.run_app(
+        &App::new(TOOLS).cmd(["iperf3", "-c", server, "-t", &seconds.to_string(), "-J"]),
+        APP_TIMEOUT,
+    )?;
+    // iperf3 -J reports its errors in the JSON, with a non-zero exit.
+    parse_iperf3(&out.stdout_str())
+}
+
+/// Starts an HTTP server in `node` that answers `body` on every `port`.
+pub fn http_backend(node: &Node, body: &str, ports: &[u16]) -> Result<Container> {
+    let listens: String = ports.iter().map(|p| format!("listen {p};")).collect();
+    let conf = format!(
+        "pid /tmp/nginx.pid; error_log stderr; events {{}} http {{ access_log off; \
+         server {{ {listens} location / {{ return 200 '{body}\\n'; }} }} }}"
+    );
+    let c = node.spawn_app(&App::new(TOOLS).cmd([
+        "sh",
+        "-c",
+        "printf '%s' \"$0\" > /tmp/n.conf && exec nginx -c /tmp/n.conf -g 'daemon off;'",
+        &conf,
+    ]))?;
+    for p in ports {
+        wait_listening(node, *p)?;
+    }
+    Ok(c)
+}
+
+/// Fetches `url` `count` times from `node` (curl, 3 s limit each); returns
+/// one line per request: the body, or `ERROR <curl exit code>`.
+pub fn http_get_many(node: &Node, url: &str, count: u32) -> Result<Vec<String>> {
+    let out = sh(
+        node,
+        &format!(
+            "for i in $(seq {count}); do curl -s --max-time 3 '{url}' || echo \"ERROR $?\"; done"
+        ),
+    )?;
+    Ok(out.stdout_str().lines().map(str::to_string).collect())
+}
+
+/// Pings `addr` `count` times from `node` (0.2 s apart).
+pub fn ping(node: &Node, addr: &str, count: u32) -> Result<Output> {
+    sh(node, &format!("ping -c {count} -i 0.2 -W 3 {addr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_iperf3_json() {
+        let j = r#"{"start":{},"end":{"sum_sent":{"bits_per_second":1.05e6,"retransmits":3},"sum_received":{"bits_per_second":9.8e5}}}"#;
+        let r = parse_iperf3(j).unwrap();
+        assert_eq!(r.received_bps, 9.8e5);
+        assert_eq!(r.retransmits, 3);
+        let e = parse_iperf3(r#"{"start":{},"end":{},"error":"unable to connect to server"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("unable to connect"));
+    }
+}
