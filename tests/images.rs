@@ -74,3 +74,33 @@ fn nonzero_exit_is_reported_by_close() {
     let msg = err.to_string();
     assert!(msg.contains("exit code 3") && msg.contains("bye"), "{msg}");
 }
+
+#[test]
+fn early_exit_and_signals_are_reported_clearly() {
+    let docker = common::docker();
+    // A container that dies early: ensure_running shows its last lines.
+    let spec = common::spec(
+        "alpy/node",
+        "early",
+        &["sh", "-c", "echo 'config file missing' >&2; exit 2"],
+    );
+    let c = Container::run(&docker, &spec, None).expect("start");
+    docker.wait(c.id(), Duration::from_secs(30)).expect("exits");
+    let msg = c.ensure_running().unwrap_err().to_string();
+    assert!(
+        msg.contains("exited early") && msg.contains("exit code 2"),
+        "{msg}"
+    );
+    assert!(msg.contains("config file missing"), "{msg}");
+    assert!(
+        c.close().is_err(),
+        "an unexpected exit 2 is an error on close too"
+    );
+    // A program killed by a signal is reported by the signal's name.
+    let spec = common::spec("alpy/node", "killed", &["sleep", "100"]);
+    let mut c = Container::run(&docker, &spec, None).expect("start");
+    docker.kill(c.id(), "SIGKILL").expect("kill");
+    let out = c.wait(Duration::from_secs(30)).expect("exits");
+    assert_eq!(out.status.to_string(), "killed by SIGKILL");
+    c.close().expect("an awaited exit is not an error on close");
+}
