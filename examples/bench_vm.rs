@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = QemuConfig {
         kernel: Some(kernel),
         initrd: Some(initrd),
-        append: Some("console=ttyS0 quiet panic=-1".into()),
+        append: Some("console=ttyS0,115200 quiet panic=-1".into()),
         extra_args: vec!["-no-reboot".into()],
         ..Default::default()
     };

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example forward -- --kernel K --initrd I \
-//!     --append "console=ttyS0 ..." --nic-model e1000 --prompt "dut# " [--runs N]
+//!     --append "console=ttyS0,115200 ..." --nic-model e1000 --prompt "dut# " [--runs N]
 //! ```
 //!
 //! Prints one JSON line per run with the phase timings (seconds) and the
@@ -26,7 +26,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let (mut kernel, mut initrd, mut append) = (None, None, String::from("console=ttyS0"));
+    let (mut kernel, mut initrd, mut append) = (None, None, String::from("console=ttyS0,115200"));
     let (mut nic_model, mut prompt, mut runs) = (String::from("e1000"), None, 1usize);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));

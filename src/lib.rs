@@ -16,7 +16,7 @@
 //!
 //! fn main() -> alpy::Result<()> {
 //!     let mut bed = TestBed::builder("forward-ipv4")
-//!         .dut(Dut::kernel("vmlinuz", Some("initrd.img".into())).append("console=ttyS0"))
+//!         .dut(Dut::kernel("vmlinuz", Some("initrd.img".into())).append("console=ttyS0,115200"))
 //!         .link(Link::new().node_addr("192.168.1.2/24").gateway("192.168.1.1"))
 //!         .link(Link::new().node_addr("192.168.2.2/24").gateway("192.168.2.1"))
 //!         .poweroff(PowerOff::Console("poweroff -f".into()))

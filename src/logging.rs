@@ -26,6 +26,9 @@ struct AlpyLogger {
 
 static LOGGER: OnceLock<&'static AlpyLogger> = OnceLock::new();
 static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
+/// How many sinks are registered: with none, debug records are not even
+/// formatted.
+static SINKS: AtomicU64 = AtomicU64::new(0);
 
 /// Crates whose debug output belongs in the debug log; everything else is
 /// kept at `info` there, so HTTP client chatter does not drown the story.
@@ -36,7 +39,8 @@ fn is_ours(target: &str) -> bool {
 }
 
 fn sink_wants(meta: &Metadata) -> bool {
-    meta.level() <= Level::Info || (meta.level() <= Level::Debug && is_ours(meta.target()))
+    SINKS.load(Ordering::Relaxed) > 0
+        && (meta.level() <= Level::Info || (meta.level() <= Level::Debug && is_ours(meta.target())))
 }
 
 impl Log for AlpyLogger {
@@ -132,6 +136,7 @@ impl Drop for SinkGuard {
         if let Some(logger) = LOGGER.get() {
             if let Ok(mut sinks) = logger.sinks.lock() {
                 if let Some(pos) = sinks.iter().position(|(id, _)| *id == self.id) {
+                    SINKS.fetch_sub(1, Ordering::Relaxed);
                     let (_, mut sink) = sinks.remove(pos);
                     let _ = sink.flush();
                 }
@@ -159,6 +164,7 @@ pub fn add_writer_sink(writer: Box<dyn Write + Send>) -> SinkGuard {
     if let Some(logger) = LOGGER.get() {
         if let Ok(mut sinks) = logger.sinks.lock() {
             sinks.push((id, writer));
+            SINKS.fetch_add(1, Ordering::Relaxed);
         }
     }
     SinkGuard { id }

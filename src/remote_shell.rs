@@ -29,6 +29,8 @@ pub struct RemoteShell<'c> {
     console: &'c mut Console,
     prompt: String,
     timeout: Duration,
+    /// Whether raw binary uploads work here (probed on first use).
+    raw_ok: Option<bool>,
 }
 
 /// Bytes of binary payload per here-document line (base64 of 57 bytes is a
@@ -52,6 +54,7 @@ impl<'c> RemoteShell<'c> {
             console,
             prompt,
             timeout,
+            raw_ok: None,
         })
     }
 
@@ -136,8 +139,42 @@ impl<'c> RemoteShell<'c> {
         self.send_script_and_check(&body, &format!("upload of {path}"))
     }
 
-    /// Writes `data` to `path` in the guest, base64-encoded in transit.
+    /// Writes `data` to `path` in the guest. Bytes go raw (the terminal is
+    /// switched to raw mode for the transfer, so every byte value passes
+    /// untouched and nothing is spent on encoding); a guest without `stty`
+    /// and `head` gets base64 instead.
     pub fn upload_binary(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        if self.raw_ok.is_none() {
+            let probe = self.run("command -v stty >/dev/null && command -v head >/dev/null")?;
+            self.raw_ok = Some(probe.code == 0);
+        }
+        if self.raw_ok == Some(true) {
+            self.upload_raw(path, data)
+        } else {
+            self.upload_base64(path, data)
+        }
+    }
+
+    fn upload_raw(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        let timeout = self.timeout.max(Duration::from_secs(60));
+        // The marker is split by quotes in what we type, so only the
+        // printf's output can match it; data is sent only once the
+        // terminal is raw, since bytes that arrive earlier get cooked.
+        self.console.send_line(&format!(
+            "stty raw -echo && printf '@alpy-''raw@' && head -c {} > {}; rc=$?; stty -raw -echo; [ $rc = 0 ]",
+            data.len(),
+            shell_quote(path)
+        ))?;
+        self.console
+            .expect(&Pattern::exact("@alpy-raw@"), timeout)?;
+        self.console.send_quiet(data)?;
+        self.console
+            .expect(&Pattern::exact(&self.prompt), timeout)?;
+        self.check_last_status(&format!("upload of {path}"))
+    }
+
+    /// Writes `data` to `path` in the guest, base64-encoded in transit.
+    pub fn upload_base64(&mut self, path: &str, data: &[u8]) -> Result<()> {
         let delim = format!("ALPY_EOF_{}", RunId::new());
         let mut body = format!("base64 -d > {} <<'{delim}'\n", shell_quote(path));
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -160,6 +197,11 @@ impl<'c> RemoteShell<'c> {
         // The here-document command prints the prompt when it finishes.
         self.console
             .expect(&Pattern::exact(&self.prompt), timeout)?;
+        self.check_last_status(what)
+    }
+
+    /// Fails unless the last command exited 0.
+    fn check_last_status(&mut self, what: &str) -> Result<()> {
         let out = self.run("echo $?")?;
         match out.output.trim() {
             "0" => Ok(()),

@@ -18,7 +18,7 @@ fn guest_config(dir: &Path) -> QemuConfig {
     QemuConfig {
         kernel: Some(kernel),
         initrd: Some(initrd),
-        append: Some("console=ttyS0 quiet panic=-1".into()),
+        append: Some("console=ttyS0,115200 quiet panic=-1".into()),
         serial_log: Some(dir.join("console-qemu.log")),
         extra_args: vec!["-no-reboot".into()],
         ..Default::default()

@@ -57,7 +57,7 @@ impl Rabbit {
         let mut b = TestBed::builder(name)
             .dut(
                 Dut::kernel(&img.kernel, Some(img.initrd.clone()))
-                    .append("console=ttyS0 root=/dev/vda quiet panic=-1")
+                    .append("console=ttyS0,115200 root=/dev/vda quiet panic=-1")
                     .disk(&img.disk, Some("qcow2"))
                     .nic_model(alpy::qemu::NicModel::VirtioNet)
                     .extra_arg("-no-reboot"),

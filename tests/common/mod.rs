@@ -117,7 +117,7 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// Kernel command line of the test guest as a router between two links.
 pub const ROUTER_APPEND: &str =
-    "console=ttyS0 quiet panic=-1 alpy.forward=1 alpy.ip=eth0=192.168.1.1/24,eth1=192.168.2.1/24";
+    "console=ttyS0,115200 quiet panic=-1 alpy.forward=1 alpy.ip=eth0=192.168.1.1/24,eth1=192.168.2.1/24";
 
 /// A test bed builder for the routing test guest with the standard two links.
 pub fn router_bed(name: &str) -> alpy::TestBedBuilder {
