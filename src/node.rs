@@ -436,7 +436,7 @@ impl Nodes {
         log::debug!(target: "alpy::node", "creating {} nodes ({mode:?})", links.len());
         let t0 = std::time::Instant::now();
         // Containers first, all at once (the helper too, if needed).
-        let containers: Vec<Result<Container>> = std::thread::scope(|s| {
+        let containers: Vec<Result<(Container, i32)>> = std::thread::scope(|s| {
             let helper =
                 (mode == NetMode::Helper).then(|| s.spawn(|| shared.helper_script("true")));
             let handles: Vec<_> = (0..links.len())
@@ -451,11 +451,13 @@ impl Nodes {
                         );
                         spec.network_mode = Some("none".into());
                         spec.labels.insert("alpy.role".into(), "node".into());
-                        Container::run(&shared.docker, &spec, shared.log_file(&name).as_deref())
+                        let c = Container::run(&shared.docker, &spec, shared.log_file(&name).as_deref())?;
+                        let pid = c.pid()?;
+                        Ok((c, pid))
                     })
                 })
                 .collect();
-            let mut out: Vec<Result<Container>> = handles
+            let mut out: Vec<Result<(Container, i32)>> = handles
                 .into_iter()
                 .map(|h| {
                     h.join()
@@ -482,9 +484,9 @@ impl Nodes {
         let mut first_err = None;
         for (i, c) in containers.into_iter().enumerate() {
             match c {
-                Ok(c) => nodes.nodes.push(Node {
+                Ok((c, pid)) => nodes.nodes.push(Node {
                     index: i,
-                    pid: 0,
+                    pid,
                     mac: links
                         .get(i)
                         .and_then(|l| l.mac.clone())
@@ -501,9 +503,6 @@ impl Nodes {
         if let Some(e) = first_err {
             // `nodes` drops here and removes what was created.
             return Err(e);
-        }
-        for n in &mut nodes.nodes {
-            n.pid = n.container()?.pid()?;
         }
         nodes.containers_took = t0.elapsed();
         let t1 = std::time::Instant::now();

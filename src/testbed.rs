@@ -333,10 +333,20 @@ impl TestBed {
 
     fn stand_up(&mut self, b: &TestBedBuilder, dut: &Dut) -> Result<()> {
         let docker = logging::step("Connect to Docker", Docker::connect)?;
-        if b.reap {
-            logging::step("Reap dead runs", || crate::reap::reap(&docker))?;
-        }
-        self.create_nodes(&docker, b)?;
+        // Reaping touches only dead owners' resources: it runs beside the
+        // node creation instead of before it.
+        std::thread::scope(|s| {
+            let reaper = b.reap.then(|| s.spawn(|| crate::reap::reap(&docker)));
+            let created = self.create_nodes(&docker, b);
+            if let Some(r) = reaper {
+                match r.join() {
+                    Ok(Ok(reaped)) => log::debug!(target: "alpy::testbed", "reaped {reaped:?}"),
+                    Ok(Err(e)) => log::warn!(target: "alpy::testbed", "reaping dead runs failed: {e}"),
+                    Err(_) => log::warn!(target: "alpy::testbed", "the reaper panicked"),
+                }
+            }
+            created
+        })?;
         self.start_qemu(dut)?;
         let serial = self
             .qemu_mut()?
