@@ -451,7 +451,11 @@ impl Nodes {
                         );
                         spec.network_mode = Some("none".into());
                         spec.labels.insert("alpy.role".into(), "node".into());
-                        let c = Container::run(&shared.docker, &spec, shared.log_file(&name).as_deref())?;
+                        let c = Container::run(
+                            &shared.docker,
+                            &spec,
+                            shared.log_file(&name).as_deref(),
+                        )?;
                         let pid = c.pid()?;
                         Ok((c, pid))
                     })

@@ -341,7 +341,9 @@ impl TestBed {
             if let Some(r) = reaper {
                 match r.join() {
                     Ok(Ok(reaped)) => log::debug!(target: "alpy::testbed", "reaped {reaped:?}"),
-                    Ok(Err(e)) => log::warn!(target: "alpy::testbed", "reaping dead runs failed: {e}"),
+                    Ok(Err(e)) => {
+                        log::warn!(target: "alpy::testbed", "reaping dead runs failed: {e}")
+                    }
                     Err(_) => log::warn!(target: "alpy::testbed", "the reaper panicked"),
                 }
             }
