@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod impair;
 pub mod logging;
 pub mod netns;
 pub mod node;

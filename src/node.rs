@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::docker::{Container, ContainerSpec, Docker, Output};
 use crate::error::{Error, Result};
+use crate::impair::Relay;
 use crate::netns::{self, NetCmd, NetMode};
 use crate::run::{owner_labels, RunId};
 
@@ -34,6 +35,9 @@ pub struct Link {
     pub routes: Vec<(String, String)>,
     /// The tap's MAC; derived from the run id and link index if `None`.
     pub mac: Option<String>,
+    /// Put a user-space relay between the tap and the DUT, so that
+    /// impairment works without the kernel's netem (see [`crate::impair`]).
+    pub relay: bool,
 }
 
 impl Link {
@@ -67,6 +71,13 @@ impl Link {
     /// Sets the node-side MAC address.
     pub fn mac(mut self, mac: &str) -> Self {
         self.mac = Some(mac.to_string());
+        self
+    }
+
+    /// Impairs this link in user space (a relay between tap and DUT)
+    /// instead of with `tc netem`, which some host kernels lack.
+    pub fn relay(mut self) -> Self {
+        self.relay = true;
         self
     }
 
@@ -394,6 +405,8 @@ pub struct Node {
     pid: i32,
     mac: String,
     tap: Option<OwnedFd>,
+    /// With [`Link::relay`]: the relay and the socket end QEMU gets.
+    relay: Option<(Relay, OwnedFd)>,
     shared: Arc<Shared>,
 }
 
@@ -497,6 +510,7 @@ impl Nodes {
                         .unwrap_or_else(|| default_mac(run, i, false)),
                     container: Some(c),
                     tap: None,
+                    relay: None,
                     shared: Arc::clone(&shared),
                 }),
                 Err(e) => {
@@ -513,6 +527,15 @@ impl Nodes {
         match mode {
             NetMode::Direct => nodes.taps_direct(links)?,
             NetMode::Helper => nodes.taps_helper(links)?,
+        }
+        for (n, link) in nodes.nodes.iter_mut().zip(links) {
+            if link.relay {
+                let (dut_end, relay_end) = std::os::unix::net::UnixDatagram::pair()
+                    .map_err(|e| Error::io("create a relay socket pair", e))?;
+                let relay =
+                    Relay::start(n.tap_dup()?, relay_end.into(), &format!("link{}", n.index))?;
+                n.relay = Some((relay, dut_end.into()));
+            }
         }
         nodes.taps_took = t1.elapsed();
         Ok(nodes)
@@ -699,6 +722,20 @@ impl Node {
         self.tap.as_ref().map(|f| f.as_fd())
     }
 
+    /// What QEMU's NIC for this link uses: the tap, or with
+    /// [`Link::relay`] the relay's datagram socket (`true`).
+    pub fn dut_end(&self) -> Option<(BorrowedFd<'_>, bool)> {
+        match &self.relay {
+            Some((_, fd)) => Some((fd.as_fd(), true)),
+            None => self.tap().map(|t| (t, false)),
+        }
+    }
+
+    /// The link's relay, with [`Link::relay`].
+    pub fn relay(&self) -> Option<&Relay> {
+        self.relay.as_ref().map(|(r, _)| r)
+    }
+
     /// A duplicate of the tap's fd.
     pub fn tap_dup(&self) -> Result<OwnedFd> {
         match &self.tap {
@@ -746,9 +783,14 @@ impl Node {
         self.shared.in_node(self.pid, cmds)
     }
 
-    /// Applies delay, jitter, loss and rate on `eth0` (replacing any earlier
-    /// impairment).
+    /// Applies delay, jitter, loss and rate to what the node sends to the
+    /// DUT (replacing any earlier impairment): in the link's relay if it has
+    /// one, else with `tc` on `eth0`.
     pub fn impair(&self, imp: &Impairment) -> Result<()> {
+        if let Some(r) = self.relay() {
+            r.set(imp);
+            return Ok(());
+        }
         let cmds = imp.commands();
         if cmds.is_empty() {
             return self.clear_impairment();
@@ -765,8 +807,12 @@ impl Node {
         })
     }
 
-    /// Removes any impairment from `eth0`.
+    /// Removes any impairment.
     pub fn clear_impairment(&self) -> Result<()> {
+        if let Some(r) = self.relay() {
+            r.set(&Impairment::default());
+            return Ok(());
+        }
         // `replace` with the default qdisc is idempotent, unlike `del`.
         self.configure(vec![NetCmd::tc(&format!(
             "qdisc replace dev {TAP_NAME} root pfifo"
@@ -781,13 +827,18 @@ impl Node {
         ))])
     }
 
-    /// Closes the tap fd and removes the container.
+    /// Stops the relay, closes the tap fd and removes the container.
     pub fn close(mut self) -> Result<()> {
+        let relayed = match self.relay.take() {
+            Some((r, _)) => r.close(),
+            None => Ok(()),
+        };
         self.tap = None;
-        match self.container.take() {
+        let removed = match self.container.take() {
             Some(c) => c.close(),
             None => Ok(()),
-        }
+        };
+        relayed.and(removed)
     }
 }
 

@@ -105,8 +105,12 @@ pub struct Nic {
     pub model: NicModel,
     /// Guest MAC address, `52:54:00:..` style; QEMU picks one if `None`.
     pub mac: Option<String>,
-    /// The tap's file descriptor in this process (inherited by QEMU).
+    /// The tap's file descriptor in this process (inherited by QEMU), or
+    /// with `dgram`, a connected datagram socket's.
     pub tap_fd: RawFd,
+    /// `tap_fd` is a datagram socket (an [`crate::impair::Relay`]'s end),
+    /// not a tap.
+    pub dgram: bool,
     /// Where `filter-dump` writes every frame of this NIC, if anywhere.
     pub pcap: Option<PathBuf>,
 }
@@ -316,7 +320,12 @@ impl QemuConfig {
             push(&["-drive", &spec]);
         }
         for (n, nic) in self.nics.iter().enumerate() {
-            push(&["-netdev", &format!("tap,id=net{n},fd={}", nic.tap_fd)]);
+            let netdev = if nic.dgram {
+                format!("dgram,id=net{n},local.type=fd,local.str={}", nic.tap_fd)
+            } else {
+                format!("tap,id=net{n},fd={}", nic.tap_fd)
+            };
+            push(&["-netdev", &netdev]);
             let mut dev = format!("{},netdev=net{n},id=nic{n}", nic.model.device());
             if let Some(mac) = &nic.mac {
                 dev.push_str(&format!(",mac={mac}"));
@@ -357,12 +366,14 @@ mod tests {
                     model: NicModel::E1000,
                     mac: Some("52:54:00:00:00:01".into()),
                     tap_fd: 7,
+                    dgram: false,
                     pcap: Some("/run/a/link0.pcap".into()),
                 },
                 Nic {
                     model: NicModel::VirtioNet,
                     mac: None,
                     tap_fd: 8,
+                    dgram: true,
                     pcap: None,
                 },
             ],
@@ -377,7 +388,7 @@ mod tests {
              -kernel /k/vmlinuz -initrd /k/initrd.img -append console=ttyS0 quiet \
              -netdev tap,id=net0,fd=7 -device e1000,netdev=net0,id=nic0,mac=52:54:00:00:00:01 \
              -object filter-dump,id=dump0,netdev=net0,file=/run/a/link0.pcap \
-             -netdev tap,id=net1,fd=8 -device virtio-net-pci,netdev=net1,id=nic1"
+             -netdev dgram,id=net1,local.type=fd,local.str=8 -device virtio-net-pci,netdev=net1,id=nic1"
         );
     }
 

@@ -390,13 +390,14 @@ impl TestBed {
             .ok_or_else(|| Error::Config("no nodes".into()))?;
         let mut nics = Vec::new();
         for n in nodes.iter() {
-            let fd = n
-                .tap()
+            let (fd, dgram) = n
+                .dut_end()
                 .ok_or_else(|| Error::Net(format!("node {} has no tap", n.index())))?;
             nics.push(Nic {
                 model: dut.nic_model.clone(),
                 mac: Some(default_mac(&self.run, n.index(), true)),
                 tap_fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                dgram,
                 pcap: Some(self.pcap_path(n.index())),
             });
         }

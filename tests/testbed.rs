@@ -115,6 +115,71 @@ fn forward_and_the_pcaps_show_it() {
 }
 
 #[test]
+fn impairment_through_the_relay_with_a_dut() {
+    let (kernel, initrd) = common::guest();
+    let mut bed = TestBed::builder("relay")
+        .dut(alpy::Dut::kernel(kernel, Some(initrd)).append(common::ROUTER_APPEND))
+        .link(
+            alpy::Link::new()
+                .node_addr("192.168.1.2/24")
+                .gateway("192.168.1.1")
+                .relay(),
+        )
+        .link(
+            alpy::Link::new()
+                .node_addr("192.168.2.2/24")
+                .gateway("192.168.2.1"),
+        )
+        .poweroff(alpy::PowerOff::Console("poweroff -f".into()))
+        .start()
+        .expect("start");
+    bed.resume().unwrap();
+    bed.wait_prompt(PROMPT, BOOT).unwrap();
+    let rtt = |out: alpy::docker::Output| -> f64 {
+        let text = out.checked("ping through the DUT").unwrap().stdout_str();
+        let line = text
+            .lines()
+            .find(|l| l.contains("min/avg/max"))
+            .unwrap()
+            .to_string();
+        // The minimum: the first ping's ARP resolution skews the average.
+        line.split('=')
+            .nth(1)
+            .unwrap()
+            .trim()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Warm up: the first pings wait for ARP on both sides of the DUT.
+    ping(&bed, 2);
+    let base = rtt(ping(&bed, 3));
+    bed.node(0)
+        .impair(&alpy::Impairment {
+            delay: Some(Duration::from_millis(100)),
+            ..Default::default()
+        })
+        .unwrap();
+    let slow = rtt(ping(&bed, 3));
+    eprintln!("rtt through the DUT: {base:.2} ms, with 100 ms delay on link0: {slow:.2} ms");
+    // A 100 ms delay; ping's own timing noise is a few tens of microseconds
+    // either way, so the rise is checked to within 1 ms.
+    assert!(
+        slow >= base + 99.0 && slow >= 100.0,
+        "rtt {base} -> {slow} ms"
+    );
+    bed.shutdown(Duration::from_secs(60)).unwrap();
+    let dir = bed.artifacts_dir().to_path_buf();
+    bed.close().unwrap();
+    // The relayed link is captured like any other.
+    let cap0 = alpy::pcap::Capture::open(&dir.join("link0.pcap")).unwrap();
+    cap0.expect_count(&Filter::new().icmp_type(8), 2 + 3 + 3)
+        .unwrap();
+}
+
+#[test]
 fn four_test_beds_at_once_in_threads() {
     let handles: Vec<_> = (0..4)
         .map(|i| std::thread::spawn(move || forward_once(&format!("parallel{i}"), 1)))
