@@ -226,6 +226,7 @@ fn main() {
         );
         all_failed
     } else {
+        println!("{} passed, {} failed", results.len() - failed, failed);
         failed == 0
     };
     std::process::exit(if ok { 0 } else { 1 });
