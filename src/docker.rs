@@ -143,6 +143,10 @@ pub struct ContainerSpec {
     /// Leave `/proc` unmasked and `/proc/sys` writable (namespace helpers
     /// that write per-namespace sysctls).
     pub unmask_proc: bool,
+    /// Skip what a container that only holds a namespace never uses (a
+    /// private IPC namespace, a cgroup namespace, the seccomp filter): it
+    /// starts about 40 ms sooner. For node containers, which run `sleep`.
+    pub minimal: bool,
 }
 
 impl Docker {
@@ -258,7 +262,17 @@ impl Docker {
                         })
                         .collect()
                 }),
-                security_opt: none_if_empty(&spec.security_opt),
+                security_opt: if spec.minimal {
+                    let mut o = spec.security_opt.clone();
+                    o.push("seccomp=unconfined".into());
+                    Some(o)
+                } else {
+                    none_if_empty(&spec.security_opt)
+                },
+                ipc_mode: spec.minimal.then(|| "none".to_string()),
+                cgroupns_mode: spec
+                    .minimal
+                    .then_some(bollard::models::HostConfigCgroupnsModeEnum::HOST),
                 masked_paths: spec.unmask_proc.then(Vec::new),
                 readonly_paths: spec.unmask_proc.then(Vec::new),
                 ..Default::default()

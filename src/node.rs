@@ -463,6 +463,7 @@ impl Nodes {
                             vec!["sleep".into(), "infinity".into()],
                         );
                         spec.network_mode = Some("none".into());
+                        spec.minimal = true;
                         spec.labels.insert("alpy.role".into(), "node".into());
                         let c = Container::run(
                             &shared.docker,
