@@ -308,8 +308,8 @@ impl Docker {
         )
     }
 
-    /// The PID (in the host's namespace) of a running container's first process.
-    pub fn pid(&self, id: &str) -> Result<i32> {
+    /// The engine's view of a container's state.
+    fn inspect_state(&self, id: &str) -> Result<bollard::models::ContainerState> {
         let id2 = id.to_string();
         let info = self.call(
             &format!("inspect container {id}"),
@@ -319,7 +319,12 @@ impl Docker {
                     .await
             },
         )?;
-        let state = info.state.unwrap_or_default();
+        Ok(info.state.unwrap_or_default())
+    }
+
+    /// The PID (in the host's namespace) of a running container's first process.
+    pub fn pid(&self, id: &str) -> Result<i32> {
+        let state = self.inspect_state(id)?;
         match state.pid {
             Some(pid) if pid > 0 && state.running == Some(true) => Ok(pid as i32),
             _ => Err(Error::Docker {
@@ -334,16 +339,7 @@ impl Docker {
 
     /// Whether the container is running, and its exit code if not.
     pub fn state(&self, id: &str) -> Result<(bool, ExitStatus)> {
-        let id2 = id.to_string();
-        let info = self.call(
-            &format!("inspect container {id}"),
-            REQUEST_TIMEOUT,
-            |api| async move {
-                api.inspect_container(&id2, None::<InspectContainerOptions>)
-                    .await
-            },
-        )?;
-        let state = info.state.unwrap_or_default();
+        let state = self.inspect_state(id)?;
         Ok((
             state.running == Some(true),
             ExitStatus(state.exit_code.unwrap_or(-1)),

@@ -336,39 +336,35 @@ fn assert_nothing_left(run: &RunId) {
     );
 }
 
-#[test]
-fn missing_kernel_is_a_clear_error_and_leaves_nothing() {
+/// Starting `builder` fails with a message holding every one of `needles`,
+/// and nothing of the run is left.
+fn assert_start_fails(builder: alpy::TestBedBuilder, needles: &[&str]) {
     let run = RunId::new();
-    let err = TestBed::builder("nokernel")
-        .dut(alpy::Dut::kernel("/nonexistent/vmlinuz", None))
-        .link(alpy::Link::new())
+    let err = builder
         .run_id(run.clone())
         .start()
         .err()
-        .expect("must fail");
+        .expect("start must fail");
     let msg = err.to_string();
-    assert!(
-        msg.contains("could not open kernel file") && msg.contains("/nonexistent/vmlinuz"),
-        "{msg}"
-    );
+    assert!(needles.iter().all(|n| msg.contains(n)), "{msg}");
     assert_nothing_left(&run);
 }
 
 #[test]
-fn missing_image_is_a_clear_error_and_leaves_nothing() {
-    let run = RunId::new();
-    let err = common::router_bed("noimage")
-        .node_image("alpy/not-built")
-        .run_id(run.clone())
-        .start()
-        .err()
-        .expect("must fail");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("alpy/not-built is missing") && msg.contains("images/build"),
-        "{msg}"
+fn missing_kernel_is_a_clear_error_and_leaves_nothing() {
+    let builder = TestBed::builder("nokernel")
+        .dut(alpy::Dut::kernel("/nonexistent/vmlinuz", None))
+        .link(alpy::Link::new());
+    assert_start_fails(
+        builder,
+        &["could not open kernel file", "/nonexistent/vmlinuz"],
     );
-    assert_nothing_left(&run);
+}
+
+#[test]
+fn missing_image_is_a_clear_error_and_leaves_nothing() {
+    let builder = common::router_bed("noimage").node_image("alpy/not-built");
+    assert_start_fails(builder, &["alpy/not-built is missing", "images/build"]);
 }
 
 #[test]
