@@ -446,7 +446,7 @@ impl Nodes {
             },
             apps: AtomicUsize::new(0),
         });
-        log::debug!(target: "alpy::node", "creating {} nodes ({mode:?})", links.len());
+        log::info!(target: "alpy::node", "creating {} nodes ({mode:?})", links.len());
         let t0 = std::time::Instant::now();
         // Containers first, all at once (the helper too, if needed).
         let containers: Vec<Result<(Container, i32)>> = std::thread::scope(|s| {

@@ -321,44 +321,16 @@ fn without_root_through_the_helper() {
         // Already unprivileged: the other tests of this run cover it.
         return;
     }
-    let user = "alpy-test";
-    let exists = std::process::Command::new("id")
-        .arg(user)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !exists {
-        let st = std::process::Command::new("useradd")
-            .args(["--system", "--no-create-home", "--groups", "docker", user])
-            .status()
-            .expect("useradd");
-        assert!(st.success(), "useradd {user} failed");
-    }
-    // The build tree may sit where the user cannot enter (a 0700 temporary
-    // clone, root's home): run a copy from a directory it can read.
-    let dir = std::env::temp_dir().join(RunId::new().name("nonroot"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let exe = dir.join("network-tests");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    let out = std::process::Command::new("runuser")
-        .args(["-u", user, "--"])
-        .arg(&exe)
-        .args([
+    let out = common::run_unprivileged(
+        &[
             "--test-threads=2",
-            "--nocapture",
-            "--exact",
             "three_nodes_have_their_addresses_routes_and_macs",
             "traffic_across_a_wire_of_two_taps",
             "impairment_through_a_relay_wire",
             "apps_run_to_completion_and_in_the_background",
-        ])
-        .env("TMPDIR", "/tmp")
-        .env_remove("ALPY_NET_MODE")
-        .output()
-        .expect("run the tests as a user");
-    std::fs::remove_dir_all(&dir).ok();
+        ],
+        |_| Vec::new(),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

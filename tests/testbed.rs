@@ -238,6 +238,41 @@ fn child_role() {
     }
 }
 
+/// The forward scenario end to end as an unprivileged user in the `docker`
+/// group: nodes through the helper, QEMU as that user.
+#[test]
+fn without_root_end_to_end() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // already unprivileged: the other tests cover it
+    }
+    let (kernel, initrd) = common::guest();
+    let out = common::run_unprivileged(&["forward_and_the_pcaps_show_it"], |dir| {
+        // The guest and the artifacts where that user can read and write.
+        let guest = dir.join("guest");
+        std::fs::create_dir_all(&guest).unwrap();
+        std::fs::copy(&kernel, guest.join("vmlinuz")).unwrap();
+        std::fs::copy(&initrd, guest.join("initrd.img")).unwrap();
+        let artifacts = dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        std::fs::set_permissions(
+            &artifacts,
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
+        vec![
+            ("ALPY_CACHE".into(), dir.display().to_string()),
+            ("ALPY_ARTIFACTS".into(), artifacts.display().to_string()),
+        ]
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    assert!(text.contains("creating 2 nodes (Helper)"), "{text}");
+}
+
 #[test]
 fn two_processes_at_once() {
     let children: Vec<_> = (0..2)

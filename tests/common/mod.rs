@@ -147,3 +147,51 @@ pub fn child(test: &str, env: &[(&str, &str)]) -> std::process::Command {
     }
     c
 }
+
+/// The unprivileged user (in the `docker` group) tests run as to check the
+/// no-root path; created on first use.
+pub const UNPRIVILEGED_USER: &str = "alpy-test";
+
+/// Runs this test binary as [`UNPRIVILEGED_USER`] with `args` (exact test
+/// names and harness flags). The build tree may sit where that user cannot
+/// enter (a 0700 temporary clone, root's home), so a copy of the binary runs
+/// from a fresh readable directory; `prepare` may put more there (it gets
+/// the directory) and returns extra environment variables. Needs root.
+pub fn run_unprivileged(
+    args: &[&str],
+    prepare: impl FnOnce(&std::path::Path) -> Vec<(String, String)>,
+) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let user = UNPRIVILEGED_USER;
+    let exists = std::process::Command::new("id")
+        .arg(user)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let st = std::process::Command::new("useradd")
+            .args(["--system", "--no-create-home", "--groups", "docker", user])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {user} failed");
+    }
+    let dir = std::env::temp_dir().join(RunId::new().name("nonroot"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("tests");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let env = prepare(&dir);
+    let out = std::process::Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(&exe)
+        .args(["--nocapture", "--exact"])
+        .args(args)
+        .env("TMPDIR", "/tmp")
+        .env_remove("ALPY_NET_MODE")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run the tests as the unprivileged user");
+    std::fs::remove_dir_all(&dir).ok();
+    out
+}
