@@ -25,11 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (kernel, initrd) = match args.as_slice() {
         [k, i] => (PathBuf::from(k), PathBuf::from(i)),
         [] => {
-            let home = std::env::var("HOME")?;
-            let dir = std::env::var("ALPY_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| PathBuf::from(home).join(".cache/alpy"))
-                .join("guest");
+            let dir = alpy::cache::cache_dir()?.join("guest");
             (dir.join("vmlinuz"), dir.join("initrd.img"))
         }
         _ => return Err("usage: bench_vm [KERNEL INITRD]".into()),

@@ -70,6 +70,7 @@ pub mod qemu_process;
 pub mod qmp;
 
 pub use error::{Error, Result};
+pub mod cache;
 pub mod console;
 pub mod docker;
 pub mod reap;

@@ -18,11 +18,7 @@ pub struct RabbitImage {
 impl RabbitImage {
     /// `$ALPY_CACHE/rabbit` (default `~/.cache/alpy/rabbit`), checked.
     pub fn find() -> Result<RabbitImage> {
-        let cache = std::env::var_os("ALPY_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("alpy")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/alpy")))
-            .ok_or_else(|| Error::Config("neither ALPY_CACHE nor HOME is set".into()))?;
+        let cache = alpy::cache::cache_dir()?;
         let dir = cache.join("rabbit");
         let img = RabbitImage {
             kernel: dir.join("vmlinuz"),

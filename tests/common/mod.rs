@@ -27,15 +27,7 @@ pub fn spec(image: &str, suffix: &str, cmd: &[&str]) -> ContainerSpec {
 
 /// The test guest built by `images/guest/build`: (kernel, initrd).
 pub fn guest() -> (std::path::PathBuf, std::path::PathBuf) {
-    let cache = std::env::var_os("ALPY_CACHE")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| std::path::PathBuf::from(x).join("alpy"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/alpy"))
-        })
-        .expect("HOME or ALPY_CACHE");
+    let cache = alpy::cache::cache_dir().expect("a cache directory");
     let dir = cache.join("guest");
     let k = dir.join("vmlinuz");
     let i = dir.join("initrd.img");
