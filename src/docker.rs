@@ -388,46 +388,29 @@ impl Docker {
     /// A container's stdout and stderr so far.
     pub fn logs(&self, id: &str) -> Result<Output> {
         let id2 = id.to_string();
-        let fut = async move {
-            let opts = LogsOptionsBuilder::default()
-                .stdout(true)
-                .stderr(true)
-                .build();
-            let mut s = self.api.logs(&id2, Some(opts));
-            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-            while let Some(item) = s.next().await {
-                match item? {
-                    bollard::container::LogOutput::StdErr { message } => {
-                        stderr.extend_from_slice(&message)
-                    }
-                    other => stdout.extend_from_slice(&other.into_bytes()),
-                }
-            }
-            Ok::<_, bollard::errors::Error>((stdout, stderr))
-        };
-        match self.with_deadline(REQUEST_TIMEOUT, fut) {
-            Ok(Ok((stdout, stderr))) => Ok(Output {
-                status: ExitStatus(0),
-                stdout,
-                stderr,
-            }),
-            Ok(Err(e)) => Err(map_err(&format!("read logs of container {id}"), e)),
-            Err(_) => Err(Error::Timeout {
-                what: format!("the logs of container {id}"),
-                timeout: REQUEST_TIMEOUT,
-                tail: String::new(),
-            }),
-        }
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let (stdout, stderr) = self.call(
+            &format!("read logs of container {id}"),
+            REQUEST_TIMEOUT,
+            |api| async move { split_output(Box::pin(api.logs(&id2, Some(opts)))).await },
+        )?;
+        Ok(Output {
+            status: ExitStatus(0),
+            stdout,
+            stderr,
+        })
     }
 
     /// Runs a program in a running container and returns its output.
     pub fn exec(&self, id: &str, cmd: &[&str], timeout: Duration) -> Result<Output> {
         let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
         let id2 = id.to_string();
-        let what = format!("{:?} in container {id}", cmd.join(" "));
-        let fut = async move {
-            let exec = self
-                .api
+        let what = format!("exec {:?} in container {id}", cmd.join(" "));
+        self.call(&what, timeout, |api| async move {
+            let exec = api
                 .create_exec(
                     &id2,
                     bollard::exec::CreateExecOptions {
@@ -438,35 +421,19 @@ impl Docker {
                     },
                 )
                 .await?;
-            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
-                self.api.start_exec(&exec.id, None).await?
-            {
-                while let Some(item) = output.next().await {
-                    match item? {
-                        bollard::container::LogOutput::StdErr { message } => {
-                            stderr.extend_from_slice(&message)
-                        }
-                        other => stdout.extend_from_slice(&other.into_bytes()),
-                    }
+            let (stdout, stderr) = match api.start_exec(&exec.id, None).await? {
+                bollard::exec::StartExecResults::Attached { output, .. } => {
+                    split_output(output).await?
                 }
-            }
-            let info = self.api.inspect_exec(&exec.id).await?;
-            Ok::<_, bollard::errors::Error>(Output {
+                bollard::exec::StartExecResults::Detached => (Vec::new(), Vec::new()),
+            };
+            let info = api.inspect_exec(&exec.id).await?;
+            Ok(Output {
                 status: ExitStatus(info.exit_code.unwrap_or(-1)),
                 stdout,
                 stderr,
             })
-        };
-        match self.with_deadline(timeout, fut) {
-            Ok(Ok(o)) => Ok(o),
-            Ok(Err(e)) => Err(map_err(&format!("exec {what}"), e)),
-            Err(_) => Err(Error::Timeout {
-                what: format!("exec {what} to finish"),
-                timeout,
-                tail: String::new(),
-            }),
-        }
+        })
     }
 
     /// Removes a container, killing it first if it runs.
@@ -503,6 +470,25 @@ impl Docker {
             |api| async move { api.list_containers(Some(opts)).await },
         )
     }
+}
+
+/// Reads a stream of container output into (stdout, stderr).
+async fn split_output<S>(
+    mut s: S,
+) -> std::result::Result<(Vec<u8>, Vec<u8>), bollard::errors::Error>
+where
+    S: futures_util::Stream<
+            Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+        > + Unpin,
+{
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    while let Some(item) = s.next().await {
+        match item? {
+            bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+            other => stdout.extend_from_slice(&other.into_bytes()),
+        }
+    }
+    Ok((stdout, stderr))
 }
 
 fn map_err(context: &str, e: bollard::errors::Error) -> Error {

@@ -535,16 +535,7 @@ impl TestBed {
     /// Runs `f` as a logged step and records its duration as `phase`.
     pub fn timed<T>(&mut self, phase: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let t0 = Instant::now();
-        let step = Step::start(phase.to_string());
-        let r = f(self);
-        match &r {
-            Ok(_) => {
-                step.done();
-            }
-            Err(e) => {
-                step.failed(e);
-            }
-        }
+        let r = logging::step(phase, || f(self));
         self.record(phase, t0.elapsed());
         r
     }
