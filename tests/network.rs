@@ -124,18 +124,6 @@ fn three_nodes_have_their_addresses_routes_and_macs() {
     assert_gone(&docker, &run, &pids);
 }
 
-/// The minimum RTT: unlike the average, it is not skewed by the first
-/// ping's ARP resolution.
-fn rtt_ms(ping_output: &str) -> f64 {
-    // "rtt min/avg/max/mdev = 0.050/0.061/0.075/0.010 ms"
-    let stats = ping_output
-        .lines()
-        .find(|l| l.contains("min/avg/max"))
-        .unwrap_or_else(|| panic!("no rtt line in:\n{ping_output}"));
-    let nums = stats.split('=').nth(1).unwrap().trim();
-    nums.split('/').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn traffic_across_a_wire_of_two_taps() {
     let run = RunId::new();
@@ -153,7 +141,7 @@ fn traffic_across_a_wire_of_two_taps() {
     let base = sh(&nodes, 0, ping)
         .checked("ping across the wire")
         .expect("ping works");
-    let base_rtt = rtt_ms(&base.stdout_str());
+    let base_rtt = common::min_rtt_ms(&base.stdout_str());
 
     // Delay needs netem in the host kernel; say so clearly where it is missing.
     let delay = Impairment {
@@ -163,7 +151,7 @@ fn traffic_across_a_wire_of_two_taps() {
     match nodes.node(0).impair(&delay) {
         Ok(()) => {
             let slow = sh(&nodes, 0, ping).checked("delayed ping").unwrap();
-            let slow_rtt = rtt_ms(&slow.stdout_str());
+            let slow_rtt = common::min_rtt_ms(&slow.stdout_str());
             assert!(
                 slow_rtt >= base_rtt + 100.0,
                 "rtt {base_rtt} -> {slow_rtt} ms"
@@ -210,7 +198,7 @@ fn impairment_through_a_relay_wire() {
     )
     .unwrap();
     let ping = "ping -c 3 -i 0.2 -W 2 192.168.55.2";
-    let base = rtt_ms(
+    let base = common::min_rtt_ms(
         &sh(&nodes, 0, ping)
             .checked("ping through the relay")
             .unwrap()
@@ -220,7 +208,7 @@ fn impairment_through_a_relay_wire() {
         delay: Some(Duration::from_millis(100)),
         ..Default::default()
     });
-    let slow = rtt_ms(
+    let slow = common::min_rtt_ms(
         &sh(&nodes, 0, ping)
             .checked("delayed ping")
             .unwrap()

@@ -136,22 +136,7 @@ fn impairment_through_the_relay_with_a_dut() {
     bed.resume().unwrap();
     bed.wait_prompt(PROMPT, BOOT).unwrap();
     let rtt = |out: alpy::docker::Output| -> f64 {
-        let text = out.checked("ping through the DUT").unwrap().stdout_str();
-        let line = text
-            .lines()
-            .find(|l| l.contains("min/avg/max"))
-            .unwrap()
-            .to_string();
-        // The minimum: the first ping's ARP resolution skews the average.
-        line.split('=')
-            .nth(1)
-            .unwrap()
-            .trim()
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        common::min_rtt_ms(&out.checked("ping through the DUT").unwrap().stdout_str())
     };
     // Warm up: the first pings wait for ARP on both sides of the DUT.
     ping(&bed, 2);

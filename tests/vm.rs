@@ -25,6 +25,16 @@ fn guest_config(dir: &Path) -> QemuConfig {
     }
 }
 
+/// Starts QEMU (paused) on the test guest, logging into `dir`.
+fn start_guest(dir: &Path) -> QemuProcess {
+    QemuProcess::start(
+        &guest_config(dir),
+        &dir.join("qemu.log"),
+        Duration::from_secs(10),
+    )
+    .expect("QEMU starts")
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
@@ -48,12 +58,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 fn boot_shell_uploads_and_poweroff() {
     alpy::logging::init();
     let dir = common::artifacts("vm-boot");
-    let mut qemu = QemuProcess::start(
-        &guest_config(&dir),
-        &dir.join("qemu.log"),
-        Duration::from_secs(10),
-    )
-    .expect("QEMU starts");
+    let mut qemu = start_guest(&dir);
     assert_eq!(
         qemu.qmp().query_status().unwrap(),
         "prelaunch",
@@ -160,12 +165,7 @@ fn killed_qemu_is_reported_by_name() {
     // A killed QEMU is reported by close() as a signal, by name.
     alpy::logging::init();
     let dir = common::artifacts("vm-killed");
-    let mut qemu = QemuProcess::start(
-        &guest_config(&dir),
-        &dir.join("qemu.log"),
-        Duration::from_secs(10),
-    )
-    .expect("QEMU starts");
+    let mut qemu = start_guest(&dir);
     let pid = qemu.pid();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -185,12 +185,7 @@ fn child_holds_qemu() {
         return;
     };
     let dir = Path::new(&dir);
-    let qemu = QemuProcess::start(
-        &guest_config(dir),
-        &dir.join("qemu.log"),
-        Duration::from_secs(10),
-    )
-    .expect("QEMU starts");
+    let qemu = start_guest(dir);
     println!("QEMU_PID={}", qemu.pid());
     std::thread::sleep(Duration::from_secs(120));
     drop(qemu);

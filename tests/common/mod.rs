@@ -187,3 +187,15 @@ pub fn run_unprivileged(
     std::fs::remove_dir_all(&dir).ok();
     out
 }
+
+/// The minimum RTT of a ping run: unlike the average, it is not skewed by
+/// the first ping's ARP resolution.
+pub fn min_rtt_ms(ping_output: &str) -> f64 {
+    // "rtt min/avg/max/mdev = 0.050/0.061/0.075/0.010 ms"
+    let stats = ping_output
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .unwrap_or_else(|| panic!("no rtt line in:\n{ping_output}"));
+    let nums = stats.split('=').nth(1).unwrap().trim();
+    nums.split('/').next().unwrap().parse().unwrap()
+}
