@@ -219,6 +219,16 @@ impl Docker {
         }
     }
 
+    /// The engine's version, e.g. `20.10.24+dfsg1`.
+    pub fn version(&self) -> Result<String> {
+        let v = self.call(
+            "ask the engine's version",
+            REQUEST_TIMEOUT,
+            |api| async move { api.version().await },
+        )?;
+        Ok(v.version.unwrap_or_else(|| "(unknown version)".into()))
+    }
+
     /// Whether `image` exists locally.
     pub fn image_exists(&self, image: &str) -> Result<bool> {
         let image = image.to_string();

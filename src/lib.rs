@@ -73,6 +73,7 @@ pub use error::{Error, Result};
 pub mod cache;
 pub mod console;
 pub mod docker;
+pub mod doctor;
 pub mod reap;
 pub mod remote_shell;
 pub mod run;
