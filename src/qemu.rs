@@ -149,19 +149,33 @@ pub struct Uefi {
 }
 
 impl Uefi {
+    /// Debian's firmware code and variable-store template (package `ovmf`):
+    /// the 4 MiB builds, then the older 2 MiB ones where only those exist.
+    pub const DEBIAN_FIRMWARE: [(&'static str, &'static str); 2] = [
+        (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ),
+        (
+            "/usr/share/OVMF/OVMF_CODE.fd",
+            "/usr/share/OVMF/OVMF_VARS.fd",
+        ),
+    ];
+
     /// Copies the variable store `vars_template` to `run_dir` and returns the
-    /// configuration (finds OVMF in its Debian place if `code` is `None`).
+    /// configuration (finds OVMF in its Debian place, see
+    /// [`Uefi::DEBIAN_FIRMWARE`], if `code` or `vars_template` is `None`).
     pub fn private_copy(
         code: Option<&Path>,
         vars_template: Option<&Path>,
         run_dir: &Path,
     ) -> Result<Uefi> {
-        let code = code
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/usr/share/OVMF/OVMF_CODE.fd"));
-        let template = vars_template
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/usr/share/OVMF/OVMF_VARS.fd"));
+        let (debian_code, debian_vars) = Self::DEBIAN_FIRMWARE
+            .into_iter()
+            .find(|(c, _)| Path::new(c).exists())
+            .unwrap_or(Self::DEBIAN_FIRMWARE[0]);
+        let code = code.map_or_else(|| PathBuf::from(debian_code), Path::to_path_buf);
+        let template = vars_template.map_or_else(|| PathBuf::from(debian_vars), Path::to_path_buf);
         for f in [&code, &template] {
             if !f.exists() {
                 return Err(Error::Config(format!(

@@ -431,3 +431,36 @@ fn unreachable_engine_is_a_clear_error() {
     );
     assert!(text.contains("scripts/setup"), "{text}");
 }
+
+/// UEFI is advertised, so it boots once in CI: the test guest's kernel
+/// started by OVMF (Debian's `ovmf`, which set-up installs), seen from
+/// inside the guest, with the bed's private variable store in use.
+#[test]
+fn uefi_guest_boots_through_ovmf() {
+    let (kernel, initrd) = common::guest();
+    let mut bed = TestBed::builder("uefi")
+        .dut(
+            alpy::Dut::kernel(kernel, Some(initrd))
+                .append("console=ttyS0,115200 quiet panic=-1")
+                .uefi(),
+        )
+        .poweroff(alpy::PowerOff::Console("poweroff -f".into()))
+        .console_timeout(Duration::from_secs(120))
+        .start()
+        .expect("start");
+    let vars = bed.artifacts_dir().join("OVMF_VARS.fd");
+    assert!(vars.is_file(), "private variable store {}", vars.display());
+    bed.resume().unwrap();
+    bed.wait_prompt(PROMPT, BOOT).unwrap();
+    // The kernel exposes /sys/firmware/efi only when EFI firmware booted it.
+    let con = bed.console();
+    // (The quotes keep the echoed command line from matching.)
+    con.send_line(r#"echo firmware=$(test -d /sys/firmware/efi && echo e""fi || echo b""ios)"#)
+        .unwrap();
+    let answer = alpy::console::Pattern::regex(r"firmware=(efi|bios)\r?\n").unwrap();
+    let m = con.expect(&answer, Duration::from_secs(30)).unwrap();
+    assert_eq!(m.group(1).as_deref(), Some("efi"), "booted without UEFI");
+    bed.wait_prompt(PROMPT, Duration::from_secs(30)).unwrap();
+    bed.shutdown(Duration::from_secs(60)).unwrap();
+    bed.close().expect("close");
+}
