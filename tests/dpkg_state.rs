@@ -74,7 +74,8 @@ fn temp(name: &str) -> PathBuf {
 }
 
 /// The package set a guest build resolves to (file names and checksums).
-const PINS: &str = ". images/lib.sh; repo_pins busybox-static libjansson4 nftables \"$(repo_kernel_package)\"";
+const PINS: &str =
+    ". images/lib.sh; repo_pins busybox-static libjansson4 nftables \"$(repo_kernel_package)\"";
 
 #[test]
 fn a_newer_installed_package_never_reaches_a_build() {
@@ -86,7 +87,10 @@ fn a_newer_installed_package_never_reaches_a_build() {
     let status = fake_status(&dir, &[], &["busybox-static", "libjansson4"]);
     // The situation is real: the host's apt now believes in versions that
     // no repository has, and asking it for them fails as it did for users.
-    let plain = with_status(&status, "cd \"$(mktemp -d)\"; apt-get download -q libjansson4");
+    let plain = with_status(
+        &status,
+        "cd \"$(mktemp -d)\"; apt-get download -q libjansson4",
+    );
     assert!(!plain.status.success(), "{}", text(&plain));
     assert!(
         String::from_utf8_lossy(&plain.stderr).contains(FAKE_VERSION),
@@ -139,7 +143,10 @@ fn setup_pins_qemu_utils_to_the_version_of_qemu_system() {
     std::fs::write(&reqs, "alpy-no-such-qemu qemu-system-x86 the DUT\n").unwrap();
     let plan = with_status(
         &status,
-        &format!("ALPY_REQUIREMENTS={} scripts/setup --dry-run", reqs.display()),
+        &format!(
+            "ALPY_REQUIREMENTS={} scripts/setup --dry-run",
+            reqs.display()
+        ),
     );
     assert!(plan.status.success(), "{}", text(&plan));
     let out = String::from_utf8_lossy(&plan.stdout).to_string();
@@ -154,7 +161,9 @@ fn setup_pins_qemu_utils_to_the_version_of_qemu_system() {
         "qemu-utils is not pinned to {version}: {out}"
     );
     assert!(
-        err.contains(&format!("qemu-utils {FAKE_VERSION} is replaced by {version}")),
+        err.contains(&format!(
+            "qemu-utils {FAKE_VERSION} is replaced by {version}"
+        )),
         "{err}"
     );
     // apt itself accepts the plan in that state: a downgrade, no removal.

@@ -46,3 +46,72 @@ fn dockerd_that_cannot_start_gives_a_clear_error() {
         assert!(stderr.contains("needs root"), "{stderr}");
     }
 }
+
+/// Runs scripts/setup against a requirements list of the test's own (it
+/// stops before the engine: the install step fails).
+fn setup_with_requirements(name: &str, list: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("alpy-setup-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let reqs = dir.join("requirements");
+    std::fs::write(&reqs, list).unwrap();
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup"))
+        .env("ALPY_REQUIREMENTS", &reqs)
+        .env("ALPY_APT_LOG", dir.join("apt.log"))
+        // The reason must come from the first try; no network round trip.
+        .env("ALPY_NO_APT_UPDATE", "1")
+        .output()
+        .expect("run scripts/setup");
+    std::fs::remove_dir_all(&dir).ok();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_missing_command_is_named_with_its_package_and_apts_reason() {
+    let (ok, err) = setup_with_requirements(
+        "missing",
+        "sh dash a shell\nalpy-no-such-command alpy-no-such-package testing\n",
+    );
+    assert!(!ok, "setup must fail:\n{err}");
+    assert!(err.contains("Missing: alpy-no-such-command\n"), "{err}");
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            err.contains(
+                "alpy setup: error: alpy-no-such-command is missing (Debian package alpy-no-such-package)"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("apt: E: Unable to locate package alpy-no-such-package"),
+            "{err}"
+        );
+    } else {
+        assert!(
+            err.contains("installing alpy-no-such-package needs root"),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("run scripts/setup"), "{err}");
+}
+
+#[test]
+fn an_installed_package_without_the_command_is_named() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: installing needs root");
+        return;
+    }
+    // hostname is installed (it is essential) but has no such command:
+    // apt succeeds, and only the check after it can tell.
+    let (ok, err) = setup_with_requirements("lacks", "alpy-no-such-command hostname testing\n");
+    assert!(!ok, "setup must fail:\n{err}");
+    assert!(
+        err.contains("alpy-no-such-command is missing (Debian package hostname)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("is installed but provides no alpy-no-such-command"),
+        "{err}"
+    );
+}
