@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
-use alpy::docker::Docker;
-use alpy::netns::{has_net_caps, NetMode};
-use alpy::node::{Link, NodeOptions, Nodes};
+use alpy::net::docker::Docker;
+use alpy::net::netns::{has_net_caps, NetMode};
+use alpy::net::{Link, NodeOptions, Nodes};
 use alpy::run::RunId;
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -9,10 +9,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use alpy::console::{Console, Pattern};
-use alpy::qemu::QemuConfig;
-use alpy::qemu_process::QemuProcess;
-use alpy::remote_shell::RemoteShell;
+use alpy::vm::console::{Console, Pattern};
+use alpy::vm::qemu::QemuConfig;
+use alpy::vm::qemu_process::QemuProcess;
+use alpy::vm::remote_shell::RemoteShell;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -7,50 +7,42 @@
 //!     --append "console=ttyS0,115200 ..." --nic-model e1000 --prompt "dut# " [--runs N]
 //! ```
 //!
+//! Before, with the first API (31 lines from builder to JSON): a
+//! hand-written ping app, `record()` of a phase timed by hand, timings as a
+//! list of pairs. Now (this file): named links, `boot()`, a node's
+//! `succeed()`, `timed()`.
+//!
 //! Prints one JSON line per run with the phase timings (seconds) and the
 //! result, then the medians; exits non-zero if any run failed.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use alpy::{App, Dut, Link, PowerOff, TestBed};
+use clap::Parser;
 
+use alpy::{Dut, Link, PowerOff, TestBed};
+
+/// The forward scenario: node "client" pings node "server" through the DUT.
+#[derive(Parser)]
 struct Args {
+    /// The DUT's kernel.
+    #[arg(long)]
     kernel: PathBuf,
+    /// Its initrd.
+    #[arg(long)]
     initrd: Option<PathBuf>,
+    /// The kernel command line.
+    #[arg(long, default_value = "console=ttyS0,115200")]
     append: String,
+    /// The NIC model of both links.
+    #[arg(long, default_value = "e1000")]
     nic_model: String,
+    /// The DUT's shell prompt.
+    #[arg(long)]
     prompt: String,
+    /// How many runs (medians are printed after two or more).
+    #[arg(long, default_value_t = 1)]
     runs: usize,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let (mut kernel, mut initrd, mut append) = (None, None, String::from("console=ttyS0,115200"));
-    let (mut nic_model, mut prompt, mut runs) = (String::from("e1000"), None, 1usize);
-    while let Some(a) = it.next() {
-        let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--kernel" => kernel = Some(PathBuf::from(val()?)),
-            "--initrd" => initrd = Some(PathBuf::from(val()?)),
-            "--append" => append = val()?,
-            "--nic-model" => nic_model = val()?,
-            "--prompt" => prompt = Some(val()?),
-            "--runs" => runs = val()?.parse().map_err(|e| format!("--runs: {e}"))?,
-            "-h" | "--help" => {
-                return Err("usage: forward --kernel K [--initrd I] [--append A] [--nic-model M] --prompt P [--runs N]".into())
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    Ok(Args {
-        kernel: kernel.ok_or("--kernel is required")?,
-        initrd,
-        append,
-        nic_model,
-        prompt: prompt.ok_or("--prompt is required")?,
-        runs,
-    })
 }
 
 fn one_run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
@@ -63,42 +55,37 @@ fn one_run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>>
         )
         .link(
             Link::new()
+                .name("client")
                 .node_addr("192.168.1.2/24")
                 .gateway("192.168.1.1"),
         )
         .link(
             Link::new()
+                .name("server")
                 .node_addr("192.168.2.2/24")
                 .gateway("192.168.2.1"),
         )
+        .prompt(&args.prompt)
         .poweroff(PowerOff::Console("poweroff -f".into()))
         .start()?;
-    let setup = t0.elapsed();
-    bed.resume()?;
-    bed.wait_prompt(&args.prompt, Duration::from_secs(120))?;
-    let t = Instant::now();
-    bed.node(0)
-        .run_app(
-            &App::new("alpy/tools").cmd(["ping", "-c", "3", "-W", "5", "192.168.2.2"]),
-            Duration::from_secs(60),
-        )?
-        .checked("ping node1 from node0 through the DUT")?;
-    let traffic = t.elapsed();
-    bed.record("traffic", traffic);
+    bed.boot(Duration::from_secs(120))?;
+    bed.timed("traffic", |bed| {
+        bed.node_by_name("client")?
+            .succeed("ping -c 3 -W 5 192.168.2.2")
+    })?;
     bed.shutdown(Duration::from_secs(60))?;
-    let timings: std::collections::HashMap<String, f64> = bed.timings().iter().cloned().collect();
     let artifacts = bed.artifacts_dir().display().to_string();
-    let t = Instant::now();
+    let t = bed.timings().clone();
+    let get = |k: &str| t.get(k).map_or(f64::NAN, |d| d.as_secs_f64());
+    let closing = Instant::now();
     bed.close()?;
-    let close = t.elapsed();
-    let get = |k: &str| timings.get(k).copied().unwrap_or(f64::NAN);
     Ok(serde_json::json!({
         "result": "pass",
-        "setup": setup.as_secs_f64(),
+        "setup": get("setup"),
         "boot": get("boot"),
-        "traffic": traffic.as_secs_f64(),
+        "traffic": get("traffic"),
         "shutdown": get("shutdown"),
-        "close": close.as_secs_f64(),
+        "close": closing.elapsed().as_secs_f64(),
         "total": t0.elapsed().as_secs_f64(),
         "artifacts": artifacts,
     }))
@@ -111,13 +98,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     alpy::logging::init();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
     let mut ok = Vec::new();
     let mut failed = 0;
     for run in 1..=args.runs {

@@ -17,7 +17,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::qemu::Accel;
+use crate::vm::qemu::Accel;
 
 /// The requirements list `scripts/setup` works from: command (or absolute
 /// file path), Debian package, purpose.
@@ -225,7 +225,7 @@ fn user_check() -> Check {
 fn engine_check() -> Check {
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    match crate::docker::Docker::connect().and_then(|d| d.version()) {
+    match crate::net::Docker::connect().and_then(|d| d.version()) {
         Ok(v) => Check::new("Docker engine", State::Ok, format!("{v} at {host}"), None),
         // The error says where it looked and how to start an engine.
         Err(e) => Check::new("Docker engine", State::Fail, e.to_string(), None),

@@ -7,7 +7,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a test bed. Each variant says what was
 /// being done and with what, so the message alone is enough to debug a CI log.
+///
+/// Match on the kind, not on the text; new kinds may be added:
+///
+/// ```
+/// # fn f(r: alpy::Result<()>) {
+/// match r {
+///     Err(alpy::Error::NotFound { what, .. }) => eprintln!("no such thing: {what}"),
+///     Err(alpy::Error::Closed(what)) => eprintln!("{what} went away"),
+///     Err(e) => eprintln!("{e}"),
+///     Ok(()) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An I/O call failed; `context` says which and on what.
     #[error("{context}: {source}")]
@@ -18,14 +32,32 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The Docker engine refused or failed a request.
+    /// The Docker engine refused or failed a request, or stopped answering.
     #[error("Docker: {context}: {message}")]
     Docker {
         /// What was being done (with which container or image).
         context: String,
         /// What the engine said, plus a hint where one helps.
         message: String,
+        /// The engine's HTTP status, when it answered at all.
+        status: Option<u16>,
     },
+    /// Something asked for does not exist: an image, a container, a link or
+    /// node by index or name.
+    #[error("{what} not found: {hint}")]
+    NotFound {
+        /// What was looked for, e.g. `image acme/router`, `link 7`.
+        what: String,
+        /// What exists instead, or how to make it exist.
+        hint: String,
+    },
+    /// The other end went away (end of file on the console, a closed QMP
+    /// socket, a container that exited): waiting longer cannot help.
+    #[error("closed: {0}")]
+    Closed(String),
+    /// A fault inside alpy (a worker thread panicked): a bug to report.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A wait ran past its deadline.
     #[error("timed out after {:.1} s waiting for {what}{}", .timeout.as_secs_f64(), tail_block(.tail))]
     Timeout {

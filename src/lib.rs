@@ -17,36 +17,37 @@
 //! fn main() -> alpy::Result<()> {
 //!     let mut bed = TestBed::builder("forward-ipv4")
 //!         .dut(Dut::kernel("vmlinuz", Some("initrd.img".into())).append("console=ttyS0,115200"))
-//!         .link(Link::new().node_addr("192.168.1.2/24").gateway("192.168.1.1"))
-//!         .link(Link::new().node_addr("192.168.2.2/24").gateway("192.168.2.1"))
+//!         .link(Link::new().name("client").node_addr("192.168.1.2/24").gateway("192.168.1.1"))
+//!         .link(Link::new().name("server").node_addr("192.168.2.2/24").gateway("192.168.2.1"))
 //!         .poweroff(PowerOff::Console("poweroff -f".into()))
 //!         .start()?; // nodes and taps ready, DUT paused
 //!     // Start servers before the DUT runs, so nothing is missed.
-//!     let server = bed.node(1).spawn_app(&App::new("alpy/tools").cmd(["iperf3", "-s", "-1"]))?;
+//!     let server = bed.node_by_name("server")?.spawn_app(&App::tools(["iperf3", "-s", "-1"]).name("iperf"))?;
 //!     bed.resume()?;
 //!     bed.wait_prompt("dut# ", Duration::from_secs(60))?;
-//!     bed.node(0)
-//!         .run_app(&App::new("alpy/tools").cmd(["ping", "-c", "3", "192.168.2.2"]), Duration::from_secs(30))?
-//!         .checked("ping through the DUT")?;
+//!     bed.node_by_name("client")?.succeed("ping -c 3 192.168.2.2")?;
 //!     server.close()?;
 //!     bed.shutdown(Duration::from_secs(30))?; // poweroff, wait for SHUTDOWN
-//!     let dir = bed.artifacts_dir().to_path_buf();
-//!     bed.close()?; // everything gone, artifacts kept
-//!     let cap = alpy::pcap::Capture::open(&dir.join("link1.pcap"))?;
+//!     let cap = bed.capture(1)?; // complete so far: QEMU writes each frame
 //!     cap.expect_count(&Filter::new().icmp_type(8), 3)?;
-//!     Ok(())
+//!     bed.close() // everything gone, artifacts kept
 //! }
 //! ```
 //!
 //! ## Where things are
 //!
-//! - [`testbed`]: the one call that stands a DUT and its links up, in order.
-//! - [`node`]: node containers, taps, addresses, app containers, impairment.
-//! - [`qemu`], [`qemu_process`], [`qmp`]: the QEMU command line, process and
-//!   QMP client.
-//! - [`console`], [`remote_shell`]: the expect engine and a shell on it.
-//! - [`pcap`]: reading the captures; [`reap`]: leftovers of crashed runs.
-//! - [`docker`]: a synchronous Docker client; [`logging`]: logs and steps.
+//! The crate has three wings; a lower one never imports a higher one (the
+//! layout and the reasons are in `docs/ARCHITECTURE.md`):
+//!
+//! - [`bed`]: [`TestBed`] stands a [`Dut`] and its links up in order and
+//!   takes them down again; [`bed::reap`] removes what dead runs left.
+//! - [`vm`]: the QEMU command line, process and QMP client, the serial
+//!   console's expect engine, login, and a shell on the console.
+//! - [`net`]: the Docker client, nodes and their links and taps, apps,
+//!   impairment, and the watchdog that cleans up after a killed owner.
+//! - At the root, what every wing uses: [`error`], [`logging`], [`run`]
+//!   (run identity and labels), [`addr`] (MAC and IP types), [`pcap`]
+//!   (reading captures), [`wait`], [`util`], [`cache`] and [`doctor`].
 //!
 //! ## Environment
 //!
@@ -55,28 +56,28 @@
 //! | `ALPY_ARTIFACTS` | base directory of test bed artifacts (default `target/alpy`) |
 //! | `ALPY_ACCEL` | `kvm` or `tcg` (default: KVM only where it works) |
 //! | `ALPY_NET_MODE` | `direct` (root) or `helper` (no root); default: by capabilities |
+//! | `ALPY_CACHE` | where built guests live (default `~/.cache/alpy`) |
 //! | `DOCKER_HOST` | the Docker engine |
 //! | `RUST_LOG` | terminal log level (the debug log always goes to `debug.log`) |
 #![warn(missing_docs)]
 
-pub mod error;
-pub mod impair;
-pub mod logging;
-pub mod netns;
-pub mod node;
-pub mod pcap;
-pub mod qemu;
-pub mod qemu_process;
-pub mod qmp;
-
-pub use error::{Error, Result};
+pub mod addr;
+pub mod bed;
 pub mod cache;
-pub mod console;
-pub mod docker;
 pub mod doctor;
-pub mod reap;
-pub mod remote_shell;
+pub mod error;
+pub mod logging;
+pub mod net;
+pub mod pcap;
 pub mod run;
-pub mod testbed;
-pub use node::{App, Impairment, Link};
-pub use testbed::{Dut, PowerOff, TestBed, TestBedBuilder};
+pub mod util;
+pub mod vm;
+pub mod wait;
+
+pub use addr::Mac;
+pub use bed::builder::{PowerOff, TestBedBuilder};
+pub use bed::dut::Dut;
+pub use bed::testbed::TestBed;
+pub use error::{Error, Result};
+pub use net::{App, Direction, Impairment, Link, TOOLS_IMAGE};
+pub use vm::login::Login;

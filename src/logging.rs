@@ -30,12 +30,16 @@ static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
 /// formatted.
 static SINKS: AtomicU64 = AtomicU64::new(0);
 
-/// Crates whose debug output belongs in the debug log; everything else is
-/// kept at `info` there, so HTTP client chatter does not drown the story.
+/// alpy's own dependencies whose debug output would drown the story (HTTP
+/// client and runtime chatter): kept at `info` in the debug log. Everything
+/// else, alpy and the test's own targets alike, goes in at `debug`.
+const CHATTY: &[&str] = &["hyper", "bollard", "tokio", "mio", "h2", "want", "tower"];
+
 fn is_ours(target: &str) -> bool {
-    ["alpy", "carrot", "rabbit", "forward"]
+    let krate = target.split("::").next().unwrap_or(target);
+    !CHATTY
         .iter()
-        .any(|p| target.starts_with(p))
+        .any(|c| krate == *c || krate.starts_with(&format!("{c}_")))
 }
 
 fn sink_wants(meta: &Metadata) -> bool {
@@ -250,6 +254,15 @@ fn failed_line(what: &str, took: Duration, why: Option<&dyn Display>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tests_own_targets_reach_the_debug_log() {
+        assert!(is_ours("alpy::node"));
+        assert!(is_ours("my_router_test"));
+        assert!(is_ours("carrot"));
+        assert!(!is_ours("hyper_util::client::legacy"));
+        assert!(!is_ours("bollard::docker"));
+    }
     use std::sync::Arc;
 
     /// A writer whose bytes the test can read back.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use alpy::docker::Container;
+use alpy::net::Container;
 
 fn run_in(image: &str, script: &str) -> String {
     let docker = common::docker();
@@ -60,7 +60,38 @@ fn missing_image_says_how_to_build_it() {
         .err()
         .expect("no such image");
     let msg = err.to_string();
+    assert!(matches!(err, alpy::Error::NotFound { .. }), "{msg}");
     assert!(msg.contains("images/build"), "{msg}");
+    // A user's own image gets a user's hint, not alpy's build script.
+    let spec = common::spec("acme/router-no-such-image:1.0", "missing", &["true"]);
+    let msg = Container::run(&docker, &spec, None)
+        .err()
+        .expect("no such image")
+        .to_string();
+    assert!(
+        msg.contains("docker load") && !msg.contains("images/build"),
+        "{msg}"
+    );
+}
+
+/// A failing inspect must not keep `close()` from removing the container
+/// (it used to mark the container closed first, so Drop skipped it too).
+#[test]
+fn close_removes_the_container_even_when_inspect_fails() {
+    let docker = common::docker();
+    let spec = common::spec("alpy/node", "inspectfail", &["sleep", "100"]);
+    let c = Container::run(&docker, &spec, None).expect("start");
+    let id = c.id().to_string();
+    docker.fail_inspects_for_tests(true);
+    let r = c.close();
+    docker.fail_inspects_for_tests(false);
+    assert!(r.is_err(), "the failed inspect is reported");
+    let gone = docker
+        .list_by_label(alpy::run::LABEL_RUN, None)
+        .unwrap()
+        .iter()
+        .all(|s| s.id.as_deref() != Some(id.as_str()));
+    assert!(gone, "container {id} left behind after close()");
 }
 
 #[test]
@@ -88,7 +119,7 @@ fn early_exit_and_signals_are_reported_clearly() {
     docker.wait(c.id(), Duration::from_secs(30)).expect("exits");
     let msg = c.ensure_running().unwrap_err().to_string();
     assert!(
-        msg.contains("exited early") && msg.contains("exit code 2"),
+        msg.contains("exited at once") && msg.contains("exit code 2"),
         "{msg}"
     );
     assert!(msg.contains("config file missing"), "{msg}");

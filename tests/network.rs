@@ -7,11 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use alpy::docker::Docker;
-use alpy::node::{App, Impairment, Link, NodeOptions, Nodes};
+use alpy::net::docker::Docker;
+use alpy::net::{App, Impairment, Link, NodeOptions, Nodes};
 use alpy::run::{RunId, LABEL_RUN};
 
-const TOOLS: &str = "alpy/tools";
 const APP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn create(run: &RunId, links: &[Link]) -> (std::sync::Arc<Docker>, Nodes) {
@@ -34,11 +33,8 @@ fn create_with_logs(
     (docker, nodes)
 }
 
-fn sh(nodes: &Nodes, i: usize, script: &str) -> alpy::docker::Output {
-    nodes
-        .node(i)
-        .run_app(&App::new(TOOLS).cmd(["sh", "-c", script]), APP_TIMEOUT)
-        .expect("run app")
+fn sh(nodes: &Nodes, i: usize, script: &str) -> alpy::net::Output {
+    nodes.node(i).unwrap().execute(script).expect("execute")
 }
 
 /// Nothing of the run is left: no container, no helper, no helper dir, no
@@ -87,11 +83,14 @@ fn three_nodes_have_their_addresses_routes_and_macs() {
             "node {i} eth0 not up:\n{o}"
         );
         assert!(
-            o.contains(&format!("link/ether {}", nodes.node(i).mac())),
+            o.contains(&format!("link/ether {}", nodes.node(i).unwrap().mac())),
             "node {i} MAC:\n{o}"
         );
     }
-    assert_eq!(nodes.node(0).mac(), "02:00:00:00:01:02");
+    assert_eq!(
+        nodes.node(0).unwrap().mac().to_string(),
+        "02:00:00:00:01:02"
+    );
     assert!(
         out[0].contains("inet 192.168.1.2/24") && out[0].contains("inet6 2001:db8:1::2/64"),
         "{}",
@@ -133,8 +132,8 @@ fn traffic_across_a_wire_of_two_taps() {
     ];
     let (docker, nodes) = create(&run, &links);
     let wire = common::Shuttle::new(
-        nodes.node(0).tap_dup().unwrap(),
-        nodes.node(1).tap_dup().unwrap(),
+        nodes.node(0).unwrap().tap_dup().unwrap(),
+        nodes.node(1).unwrap().tap_dup().unwrap(),
     );
 
     let ping = "ping -c 3 -i 0.2 -W 2 192.168.50.2";
@@ -148,7 +147,7 @@ fn traffic_across_a_wire_of_two_taps() {
         delay: Some(Duration::from_millis(100)),
         ..Default::default()
     };
-    match nodes.node(0).impair(&delay) {
+    match nodes.node(0).unwrap().impair(&delay) {
         Ok(()) => {
             let slow = sh(&nodes, 0, ping).checked("delayed ping").unwrap();
             let slow_rtt = common::min_rtt_ms(&slow.stdout_str());
@@ -163,16 +162,16 @@ fn traffic_across_a_wire_of_two_taps() {
             eprintln!("NOTE: delay not testable here: {msg}");
         }
     }
-    nodes.node(0).clear_impairment().unwrap();
+    nodes.node(0).unwrap().clear_impairment().unwrap();
 
-    nodes.node(1).set_link(false).unwrap();
+    nodes.node(1).unwrap().set_link(false).unwrap();
     let down = sh(&nodes, 0, "ping -c 2 -i 0.2 -W 1 192.168.50.2");
     assert!(
         !down.status.success(),
         "ping with the link down must fail:\n{}",
         down.stdout_str()
     );
-    nodes.node(1).set_link(true).unwrap();
+    nodes.node(1).unwrap().set_link(true).unwrap();
     sh(&nodes, 0, ping).checked("ping after link up").unwrap();
 
     drop(wire);
@@ -191,9 +190,9 @@ fn impairment_through_a_relay_wire() {
         Link::new().node_addr("192.168.55.2/24"),
     ];
     let (docker, nodes) = create(&run, &links);
-    let relay = alpy::impair::Relay::start(
-        nodes.node(0).tap_dup().unwrap(),
-        nodes.node(1).tap_dup().unwrap(),
+    let relay = alpy::net::impair::Relay::start(
+        nodes.node(0).unwrap().tap_dup().unwrap(),
+        nodes.node(1).unwrap().tap_dup().unwrap(),
         "test-wire",
     )
     .unwrap();
@@ -247,7 +246,8 @@ fn apps_run_to_completion_and_in_the_background() {
     let logs = common::temp_dir("net-logs");
     let (docker, nodes) = create_with_logs(&run, &links, Some(logs.clone()));
 
-    let out = sh(&nodes, 0, "echo out; echo err >&2; exit 4");
+    let app = App::tools(["sh", "-c", "echo out; echo err >&2; exit 4"]).name("exit4");
+    let out = nodes.node(0).unwrap().run_app(&app, APP_TIMEOUT).unwrap();
     assert_eq!(out.status.code(), 4);
     assert_eq!(out.stdout_str(), "out\n");
     assert_eq!(out.stderr_str(), "err\n");
@@ -255,24 +255,20 @@ fn apps_run_to_completion_and_in_the_background() {
     assert!(err.contains("exit code 4") && err.contains("err"), "{err}");
 
     let wire = common::Shuttle::new(
-        nodes.node(0).tap_dup().unwrap(),
-        nodes.node(1).tap_dup().unwrap(),
+        nodes.node(0).unwrap().tap_dup().unwrap(),
+        nodes.node(1).unwrap().tap_dup().unwrap(),
     );
-    let server = nodes
-        .node(1)
-        .spawn_app(&App::new(TOOLS).cmd(["iperf3", "-s", "-1"]))
+    let (node0, node1) = (nodes.node(0).unwrap(), nodes.node(1).unwrap());
+    let server = node1
+        .spawn_app(&App::tools(["iperf3", "-s", "-1"]).name("iperf"))
         .unwrap();
+    assert_eq!(server.name(), run.name("node1-iperf"));
     // The server is ready once it listens; wait for that, not for a time.
-    sh(
-        &nodes,
-        1,
-        "for i in $(seq 200); do ss -ltn | grep -q ':5201 ' && exit 0; sleep 0.05; done; exit 1",
-    )
-    .checked("iperf3 server listening")
-    .unwrap();
+    node1
+        .wait_for_listener(5201, Duration::from_secs(10))
+        .unwrap();
     // A 1 Mbit/s limit on node0's egress shows in iperf3's figure.
-    nodes
-        .node(0)
+    node0
         .impair(&Impairment {
             rate_kbit: Some(1000),
             ..Default::default()
@@ -290,7 +286,7 @@ fn apps_run_to_completion_and_in_the_background() {
         bps > 0.5e6 && bps < 1.5e6,
         "{bps} bit/s through a 1 Mbit/s limit"
     );
-    let server_log = logs.join(format!("{}.log", server.name()));
+    let server_log = logs.join("node1-iperf.log");
     server.close().expect("iperf3 -s -1 exits 0 after one test");
     let log = std::fs::read_to_string(&server_log).expect("server log saved on close");
     assert!(log.contains("Server listening on 5201"), "{log}");
@@ -299,6 +295,59 @@ fn apps_run_to_completion_and_in_the_background() {
     nodes.close().unwrap();
     assert_gone(&docker, &run, &pids);
     std::fs::remove_dir_all(&logs).ok();
+}
+
+#[test]
+fn an_app_that_dies_at_once_is_an_error_with_its_exit_code_and_log() {
+    let run = RunId::new();
+    let links = [Link::new().node_addr("192.168.61.1/24")];
+    let (docker, nodes) = create(&run, &links);
+    let node = nodes.node(0).unwrap();
+    let doomed = App::tools(["sh", "-c", "echo cannot bind port 80 >&2; exit 3"]).name("doomed");
+    let e = node
+        .spawn_app(&doomed)
+        .err()
+        .expect("an app that exits at once must fail");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("doomed") && msg.contains("exit code 3"),
+        "{msg}"
+    );
+    assert!(msg.contains("cannot bind port 80"), "{msg}");
+    // Bad indexes and names are errors, not panics.
+    assert!(matches!(nodes.node(7), Err(alpy::Error::NotFound { .. })));
+    let e = nodes
+        .by_name("server")
+        .err()
+        .expect("no node called server");
+    assert!(e.to_string().contains("0 node0"), "{e}");
+    // Frames towards a node can only be shaped by a relay.
+    let e = node
+        .impair_direction(alpy::Direction::ToNode, &Impairment::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("Link::relay()"), "{e}");
+    // The node's verbs.
+    assert_eq!(node.succeed("echo hi").unwrap(), "hi\n");
+    let web = node
+        .spawn_app(&App::tools(["nc", "-lk", "-p", "8080"]).name("listener"))
+        .unwrap();
+    node.wait_for_open_port("192.168.61.1", 8080, Duration::from_secs(10))
+        .unwrap();
+    web.close().unwrap();
+    let e = node
+        .succeed("echo nope >&2; false")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exit code 1") && e.contains("nope"), "{e}");
+    let t0 = std::time::Instant::now();
+    let e = node
+        .wait_until_succeeds("test -e /tmp/never", Duration::from_millis(600))
+        .unwrap_err();
+    assert!(matches!(e, alpy::Error::Timeout { .. }), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    nodes.close().unwrap();
+    assert_gone(&docker, &run, &pids);
 }
 
 /// The same tests as an unprivileged user in the docker group, which makes
@@ -316,6 +365,7 @@ fn without_root_through_the_helper() {
             "traffic_across_a_wire_of_two_taps",
             "impairment_through_a_relay_wire",
             "apps_run_to_completion_and_in_the_background",
+            "an_app_that_dies_at_once_is_an_error_with_its_exit_code_and_log",
         ],
         |_| Vec::new(),
     );
@@ -326,10 +376,10 @@ fn without_root_through_the_helper() {
     );
     eprintln!("{text}");
     assert!(out.status.success(), "the tests failed without root");
-    assert!(text.contains("4 passed"), "{text}");
+    assert!(text.contains("5 passed"), "{text}");
     assert_eq!(
         text.matches("nodes created in Helper mode").count(),
-        4,
+        5,
         "{text}"
     );
 }

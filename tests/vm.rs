@@ -7,10 +7,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use alpy::console::Console;
-use alpy::qemu::QemuConfig;
-use alpy::qemu_process::QemuProcess;
-use alpy::remote_shell::RemoteShell;
+use alpy::vm::console::Console;
+use alpy::vm::qemu::QemuConfig;
+use alpy::vm::qemu_process::QemuProcess;
+use alpy::vm::remote_shell::RemoteShell;
 use sha2::{Digest, Sha256};
 
 fn guest_config(dir: &Path) -> QemuConfig {
@@ -74,13 +74,16 @@ fn boot_shell_uploads_and_poweroff() {
         .expect("shell prompt");
 
     let mut sh = RemoteShell::attach(&mut console).unwrap();
-    let out = sh.run("echo hello; echo err >&2").unwrap();
+    let out = sh.execute("echo hello; echo err >&2").unwrap();
     assert_eq!(out.code, 0);
     assert_eq!(out.output, "hello\nerr\n");
-    assert_eq!(sh.run("true").unwrap().code, 0);
-    assert_eq!(sh.run("sh -c 'exit 3'").unwrap().code, 3);
-    assert_eq!(sh.run("printf 'no newline'").unwrap().output, "no newline");
-    let err = sh.run_checked("ls /no-such-dir").unwrap_err().to_string();
+    assert_eq!(sh.execute("true").unwrap().code, 0);
+    assert_eq!(sh.execute("sh -c 'exit 3'").unwrap().code, 3);
+    assert_eq!(
+        sh.execute("printf 'no newline'").unwrap().output,
+        "no newline"
+    );
+    let err = sh.succeed("ls /no-such-dir").unwrap_err().to_string();
     assert!(
         err.contains("exit code 1") && err.contains("no-such-dir"),
         "{err}"
@@ -98,7 +101,7 @@ fn boot_shell_uploads_and_poweroff() {
     sh.upload_text("/tmp/text", &text).unwrap();
     let bin = noise(65536, 0x9e37_79b9_7f4a_7c15);
     sh.upload_binary("/tmp/bin", &bin).unwrap();
-    let sums = sh.run_checked("sha256sum /tmp/text /tmp/bin").unwrap();
+    let sums = sh.succeed("sha256sum /tmp/text /tmp/bin").unwrap();
     assert!(
         sums.contains(&format!("{}  /tmp/text", sha256_hex(text.as_bytes()))),
         "{sums}"
@@ -234,5 +237,54 @@ fn qemu_dies_with_the_test_process() {
     assert!(
         gone_after < Duration::from_secs(1),
         "QEMU took {gone_after:?} to die"
+    );
+}
+
+/// A QEMU that exited unseen (the spawner thread reaped it) must not be
+/// "killed" by Drop: its PID may belong to another process by then. The
+/// test hands the PID to a new process on purpose (`ns_last_pid`).
+#[test]
+fn dropping_a_reaped_qemu_never_kills_whoever_got_its_pid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: setting ns_last_pid needs root");
+        return;
+    }
+    let dir = common::artifacts("vm-pid-reuse");
+    let mut q = start_guest(&dir);
+    let pid = q.pid();
+    q.qmp().quit().unwrap();
+    let t0 = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "QEMU never went away"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Ask the kernel for that PID again; other processes may take it first.
+    let mut sleeper = None;
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        if child.id() as i32 == pid {
+            sleeper = Some(child);
+            break;
+        }
+        let mut child = child;
+        child.kill().ok();
+        child.wait().ok();
+    }
+    let mut sleeper = sleeper.expect("could not get QEMU's old PID for a new process");
+    drop(q);
+    std::thread::sleep(Duration::from_millis(200));
+    let alive = sleeper.try_wait().unwrap().is_none();
+    sleeper.kill().ok();
+    sleeper.wait().ok();
+    assert!(
+        alive,
+        "dropping the QEMU guard killed the process that reused PID {pid}"
     );
 }

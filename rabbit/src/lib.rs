@@ -18,10 +18,13 @@ pub mod image;
 pub mod report;
 pub mod traffic;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use alpy::remote_shell::RemoteShell;
-use alpy::{Dut, Link, PowerOff, Result, TestBed};
+use alpy::addr::IpNet;
+use alpy::vm::qemu::NicModel;
+use alpy::vm::remote_shell::RemoteShell;
+use alpy::{Dut, Link, Login, PowerOff, Result, TestBed};
 
 pub use image::RabbitImage;
 pub use report::{run, Report};
@@ -34,13 +37,18 @@ pub const PASSWORD: &str = "rabbit";
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Rabbit's address on link `i`.
-pub fn rabbit_addr(i: usize) -> String {
-    format!("192.168.{}.1", i + 1)
+pub fn rabbit_addr(i: usize) -> IpAddr {
+    IpAddr::from([192, 168, i as u8 + 1, 1])
 }
 
 /// Node `i`'s address.
-pub fn node_addr(i: usize) -> String {
-    format!("192.168.{}.2", i + 1)
+pub fn node_addr(i: usize) -> IpAddr {
+    IpAddr::from([192, 168, i as u8 + 1, 2])
+}
+
+/// Node `i`'s address with its prefix (`/24`).
+pub fn node_net(i: usize) -> IpNet {
+    IpNet::new(node_addr(i), 24).unwrap_or_else(|_| unreachable!("24 is a valid IPv4 prefix"))
 }
 
 /// A running Rabbit with its links.
@@ -50,8 +58,8 @@ pub struct Rabbit {
 }
 
 impl Rabbit {
-    /// Starts a Rabbit test bed with `links` links (paused), resumes it,
-    /// waits for the login prompt, logs in and sets the link addresses.
+    /// Starts a Rabbit test bed with `links` links (paused), boots it, logs
+    /// in and sets the link addresses.
     pub fn start(name: &str, links: usize) -> Result<Rabbit> {
         let img = RabbitImage::find()?;
         let mut b = TestBed::builder(name)
@@ -59,29 +67,18 @@ impl Rabbit {
                 Dut::kernel(&img.kernel, Some(img.initrd.clone()))
                     .append("console=ttyS0,115200 root=/dev/vda quiet panic=-1")
                     .disk(&img.disk, Some("qcow2"))
-                    .nic_model(alpy::qemu::NicModel::VirtioNet)
+                    .nic_model(NicModel::VirtioNet)
                     .extra_arg("-no-reboot"),
             )
+            .login(Login::new("root").password(PASSWORD).prompt(PROMPT))
             .poweroff(PowerOff::AcpiButton)
             .console_timeout(Duration::from_secs(60));
         for i in 0..links {
-            b = b.link(
-                Link::new()
-                    .node_addr(&format!("{}/24", node_addr(i)))
-                    .gateway(&rabbit_addr(i)),
-            );
+            b = b.link(Link::new().node_addr(node_net(i)).gateway(rabbit_addr(i)));
         }
         let mut bed = b.start()?;
-        bed.resume()?;
-        bed.wait_prompt("rabbit login: ", BOOT_TIMEOUT)?;
+        bed.boot(BOOT_TIMEOUT)?;
         let mut rabbit = Rabbit { bed, links };
-        rabbit.bed.timed("login", |bed| {
-            let c = bed.console();
-            c.send_line("root")?;
-            c.exp_string("Password: ")?;
-            c.send_line(PASSWORD)?;
-            c.exp_string(PROMPT).map(drop)
-        })?;
         let n = links.to_string();
         rabbit.configure("addresses", "addresses.sh", &[&n])?;
         Ok(rabbit)
@@ -97,11 +94,9 @@ impl Rabbit {
         self.links
     }
 
-    /// A remote shell on Rabbit's console.
+    /// Rabbit's shell (kept by the test bed: attached once).
     pub fn shell(&mut self) -> Result<RemoteShell<'_>> {
-        let mut sh = RemoteShell::attach(self.bed.console())?;
-        sh.set_timeout(Duration::from_secs(60));
-        Ok(sh)
+        self.bed.shell()
     }
 
     /// Runs configuration script `script` (from `rabbit/config/`) with
@@ -120,17 +115,9 @@ impl Rabbit {
         let text = config::script(script)?;
         let what = format!("Configure {feature} ({script} {})", args.join(" "));
         let out = self.bed.timed(&what, |bed| {
-            let mut sh = RemoteShell::attach(bed.console())?;
-            sh.set_timeout(Duration::from_secs(60));
-            let out = sh.upload_and_run(text, args)?;
-            if out.code != 0 {
-                return Err(alpy::Error::CommandFailed {
-                    what: format!("{script} on Rabbit"),
-                    status: format!("exit code {}", out.code),
-                    output: out.output,
-                });
-            }
-            Ok(out.output)
+            bed.shell()?
+                .upload_and_run(text, args)?
+                .checked(&format!("{script} on Rabbit"))
         })?;
         Ok(Some(out))
     }

@@ -1,35 +1,23 @@
 //! Traffic in the nodes: iperf3 servers and clients, HTTP backends and
 //! clients, ping. All run from the `alpy/tools` image.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use alpy::docker::{Container, Output};
-use alpy::node::Node;
+use alpy::net::{Container, Node};
 use alpy::{App, Error, Result};
 
-/// The image traffic apps come from.
-pub const TOOLS: &str = "alpy/tools";
 const APP_TIMEOUT: Duration = Duration::from_secs(120);
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs a shell script in an app container in `node`.
-pub fn sh(node: &Node, script: &str) -> Result<Output> {
-    node.run_app(&App::new(TOOLS).cmd(["sh", "-c", script]), APP_TIMEOUT)
-}
-
-/// Waits (inside the node, with a deadline) until something listens on TCP
-/// `port` there.
+/// Waits until something in `node` listens on TCP `port`.
 pub fn wait_listening(node: &Node, port: u16) -> Result<()> {
-    sh(
-        node,
-        &format!("for i in $(seq 200); do ss -ltn | grep -q ':{port} ' && exit 0; sleep 0.05; done; exit 1"),
-    )?
-    .checked(&format!("waiting for a listener on port {port} in {}", node.name()))
-    .map(drop)
+    node.wait_for_listener(port, LISTEN_TIMEOUT)
 }
 
 /// Starts `iperf3 -s -1` (one test, then exit) in `node`, ready to accept.
 pub fn iperf3_server(node: &Node) -> Result<Container> {
-    let c = node.spawn_app(&App::new(TOOLS).cmd(["iperf3", "-s", "-1"]))?;
+    let c = node.spawn_app(&App::tools(["iperf3", "-s", "-1"]).name("iperf3-server"))?;
     wait_listening(node, 5201)?;
     Ok(c)
 }
@@ -65,11 +53,10 @@ pub fn parse_iperf3(json: &str) -> Result<Iperf3Result> {
 }
 
 /// Runs an iperf3 TCP client in `node` towards `server` for `seconds`.
-pub fn iperf3_client(node: &Node, server: &str, seconds: u32) -> Result<Iperf3Result> {
-    let out = node.run_app(
-        &App::new(TOOLS).cmd(["iperf3", "-c", server, "-t", &seconds.to_string(), "-J"]),
-        APP_TIMEOUT,
-    )?;
+pub fn iperf3_client(node: &Node, server: IpAddr, seconds: u32) -> Result<Iperf3Result> {
+    let server = server.to_string();
+    let app = App::tools(["iperf3", "-c", &server, "-t", &seconds.to_string(), "-J"]);
+    let out = node.run_app(&app.name("iperf3-client"), APP_TIMEOUT)?;
     // iperf3 -J reports its errors in the JSON, with a non-zero exit.
     parse_iperf3(&out.stdout_str())
 }
@@ -81,12 +68,13 @@ pub fn http_backend(node: &Node, body: &str, ports: &[u16]) -> Result<Container>
         "pid /tmp/nginx.pid; error_log stderr; events {{}} http {{ access_log off; \
          server {{ {listens} location / {{ return 200 '{body}\\n'; }} }} }}"
     );
-    let c = node.spawn_app(&App::new(TOOLS).cmd([
+    let app = App::tools([
         "sh",
         "-c",
         "printf '%s' \"$0\" > /tmp/n.conf && exec nginx -c /tmp/n.conf -g 'daemon off;'",
         &conf,
-    ]))?;
+    ]);
+    let c = node.spawn_app(&app.name("http"))?;
     for p in ports {
         wait_listening(node, *p)?;
     }
@@ -96,18 +84,16 @@ pub fn http_backend(node: &Node, body: &str, ports: &[u16]) -> Result<Container>
 /// Fetches `url` `count` times from `node` (curl, 3 s limit each); returns
 /// one line per request: the body, or `ERROR <curl exit code>`.
 pub fn http_get_many(node: &Node, url: &str, count: u32) -> Result<Vec<String>> {
-    let out = sh(
-        node,
-        &format!(
-            "for i in $(seq {count}); do curl -s --max-time 3 '{url}' || echo \"ERROR $?\"; done"
-        ),
-    )?;
+    let out = node.execute(&format!(
+        "for i in $(seq {count}); do curl -s --max-time 3 '{url}' || echo \"ERROR $?\"; done"
+    ))?;
     Ok(out.stdout_str().lines().map(str::to_string).collect())
 }
 
-/// Pings `addr` `count` times from `node` (0.2 s apart).
-pub fn ping(node: &Node, addr: &str, count: u32) -> Result<Output> {
-    sh(node, &format!("ping -c {count} -i 0.2 -W 3 {addr}"))
+/// Pings `addr` `count` times from `node` (0.2 s apart); the status says
+/// whether any reply came.
+pub fn ping(node: &Node, addr: IpAddr, count: u32) -> Result<alpy::net::Output> {
+    node.execute(&format!("ping -c {count} -i 0.2 -W 3 {addr}"))
 }
 
 #[cfg(test)]

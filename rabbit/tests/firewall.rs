@@ -11,8 +11,8 @@ fn firewall() {
         rabbit.configure("forward", "forward.sh", &[])?;
         rabbit.configure("firewall", "firewall.sh", &["8080"])?;
         r.step("HTTP servers on node1, ports 80 and 8080");
-        let server = traffic::http_backend(rabbit.bed().node(1), "server", &[80, 8080])?;
-        let node0 = rabbit.bed().node(0);
+        let server = traffic::http_backend(rabbit.bed().node(1)?, "server", &[80, 8080])?;
+        let node0 = rabbit.bed().node(0)?;
         let p80 = traffic::http_get_many(node0, &format!("http://{}:80/", node_addr(1)), 1)?;
         let p8080 = traffic::http_get_many(node0, &format!("http://{}:8080/", node_addr(1)), 1)?;
         server.close()?;

@@ -10,7 +10,7 @@ fn forward_ipv4() {
     carrot::run("forward-ipv4", 2, |rabbit, r| {
         rabbit.configure("forward", "forward.sh", &[])?;
         r.step("Ping node1 from node0 through Rabbit");
-        let out = traffic::ping(rabbit.bed().node(0), &node_addr(1), 3)?;
+        let out = traffic::ping(rabbit.bed().node(0)?, node_addr(1), 3)?;
         let text = out.stdout_str();
         let received = text
             .lines()
@@ -25,8 +25,8 @@ fn forward_ipv4() {
         let cap0 = rabbit.bed().capture(0)?;
         let cap1 = rabbit.bed().capture(1)?;
         let req = Filter::new()
-            .ip_src(node_addr(0).parse().unwrap())
-            .ip_dst(node_addr(1).parse().unwrap())
+            .ip_src(node_addr(0))
+            .ip_dst(node_addr(1))
             .icmp_type(8);
         let ttl0: Vec<u8> = cap0.filter(&req).filter_map(|f| f.ttl).collect();
         let ttl1: Vec<u8> = cap1.filter(&req).filter_map(|f| f.ttl).collect();

@@ -10,8 +10,8 @@ fn load_balancing() {
     carrot::run("load-balancing", 3, |rabbit, r| {
         rabbit.configure("forward", "forward.sh", &[])?;
         r.step("Start HTTP backends on node1 and node2");
-        let b1 = traffic::http_backend(rabbit.bed().node(1), "backend1", &[80])?;
-        let b2 = traffic::http_backend(rabbit.bed().node(2), "backend2", &[80])?;
+        let b1 = traffic::http_backend(rabbit.bed().node(1)?, "backend1", &[80])?;
+        let b2 = traffic::http_backend(rabbit.bed().node(2)?, "backend2", &[80])?;
         let listen = format!("{}:80", rabbit_addr(0));
         let (be1, be2) = (
             format!("{}:80", node_addr(1)),
@@ -20,7 +20,7 @@ fn load_balancing() {
         rabbit.configure("load-balancing", "load-balancer.sh", &[&listen, &be1, &be2])?;
         r.step("20 HTTP requests from node0 to Rabbit");
         let answers = traffic::http_get_many(
-            rabbit.bed().node(0),
+            rabbit.bed().node(0)?,
             &format!("http://{}/", rabbit_addr(0)),
             20,
         )?;

@@ -11,9 +11,9 @@ fn nat() {
         rabbit.configure("forward", "forward.sh", &[])?;
         rabbit.configure("nat", "nat.sh", &["eth1"])?;
         r.step("HTTP from node0 to a server on node1");
-        let server = traffic::http_backend(rabbit.bed().node(1), "server", &[80])?;
+        let server = traffic::http_backend(rabbit.bed().node(1)?, "server", &[80])?;
         let answers = traffic::http_get_many(
-            rabbit.bed().node(0),
+            rabbit.bed().node(0)?,
             &format!("http://{}/", node_addr(1)),
             3,
         )?;
@@ -24,11 +24,9 @@ fn nat() {
         );
         r.step("Read node1's link capture");
         let cap1 = rabbit.bed().capture(1)?;
-        let to_server = Filter::new()
-            .ip_dst(node_addr(1).parse().unwrap())
-            .dst_port(80);
-        let from_rabbit = cap1.count(&to_server.clone().ip_src(rabbit_addr(1).parse().unwrap()));
-        let from_node0 = cap1.count(&to_server.clone().ip_src(node_addr(0).parse().unwrap()));
+        let to_server = Filter::new().ip_dst(node_addr(1)).dst_port(80);
+        let from_rabbit = cap1.count(&to_server.clone().ip_src(rabbit_addr(1)));
+        let from_node0 = cap1.count(&to_server.clone().ip_src(node_addr(0)));
         r.value("frames_from_rabbit", from_rabbit);
         r.value("frames_from_node0", from_node0);
         r.check(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use alpy::docker::{ContainerSpec, Docker};
+use alpy::net::docker::{ContainerSpec, Docker};
 use alpy::run::{owner_labels, RunId};
 
 /// A Docker client; tests need a running engine (`scripts/setup` starts one).
@@ -126,6 +126,7 @@ pub fn router_bed(name: &str) -> alpy::TestBedBuilder {
                 .node_addr("192.168.2.2/24")
                 .gateway("192.168.2.1"),
         )
+        .prompt(GUEST_PROMPT)
         .poweroff(alpy::PowerOff::Console("poweroff -f".into()))
         .console_timeout(std::time::Duration::from_secs(120))
 }
@@ -186,6 +187,27 @@ pub fn run_unprivileged(
         .expect("run the tests as the unprivileged user");
     std::fs::remove_dir_all(&dir).ok();
     out
+}
+
+/// For [`run_unprivileged`]: the test guest and an artifacts directory in
+/// `dir`, where that user can read and write.
+pub fn readable_guest(dir: &std::path::Path) -> Vec<(String, String)> {
+    let (kernel, initrd) = guest();
+    let g = dir.join("guest");
+    std::fs::create_dir_all(&g).unwrap();
+    std::fs::copy(&kernel, g.join("vmlinuz")).unwrap();
+    std::fs::copy(&initrd, g.join("initrd.img")).unwrap();
+    let artifacts = dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::set_permissions(
+        &artifacts,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    vec![
+        ("ALPY_CACHE".into(), dir.display().to_string()),
+        ("ALPY_ARTIFACTS".into(), artifacts.display().to_string()),
+    ]
 }
 
 /// The minimum RTT of a ping run: unlike the average, it is not skewed by

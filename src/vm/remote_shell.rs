@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use crate::console::{Console, Pattern};
 use crate::error::{Error, Result};
 use crate::run::RunId;
+use crate::util::shell_quote;
+use crate::vm::console::{Console, Pattern};
 
 /// Output and exit code of a command run in the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +25,33 @@ pub struct CommandOutput {
     pub output: String,
 }
 
-/// A shell on a console. Borrow the console for as long as you use it.
+impl CommandOutput {
+    /// The output on exit code 0, else [`Error::CommandFailed`] naming
+    /// `what`, with the output's tail.
+    pub fn checked(self, what: &str) -> Result<String> {
+        if self.code == 0 {
+            return Ok(self.output);
+        }
+        Err(Error::CommandFailed {
+            what: what.to_string(),
+            status: format!("exit code {}", self.code),
+            output: crate::util::tail_lines(&self.output, 20),
+        })
+    }
+}
+
+/// A shell on a console. Borrow the console for as long as you use it;
+/// keep its [`ShellState`] to come back later without attaching again.
 pub struct RemoteShell<'c> {
     console: &'c mut Console,
+    state: ShellState,
+}
+
+/// What a [`RemoteShell`] set up on the guest's shell (its private prompt)
+/// and learned about it: enough to use it again with
+/// [`RemoteShell::resume`], without typing `stty` and `PS1` again.
+#[derive(Debug, Clone)]
+pub struct ShellState {
     prompt: String,
     timeout: Duration,
     /// Whether raw binary uploads work here (probed on first use).
@@ -52,15 +77,27 @@ impl<'c> RemoteShell<'c> {
         console.expect(&Pattern::exact(&prompt), timeout)?;
         Ok(RemoteShell {
             console,
-            prompt,
-            timeout,
-            raw_ok: None,
+            state: ShellState {
+                prompt,
+                timeout,
+                raw_ok: None,
+            },
         })
+    }
+
+    /// Uses a shell attached before (its prompt is still set).
+    pub fn resume(console: &'c mut Console, state: ShellState) -> Self {
+        RemoteShell { console, state }
+    }
+
+    /// What to keep to [`RemoteShell::resume`] later.
+    pub fn state(&self) -> ShellState {
+        self.state.clone()
     }
 
     /// Sets the deadline for each command.
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
+        self.state.timeout = timeout;
     }
 
     /// The console underneath.
@@ -68,13 +105,18 @@ impl<'c> RemoteShell<'c> {
         self.console
     }
 
-    /// Runs a shell command line and returns its exit code and output.
-    pub fn run(&mut self, command: &str) -> Result<CommandOutput> {
-        self.run_with_timeout(command, self.timeout)
+    /// Runs a shell command line and returns its exit code and output,
+    /// whatever the code.
+    pub fn execute(&mut self, command: &str) -> Result<CommandOutput> {
+        self.execute_with_timeout(command, self.state.timeout)
     }
 
-    /// [`RemoteShell::run`] with its own deadline.
-    pub fn run_with_timeout(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput> {
+    /// [`RemoteShell::execute`] with its own deadline.
+    pub fn execute_with_timeout(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<CommandOutput> {
         if command.contains('\n') {
             return Err(Error::Config(
                 "run() takes one command line; upload a script for more".into(),
@@ -88,28 +130,32 @@ impl<'c> RemoteShell<'c> {
             .console
             .expect(&Pattern::regex(r"\r?\n@rc@(\d+)@rc@\r?\n")?, timeout)?;
         self.console
-            .expect(&Pattern::exact(&self.prompt), timeout)?;
+            .expect(&Pattern::exact(&self.state.prompt), timeout)?;
         let code = done
             .group(1)
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| Error::Config("bad exit code marker".into()))?;
+            .ok_or_else(|| Error::Internal("bad exit code marker".into()))?;
         Ok(CommandOutput {
             code,
             output: done.before_str().replace("\r\n", "\n"),
         })
     }
 
-    /// Runs a command and fails unless it exits 0.
-    pub fn run_checked(&mut self, command: &str) -> Result<String> {
-        let out = self.run(command)?;
-        if out.code != 0 {
-            return Err(Error::CommandFailed {
-                what: format!("{command:?} in the guest"),
-                status: format!("exit code {}", out.code),
-                output: crate::docker::tail_lines(&out.output, 20),
-            });
-        }
-        Ok(out.output)
+    /// Runs a command and returns its output; a non-zero exit is
+    /// [`Error::CommandFailed`] with the output's tail.
+    pub fn succeed(&mut self, command: &str) -> Result<String> {
+        let out = self.execute(command)?;
+        out.checked(&format!("`{command}` in the guest"))
+    }
+
+    /// Retries `command` until it succeeds (returns its output) or
+    /// `timeout` passes (the error quotes the last failure).
+    pub fn wait_until_succeeds(&mut self, command: &str, timeout: Duration) -> Result<String> {
+        crate::wait::wait_until(
+            &format!("`{command}` to succeed in the guest"),
+            timeout,
+            || self.succeed(command),
+        )
     }
 
     /// Writes `text` to `path` in the guest with a here-document. Text with
@@ -144,11 +190,11 @@ impl<'c> RemoteShell<'c> {
     /// untouched and nothing is spent on encoding); a guest without `stty`
     /// and `head` gets base64 instead.
     pub fn upload_binary(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        if self.raw_ok.is_none() {
-            let probe = self.run("command -v stty >/dev/null && command -v head >/dev/null")?;
-            self.raw_ok = Some(probe.code == 0);
+        if self.state.raw_ok.is_none() {
+            let probe = self.execute("command -v stty >/dev/null && command -v head >/dev/null")?;
+            self.state.raw_ok = Some(probe.code == 0);
         }
-        if self.raw_ok == Some(true) {
+        if self.state.raw_ok == Some(true) {
             self.upload_raw(path, data)
         } else {
             self.upload_base64(path, data)
@@ -156,7 +202,7 @@ impl<'c> RemoteShell<'c> {
     }
 
     fn upload_raw(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        let timeout = self.timeout.max(Duration::from_secs(60));
+        let timeout = self.state.timeout.max(Duration::from_secs(60));
         // The marker is split by quotes in what we type, so only the
         // printf's output can match it; data is sent only once the
         // terminal is raw, since bytes that arrive earlier get cooked.
@@ -169,7 +215,7 @@ impl<'c> RemoteShell<'c> {
             .expect(&Pattern::exact("@alpy-raw@"), timeout)?;
         self.console.send_quiet(data)?;
         self.console
-            .expect(&Pattern::exact(&self.prompt), timeout)?;
+            .expect(&Pattern::exact(&self.state.prompt), timeout)?;
         self.check_last_status(&format!("upload of {path}"))
     }
 
@@ -191,18 +237,18 @@ impl<'c> RemoteShell<'c> {
 
     /// Sends a multi-line shell text, then checks its exit code.
     fn send_script_and_check(&mut self, body: &str, what: &str) -> Result<()> {
-        let timeout = self.timeout.max(Duration::from_secs(60));
+        let timeout = self.state.timeout.max(Duration::from_secs(60));
         self.console.send(body.as_bytes())?;
         self.console.send("\n")?;
         // The here-document command prints the prompt when it finishes.
         self.console
-            .expect(&Pattern::exact(&self.prompt), timeout)?;
+            .expect(&Pattern::exact(&self.state.prompt), timeout)?;
         self.check_last_status(what)
     }
 
     /// Fails unless the last command exited 0.
     fn check_last_status(&mut self, what: &str) -> Result<()> {
-        let out = self.run("echo $?")?;
+        let out = self.execute("echo $?")?;
         match out.output.trim() {
             "0" => Ok(()),
             code => Err(Error::CommandFailed {
@@ -219,13 +265,8 @@ impl<'c> RemoteShell<'c> {
         let path = format!("/tmp/alpy-script-{}.sh", RunId::new());
         self.upload_text(&path, script)?;
         let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
-        let out = self.run(&format!("sh {path} {}", quoted.join(" ")))?;
-        self.run(&format!("rm -f {path}"))?;
+        let out = self.execute(&format!("sh {path} {}", quoted.join(" ")))?;
+        self.execute(&format!("rm -f {path}"))?;
         Ok(out)
     }
-}
-
-/// Quotes a word for the guest's shell.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }

@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use std::os::fd::{FromRawFd, OwnedFd};
+
 use crate::error::{Error, Result};
-use crate::qemu::{Accel, ControlFds, DiskMode, QemuConfig};
-use crate::qmp::Qmp;
+use crate::util::{lock, shell_quote};
+use crate::vm::qemu::{Accel, ControlFds, DiskMode, QemuConfig};
+use crate::vm::qmp::Qmp;
 
 /// How long `close()` waits for QEMU to exit after `quit`.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +33,9 @@ type Tail = Arc<Mutex<VecDeque<String>>>;
 /// QEMU.
 pub struct QemuProcess {
     pid: i32,
+    /// A pidfd of the QEMU process, opened before anything could reap it:
+    /// signals through it can never reach a process that reused the PID.
+    pidfd: Option<OwnedFd>,
     qmp: Qmp,
     serial: Option<UnixStream>,
     exit_rx: Receiver<std::io::Result<ExitStatus>>,
@@ -45,21 +51,32 @@ pub fn describe_exit(status: &ExitStatus) -> String {
     if let Some(code) = status.code() {
         return format!("exit code {code}");
     }
-    match status.signal().map(nix::sys::signal::Signal::try_from) {
-        Some(Ok(sig)) => format!("killed by {}", sig.as_str()),
-        Some(Err(_)) | None => format!("{status}"),
+    match status.signal() {
+        Some(sig) => format!("killed by {}", crate::util::signal_name(sig)),
+        None => format!("{status}"),
     }
 }
 
-/// Quotes an argument for a copy-pasteable shell command line.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_=.,/:@+%".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+/// A pidfd for `pid` (Linux 5.3+), or `None` where the kernel has none.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative return is a new fd that we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends SIGKILL through a pidfd; a process already reaped is left alone
+/// (ESRCH), never a stranger that reused its PID.
+fn pidfd_kill(fd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal(2) on our pidfd, no siginfo, no flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
     }
 }
 
@@ -128,7 +145,15 @@ impl QemuProcess {
                 }
                 match cmd.spawn() {
                     Ok(mut child) => {
-                        let out = (child.id() as i32, child.stdout.take(), child.stderr.take());
+                        // Before child.wait() can reap it: the pidfd then
+                        // names this process and no other, ever.
+                        let pidfd = pidfd_open(child.id() as i32);
+                        let out = (
+                            child.id() as i32,
+                            pidfd,
+                            child.stdout.take(),
+                            child.stderr.take(),
+                        );
                         let _ = started_tx.send(Ok(out));
                         // This thread must live as long as QEMU: PDEATHSIG
                         // fires when the thread that forked it exits.
@@ -140,7 +165,7 @@ impl QemuProcess {
                 }
             })
             .map_err(|e| Error::io("spawn the QEMU spawner thread", e))?;
-        let (pid, stdout, stderr) = started_rx
+        let (pid, pidfd, stdout, stderr) = started_rx
             .recv()
             .map_err(|_| Error::Qemu("the spawner thread died".into()))?
             .map_err(|e| Error::Qemu(format!("cannot run {}: {e}", config.binary.display())))?;
@@ -175,6 +200,7 @@ impl QemuProcess {
                 Err(e) => {
                     return Err(startup_failure(
                         pid,
+                        pidfd.as_ref(),
                         &exit_rx,
                         readers,
                         &tail,
@@ -183,6 +209,7 @@ impl QemuProcess {
                     ));
                 }
             },
+            pidfd,
             serial: Some(serial_ours),
             exit_rx,
             exit: None,
@@ -247,10 +274,7 @@ impl QemuProcess {
     }
 
     fn kill(&self) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-        }
+        kill_child(self.pid, self.pidfd.as_ref());
     }
 
     /// Quits QEMU over QMP (unless it already exited), waits for it, kills
@@ -298,6 +322,11 @@ impl QemuProcess {
 impl Drop for QemuProcess {
     fn drop(&mut self) {
         if !self.closed && self.exit.is_none() {
+            // It may have exited unseen: look before killing.
+            if let Ok(Ok(status)) = self.exit_rx.try_recv() {
+                self.exit = Some(status);
+                return;
+            }
             log::warn!(target: "alpy::qemu", "QEMU pid {} dropped without close: killing it", self.pid);
             self.kill();
             let _ = self.wait_exit(Duration::from_secs(5));
@@ -305,8 +334,18 @@ impl Drop for QemuProcess {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// Kills QEMU: through its pidfd where there is one (safe against PID
+/// reuse), else by PID (kernels before 5.3).
+fn kill_child(pid: i32, pidfd: Option<&OwnedFd>) {
+    match pidfd {
+        Some(fd) => pidfd_kill(fd),
+        None => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 fn spawn_reader(
@@ -337,6 +376,7 @@ fn spawn_reader(
 
 fn startup_failure(
     pid: i32,
+    pidfd: Option<&OwnedFd>,
     exit_rx: &Receiver<std::io::Result<ExitStatus>>,
     readers: Vec<JoinHandle<()>>,
     tail: &Tail,
@@ -347,10 +387,7 @@ fn startup_failure(
         Ok(Ok(s)) => Some(s),
         _ => {
             // Still running but QMP failed: do not leave it behind.
-            // SAFETY: kill(2) on our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            kill_child(pid, pidfd);
             let _ = exit_rx.recv_timeout(Duration::from_secs(5));
             None
         }

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,9 @@ const TAIL_LINES: usize = 20;
 pub struct Docker {
     rt: tokio::runtime::Runtime,
     api: bollard::Docker,
+    /// Tests only: make container inspects fail (see
+    /// [`Docker::fail_inspects_for_tests`]).
+    fail_inspects: std::sync::atomic::AtomicBool,
 }
 
 /// How a container or exec'd program ended.
@@ -50,13 +52,11 @@ impl ExitStatus {
 impl std::fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
-            c @ 129..=192 => {
-                let sig = (c - 128) as i32;
-                match nix::sys::signal::Signal::try_from(sig) {
-                    Ok(s) => write!(f, "killed by {}", s.as_str()),
-                    Err(_) => write!(f, "exit code {c}"),
-                }
-            }
+            c @ 129..=192 => write!(
+                f,
+                "killed by {}",
+                crate::util::signal_name((c - 128) as i32)
+            ),
             c => write!(f, "exit code {c}"),
         }
     }
@@ -88,7 +88,7 @@ impl Output {
     pub fn tail(&self) -> String {
         let mut all = self.stdout_str();
         all.push_str(&self.stderr_str());
-        tail_lines(&all, TAIL_LINES)
+        crate::util::tail_lines(&all, TAIL_LINES)
     }
 
     /// `Ok(self)` on exit code 0, else [`Error::CommandFailed`] naming `what`.
@@ -103,12 +103,6 @@ impl Output {
             })
         }
     }
-}
-
-/// The last `n` lines of `text`.
-pub(crate) fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// What to create: image, command, namespaces, capabilities, labels.
@@ -160,6 +154,7 @@ impl Docker {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let unreachable = |e: String| Error::Docker {
+            status: None,
             context: format!("no Docker engine answers at {host}"),
             message: format!(
                 "{e}; start one (scripts/setup starts dockerd, or run `dockerd &` as root) \
@@ -169,7 +164,11 @@ impl Docker {
         let api = rt
             .block_on(async { bollard::Docker::connect_with_defaults() })
             .map_err(|e| unreachable(e.to_string()))?;
-        let docker = Docker { rt, api };
+        let docker = Docker {
+            rt,
+            api,
+            fail_inspects: std::sync::atomic::AtomicBool::new(false),
+        };
         docker
             .call(
                 &format!("ping the engine at {host}"),
@@ -238,7 +237,7 @@ impl Docker {
             |api| async move { api.inspect_image(&image).await },
         ) {
             Ok(_) => Ok(true),
-            Err(Error::Docker { message, .. }) if message.contains("No such image") => Ok(false),
+            Err(Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -295,15 +294,10 @@ impl Docker {
         });
         match res {
             Ok(r) => Ok(r.id),
-            Err(Error::Docker { context, message }) if message.contains("No such image") => {
-                Err(Error::Docker {
-                    context,
-                    message: format!(
-                        "image {} is missing: build it with `images/build` (scripts/setup builds all of alpy's images)",
-                        spec.image
-                    ),
-                })
-            }
+            Err(Error::NotFound { .. }) => Err(Error::NotFound {
+                what: format!("image {}", spec.image),
+                hint: missing_image_hint(&spec.image),
+            }),
             Err(e) => Err(e),
         }
     }
@@ -318,8 +312,27 @@ impl Docker {
         )
     }
 
+    /// Makes every container inspect of this client fail, as an engine
+    /// that stops answering would: for tests of the failure paths around
+    /// it. Not for use outside tests.
+    #[doc(hidden)]
+    pub fn fail_inspects_for_tests(&self, fail: bool) {
+        self.fail_inspects
+            .store(fail, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The engine's view of a container's state.
     fn inspect_state(&self, id: &str) -> Result<bollard::models::ContainerState> {
+        if self
+            .fail_inspects
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(Error::Docker {
+                context: format!("inspect container {id}"),
+                message: "inspect failed (injected by a test)".into(),
+                status: None,
+            });
+        }
         let id2 = id.to_string();
         let info = self.call(
             &format!("inspect container {id}"),
@@ -338,6 +351,7 @@ impl Docker {
         match state.pid {
             Some(pid) if pid > 0 && state.running == Some(true) => Ok(pid as i32),
             _ => Err(Error::Docker {
+                status: None,
                 context: format!("inspect container {id}"),
                 message: format!(
                     "it is not running (exit code {})",
@@ -458,7 +472,7 @@ impl Docker {
             REQUEST_TIMEOUT,
             |api| async move { api.remove_container(&id2, Some(opts)).await },
         ) {
-            Err(Error::Docker { message, .. }) if message.contains("No such container") => Ok(()),
+            Err(Error::NotFound { .. }) => Ok(()),
             r => r,
         }
     }
@@ -501,158 +515,61 @@ where
     Ok((stdout, stderr))
 }
 
+/// What to do about a missing image: alpy's own are built by set-up, a
+/// user's own must be built or loaded by the user.
+fn missing_image_hint(image: &str) -> String {
+    if image.starts_with("alpy/") {
+        "it is one of alpy's images: build it with `images/build` (scripts/setup builds them all)"
+            .into()
+    } else {
+        format!(
+            "build it (`docker build -t {image} ...`), load it (`docker load -i FILE`) \
+             or pull it (`docker pull {image}`) on this host"
+        )
+    }
+}
+
+/// Maps a bollard error by its kind and HTTP status, never by its text.
 fn map_err(context: &str, e: bollard::errors::Error) -> Error {
-    let message = match e {
-        bollard::errors::Error::DockerResponseServerError {
+    use bollard::errors::Error as B;
+    match e {
+        B::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => Error::NotFound {
+            what: context.to_string(),
+            hint: message,
+        },
+        B::DockerResponseServerError {
             status_code,
             message,
-        } => {
-            format!("{message} (HTTP {status_code})")
-        }
-        other => other.to_string(),
-    };
-    Error::Docker {
-        context: context.to_string(),
-        message,
-    }
-}
-
-/// A container that is removed when closed or dropped. Its logs are written
-/// to `log` (debug) and, if given, to a file when it is closed.
-pub struct Container {
-    docker: Arc<Docker>,
-    id: String,
-    name: String,
-    log_file: Option<PathBuf>,
-    /// Whether a non-zero exit before close is a failure worth reporting.
-    expect_clean_exit: bool,
-    closed: bool,
-}
-
-impl Container {
-    /// Creates and starts a container from `spec`.
-    pub fn run(
-        docker: &Arc<Docker>,
-        spec: &ContainerSpec,
-        log_file: Option<&Path>,
-    ) -> Result<Self> {
-        let id = docker.create(spec)?;
-        let c = Container {
-            docker: Arc::clone(docker),
-            id,
-            name: spec.name.clone(),
-            log_file: log_file.map(Path::to_path_buf),
-            expect_clean_exit: false,
-            closed: false,
-        };
-        docker.start(&c.id)?;
-        log::debug!(
-            "started container {} ({}) from {}",
-            c.name,
-            short(&c.id),
-            spec.image
-        );
-        Ok(c)
-    }
-
-    /// The container's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The container's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The client this container belongs to.
-    pub fn docker(&self) -> &Arc<Docker> {
-        &self.docker
-    }
-
-    /// The host PID of its first process (it must be running).
-    pub fn pid(&self) -> Result<i32> {
-        self.docker.pid(&self.id)
-    }
-
-    /// Runs a program inside it.
-    pub fn exec(&self, cmd: &[&str], timeout: Duration) -> Result<Output> {
-        self.docker.exec(&self.id, cmd, timeout)
-    }
-
-    /// Fails with its last log lines if it is no longer running.
-    pub fn ensure_running(&self) -> Result<()> {
-        let (running, status) = self.docker.state(&self.id)?;
-        if running {
-            return Ok(());
-        }
-        Err(Error::CommandFailed {
-            what: format!("container {} exited early", self.name),
-            status: status.to_string(),
-            output: self
-                .docker
-                .logs(&self.id)
-                .map(|o| o.tail())
-                .unwrap_or_default(),
-        })
-    }
-
-    /// Waits for it to exit; returns its status and output.
-    pub fn wait(&mut self, timeout: Duration) -> Result<Output> {
-        let status = self.docker.wait(&self.id, timeout)?;
-        let mut out = self.docker.logs(&self.id)?;
-        out.status = status;
-        self.expect_clean_exit = true;
-        Ok(out)
-    }
-
-    fn save_logs(&self) -> Result<Output> {
-        let out = self.docker.logs(&self.id)?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            log::debug!("[{}] {}", self.name, line);
-        }
-        for line in String::from_utf8_lossy(&out.stderr).lines() {
-            log::debug!("[{} stderr] {}", self.name, line);
-        }
-        if let Some(path) = &self.log_file {
-            let mut all = out.stdout.clone();
-            all.extend_from_slice(&out.stderr);
-            std::fs::write(path, all)
-                .map_err(|e| Error::io(format!("write container log {}", path.display()), e))?;
-        }
-        Ok(out)
-    }
-
-    /// Saves its logs and removes it (killing it with SIGKILL if it runs).
-    /// Returns an error if it had exited on its own with a non-zero code, or
-    /// if the engine failed to remove it.
-    pub fn close(mut self) -> Result<()> {
-        self.closed = true;
-        let (running, status) = self.docker.state(&self.id)?;
-        // A forced remove kills a running container (SIGKILL) itself.
-        let logs = self.save_logs();
-        self.docker.remove(&self.id)?;
-        log::debug!("removed container {}", self.name);
-        let logs = logs?;
-        if !running && !status.success() && !self.expect_clean_exit {
-            return Err(Error::CommandFailed {
-                what: format!("container {}", self.name),
-                status: status.to_string(),
-                output: logs.tail(),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if !self.closed {
-            let _ = self.save_logs();
-            if let Err(e) = self.docker.remove(&self.id) {
-                log::warn!("cannot remove container {}: {e}", self.name);
+        } => Error::Docker {
+            context: context.to_string(),
+            message: format!("{message} (HTTP {status_code})"),
+            status: Some(status_code),
+        },
+        // The connection itself failed: the engine went away under us.
+        e @ (B::HyperLegacyError { .. }
+        | B::IOError { .. }
+        | B::SocketNotFoundError(_)
+        | B::HttpClientError { .. }
+        | B::RequestTimeoutError) => {
+            let host = std::env::var("DOCKER_HOST")
+                .unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+            Error::Docker {
+                context: context.to_string(),
+                message: format!(
+                    "the Docker engine at {host} stopped answering ({e}); check that dockerd \
+                     still runs (`docker info`, the engine's log) and that DOCKER_HOST points at it"
+                ),
+                status: None,
             }
         }
+        other => Error::Docker {
+            context: context.to_string(),
+            message: other.to_string(),
+            status: None,
+        },
     }
 }
 
@@ -666,16 +583,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_are_mapped_by_status() {
+        let e = map_err(
+            "inspect image x",
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message: "whatever the engine says".into(),
+            },
+        );
+        assert!(matches!(e, Error::NotFound { .. }), "{e}");
+        let e = map_err(
+            "start container y",
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message: "conflict".into(),
+            },
+        );
+        assert!(
+            matches!(
+                e,
+                Error::Docker {
+                    status: Some(409),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_image_hints_differ_for_users_images() {
+        assert!(missing_image_hint("alpy/tools").contains("images/build"));
+        let own = missing_image_hint("acme/router:1.2");
+        assert!(
+            own.contains("docker load") && !own.contains("images/build"),
+            "{own}"
+        );
+    }
+
+    #[test]
     fn exit_status_names_signals() {
         assert_eq!(ExitStatus(137).to_string(), "killed by SIGKILL");
         assert_eq!(ExitStatus(143).to_string(), "killed by SIGTERM");
         assert_eq!(ExitStatus(1).to_string(), "exit code 1");
         assert!(ExitStatus(0).success());
-    }
-
-    #[test]
-    fn tail_keeps_last_lines() {
-        assert_eq!(tail_lines("a\nb\nc\n", 2), "b\nc");
-        assert_eq!(tail_lines("a", 5), "a");
     }
 }

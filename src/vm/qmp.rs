@@ -203,7 +203,7 @@ impl Qmp {
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
-                    return Err(Error::QmpProtocol(format!(
+                    return Err(Error::Closed(format!(
                         "QEMU closed the QMP connection while we waited for {what}{}",
                         if self.buf.is_empty() {
                             ""
@@ -259,7 +259,7 @@ impl Qmp {
     pub fn quit(&mut self) -> Result<()> {
         match self.execute("quit", None) {
             Ok(_) => Ok(()),
-            Err(Error::QmpProtocol(m)) if m.contains("closed the QMP connection") => Ok(()),
+            Err(Error::Closed(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }

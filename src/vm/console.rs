@@ -223,9 +223,17 @@ impl Console {
         self.send(data)
     }
 
-    /// Sends a control character: `c` for Ctrl-C, `d` for Ctrl-D.
+    /// Sends a control character: `c` for Ctrl-C, `d` for Ctrl-D, and
+    /// `@ [ \\ ] ^ _` for the others. Anything else is an error.
     pub fn send_control(&mut self, c: char) -> Result<()> {
-        let b = (c.to_ascii_lowercase() as u8).wrapping_sub(b'a') + 1;
+        let b = match c.to_ascii_uppercase() {
+            u @ ('@'..='_') => u as u8 - b'@',
+            _ => {
+                return Err(Error::Config(format!(
+                "{c:?} is not a control key: use a letter (Ctrl-A..Ctrl-Z) or one of @ [ \\ ] ^ _"
+            )))
+            }
+        };
         self.send([b])
     }
 
@@ -272,11 +280,17 @@ impl Console {
                 format!("{} on console {}", names.join(" or "), self.name)
             };
             if let Some(why) = &st.closed {
-                return Err(Error::Timeout {
-                    what: format!("{} (the console closed: {why})", what()),
-                    timeout: Duration::ZERO,
-                    tail: history_tail(&st.history),
-                });
+                let tail = history_tail(&st.history);
+                let tail = if tail.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("; last output:\n{}", tail.trim_end())
+                };
+                return Err(Error::Closed(format!(
+                    "console {} ({why}) while waiting for {}{tail}",
+                    self.name,
+                    what()
+                )));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -292,6 +306,8 @@ impl Console {
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            // (A poisoned lock means a reader thread panicked; its data is
+            // still a byte buffer, so carry on with it.)
         }
     }
 
@@ -479,6 +495,20 @@ mod tests {
     }
 
     #[test]
+    fn only_control_keys_are_sent_as_control_keys() {
+        let (mut c, mut peer) = pair();
+        c.send_control('c').unwrap();
+        c.send_control('[').unwrap();
+        let mut got = [0u8; 2];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, [3, 27]);
+        for bad in ['1', 'é', ' ', '~'] {
+            let e = c.send_control(bad).unwrap_err();
+            assert!(e.to_string().contains("not a control key"), "{e}");
+        }
+    }
+
+    #[test]
     fn timeout_shows_the_tail() {
         let (mut c, mut peer) = pair();
         let lines: String = (0..30).map(|i| format!("line {i}\r\n")).collect();
@@ -499,7 +529,8 @@ mod tests {
         drop(peer);
         let t0 = Instant::now();
         let err = c.exp_string("never").unwrap_err();
-        assert!(err.to_string().contains("console closed"), "{err}");
+        assert!(matches!(err, Error::Closed(_)), "{err}");
+        assert!(err.to_string().starts_with("closed: console test"), "{err}");
         assert!(t0.elapsed() < Duration::from_secs(5));
     }
 

@@ -9,8 +9,8 @@
 
 use std::path::PathBuf;
 
-use crate::docker::Docker;
 use crate::error::Result;
+use crate::net::docker::Docker;
 use crate::run::{owner_alive, parse_owner_file, LABEL_RUN};
 
 /// What [`reap`] removed.

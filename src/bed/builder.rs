@@ -1,0 +1,199 @@
+//! Building a test bed: the DUT, its links, and how to reach and power
+//! off the guest; then [`TestBedBuilder::start`] stands it all up.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::bed::dut::Dut;
+use crate::bed::testbed::TestBed;
+use crate::error::{Error, Result};
+use crate::logging;
+use crate::net::{Link, NetMode};
+use crate::run::RunId;
+use crate::vm::login::Login;
+
+/// How [`TestBed::shutdown`] powers the guest off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerOff {
+    /// Type this command on the console (e.g. `poweroff -f`).
+    Console(String),
+    /// Press the ACPI power button (`system_powerdown`).
+    AcpiButton,
+}
+
+/// Builds a [`TestBed`].
+#[derive(Debug, Clone)]
+pub struct TestBedBuilder {
+    pub(crate) name: String,
+    pub(crate) dut: Option<Dut>,
+    pub(crate) links: Vec<Link>,
+    pub(crate) artifacts: Option<PathBuf>,
+    pub(crate) net_mode: Option<NetMode>,
+    pub(crate) poweroff: PowerOff,
+    pub(crate) console_timeout: Duration,
+    pub(crate) reap: bool,
+    pub(crate) run: Option<RunId>,
+    pub(crate) node_image: Option<String>,
+    pub(crate) login: Option<Login>,
+    pub(crate) prompt: Option<String>,
+}
+
+impl TestBed {
+    /// Starts building a test bed named `name` (used in the artifacts path).
+    pub fn builder(name: &str) -> TestBedBuilder {
+        TestBedBuilder {
+            name: name.to_string(),
+            dut: None,
+            links: Vec::new(),
+            artifacts: None,
+            net_mode: None,
+            poweroff: PowerOff::AcpiButton,
+            console_timeout: Duration::from_secs(60),
+            reap: true,
+            run: None,
+            node_image: None,
+            login: None,
+            prompt: None,
+        }
+    }
+}
+
+impl TestBedBuilder {
+    /// The DUT.
+    pub fn dut(mut self, dut: Dut) -> Self {
+        self.dut = Some(dut);
+        self
+    }
+
+    /// Adds a link (one node, one NIC).
+    pub fn link(mut self, link: Link) -> Self {
+        self.links.push(link);
+        self
+    }
+
+    /// Where artifacts go (default: `$ALPY_ARTIFACTS/<name>-<id>` or
+    /// `target/alpy/<name>-<id>`).
+    pub fn artifacts_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.artifacts = Some(dir.into());
+        self
+    }
+
+    /// Force direct or helper namespace work (default: detect).
+    pub fn net_mode(mut self, mode: NetMode) -> Self {
+        self.net_mode = Some(mode);
+        self
+    }
+
+    /// How [`TestBed::shutdown`] powers off (default: ACPI button).
+    pub fn poweroff(mut self, p: PowerOff) -> Self {
+        self.poweroff = p;
+        self
+    }
+
+    /// The console's default deadline (default 60 s).
+    pub fn console_timeout(mut self, t: Duration) -> Self {
+        self.console_timeout = t;
+        self
+    }
+
+    /// Use this run id (default: a fresh one), e.g. to correlate logs.
+    pub fn run_id(mut self, run: RunId) -> Self {
+        self.run = Some(run);
+        self
+    }
+
+    /// The image of node containers (default `alpy/node`).
+    pub fn node_image(mut self, image: &str) -> Self {
+        self.node_image = Some(image.to_string());
+        self
+    }
+
+    /// How to log in on the console: [`TestBed::boot`] waits for the
+    /// login prompt and logs in; [`TestBed::shell`] then has a shell.
+    pub fn login(mut self, login: Login) -> Self {
+        self.login = Some(login);
+        self
+    }
+
+    /// The shell prompt of a DUT that needs no login (for
+    /// [`TestBed::boot`]).
+    pub fn prompt(mut self, prompt: &str) -> Self {
+        self.prompt = Some(prompt.to_string());
+        self
+    }
+
+    /// Skip removing dead runs' leftovers at start (default: reap).
+    pub fn no_reap(mut self) -> Self {
+        self.reap = false;
+        self
+    }
+
+    /// Stands everything up; the DUT stays paused until
+    /// [`TestBed::resume`].
+    pub fn start(self) -> Result<TestBed> {
+        logging::init();
+        let t_start = Instant::now();
+        let dut = self
+            .dut
+            .clone()
+            .ok_or_else(|| Error::Config("the test bed has no DUT".into()))?;
+        let run = self.run.clone().unwrap_or_default();
+        let artifacts = match &self.artifacts {
+            Some(d) => d.clone(),
+            None => default_artifacts_root().join(format!("{}-{run}", sanitize(&self.name))),
+        };
+        std::fs::create_dir_all(&artifacts)
+            .map_err(|e| Error::io(format!("create artifacts dir {}", artifacts.display()), e))?;
+        let log_sink = logging::add_file_sink(&artifacts.join("debug.log"))?;
+        log::info!(target: "alpy::testbed", "test bed {} (run {run}), artifacts in {}", self.name, artifacts.display());
+        let mut bed = TestBed::new(self.name.clone(), run, artifacts, log_sink, &self);
+        match bed.stand_up(&self, &dut) {
+            Ok(()) => {
+                bed.timings.record("setup", t_start.elapsed());
+                Ok(bed)
+            }
+            Err(e) => {
+                log::error!(target: "alpy::testbed", "start failed: {e}");
+                bed.abandon();
+                eprintln!(
+                    "alpy: test bed {} failed to start; artifacts: {}",
+                    bed.name(),
+                    bed.artifacts_dir().display()
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Where artifacts go by default.
+fn default_artifacts_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("ALPY_ARTIFACTS") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(d).join("alpy");
+    }
+    // A binary built by cargo lives under <target>/<profile>/...
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(target) = exe
+            .ancestors()
+            .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        {
+            return target.join("alpy");
+        }
+    }
+    std::env::temp_dir().join("alpy")
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Test beds: the DUT's description, the bed that stands a DUT and its links
+//! up in order and takes them down again, and the reaper for what older runs
+//! left.
+
+pub mod builder;
+pub mod dut;
+pub mod reap;
+pub mod testbed;
+pub mod timings;

@@ -1,0 +1,428 @@
+//! The test bed: one call stands up the DUT and its links in the right
+//! order, and `close()` takes everything down again, keeping the artifacts.
+//!
+//! Order (see `docs/ARCHITECTURE.md`): reap stale runs beside creating the
+//! node containers (with their watchdog), taps inside them, QEMU paused with
+//! one tap and one pcap per link, QMP, console; then the test starts its
+//! apps and calls [`TestBed::resume`] (or [`TestBed::boot`]). Closing goes
+//! in reverse: console, QEMU, nodes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::addr::Mac;
+use crate::bed::builder::{PowerOff, TestBedBuilder};
+use crate::bed::dut::Dut;
+use crate::bed::timings::Timings;
+use crate::error::{Error, Result};
+use crate::logging::{self, SinkGuard, Step};
+use crate::net::link::default_mac;
+use crate::net::{Docker, Node, NodeOptions, Nodes};
+use crate::pcap::Capture;
+use crate::run::RunId;
+use crate::vm::console::{Console, Pattern};
+use crate::vm::login::Login;
+use crate::vm::qemu_process::QemuProcess;
+use crate::vm::qmp::Qmp;
+use crate::vm::remote_shell::{RemoteShell, ShellState};
+
+/// How long QEMU may take to answer on QMP.
+const QMP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running test bed: DUT, nodes, console, QMP, artifacts.
+pub struct TestBed {
+    name: String,
+    run: RunId,
+    artifacts: PathBuf,
+    poweroff: PowerOff,
+    login: Option<Login>,
+    prompt: Option<String>,
+    nodes: Option<Nodes>,
+    qemu: Option<QemuProcess>,
+    console: Option<Console>,
+    shell: Option<ShellState>,
+    pub(crate) timings: Timings,
+    resumed_at: Option<Instant>,
+    _log_sink: Option<SinkGuard>,
+    closed: bool,
+}
+
+impl TestBed {
+    pub(crate) fn new(
+        name: String,
+        run: RunId,
+        artifacts: PathBuf,
+        log_sink: SinkGuard,
+        b: &TestBedBuilder,
+    ) -> TestBed {
+        TestBed {
+            name,
+            run,
+            artifacts,
+            poweroff: b.poweroff.clone(),
+            login: b.login.clone(),
+            prompt: b.prompt.clone(),
+            nodes: None,
+            qemu: None,
+            console: None,
+            shell: None,
+            timings: Timings::default(),
+            resumed_at: None,
+            _log_sink: Some(log_sink),
+            closed: false,
+        }
+    }
+
+    /// Tears down what a failed start made.
+    pub(crate) fn abandon(&mut self) {
+        let _ = self.teardown();
+        self.closed = true;
+    }
+
+    pub(crate) fn stand_up(&mut self, b: &TestBedBuilder, dut: &Dut) -> Result<()> {
+        let docker = logging::step("Connect to Docker", Docker::connect)?;
+        // Reaping touches only dead owners' resources: it runs beside the
+        // node creation instead of before it.
+        std::thread::scope(|s| {
+            let reaper = b.reap.then(|| s.spawn(|| crate::bed::reap::reap(&docker)));
+            let created = self.create_nodes(&docker, b);
+            if let Some(r) = reaper {
+                match crate::util::join_scoped(r, "the reaper") {
+                    Ok(reaped) => log::debug!(target: "alpy::testbed", "reaped {reaped:?}"),
+                    Err(e) => log::warn!(target: "alpy::testbed", "reaping dead runs failed: {e}"),
+                }
+            }
+            created
+        })?;
+        self.start_qemu(dut)?;
+        let serial = self
+            .qemu_mut()?
+            .take_serial()
+            .ok_or_else(|| Error::Internal("QEMU gave no serial console".into()))?;
+        let console_name = format!("{}/dut", self.name);
+        let mut console = Console::new(
+            serial,
+            &console_name,
+            Some(&self.artifacts.join("console.log")),
+        )?;
+        console.set_timeout(b.console_timeout);
+        self.console = Some(console);
+        Ok(())
+    }
+
+    fn create_nodes(&mut self, docker: &Arc<Docker>, b: &TestBedBuilder) -> Result<()> {
+        let step = Step::start(format!("Create {} nodes", b.links.len()));
+        let opts = NodeOptions {
+            mode: b.net_mode,
+            log_dir: Some(self.artifacts.clone()),
+            image: b.node_image.clone(),
+        };
+        match Nodes::create(docker, &self.run, &b.links, &opts) {
+            Ok(nodes) => {
+                let (containers, taps) = nodes.timings();
+                step.done();
+                self.timings.record("nodes", containers);
+                self.timings.record("taps", taps);
+                self.nodes = Some(nodes);
+                Ok(())
+            }
+            Err(e) => {
+                step.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn start_qemu(&mut self, dut: &Dut) -> Result<()> {
+        let nodes = self
+            .nodes
+            .as_ref()
+            .ok_or_else(|| Error::Internal("QEMU started before the nodes".into()))?;
+        let mut nics = Vec::new();
+        for n in nodes.iter() {
+            let (fd, dgram) = n
+                .dut_end()
+                .ok_or_else(|| Error::Internal(format!("node {} has no tap", n.name())))?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            let mac = default_mac(&self.run, n.index(), true);
+            nics.push(dut.nic(mac, fd, dgram, self.pcap_path(n.index())));
+        }
+        let cfg = dut.qemu_config(&self.artifacts, nics)?;
+        let t0 = Instant::now();
+        let qemu = logging::step("Start QEMU (paused)", || {
+            QemuProcess::start(&cfg, &self.artifacts.join("qemu.log"), QMP_TIMEOUT)
+        })?;
+        self.timings.record("qemu", t0.elapsed());
+        self.qemu = Some(qemu);
+        Ok(())
+    }
+
+    fn qemu_mut(&mut self) -> Result<&mut QemuProcess> {
+        self.qemu
+            .as_mut()
+            .ok_or_else(|| Error::Closed(format!("QEMU of test bed {}", self.name)))
+    }
+
+    /// The bed's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The run id that names everything of this test bed.
+    pub fn run_id(&self) -> &RunId {
+        &self.run
+    }
+
+    /// QEMU's PID, while it runs.
+    pub fn qemu_pid(&self) -> Option<i32> {
+        self.qemu.as_ref().map(QemuProcess::pid)
+    }
+
+    /// The exact QEMU command line, shell-quoted (it is also in
+    /// `debug.log`).
+    pub fn qemu_command(&self) -> Option<&str> {
+        self.qemu.as_ref().map(QemuProcess::command_line)
+    }
+
+    /// The artifacts directory.
+    pub fn artifacts_dir(&self) -> &Path {
+        &self.artifacts
+    }
+
+    /// Link `i`'s capture file.
+    pub fn pcap_path(&self, i: usize) -> PathBuf {
+        self.artifacts.join(format!("link{i}.pcap"))
+    }
+
+    /// Link `i`'s capture as far as it goes now. QEMU's `filter-dump`
+    /// writes every frame to the file as it passes (no buffering), so a
+    /// capture read while the bed runs has every frame up to the call, and
+    /// one read after [`TestBed::shutdown`] or [`TestBed::close`] has all.
+    pub fn capture(&self, i: usize) -> Result<Capture> {
+        self.nodes()?.node(i)?;
+        Capture::open(&self.pcap_path(i))
+    }
+
+    fn nodes(&self) -> Result<&Nodes> {
+        self.nodes
+            .as_ref()
+            .ok_or_else(|| Error::Closed(format!("the nodes of test bed {}", self.name)))
+    }
+
+    /// Node `i` (link `i`'s far end); [`Error::NotFound`] if there is none.
+    pub fn node(&self, i: usize) -> Result<&Node> {
+        self.nodes()?.node(i)
+    }
+
+    /// The node of the link named `name` (nodes of unnamed links are
+    /// `node<i>`).
+    pub fn node_by_name(&self, name: &str) -> Result<&Node> {
+        self.nodes()?.by_name(name)
+    }
+
+    /// The DUT's MAC on link `i`.
+    pub fn dut_mac(&self, i: usize) -> Mac {
+        default_mac(&self.run, i, true)
+    }
+
+    /// The serial console.
+    pub fn console(&mut self) -> Result<&mut Console> {
+        let name = &self.name;
+        self.console
+            .as_mut()
+            .ok_or_else(|| Error::Closed(format!("the console of test bed {name}")))
+    }
+
+    /// The QMP session.
+    pub fn qmp(&mut self) -> Result<&mut Qmp> {
+        Ok(self.qemu_mut()?.qmp())
+    }
+
+    /// Lets the vCPUs run.
+    pub fn resume(&mut self) -> Result<()> {
+        logging::step("Resume the DUT", || self.qmp()?.cont())?;
+        self.resumed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Waits for `prompt` on the console and records the `boot` phase
+    /// (resume to prompt).
+    pub fn wait_prompt(&mut self, prompt: &str, timeout: Duration) -> Result<()> {
+        let t = self.resumed_at.unwrap_or_else(Instant::now);
+        logging::step(format!("Wait for {prompt:?}"), || {
+            self.console()?
+                .expect(&Pattern::exact(prompt), timeout)
+                .map(drop)
+        })?;
+        self.timings.record("boot", t.elapsed());
+        Ok(())
+    }
+
+    /// Resumes the DUT and brings it to its shell: logs in as the builder's
+    /// [`TestBedBuilder::login`] says, or waits for its
+    /// [`TestBedBuilder::prompt`].
+    pub fn boot(&mut self, timeout: Duration) -> Result<()> {
+        self.resume()?;
+        match (self.login.clone(), self.prompt.clone()) {
+            (Some(login), _) => {
+                self.wait_prompt(&login.login_prompt, timeout)?;
+                self.timed("login", |bed| login.answer(bed.console()?, timeout))
+            }
+            (None, Some(prompt)) => self.wait_prompt(&prompt, timeout),
+            (None, None) => Err(Error::Config(
+                "boot() needs to know the guest's prompt: give the builder .login(..) or .prompt(..)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The DUT's shell: attached on first use (echo off, a private prompt),
+    /// then kept, so each call costs nothing. Boot first ([`TestBed::boot`]).
+    ///
+    /// ```no_run
+    /// # fn f(bed: &mut alpy::TestBed) -> alpy::Result<()> {
+    /// let mut sh = bed.shell()?;
+    /// sh.succeed("ip addr add 192.168.1.1/24 dev eth0")?;
+    /// let routes = sh.succeed("ip route")?;
+    /// sh.wait_until_succeeds("ping -c1 -W1 192.168.1.2", std::time::Duration::from_secs(10))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shell(&mut self) -> Result<RemoteShell<'_>> {
+        let state = match &self.shell {
+            Some(s) => s.clone(),
+            None => {
+                let s = RemoteShell::attach(self.console()?)?.state();
+                self.shell = Some(s.clone());
+                s
+            }
+        };
+        Ok(RemoteShell::resume(self.console()?, state))
+    }
+
+    /// Sets the DUT's side of link `i` up or down (QMP `set_link` on the
+    /// NIC `nic<i>`; the guest sees the carrier change).
+    pub fn set_dut_link(&mut self, i: usize, up: bool) -> Result<()> {
+        self.nodes()?.node(i)?;
+        self.qmp()?.set_link(&format!("nic{i}"), up)
+    }
+
+    /// Runs `f` as a logged step and records its duration as `phase` in the
+    /// timings; any error type passes through.
+    pub fn timed<T, E: std::fmt::Display>(
+        &mut self,
+        phase: &str,
+        f: impl FnOnce(&mut Self) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let t0 = Instant::now();
+        let step = Step::start(phase.to_string());
+        let r = f(self);
+        match &r {
+            Ok(_) => drop(step.done()),
+            Err(e) => drop(step.failed(e)),
+        }
+        self.timings.record(phase, t0.elapsed());
+        r
+    }
+
+    /// The phase durations so far (written to `timings.json` on close).
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+
+    /// Powers the guest off (as configured) and waits for QEMU's SHUTDOWN
+    /// event and exit.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
+        let how = self.poweroff.clone();
+        self.timed("shutdown", |bed| -> Result<()> {
+            match &how {
+                PowerOff::Console(cmd) => bed.console()?.send_line(cmd)?,
+                PowerOff::AcpiButton => bed.qmp()?.system_powerdown()?,
+            }
+            let tail = bed.console.as_ref().map(|c| c.tail()).unwrap_or_default();
+            bed.qmp()?
+                .wait_event("SHUTDOWN", timeout)
+                .map_err(|e| match e {
+                    Error::Timeout { what, timeout, .. } => Error::Timeout {
+                        what,
+                        timeout,
+                        tail,
+                    },
+                    e => e,
+                })?;
+            let status = bed.qemu_mut()?.wait_exit(timeout)?;
+            if !status.success() {
+                return Err(Error::Qemu(format!(
+                    "QEMU ended badly after power-off: {}",
+                    crate::vm::qemu_process::describe_exit(&status)
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// Tears everything down in reverse order, writes `timings.json`, and
+    /// returns the first error. Artifacts stay.
+    pub fn close(mut self) -> Result<()> {
+        self.closed = true;
+        let r = self.teardown();
+        if let Err(e) = &r {
+            eprintln!(
+                "alpy: test bed {} failed to close ({e}); artifacts: {}",
+                self.name,
+                self.artifacts.display()
+            );
+        }
+        r
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        let t0 = Instant::now();
+        let step = Step::start(format!("Close test bed {}", self.name));
+        let mut first: Option<Error> = None;
+        let mut keep = |r: Result<()>| {
+            if let Err(e) = r {
+                log::error!(target: "alpy::testbed", "close: {e}");
+                first.get_or_insert(e);
+            }
+        };
+        self.shell = None;
+        if let Some(c) = self.console.take() {
+            keep(c.close());
+        }
+        if let Some(q) = self.qemu.take() {
+            keep(q.close());
+        }
+        if let Some(n) = self.nodes.take() {
+            keep(n.close());
+        }
+        match &first {
+            None => drop(step.done()),
+            Some(e) => drop(step.failed(e)),
+        }
+        self.timings.record("close", t0.elapsed());
+        let path = self.artifacts.join("timings.json");
+        if let Err(e) = std::fs::write(&path, format!("{:#}\n", self.timings.to_json())) {
+            log::warn!(target: "alpy::testbed", "write {}: {e}", path.display());
+        }
+        self._log_sink = None;
+        match first {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.teardown();
+            eprintln!(
+                "alpy: test bed {} was not closed (test failed?); artifacts: {}",
+                self.name,
+                self.artifacts.display()
+            );
+        }
+    }
+}

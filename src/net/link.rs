@@ -1,0 +1,279 @@
+//! The node side of one link: its name, addresses, gateways, routes, MAC,
+//! and whether a relay sits between the tap and the DUT.
+
+use std::net::IpAddr;
+
+use crate::addr::{IpNet, Mac, ToIpAddr, ToIpNet};
+use crate::error::{Error, Result};
+use crate::net::netns::NetCmd;
+use crate::net::TAP_NAME;
+use crate::run::RunId;
+
+/// The node side of one link. Build it with the methods; a bad address is
+/// reported by [`crate::TestBed`]'s `start()` (or [`Link::check`]), naming
+/// the link.
+///
+/// ```
+/// use alpy::Link;
+/// let l = Link::new()
+///     .name("client")
+///     .node_addr("192.168.1.2/24")
+///     .node_addr("2001:db8:1::2/64")
+///     .gateway("192.168.1.1");
+/// assert!(l.check(0).is_ok());
+/// assert_eq!(l.addrs[1].prefix_len(), 64);
+/// let bad = Link::new().node_addr("192.168.1.2");
+/// assert!(bad.check(3).unwrap_err().to_string().contains("link 3"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Link {
+    /// The link's name (`bed.node_by_name(..)`); `None`: `link<i>`.
+    pub link_name: Option<String>,
+    /// Addresses with prefix length, IPv4 or IPv6.
+    pub addrs: Vec<IpNet>,
+    /// IPv4 default gateway.
+    pub gateway: Option<IpAddr>,
+    /// IPv6 default gateway.
+    pub gateway6: Option<IpAddr>,
+    /// Extra routes: (destination prefix, next hop).
+    pub routes: Vec<(IpNet, IpAddr)>,
+    /// The tap's MAC; derived from the run id and link index if `None`.
+    pub mac: Option<Mac>,
+    /// Put a user-space relay between the tap and the DUT, so that
+    /// impairment works without the kernel's netem, in both directions
+    /// (see [`crate::net::impair`]).
+    pub relay: bool,
+    /// What the builder methods could not parse, reported by `check`.
+    invalid: Vec<String>,
+}
+
+impl Link {
+    /// An unconfigured link.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the link (letters, digits, `-` and `_`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.link_name = Some(name.to_string());
+        self
+    }
+
+    fn keep<T>(&mut self, r: Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.invalid.push(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Adds an address (`"192.168.1.2/24"`, `"2001:db8:1::2/64"` or an
+    /// [`IpNet`]).
+    pub fn node_addr(mut self, addr: impl ToIpNet) -> Self {
+        if let Some(a) = self.keep(addr.to_ip_net()) {
+            self.addrs.push(a);
+        }
+        self
+    }
+
+    /// Sets the default gateway (IPv4 or IPv6, by its family).
+    pub fn gateway(mut self, addr: impl ToIpAddr) -> Self {
+        match self.keep(addr.to_ip_addr()) {
+            Some(g @ IpAddr::V6(_)) => self.gateway6 = Some(g),
+            Some(g) => self.gateway = Some(g),
+            None => {}
+        }
+        self
+    }
+
+    /// Adds a route to `dest` via `via`.
+    pub fn route(mut self, dest: impl ToIpNet, via: impl ToIpAddr) -> Self {
+        let d = self.keep(dest.to_ip_net());
+        let v = self.keep(via.to_ip_addr());
+        if let (Some(d), Some(v)) = (d, v) {
+            self.routes.push((d, v));
+        }
+        self
+    }
+
+    /// Sets the node-side MAC address (`"02:a1:00:00:00:01"` or a [`Mac`]).
+    pub fn mac(mut self, mac: impl Into<MacArg>) -> Self {
+        match mac.into() {
+            MacArg::Mac(m) => self.mac = Some(m),
+            MacArg::Text(t) => {
+                if let Some(m) = self.keep(t.parse()) {
+                    self.mac = Some(m);
+                }
+            }
+        }
+        self
+    }
+
+    /// Impairs this link in user space (a relay between tap and DUT)
+    /// instead of with `tc netem`, which some host kernels lack.
+    pub fn relay(mut self) -> Self {
+        self.relay = true;
+        self
+    }
+
+    /// The name of link `index`: its own, or `link<index>`.
+    pub fn name_or_default(&self, index: usize) -> String {
+        self.link_name
+            .clone()
+            .unwrap_or_else(|| format!("link{index}"))
+    }
+
+    /// Whether every builder call parsed, and the name is usable; the error
+    /// names link `index`.
+    pub fn check(&self, index: usize) -> Result<()> {
+        let mut problems = self.invalid.clone();
+        if let Some(n) = &self.link_name {
+            let ok = !n.is_empty()
+                && n.len() <= 32
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                problems.push(format!(
+                    "bad link name {n:?}: use 1 to 32 letters, digits, '-' or '_'"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "link {index} ({}): {}",
+                self.name_or_default(index),
+                problems.join("; ")
+            )))
+        }
+    }
+
+    /// The commands that configure `eth0` for this link.
+    pub(crate) fn commands(&self, mac: Mac) -> Vec<NetCmd> {
+        let mut c = Vec::new();
+        let v6 = self.addrs.iter().any(|a| a.addr().is_ipv6()) || self.gateway6.is_some();
+        if v6 {
+            // Docker disables IPv6 in containers; enable it on the tap.
+            c.push(NetCmd::Sysctl(
+                format!("net.ipv6.conf.{TAP_NAME}.disable_ipv6"),
+                "0".into(),
+            ));
+        }
+        c.push(NetCmd::ip(&format!(
+            "link set dev {TAP_NAME} address {mac}"
+        )));
+        c.push(NetCmd::ip(&format!("link set dev {TAP_NAME} up")));
+        for a in &self.addrs {
+            let nodad = if a.addr().is_ipv6() { " nodad" } else { "" };
+            c.push(NetCmd::ip(&format!("addr add {a} dev {TAP_NAME}{nodad}")));
+        }
+        // The family follows from the gateway's address (`ip -batch` takes
+        // no options).
+        for g in [&self.gateway, &self.gateway6].into_iter().flatten() {
+            c.push(NetCmd::ip(&format!(
+                "route add default via {g} dev {TAP_NAME}"
+            )));
+        }
+        for (dest, via) in &self.routes {
+            c.push(NetCmd::ip(&format!(
+                "route add {dest} via {via} dev {TAP_NAME}"
+            )));
+        }
+        c
+    }
+}
+
+/// A MAC given as text or as a [`Mac`] (see [`Link::mac`]).
+#[derive(Debug, Clone)]
+pub enum MacArg {
+    /// Parsed when the link is built.
+    Text(String),
+    /// Already typed.
+    Mac(Mac),
+}
+
+impl From<&str> for MacArg {
+    fn from(s: &str) -> MacArg {
+        MacArg::Text(s.to_string())
+    }
+}
+
+impl From<Mac> for MacArg {
+    fn from(m: Mac) -> MacArg {
+        MacArg::Mac(m)
+    }
+}
+
+/// A deterministic, locally administered MAC for link `index` of a run:
+/// `52:54:..` on the DUT's side, `02:a1:..` on the node's.
+pub fn default_mac(run: &RunId, index: usize, dut_side: bool) -> Mac {
+    let h = run.as_str();
+    let b = |i: usize| {
+        h.get(i..i + 2)
+            .and_then(|x| u8::from_str_radix(x, 16).ok())
+            .unwrap_or(0)
+    };
+    let first: [u8; 2] = if dut_side { [0x52, 0x54] } else { [0x02, 0xa1] };
+    Mac([first[0], first[1], b(0), b(2), b(4), index as u8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_commands() {
+        let l = Link::new()
+            .node_addr("192.168.1.2/24")
+            .node_addr("2001:db8:1::2/64")
+            .gateway("192.168.1.1")
+            .gateway("2001:db8:1::1")
+            .route("10.9.0.0/16", "192.168.1.1");
+        l.check(0).unwrap();
+        let mac: Mac = "02:a1:00:00:00:00".parse().unwrap();
+        let cmds: Vec<String> = l.commands(mac).iter().map(NetCmd::to_shell).collect();
+        assert_eq!(
+            cmds,
+            [
+                "echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6",
+                "ip link set dev eth0 address 02:a1:00:00:00:00",
+                "ip link set dev eth0 up",
+                "ip addr add 192.168.1.2/24 dev eth0",
+                "ip addr add 2001:db8:1::2/64 dev eth0 nodad",
+                "ip route add default via 192.168.1.1 dev eth0",
+                "ip route add default via 2001:db8:1::1 dev eth0",
+                "ip route add 10.9.0.0/16 via 192.168.1.1 dev eth0",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_the_link() {
+        let l = Link::new()
+            .name("up link")
+            .node_addr("192.168.1.300/24")
+            .gateway("gw")
+            .mac("02:a1");
+        let e = l.check(2).unwrap_err().to_string();
+        for part in [
+            "link 2",
+            "192.168.1.300/24",
+            "\"gw\"",
+            "\"02:a1\"",
+            "bad link name",
+        ] {
+            assert!(e.contains(part), "{part} missing in {e}");
+        }
+    }
+
+    #[test]
+    fn macs_are_deterministic() {
+        let run = RunId::new();
+        assert_eq!(default_mac(&run, 1, false), default_mac(&run, 1, false));
+        assert_ne!(default_mac(&run, 0, false), default_mac(&run, 1, false));
+        assert!(default_mac(&run, 0, true).to_string().starts_with("52:54:"));
+    }
+}
