@@ -36,7 +36,10 @@ pub const PROTO_ICMPV6: u8 = 58;
 /// One captured frame, with what could be decoded of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    /// Time stamp (since the epoch).
+    /// Time stamp, since the epoch. In a capture from
+    /// [`crate::TestBed::capture`] it is host time (comparable with
+    /// `SystemTime::now()`); in a file opened with [`Capture::open`] it is
+    /// QEMU's own stamp (see [`Capture::shifted`]).
     pub timestamp: Duration,
     /// The frame's bytes as captured.
     pub data: Vec<u8>,
@@ -265,13 +268,36 @@ impl Capture {
             .map_err(|e| err(format!("not a pcap file: {e}")))?;
         let mut frames = Vec::new();
         while let Some(p) = reader.next_packet() {
-            let p = p.map_err(|e| err(format!("frame {}: {e}", frames.len())))?;
+            let p = match p {
+                Ok(p) => p,
+                // A capture read while QEMU writes may end in the middle of
+                // its last frame: that frame is not there yet.
+                Err(pcap_file::PcapError::IncompleteBuffer) => break,
+                Err(e) => return Err(err(format!("frame {}: {e}", frames.len()))),
+            };
             frames.push(Frame::decode(p.timestamp, p.data.into_owned()));
         }
         Ok(Capture {
             path: path.to_path_buf(),
             frames,
         })
+    }
+
+    /// The same capture with every time stamp moved by `seconds` (which may
+    /// be negative).
+    ///
+    /// QEMU's `filter-dump` stamps a frame with the time QEMU's creation of
+    /// the filter (whole seconds of wall time) plus the guest's *virtual*
+    /// clock, which stands still while the DUT is paused. So raw stamps run
+    /// early by the time between QEMU's start and `resume()`, plus the
+    /// fraction of the second QEMU started in. [`crate::TestBed::capture`]
+    /// applies the bed's offset, which it measures, and gives host time.
+    pub fn shifted(mut self, seconds: f64) -> Capture {
+        for f in &mut self.frames {
+            let t = f.timestamp.as_secs_f64() + seconds;
+            f.timestamp = Duration::from_secs_f64(t.max(0.0));
+        }
+        self
     }
 
     /// The file it was read from.

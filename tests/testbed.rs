@@ -529,3 +529,52 @@ fn uefi_guest_boots_through_ovmf() {
     bed.shutdown(Duration::from_secs(60)).unwrap();
     bed.close().expect("close");
 }
+
+/// Capture time stamps are host time: pings sent between two readings of
+/// the host clock are stamped between them, even though the DUT was paused
+/// for a while first (QEMU's raw stamps leave paused time out).
+#[test]
+fn capture_time_stamps_are_host_time() {
+    let mut bed = common::router_bed("pcap-clock").start().expect("start");
+    // As a test that starts its servers first would be.
+    std::thread::sleep(Duration::from_millis(1500));
+    bed.boot(BOOT).unwrap();
+    let node = bed.node(0).unwrap();
+    node.succeed("ping -c 1 -W 5 192.168.2.2").unwrap(); // ARP, shell container
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = wall();
+    node.succeed("ping -c 3 -i 0.3 -W 5 192.168.2.2").unwrap();
+    let after = wall();
+    let req = Filter::new()
+        .ip_dst("192.168.2.2".parse().unwrap())
+        .icmp_type(8);
+    let stamps: Vec<f64> = bed
+        .capture(1)
+        .unwrap()
+        .filter(&req)
+        .map(|f| f.timestamp.as_secs_f64())
+        .collect();
+    let offset = bed.capture_offset().expect("an offset after resume");
+    eprintln!(
+        "offset {offset:.3} s; pings between {before:.3} and {after:.3}: {:?}",
+        stamps.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>()
+    );
+    let late: Vec<&f64> = stamps[1..]
+        .iter()
+        .filter(|s| **s < before - 0.005 || **s > after + 0.005)
+        .collect();
+    assert_eq!(stamps.len(), 4, "{stamps:?}");
+    assert!(
+        late.is_empty(),
+        "stamps outside [{before}, {after}]: {late:?}"
+    );
+    // Raw, QEMU's stamps are off by at least the paused time.
+    assert!(offset > 1.4, "offset {offset}");
+    bed.shutdown(Duration::from_secs(60)).unwrap();
+    bed.close().unwrap();
+}

@@ -44,6 +44,9 @@ pub struct TestBed {
     shell: Option<ShellState>,
     pub(crate) timings: Timings,
     resumed_at: Option<Instant>,
+    /// Host time minus QEMU's capture stamps, once resumed (see
+    /// [`Capture::shifted`]).
+    capture_offset: Option<f64>,
     _log_sink: Option<SinkGuard>,
     closed: bool,
 }
@@ -69,6 +72,7 @@ impl TestBed {
             shell: None,
             timings: Timings::default(),
             resumed_at: None,
+            capture_offset: None,
             _log_sink: Some(log_sink),
             closed: false,
         }
@@ -195,13 +199,39 @@ impl TestBed {
         self.artifacts.join(format!("link{i}.pcap"))
     }
 
-    /// Link `i`'s capture as far as it goes now. QEMU's `filter-dump`
-    /// writes every frame to the file as it passes (no buffering), so a
-    /// capture read while the bed runs has every frame up to the call, and
-    /// one read after [`TestBed::shutdown`] or [`TestBed::close`] has all.
+    /// Link `i`'s capture as far as it goes now, with host time stamps.
+    ///
+    /// QEMU's `filter-dump` writes every frame to the file as it passes (no
+    /// buffering), so a capture read while the bed runs has every frame up
+    /// to the call, and one read after [`TestBed::shutdown`] has all. Time
+    /// stamps are moved by [`TestBed::capture_offset`], so they compare with
+    /// `SystemTime::now()` taken around the traffic (to within a few ms),
+    /// as long as the DUT ran without pause since [`TestBed::resume`].
     pub fn capture(&self, i: usize) -> Result<Capture> {
         self.nodes()?.node(i)?;
-        Capture::open(&self.pcap_path(i))
+        let cap = Capture::open(&self.pcap_path(i))?;
+        Ok(cap.shifted(self.capture_offset.unwrap_or(0.0)))
+    }
+
+    /// What to add to the time stamps in the raw `linkN.pcap` files to get
+    /// host time (seconds; `None` before [`TestBed::resume`]). It is also in
+    /// `debug.log`, for reading the files with other tools.
+    pub fn capture_offset(&self) -> Option<f64> {
+        self.capture_offset
+    }
+
+    /// QEMU stamps frames with the whole second of wall time at which it
+    /// set up the capture (the file's first write: its header) plus the
+    /// virtual clock, which starts at zero when the vCPUs first run.
+    fn measure_capture_offset(&self, resumed_wall: f64) -> Option<f64> {
+        let meta = std::fs::metadata(self.pcap_path(0)).ok()?;
+        let created = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        let start_ts = created.as_secs() as f64;
+        Some(resumed_wall - start_ts)
     }
 
     fn nodes(&self) -> Result<&Nodes> {
@@ -241,8 +271,23 @@ impl TestBed {
 
     /// Lets the vCPUs run.
     pub fn resume(&mut self) -> Result<()> {
+        let first = self.resumed_at.is_none();
+        let before = std::time::SystemTime::now();
         logging::step("Resume the DUT", || self.qmp()?.cont())?;
         self.resumed_at = Some(Instant::now());
+        if first {
+            // The virtual clock starts between sending `cont` and its reply.
+            let after = std::time::SystemTime::now();
+            let wall = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            };
+            let resumed = (wall(before) + wall(after)) / 2.0;
+            self.capture_offset = self.measure_capture_offset(resumed);
+            if let Some(o) = self.capture_offset {
+                log::debug!(target: "alpy::testbed", "capture time stamps + {o:.6} s = host time");
+            }
+        }
         Ok(())
     }
 

@@ -121,7 +121,10 @@ impl QemuProcess {
             .name("qemu-spawner".into())
             .spawn(move || {
                 let mut cmd = Command::new(&binary);
+                // filter-dump stamps frames with mktime() of UTC fields:
+                // only under TZ=UTC is that the epoch time.
                 cmd.args(&args)
+                    .env("TZ", "UTC")
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped());
