@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 
+use crate::addr::Mac;
 use crate::error::{Error, Result};
 
 /// EtherType of IPv4.
@@ -44,9 +45,9 @@ pub struct Frame {
     /// The frame's bytes as captured.
     pub data: Vec<u8>,
     /// Source MAC.
-    pub src_mac: Option<[u8; 6]>,
+    pub src_mac: Option<Mac>,
     /// Destination MAC.
-    pub dst_mac: Option<[u8; 6]>,
+    pub dst_mac: Option<Mac>,
     /// EtherType (after any VLAN tag).
     pub ethertype: Option<u16>,
     /// IP source.
@@ -90,8 +91,8 @@ impl Frame {
             return f;
         };
         if let Some(LinkSlice::Ethernet2(eth)) = &p.link {
-            f.src_mac = Some(eth.source());
-            f.dst_mac = Some(eth.destination());
+            f.src_mac = Some(Mac(eth.source()));
+            f.dst_mac = Some(Mac(eth.destination()));
             f.ethertype = Some(eth.ether_type().0);
         }
         match &p.net {
@@ -132,15 +133,7 @@ impl Frame {
 
     /// A one-line summary, for logs and assertion messages.
     pub fn summary(&self) -> String {
-        let mac = |m: Option<[u8; 6]>| {
-            m.map(|m| {
-                m.iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(":")
-            })
-            .unwrap_or_else(|| "?".into())
-        };
+        let mac = |m: Option<Mac>| m.map(|m| m.to_string()).unwrap_or_else(|| "?".into());
         let mut s = format!(
             "{:.6} {} > {} type {:#06x}",
             self.timestamp.as_secs_f64(),
@@ -168,8 +161,8 @@ impl Frame {
 /// A frame filter; every condition set must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    src_mac: Option<[u8; 6]>,
-    dst_mac: Option<[u8; 6]>,
+    src_mac: Option<Mac>,
+    dst_mac: Option<Mac>,
     ethertype: Option<u16>,
     ip_src: Option<IpAddr>,
     ip_dst: Option<IpAddr>,
@@ -185,13 +178,13 @@ impl Filter {
         Self::default()
     }
     /// Source MAC.
-    pub fn src_mac(mut self, mac: [u8; 6]) -> Self {
-        self.src_mac = Some(mac);
+    pub fn src_mac(mut self, mac: impl Into<Mac>) -> Self {
+        self.src_mac = Some(mac.into());
         self
     }
     /// Destination MAC.
-    pub fn dst_mac(mut self, mac: [u8; 6]) -> Self {
-        self.dst_mac = Some(mac);
+    pub fn dst_mac(mut self, mac: impl Into<Mac>) -> Self {
+        self.dst_mac = Some(mac.into());
         self
     }
     /// EtherType.

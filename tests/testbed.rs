@@ -215,7 +215,7 @@ fn child_role() {
             let docker = alpy::net::docker::Docker::connect().unwrap();
             let links = [alpy::Link::new().node_addr("192.168.1.2/24")];
             let nodes =
-                alpy::net::node::Nodes::create(&docker, &run, &links, &Default::default()).unwrap();
+                alpy::net::Nodes::create(&docker, &run, &links, &Default::default()).unwrap();
             announce(0, nodes.watchdog_pid().unwrap_or(0));
             std::thread::sleep(Duration::from_secs(300));
             drop(nodes);
@@ -251,14 +251,38 @@ fn without_root_end_to_end() {
     if !nix::unistd::geteuid().is_root() {
         return; // already unprivileged: the other tests cover it
     }
-    let out = common::run_unprivileged(&["forward_and_the_pcaps_show_it"], common::readable_guest);
+    unprivileged_passes("forward_and_the_pcaps_show_it", "creating 2 nodes (Helper)");
+}
+
+/// Runs `test` of this binary as the unprivileged docker-group user; it
+/// must pass and its output hold `expect`.
+fn unprivileged_passes(test: &str, expect: &str) {
+    let out = common::run_unprivileged(&[test], common::readable_guest);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.contains("1 passed"), "{text}");
-    assert!(text.contains("creating 2 nodes (Helper)"), "{text}");
+    assert!(text.contains(expect), "{text}");
+}
+
+/// Starts a child test process in `phase` and waits for its `READY` line:
+/// (child, run id, QEMU pid or 0, watchdog pid or 0).
+fn child_in_phase(phase: &str) -> (std::process::Child, String, i32, i32) {
+    let mut child = common::child("child_role", &[("ALPY_TEST_ROLE", phase)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split_once("READY ").map(|(_, rest)| rest.to_string()))
+        .unwrap_or_else(|| panic!("child for phase {phase} never got ready"));
+    let parts: Vec<&str> = ready.split_whitespace().collect();
+    let num = |i: usize| parts.get(i).and_then(|p| p.parse().ok()).unwrap_or(0);
+    (child, parts[0].to_string(), num(1), num(2))
 }
 
 #[test]
@@ -308,18 +332,7 @@ fn leftovers(docker: &alpy::net::Docker, run: &str, qemu_pid: i32) -> Vec<String
 fn sigkill_at_each_phase_leaves_nothing_within_3_s() {
     let docker = common::docker();
     for phase in ["nodes", "qemu", "running"] {
-        let mut child = common::child("child_role", &[("ALPY_TEST_ROLE", phase)])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.split_once("READY ").map(|(_, rest)| rest.to_string()))
-            .unwrap_or_else(|| panic!("child for phase {phase} never got ready"));
-        let parts: Vec<&str> = ready.split_whitespace().collect();
-        let (run, qemu_pid) = (parts[0].to_string(), parts[1].parse::<i32>().unwrap());
+        let (mut child, run, qemu_pid, _) = child_in_phase(phase);
         assert!(
             !left_of(&docker, &run).is_empty(),
             "{phase}: nothing was created?"
@@ -347,17 +360,10 @@ fn sigkill_without_root_leaves_nothing_within_3_s() {
     if !nix::unistd::geteuid().is_root() {
         return; // already unprivileged: the test above covers it
     }
-    let out = common::run_unprivileged(
-        &["sigkill_at_each_phase_leaves_nothing_within_3_s"],
-        common::readable_guest,
+    unprivileged_passes(
+        "sigkill_at_each_phase_leaves_nothing_within_3_s",
+        "creating 1 nodes (Helper)",
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && text.contains("1 passed"), "{text}");
-    assert!(text.contains("creating 1 nodes (Helper)"), "{text}");
 }
 
 /// The reaper, the second line of defence: what a dead owner's watchdog
@@ -365,23 +371,8 @@ fn sigkill_without_root_leaves_nothing_within_3_s() {
 #[test]
 fn the_reaper_removes_what_a_dead_run_left() {
     let docker = common::docker();
-    let mut child = common::child("child_role", &[("ALPY_TEST_ROLE", "nodes")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split_once("READY ").map(|(_, rest)| rest.to_string()))
-        .expect("child never got ready");
-    let run = ready.split_whitespace().next().unwrap().to_string();
-    let watchdog = ready
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse::<i32>()
-        .unwrap();
+    let (mut child, run, _, watchdog) = child_in_phase("nodes");
+    assert!(watchdog > 0, "the nodes have a watchdog");
     // Watchdog first, then the owner.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(watchdog),

@@ -18,11 +18,10 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
+pub use crate::net::output::{ContainerExit, Output};
 
 /// How long ordinary engine requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// How many log lines an error quotes.
-const TAIL_LINES: usize = 20;
 
 /// A synchronous Docker engine client.
 pub struct Docker {
@@ -31,78 +30,6 @@ pub struct Docker {
     /// Tests only: make container inspects fail (see
     /// [`Docker::fail_inspects_for_tests`]).
     fail_inspects: std::sync::atomic::AtomicBool,
-}
-
-/// How a container or exec'd program ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitStatus(pub i64);
-
-impl ExitStatus {
-    /// Whether it exited with code 0.
-    pub fn success(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The exit code as Docker reports it (128 + N for signal N).
-    pub fn code(self) -> i64 {
-        self.0
-    }
-}
-
-impl std::fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            c @ 129..=192 => write!(
-                f,
-                "killed by {}",
-                crate::util::signal_name((c - 128) as i32)
-            ),
-            c => write!(f, "exit code {c}"),
-        }
-    }
-}
-
-/// Output of a program run to completion.
-#[derive(Debug, Clone)]
-pub struct Output {
-    /// How it ended.
-    pub status: ExitStatus,
-    /// Its standard output.
-    pub stdout: Vec<u8>,
-    /// Its standard error.
-    pub stderr: Vec<u8>,
-}
-
-impl Output {
-    /// Standard output as (lossy) UTF-8.
-    pub fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Standard error as (lossy) UTF-8.
-    pub fn stderr_str(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-
-    /// The last lines of stdout and stderr, for error messages.
-    pub fn tail(&self) -> String {
-        let mut all = self.stdout_str();
-        all.push_str(&self.stderr_str());
-        crate::util::tail_lines(&all, TAIL_LINES)
-    }
-
-    /// `Ok(self)` on exit code 0, else [`Error::CommandFailed`] naming `what`.
-    pub fn checked(self, what: &str) -> Result<Self> {
-        if self.status.success() {
-            Ok(self)
-        } else {
-            Err(Error::CommandFailed {
-                what: what.to_string(),
-                status: self.status.to_string(),
-                output: self.tail(),
-            })
-        }
-    }
 }
 
 /// What to create: image, command, namespaces, capabilities, labels.
@@ -362,11 +289,11 @@ impl Docker {
     }
 
     /// Whether the container is running, and its exit code if not.
-    pub fn state(&self, id: &str) -> Result<(bool, ExitStatus)> {
+    pub fn state(&self, id: &str) -> Result<(bool, ContainerExit)> {
         let state = self.inspect_state(id)?;
         Ok((
             state.running == Some(true),
-            ExitStatus(state.exit_code.unwrap_or(-1)),
+            ContainerExit(state.exit_code.unwrap_or(-1)),
         ))
     }
 
@@ -384,18 +311,18 @@ impl Docker {
     }
 
     /// Waits for a container to stop and returns its exit status.
-    pub fn wait(&self, id: &str, timeout: Duration) -> Result<ExitStatus> {
+    pub fn wait(&self, id: &str, timeout: Duration) -> Result<ContainerExit> {
         let id2 = id.to_string();
         let fut = async move {
             let mut s = self.api.wait_container(&id2, None::<WaitContainerOptions>);
             match s.next().await {
-                Some(Ok(r)) => Ok(ExitStatus(r.status_code)),
+                Some(Ok(r)) => Ok(ContainerExit(r.status_code)),
                 // bollard reports a non-zero exit as an error: read the code from it.
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                    Ok(ExitStatus(code))
+                    Ok(ContainerExit(code))
                 }
                 Some(Err(e)) => Err(e),
-                None => Ok(ExitStatus(-1)),
+                None => Ok(ContainerExit(-1)),
             }
         };
         match self.with_deadline(timeout, fut) {
@@ -422,7 +349,7 @@ impl Docker {
             |api| async move { split_output(Box::pin(api.logs(&id2, Some(opts)))).await },
         )?;
         Ok(Output {
-            status: ExitStatus(0),
+            status: ContainerExit(0),
             stdout,
             stderr,
         })
@@ -453,7 +380,7 @@ impl Docker {
             };
             let info = api.inspect_exec(&exec.id).await?;
             Ok(Output {
-                status: ExitStatus(info.exit_code.unwrap_or(-1)),
+                status: ContainerExit(info.exit_code.unwrap_or(-1)),
                 stdout,
                 stderr,
             })
@@ -612,6 +539,22 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_connection_says_the_engine_stopped_answering() {
+        let e = map_err(
+            "list containers",
+            bollard::errors::Error::IOError {
+                err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            },
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("stopped answering") && msg.contains("DOCKER_HOST"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hyper"), "{msg}");
+    }
+
+    #[test]
     fn missing_image_hints_differ_for_users_images() {
         assert!(missing_image_hint("alpy/tools").contains("images/build"));
         let own = missing_image_hint("acme/router:1.2");
@@ -619,13 +562,5 @@ mod tests {
             own.contains("docker load") && !own.contains("images/build"),
             "{own}"
         );
-    }
-
-    #[test]
-    fn exit_status_names_signals() {
-        assert_eq!(ExitStatus(137).to_string(), "killed by SIGKILL");
-        assert_eq!(ExitStatus(143).to_string(), "killed by SIGTERM");
-        assert_eq!(ExitStatus(1).to_string(), "exit code 1");
-        assert!(ExitStatus(0).success());
     }
 }

@@ -10,6 +10,8 @@ pub mod impair;
 pub mod link;
 pub mod netns;
 pub mod node;
+pub mod nodes;
+pub mod output;
 pub mod watchdog;
 
 pub use app::{App, TOOLS_IMAGE};
@@ -19,7 +21,8 @@ pub use helper::HELPER_IMAGE;
 pub use impair::{Direction, Impairment};
 pub use link::Link;
 pub use netns::NetMode;
-pub use node::{Node, NodeOptions, Nodes, NODE_IMAGE};
+pub use node::{Node, NODE_IMAGE};
+pub use nodes::{NodeOptions, Nodes};
 
 /// The name of the tap inside each node.
 pub const TAP_NAME: &str = "eth0";

@@ -91,7 +91,16 @@ impl NetCmd {
     }
 }
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+// TUNSETIFF is _IOW('T', 202, int) in <linux/if_tun.h>, though it passes an
+// ifreq: the "bad" form of nix's macro takes the request code as given.
+mod ioctl {
+    nix::ioctl_write_ptr_bad!(
+        /// TUNSETIFF: attach the fd to (or create) the named tap.
+        tunsetiff,
+        nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
+        super::IfReq
+    );
+}
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 
@@ -123,14 +132,9 @@ pub fn open_tap(name: &str) -> Result<OwnedFd> {
         _pad: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: TUNSETIFF reads and writes an ifreq, which IfReq lays out.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) };
-    if rc != 0 {
-        return Err(Error::Net(format!(
-            "TUNSETIFF {name}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    // SAFETY: TUNSETIFF reads an ifreq, which IfReq lays out.
+    unsafe { ioctl::tunsetiff(fd.as_raw_fd(), &req) }
+        .map_err(|e| Error::Net(format!("TUNSETIFF {name}: {e}")))?;
     Ok(fd)
 }
 
@@ -144,16 +148,15 @@ where
 {
     let path = format!("/proc/{pid}/ns/net");
     let ns = File::open(&path).map_err(|e| Error::io(format!("open {path}"), e))?;
-    std::thread::Builder::new()
+    let h = std::thread::Builder::new()
         .name(format!("netns-{pid}"))
         .spawn(move || {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::Net(format!("setns into {path}: {e} (needs CAP_SYS_ADMIN)")))?;
             f()
         })
-        .map_err(|e| Error::io("spawn a namespace thread", e))?
-        .join()
-        .map_err(|_| Error::Net("the namespace thread panicked".into()))?
+        .map_err(|e| Error::io("spawn a namespace thread", e))?;
+    crate::util::join(h, "the namespace thread")
 }
 
 /// Runs commands in the calling thread's network namespace, in order;

@@ -1,7 +1,8 @@
-//! Nodes: one Docker container per DUT link, owning the network namespace
-//! that holds the link's tap (`eth0`); apps that join it; the verbs a test
-//! uses on a node (`succeed`, `execute`, `wait_until_succeeds`,
-//! `wait_for_open_port`).
+//! One node: the Docker container owning the network namespace that holds a
+//! link's tap (`eth0`); apps that join it; the verbs a test uses on a node
+//! (`succeed`, `execute`, `wait_until_succeeds`, `wait_for_listener`,
+//! `wait_for_open_port`); impairment and link state. [`crate::net::nodes`]
+//! creates them.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -14,14 +15,12 @@ use crate::error::{Error, Result};
 use crate::net::app::App;
 use crate::net::container::Container;
 use crate::net::docker::{ContainerSpec, Docker, Output};
-use crate::net::helper::{Helper, TapJob};
+use crate::net::helper::Helper;
 use crate::net::impair::{Direction, Impairment, Relay};
-use crate::net::link::{default_mac, Link};
 use crate::net::netns::{self, NetCmd, NetMode};
-use crate::net::watchdog::Watchdog;
 use crate::net::{TAP_NAME, TOOLS_IMAGE};
 use crate::run::{owner_labels, RunId};
-use crate::util::{join_scoped, lock, shell_quote};
+use crate::util::{lock, shell_quote};
 
 /// The image of node containers.
 pub const NODE_IMAGE: &str = "alpy/node";
@@ -29,21 +28,21 @@ pub const NODE_IMAGE: &str = "alpy/node";
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What all nodes of a test bed share.
-struct Shared {
-    docker: Arc<Docker>,
-    run: RunId,
-    mode: NetMode,
-    log_dir: Option<PathBuf>,
+pub(crate) struct Shared {
+    pub(crate) docker: Arc<Docker>,
+    pub(crate) run: RunId,
+    pub(crate) mode: NetMode,
+    pub(crate) log_dir: Option<PathBuf>,
     /// Helper mode only.
-    helper: Option<Helper>,
+    pub(crate) helper: Option<Helper>,
 }
 
 impl Shared {
-    fn log_file(&self, name: &str) -> Option<PathBuf> {
+    pub(crate) fn log_file(&self, name: &str) -> Option<PathBuf> {
         self.log_dir.as_ref().map(|d| d.join(format!("{name}.log")))
     }
 
-    fn spec(&self, image: &str, name: String, cmd: Vec<String>) -> ContainerSpec {
+    pub(crate) fn spec(&self, image: &str, name: String, cmd: Vec<String>) -> ContainerSpec {
         ContainerSpec {
             image: image.to_string(),
             name,
@@ -54,7 +53,7 @@ impl Shared {
     }
 
     /// Runs commands in node `pid`'s namespace, by whichever mode.
-    fn in_node(&self, pid: i32, cmds: Vec<NetCmd>) -> Result<()> {
+    pub(crate) fn in_node(&self, pid: i32, cmds: Vec<NetCmd>) -> Result<()> {
         match &self.helper {
             None => netns::in_netns(pid, move || netns::run_here(&cmds)),
             Some(h) => h.in_node(pid, &cmds),
@@ -62,314 +61,22 @@ impl Shared {
     }
 }
 
-/// The nodes of one test bed. Close them with [`Nodes::close`].
-pub struct Nodes {
-    /// Removes the run's containers if this process dies (disarmed on close).
-    watchdog: Option<Watchdog>,
-    shared: Arc<Shared>,
-    nodes: Vec<Node>,
-    closed: bool,
-    containers_took: Duration,
-    taps_took: Duration,
-}
-
 /// One node: a container whose namespace holds the link's tap.
 pub struct Node {
-    index: usize,
-    name: String,
-    container: Option<Container>,
-    pid: i32,
-    mac: Mac,
-    tap: Option<OwnedFd>,
-    /// With [`Link::relay`]: the relay and the socket end QEMU gets.
-    relay: Option<(Relay, OwnedFd)>,
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) container: Option<Container>,
+    pub(crate) pid: i32,
+    pub(crate) mac: Mac,
+    pub(crate) tap: Option<OwnedFd>,
+    /// With [`crate::Link::relay`]: the relay and the socket end QEMU gets.
+    pub(crate) relay: Option<(Relay, OwnedFd)>,
     /// A tools container in the node's namespace for `execute` and friends,
     /// started on first use.
-    shell: Mutex<Option<Container>>,
+    pub(crate) shell: Mutex<Option<Container>>,
     /// Apps started so far, by default name counter.
-    apps: Mutex<HashMap<String, usize>>,
-    shared: Arc<Shared>,
-}
-
-/// Options for [`Nodes::create`].
-#[derive(Debug, Clone, Default)]
-pub struct NodeOptions {
-    /// Direct or helper; `None` means [`NetMode::detect`].
-    pub mode: Option<NetMode>,
-    /// Where container logs go (`<name>.log`).
-    pub log_dir: Option<PathBuf>,
-    /// The node image (default [`NODE_IMAGE`]).
-    pub image: Option<String>,
-}
-
-/// The node name of link `i`: the link's name, else `node<i>`.
-fn node_name(links: &[Link], i: usize) -> String {
-    links
-        .get(i)
-        .and_then(|l| l.link_name.clone())
-        .unwrap_or_else(|| format!("node{i}"))
-}
-
-impl Nodes {
-    /// Creates one node per link, concurrently, each with its tap `eth0`
-    /// up and configured.
-    pub fn create(
-        docker: &Arc<Docker>,
-        run: &RunId,
-        links: &[Link],
-        opts: &NodeOptions,
-    ) -> Result<Nodes> {
-        for (i, l) in links.iter().enumerate() {
-            l.check(i)?;
-            if let Some(j) = (0..i).find(|&j| node_name(links, j) == node_name(links, i)) {
-                return Err(Error::Config(format!(
-                    "links {j} and {i} are both named {:?}: link names must differ",
-                    node_name(links, i)
-                )));
-            }
-        }
-        let mode = match opts.mode {
-            Some(m) => m,
-            None => NetMode::detect()?,
-        };
-        let log = opts.log_dir.as_ref().map(|d| d.join("watchdog.log"));
-        let mut watchdog = Watchdog::start(run, log.as_deref())?;
-        let shared = Arc::new(Shared {
-            docker: Arc::clone(docker),
-            run: run.clone(),
-            mode,
-            log_dir: opts.log_dir.clone(),
-            helper: match mode {
-                NetMode::Direct => None,
-                NetMode::Helper => Some(Helper::new(docker, run)?),
-            },
-        });
-        if let Some(h) = &shared.helper {
-            watchdog.guard_path(h.dir())?;
-        }
-        log::info!(target: "alpy::node", "creating {} nodes ({mode:?})", links.len());
-        let t0 = std::time::Instant::now();
-        // Containers first, all at once (the helper too, if needed).
-        let containers: Vec<Result<(Container, i32)>> = std::thread::scope(|s| {
-            let helper = shared
-                .helper
-                .as_ref()
-                .map(|h| s.spawn(move || h.ensure_started()));
-            let handles: Vec<_> = (0..links.len())
-                .map(|i| {
-                    let shared = &shared;
-                    s.spawn(move || {
-                        let name = node_name(links, i);
-                        let mut spec = shared.spec(
-                            opts.image.as_deref().unwrap_or(NODE_IMAGE),
-                            shared.run.name(&name),
-                            vec!["sleep".into(), "infinity".into()],
-                        );
-                        spec.network_mode = Some("none".into());
-                        spec.minimal = true;
-                        spec.labels.insert("alpy.role".into(), "node".into());
-                        let c = Container::run(
-                            &shared.docker,
-                            &spec,
-                            shared.log_file(&name).as_deref(),
-                        )?;
-                        let pid = c.pid()?;
-                        Ok((c, pid))
-                    })
-                })
-                .collect();
-            let mut out: Vec<Result<(Container, i32)>> = handles
-                .into_iter()
-                .map(|h| join_scoped(h, "a node thread"))
-                .collect();
-            if let Some(h) = helper {
-                if let Err(e) = join_scoped(h, "the helper thread") {
-                    out.push(Err(e));
-                }
-            }
-            out
-        });
-        let mut nodes = Nodes {
-            watchdog: Some(watchdog),
-            shared: Arc::clone(&shared),
-            nodes: Vec::new(),
-            closed: false,
-            containers_took: Duration::ZERO,
-            taps_took: Duration::ZERO,
-        };
-        let mut first_err = None;
-        for (i, c) in containers.into_iter().enumerate() {
-            match c {
-                Ok((c, pid)) => nodes.nodes.push(Node {
-                    index: i,
-                    name: node_name(links, i),
-                    pid,
-                    mac: links
-                        .get(i)
-                        .and_then(|l| l.mac)
-                        .unwrap_or_else(|| default_mac(run, i, false)),
-                    container: Some(c),
-                    tap: None,
-                    relay: None,
-                    shell: Mutex::new(None),
-                    apps: Mutex::new(HashMap::new()),
-                    shared: Arc::clone(&shared),
-                }),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = first_err {
-            // `nodes` drops here and removes what was created.
-            return Err(e);
-        }
-        nodes.containers_took = t0.elapsed();
-        let t1 = std::time::Instant::now();
-        nodes.make_taps(links)?;
-        for (n, link) in nodes.nodes.iter_mut().zip(links) {
-            if link.relay {
-                let (dut_end, relay_end) = std::os::unix::net::UnixDatagram::pair()
-                    .map_err(|e| Error::io("create a relay socket pair", e))?;
-                let relay = Relay::start(n.tap_dup()?, relay_end.into(), &n.name)?;
-                n.relay = Some((relay, dut_end.into()));
-            }
-        }
-        nodes.taps_took = t1.elapsed();
-        Ok(nodes)
-    }
-
-    fn make_taps(&mut self, links: &[Link]) -> Result<()> {
-        if let Some(helper) = &self.shared.helper {
-            let jobs: Vec<TapJob> = self
-                .nodes
-                .iter()
-                .zip(links)
-                .map(|(n, l)| TapJob {
-                    index: n.index,
-                    pid: n.pid,
-                    cmds: l.commands(n.mac),
-                })
-                .collect();
-            for (tag, fd) in helper.make_taps(&jobs)? {
-                let node = self.nodes.get_mut(tag).ok_or_else(|| {
-                    Error::Internal(format!("the helper sent a tap for unknown node {tag}"))
-                })?;
-                node.tap = Some(fd);
-            }
-            return Ok(());
-        }
-        for (n, link) in self.nodes.iter_mut().zip(links) {
-            let cmds = link.commands(n.mac);
-            let fd = netns::in_netns(n.pid, move || {
-                let fd = netns::open_tap(TAP_NAME)?;
-                netns::run_here(&cmds)?;
-                Ok(fd)
-            })?;
-            n.tap = Some(fd);
-        }
-        Ok(())
-    }
-
-    /// How long creating the containers took, and then the taps with their
-    /// configuration.
-    pub fn timings(&self) -> (Duration, Duration) {
-        (self.containers_took, self.taps_took)
-    }
-
-    /// The PID of the run's watchdog (see [`crate::net::watchdog`]).
-    pub fn watchdog_pid(&self) -> Option<u32> {
-        self.watchdog.as_ref().and_then(Watchdog::pid)
-    }
-
-    /// How namespace work is done for these nodes.
-    pub fn mode(&self) -> NetMode {
-        self.shared.mode
-    }
-
-    /// Node `i`, or [`Error::NotFound`] naming the nodes there are.
-    pub fn node(&self, i: usize) -> Result<&Node> {
-        self.nodes
-            .get(i)
-            .ok_or_else(|| self.not_found(&i.to_string()))
-    }
-
-    /// The node called `name` (its link's name, or `node<i>`).
-    pub fn by_name(&self, name: &str) -> Result<&Node> {
-        self.nodes
-            .iter()
-            .find(|n| n.name == name)
-            .ok_or_else(|| self.not_found(&format!("{name:?}")))
-    }
-
-    fn not_found(&self, what: &str) -> Error {
-        let names: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("{} {}", n.index, n.name))
-            .collect();
-        Error::NotFound {
-            what: format!("node {what}"),
-            hint: format!("this test bed has {}", names.join(", ")),
-        }
-    }
-
-    /// All nodes.
-    pub fn iter(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter()
-    }
-
-    /// How many nodes.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
-    /// Removes all nodes (concurrently) and the helper; returns the first
-    /// error.
-    pub fn close(mut self) -> Result<()> {
-        self.closed = true;
-        self.close_all()
-    }
-
-    fn close_all(&mut self) -> Result<()> {
-        let nodes = std::mem::take(&mut self.nodes);
-        let mut results: Vec<Result<()>> = std::thread::scope(|s| {
-            let hs: Vec<_> = nodes
-                .into_iter()
-                .map(|n| s.spawn(move || n.close()))
-                .collect();
-            hs.into_iter()
-                .map(|h| join_scoped(h, "a node close thread"))
-                .collect()
-        });
-        if let Some(h) = &self.shared.helper {
-            results.push(h.close());
-        }
-        let all = results.into_iter().collect::<Result<Vec<()>>>().map(drop);
-        // Disarmed only once everything is gone: if closing failed, the
-        // watchdog (and after it the reaper) still has the run's labels.
-        if all.is_ok() {
-            if let Some(w) = self.watchdog.take() {
-                w.disarm()?;
-            }
-        }
-        all
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        if !self.closed {
-            if let Err(e) = self.close_all() {
-                log::warn!(target: "alpy::node", "closing nodes: {e}");
-            }
-        }
-    }
+    pub(crate) apps: Mutex<HashMap<String, usize>>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Node {
@@ -415,7 +122,7 @@ impl Node {
     }
 
     /// What QEMU's NIC for this link uses: the tap, or with
-    /// [`Link::relay`] the relay's datagram socket (`true`).
+    /// [`crate::Link::relay`] the relay's datagram socket (`true`).
     pub fn dut_end(&self) -> Option<(BorrowedFd<'_>, bool)> {
         match &self.relay {
             Some((_, fd)) => Some((fd.as_fd(), true)),
@@ -423,7 +130,7 @@ impl Node {
         }
     }
 
-    /// The link's relay, with [`Link::relay`].
+    /// The link's relay, with [`crate::Link::relay`].
     pub fn relay(&self) -> Option<&Relay> {
         self.relay.as_ref().map(|(r, _)| r)
     }
@@ -571,7 +278,7 @@ impl Node {
 
     /// Applies an impairment to one direction of the link, or to both.
     /// Frames towards the node can only be shaped by the link's relay
-    /// ([`Link::relay`]).
+    /// ([`crate::Link::relay`]).
     pub fn impair_direction(&self, dir: Direction, imp: &Impairment) -> Result<()> {
         if let Some(r) = self.relay() {
             r.set_direction(dir, imp);
@@ -622,7 +329,7 @@ impl Node {
 
     /// Stops the relay and the shell container, closes the tap fd and
     /// removes the container.
-    pub fn close(mut self) -> Result<()> {
+    pub(crate) fn close(mut self) -> Result<()> {
         let shell = lock(&self.shell).take().map_or(Ok(()), Container::close);
         let relayed = match self.relay.take() {
             Some((r, _)) => r.close(),

@@ -4,7 +4,7 @@
 //!
 //! [`QemuConfig::args`] is a pure function of the configuration, so the
 //! generated command lines are pinned by unit tests. The process itself is
-//! run by [`crate::qemu_process`].
+//! run by [`crate::vm::qemu_process`].
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -108,7 +108,7 @@ pub struct Nic {
     /// The tap's file descriptor in this process (inherited by QEMU), or
     /// with `dgram`, a connected datagram socket's.
     pub tap_fd: RawFd,
-    /// `tap_fd` is a datagram socket (an [`crate::impair::Relay`]'s end),
+    /// `tap_fd` is a datagram socket (a relay's end, see `alpy::net::impair`),
     /// not a tap.
     pub dgram: bool,
     /// Where `filter-dump` writes every frame of this NIC, if anywhere.
@@ -120,7 +120,7 @@ pub struct Nic {
 pub enum DiskMode {
     /// `snapshot=on`: writes go to a temporary file QEMU deletes.
     Snapshot,
-    /// A qcow2 overlay at this path (created by [`crate::qemu_process`]),
+    /// A qcow2 overlay at this path (created by [`crate::vm::qemu_process`]),
     /// kept after the run for inspection.
     Overlay(PathBuf),
 }
