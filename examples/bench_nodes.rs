@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 mode: Some(mode),
                 log_dir: None,
                 image: None,
+                fixed_macs: false,
             };
             let t0 = Instant::now();
             let nodes = Nodes::create(&docker, &run, &links, &opts)?;

@@ -27,6 +27,7 @@ fn create_with_logs(
         mode: None, // auto: direct as root, helper otherwise
         log_dir,
         image: None,
+        fixed_macs: false,
     };
     let nodes = Nodes::create(&docker, run, links, &opts).expect("create nodes");
     eprintln!("nodes created in {:?} mode", nodes.mode());

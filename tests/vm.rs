@@ -288,3 +288,48 @@ fn dropping_a_reaped_qemu_never_kills_whoever_got_its_pid() {
         "dropping the QEMU guard killed the process that reused PID {pid}"
     );
 }
+
+/// A guest saved at its prompt comes back in a new QEMU with its shell
+/// state (a variable set before the save), without booting.
+#[test]
+fn a_saved_guest_resumes_in_a_new_qemu() {
+    alpy::logging::init();
+    let dir = common::artifacts("vm-migrate");
+    let mut qemu = start_guest(&dir);
+    let mut console = Console::new(qemu.take_serial().unwrap(), "guest", None).unwrap();
+    console.set_timeout(Duration::from_secs(120));
+    qemu.qmp().cont().unwrap();
+    console.exp_string(common::GUEST_PROMPT).unwrap();
+    let mut sh = RemoteShell::attach(&mut console).unwrap();
+    sh.succeed("export MARK=before-save").unwrap();
+    let state = sh.state();
+    let file = dir.join("state.bin");
+    let t0 = Instant::now();
+    let bytes = alpy::vm::migrate::save(qemu.qmp(), &file, Duration::from_secs(60)).unwrap();
+    eprintln!("saved {bytes} bytes in {:.2} s", t0.elapsed().as_secs_f64());
+    drop(sh);
+    console.close().unwrap();
+    qemu.close().unwrap();
+
+    let t0 = Instant::now();
+    let mut cfg = guest_config(&dir);
+    cfg.incoming = true;
+    let mut qemu =
+        QemuProcess::start(&cfg, &dir.join("qemu2.log"), Duration::from_secs(10)).unwrap();
+    let mut console = Console::new(qemu.take_serial().unwrap(), "guest2", None).unwrap();
+    alpy::vm::migrate::load(qemu.qmp(), &file, Duration::from_secs(60)).unwrap();
+    qemu.qmp().cont().unwrap();
+    let mut sh = RemoteShell::resume(&mut console, state);
+    let mark = sh.succeed("echo $MARK").unwrap();
+    eprintln!(
+        "restored and answering in {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(mark, "before-save\n");
+    sh.console().send_line("poweroff -f").unwrap();
+    qemu.qmp()
+        .wait_event("SHUTDOWN", Duration::from_secs(30))
+        .unwrap();
+    console.close().unwrap();
+    qemu.close().unwrap();
+}

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use alpy::addr::IpNet;
+use alpy::bed::warm::WarmStart;
 use alpy::vm::qemu::NicModel;
 use alpy::vm::remote_shell::RemoteShell;
 use alpy::{Dut, Link, Login, PowerOff, Result, TestBed};
@@ -51,6 +52,38 @@ pub fn node_net(i: usize) -> IpNet {
     IpNet::new(node_addr(i), 24).unwrap_or_else(|_| unreachable!("24 is a valid IPv4 prefix"))
 }
 
+/// Runs configuration script `script` (from `rabbit/config/`) on the
+/// bed's Rabbit, as a timed step.
+fn configure_bed(bed: &mut TestBed, feature: &str, script: &str, args: &[&str]) -> Result<String> {
+    let text = config::script(script)?;
+    let what = format!("Configure {feature} ({script} {})", args.join(" "));
+    bed.timed(&what, |bed| {
+        bed.shell()?
+            .upload_and_run(text, args)?
+            .checked(&format!("{script} on Rabbit"))
+    })
+}
+
+/// Rabbit's ready point with `links` links: logged in, addresses set. Its
+/// version names the script and whether `RABBIT_SKIP` leaves it out, so a
+/// changed script or skip makes a new snapshot.
+fn ready_point(links: usize) -> Result<WarmStart> {
+    let skip = config::skipped("addresses");
+    let version = format!(
+        "carrot-ready-v1 links={links} skip={skip} addresses.sh={}",
+        config::script("addresses.sh")?
+    );
+    Ok(WarmStart::new(&version, move |bed| {
+        if skip {
+            log::warn!(target: "carrot", "RABBIT_SKIP: not configuring addresses");
+            return Ok(());
+        }
+        let n = links.to_string();
+        configure_bed(bed, "addresses", "addresses.sh", &[&n]).map(drop)
+    })
+    .boot_timeout(BOOT_TIMEOUT))
+}
+
 /// A running Rabbit with its links.
 pub struct Rabbit {
     bed: TestBed,
@@ -58,8 +91,10 @@ pub struct Rabbit {
 }
 
 impl Rabbit {
-    /// Starts a Rabbit test bed with `links` links (paused), boots it, logs
-    /// in and sets the link addresses.
+    /// Starts a Rabbit test bed with `links` links, logged in with the link
+    /// addresses set: restored from a saved ready point (warm start; the
+    /// first test with this many links builds it), or booted cold with
+    /// `ALPY_WARM=off`.
     pub fn start(name: &str, links: usize) -> Result<Rabbit> {
         let img = RabbitImage::find()?;
         let mut b = TestBed::builder(name)
@@ -71,6 +106,7 @@ impl Rabbit {
                     .extra_arg("-no-reboot"),
             )
             .login(Login::new("root").password(PASSWORD).prompt(PROMPT))
+            .warm_start(ready_point(links)?)
             .poweroff(PowerOff::AcpiButton)
             .console_timeout(Duration::from_secs(60));
         for i in 0..links {
@@ -78,10 +114,7 @@ impl Rabbit {
         }
         let mut bed = b.start()?;
         bed.boot(BOOT_TIMEOUT)?;
-        let mut rabbit = Rabbit { bed, links };
-        let n = links.to_string();
-        rabbit.configure("addresses", "addresses.sh", &[&n])?;
-        Ok(rabbit)
+        Ok(Rabbit { bed, links })
     }
 
     /// The test bed underneath (nodes, console, QMP, artifacts).
@@ -112,14 +145,7 @@ impl Rabbit {
             log::warn!(target: "carrot", "RABBIT_SKIP: not configuring {feature} ({script})");
             return Ok(None);
         }
-        let text = config::script(script)?;
-        let what = format!("Configure {feature} ({script} {})", args.join(" "));
-        let out = self.bed.timed(&what, |bed| {
-            bed.shell()?
-                .upload_and_run(text, args)?
-                .checked(&format!("{script} on Rabbit"))
-        })?;
-        Ok(Some(out))
+        configure_bed(&mut self.bed, feature, script, args).map(Some)
     }
 
     /// Powers Rabbit off with the ACPI button, then closes the test bed.

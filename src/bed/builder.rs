@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::bed::dut::Dut;
 use crate::bed::testbed::TestBed;
+use crate::bed::warm::WarmStart;
 use crate::error::{Error, Result};
 use crate::logging;
 use crate::net::{Link, NetMode};
@@ -36,6 +37,7 @@ pub struct TestBedBuilder {
     pub(crate) node_image: Option<String>,
     pub(crate) login: Option<Login>,
     pub(crate) prompt: Option<String>,
+    pub(crate) warm: Option<WarmStart>,
 }
 
 impl TestBed {
@@ -54,6 +56,7 @@ impl TestBed {
             node_image: None,
             login: None,
             prompt: None,
+            warm: None,
         }
     }
 }
@@ -119,6 +122,17 @@ impl TestBedBuilder {
     /// [`TestBed::boot`]).
     pub fn prompt(mut self, prompt: &str) -> Self {
         self.prompt = Some(prompt.to_string());
+        self
+    }
+
+    /// Start from a saved ready point (see [`crate::bed::warm`]): the first
+    /// bed of this configuration boots cold, runs the preparation and saves;
+    /// every later one restores. Either way `start()` returns with the DUT
+    /// at the ready point, paused; [`TestBed::boot`] resumes it. Needs
+    /// [`TestBedBuilder::login`] or [`TestBedBuilder::prompt`] for the cold
+    /// boot.
+    pub fn warm_start(mut self, warm: WarmStart) -> Self {
+        self.warm = Some(warm);
         self
     }
 

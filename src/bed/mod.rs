@@ -7,3 +7,4 @@ pub mod dut;
 pub mod reap;
 pub mod testbed;
 pub mod timings;
+pub mod warm;

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use crate::addr::Mac;
 use crate::bed::builder::{PowerOff, TestBedBuilder};
+use crate::bed::dut::DiskPlan;
 use crate::bed::dut::Dut;
 use crate::bed::timings::Timings;
+use crate::bed::warm::{Key, Meta, Snapshot, Store, WarmStart};
 use crate::error::{Error, Result};
 use crate::logging::{self, SinkGuard, Step};
-use crate::net::link::default_mac;
+use crate::net::link::{default_mac, fixed_mac};
 use crate::net::{Docker, Node, NodeOptions, Nodes};
 use crate::pcap::Capture;
 use crate::run::RunId;
@@ -47,6 +49,15 @@ pub struct TestBed {
     /// Host time minus QEMU's capture stamps, once resumed (see
     /// [`Capture::shifted`]).
     capture_offset: Option<f64>,
+    /// The guest's virtual clock when it was last resumed from nothing:
+    /// zero after a boot, the snapshot's clock after a restore.
+    virtual_clock_base: f64,
+    /// Warm start: MACs by link index, and the DUT paused at its ready
+    /// point until `boot()`.
+    warm: Option<WarmStart>,
+    at_ready_point: bool,
+    warm_outcome: Option<&'static str>,
+    console_timeout: Duration,
     _log_sink: Option<SinkGuard>,
     closed: bool,
 }
@@ -73,6 +84,11 @@ impl TestBed {
             timings: Timings::default(),
             resumed_at: None,
             capture_offset: None,
+            virtual_clock_base: 0.0,
+            warm: b.warm.clone(),
+            at_ready_point: false,
+            warm_outcome: None,
+            console_timeout: b.console_timeout,
             _log_sink: Some(log_sink),
             closed: false,
         }
@@ -99,20 +115,143 @@ impl TestBed {
             }
             created
         })?;
-        self.start_qemu(dut)?;
-        let serial = self
-            .qemu_mut()?
-            .take_serial()
-            .ok_or_else(|| Error::Internal("QEMU gave no serial console".into()))?;
-        let console_name = format!("{}/dut", self.name);
-        let mut console = Console::new(
-            serial,
-            &console_name,
-            Some(&self.artifacts.join("console.log")),
-        )?;
-        console.set_timeout(b.console_timeout);
-        self.console = Some(console);
+        match self.warm.clone() {
+            Some(w) if WarmStart::enabled() => self.warm_stand_up(&w, dut),
+            Some(w) => {
+                log::info!(target: "alpy::warm", "ALPY_WARM=off: booting cold");
+                self.start_qemu(dut, DiskPlan::AsConfigured)?;
+                self.boot(w.boot_timeout)?;
+                self.timed("prepare", |bed| (w.prepare)(bed))?;
+                self.warm_outcome = Some("cold");
+                Ok(())
+            }
+            None => self.start_qemu(dut, DiskPlan::AsConfigured),
+        }
+    }
+
+    /// Restores the snapshot, or builds it first (cold boot, preparation,
+    /// save) and then restores it. A snapshot that fails to restore is
+    /// removed and built again.
+    fn warm_stand_up(&mut self, w: &WarmStart, dut: &Dut) -> Result<()> {
+        let store = Store::open()?;
+        let key = crate::bed::warm::key(dut, &self.dut_nics(dut)?, &w.version)?;
+        log::debug!(target: "alpy::warm", "warm-start key {} from {:?}", key.hex, key.parts);
+        for _ in 0..2 {
+            if let Some(snap) = store.get(&key) {
+                match self.restore(dut, &snap) {
+                    Ok(()) => {
+                        store.touch(&snap);
+                        self.warm_outcome.get_or_insert("restored");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            target: "alpy::warm",
+                            "warm start: restoring snapshot {} failed ({e}); removing it and booting cold",
+                            snap.dir.display()
+                        );
+                        self.stop_qemu();
+                        store.remove(&snap);
+                    }
+                }
+            }
+            let lock = store.lock(&key)?;
+            if store.get(&key).is_none() {
+                let t0 = Instant::now();
+                self.build_snapshot(w, dut, &store, &key)?;
+                self.timings.record("snapshot_build", t0.elapsed());
+                self.warm_outcome = Some("built");
+            }
+            drop(lock);
+        }
+        Err(Error::Internal(format!(
+            "warm-start snapshot {} was built but cannot be restored",
+            key.hex
+        )))
+    }
+
+    fn build_snapshot(&mut self, w: &WarmStart, dut: &Dut, store: &Store, key: &Key) -> Result<()> {
+        let pending = store.begin(key)?;
+        log::info!(target: "alpy::warm", "building warm-start snapshot {} (first use of this configuration)", key.hex);
+        self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir))?;
+        self.boot(w.boot_timeout)?;
+        self.timed("prepare", |bed| (w.prepare)(bed))?;
+        let running = self.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let shell_prompt = self.shell.as_ref().map(|s| s.prompt().to_string());
+        let t0 = Instant::now();
+        let saved =
+            crate::vm::migrate::save(self.qmp()?, &pending.state(), Duration::from_secs(300))?;
+        let save_s = t0.elapsed().as_secs_f64();
+        self.timings.record("save", t0.elapsed());
+        log::info!(target: "alpy::warm", "saved {} MB of VM state in {save_s:.2} s", saved >> 20);
+        if dut.is_uefi() {
+            let vars = self.artifacts.join("OVMF_VARS.fd");
+            std::fs::copy(&vars, pending.dir.join("OVMF_VARS.fd"))
+                .map_err(|e| Error::io(format!("keep {} in the snapshot", vars.display()), e))?;
+        }
+        self.stop_qemu();
+        let meta = Meta {
+            parts: key.parts.clone(),
+            virtual_clock_s: self.virtual_clock_base + running,
+            shell_prompt,
+            disks: dut.disk_count(),
+            uefi_vars: dut.is_uefi(),
+            save_s,
+        };
+        store.commit(pending, &meta)?;
+        // The next round restores what was just saved, like any later bed.
+        self.resumed_at = None;
+        self.capture_offset = None;
+        self.shell = None;
         Ok(())
+    }
+
+    fn restore(&mut self, dut: &Dut, snap: &Snapshot) -> Result<()> {
+        let t0 = Instant::now();
+        self.start_qemu(dut, DiskPlan::BackedBy(&snap.dir))?;
+        crate::vm::migrate::load(self.qmp()?, &snap.state(), Duration::from_secs(120))?;
+        self.virtual_clock_base = snap.meta.virtual_clock_s;
+        self.shell = snap
+            .meta
+            .shell_prompt
+            .as_deref()
+            .map(|p| ShellState::from_prompt(p, self.console_timeout));
+        self.at_ready_point = true;
+        self.timings.record("restore", t0.elapsed());
+        Ok(())
+    }
+
+    /// Ends QEMU and its console, reporting nothing: for a QEMU that is
+    /// replaced (after a save, after a failed restore).
+    fn stop_qemu(&mut self) {
+        if let Some(c) = self.console.take() {
+            let _ = c.close();
+        }
+        if let Some(q) = self.qemu.take() {
+            let _ = q.close();
+        }
+    }
+
+    /// The NICs of the DUT, one per node.
+    fn dut_nics(&self, dut: &Dut) -> Result<Vec<crate::vm::qemu::Nic>> {
+        let nodes = self
+            .nodes
+            .as_ref()
+            .ok_or_else(|| Error::Internal("QEMU started before the nodes".into()))?;
+        let mut nics = Vec::new();
+        for n in nodes.iter() {
+            let (fd, dgram) = n
+                .dut_end()
+                .ok_or_else(|| Error::Internal(format!("node {} has no tap", n.name())))?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            nics.push(dut.nic(
+                self.dut_mac(n.index()),
+                fd,
+                dgram,
+                self.pcap_path(n.index()),
+            ));
+        }
+        Ok(nics)
     }
 
     fn create_nodes(&mut self, docker: &Arc<Docker>, b: &TestBedBuilder) -> Result<()> {
@@ -121,6 +260,7 @@ impl TestBed {
             mode: b.net_mode,
             log_dir: Some(self.artifacts.clone()),
             image: b.node_image.clone(),
+            fixed_macs: b.warm.is_some(),
         };
         match Nodes::create(docker, &self.run, &b.links, &opts) {
             Ok(nodes) => {
@@ -138,27 +278,27 @@ impl TestBed {
         }
     }
 
-    fn start_qemu(&mut self, dut: &Dut) -> Result<()> {
-        let nodes = self
-            .nodes
-            .as_ref()
-            .ok_or_else(|| Error::Internal("QEMU started before the nodes".into()))?;
-        let mut nics = Vec::new();
-        for n in nodes.iter() {
-            let (fd, dgram) = n
-                .dut_end()
-                .ok_or_else(|| Error::Internal(format!("node {} has no tap", n.name())))?;
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            let mac = default_mac(&self.run, n.index(), true);
-            nics.push(dut.nic(mac, fd, dgram, self.pcap_path(n.index())));
-        }
-        let cfg = dut.qemu_config(&self.artifacts, nics)?;
+    /// Starts QEMU (paused) with one NIC per node and its console.
+    fn start_qemu(&mut self, dut: &Dut, plan: DiskPlan<'_>) -> Result<()> {
+        let cfg = dut.qemu_config(&self.artifacts, self.dut_nics(dut)?, plan)?;
         let t0 = Instant::now();
         let qemu = logging::step("Start QEMU (paused)", || {
             QemuProcess::start(&cfg, &self.artifacts.join("qemu.log"), QMP_TIMEOUT)
         })?;
         self.timings.record("qemu", t0.elapsed());
         self.qemu = Some(qemu);
+        let serial = self
+            .qemu_mut()?
+            .take_serial()
+            .ok_or_else(|| Error::Internal("QEMU gave no serial console".into()))?;
+        let console_name = format!("{}/dut", self.name);
+        let mut console = Console::new(
+            serial,
+            &console_name,
+            Some(&self.artifacts.join("console.log")),
+        )?;
+        console.set_timeout(self.console_timeout);
+        self.console = Some(console);
         Ok(())
     }
 
@@ -253,7 +393,17 @@ impl TestBed {
 
     /// The DUT's MAC on link `i`.
     pub fn dut_mac(&self, i: usize) -> Mac {
-        default_mac(&self.run, i, true)
+        if self.warm.is_some() {
+            fixed_mac(i, true)
+        } else {
+            default_mac(&self.run, i, true)
+        }
+    }
+
+    /// With warm start: `"built"` (this bed made the snapshot), `"restored"`
+    /// or `"cold"` (`ALPY_WARM=off`); `None` without warm start.
+    pub fn warm_outcome(&self) -> Option<&'static str> {
+        self.warm_outcome
     }
 
     /// The serial console.
@@ -283,7 +433,9 @@ impl TestBed {
                     .map_or(0.0, |d| d.as_secs_f64())
             };
             let resumed = (wall(before) + wall(after)) / 2.0;
-            self.capture_offset = self.measure_capture_offset(resumed);
+            self.capture_offset = self
+                .measure_capture_offset(resumed)
+                .map(|o| o - self.virtual_clock_base);
             if let Some(o) = self.capture_offset {
                 log::debug!(target: "alpy::testbed", "capture time stamps + {o:.6} s = host time");
             }
@@ -308,6 +460,14 @@ impl TestBed {
     /// [`TestBedBuilder::login`] says, or waits for its
     /// [`TestBedBuilder::prompt`].
     pub fn boot(&mut self, timeout: Duration) -> Result<()> {
+        if self.at_ready_point {
+            // Restored: past boot and preparation already.
+            self.at_ready_point = false;
+            return self.resume();
+        }
+        if self.warm_outcome == Some("cold") {
+            return Ok(()); // ALPY_WARM=off: booted and prepared in start()
+        }
         self.resume()?;
         match (self.login.clone(), self.prompt.clone()) {
             (Some(login), _) => {
@@ -368,6 +528,18 @@ impl TestBed {
         }
         self.timings.record(phase, t0.elapsed());
         r
+    }
+
+    /// Sets the guest's clock to the host's (`date -u -s @SECONDS` in the
+    /// DUT shell). A restored DUT's clock is the clock of its save; call
+    /// this where a test needs the real time in the guest.
+    pub fn sync_guest_clock(&mut self) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| Error::Internal(format!("the host clock is before 1970: {e}")))?;
+        self.shell()?
+            .succeed(&format!("date -u -s @{} >/dev/null", now.as_secs()))
+            .map(drop)
     }
 
     /// The phase durations so far (written to `timings.json` on close).

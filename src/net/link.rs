@@ -207,6 +207,16 @@ impl From<Mac> for MacArg {
     }
 }
 
+/// The MAC of link `index` when it must not depend on the run (warm start:
+/// the DUT's NICs are part of the saved state, and its ARP cache holds the
+/// nodes'): `52:54:00:a1:00:<i>` on the DUT's side, `02:a1:00:a1:00:<i>` on
+/// the node's. Each bed's links are private segments, so equal MACs in
+/// parallel beds never meet.
+pub fn fixed_mac(index: usize, dut_side: bool) -> Mac {
+    let first = if dut_side { [0x52, 0x54] } else { [0x02, 0xa1] };
+    Mac([first[0], first[1], 0x00, 0xa1, 0x00, index as u8])
+}
+
 /// A deterministic, locally administered MAC for link `index` of a run:
 /// `52:54:..` on the DUT's side, `02:a1:..` on the node's.
 pub fn default_mac(run: &RunId, index: usize, dut_side: bool) -> Mac {

@@ -12,7 +12,7 @@ use crate::net::container::Container;
 use crate::net::docker::Docker;
 use crate::net::helper::{Helper, TapJob};
 use crate::net::impair::Relay;
-use crate::net::link::{default_mac, Link};
+use crate::net::link::{default_mac, fixed_mac, Link};
 use crate::net::netns::{self, NetMode};
 use crate::net::node::{Node, Shared, NODE_IMAGE};
 use crate::net::watchdog::Watchdog;
@@ -40,6 +40,9 @@ pub struct NodeOptions {
     pub log_dir: Option<PathBuf>,
     /// The node image (default [`NODE_IMAGE`]).
     pub image: Option<String>,
+    /// Node MACs by link index only ([`crate::net::link::fixed_mac`]), not
+    /// by run.
+    pub fixed_macs: bool,
 }
 
 /// The node name of link `i`: the link's name, else `node<i>`.
@@ -144,10 +147,13 @@ impl Nodes {
                     index: i,
                     name: node_name(links, i),
                     pid,
-                    mac: links
-                        .get(i)
-                        .and_then(|l| l.mac)
-                        .unwrap_or_else(|| default_mac(run, i, false)),
+                    mac: links.get(i).and_then(|l| l.mac).unwrap_or_else(|| {
+                        if opts.fixed_macs {
+                            fixed_mac(i, false)
+                        } else {
+                            default_mac(run, i, false)
+                        }
+                    }),
                     container: Some(c),
                     tap: None,
                     relay: None,

@@ -151,9 +151,17 @@ impl Console {
             .try_clone()
             .map_err(|e| Error::io("clone the console socket", e))?;
         let transcript = match transcript {
-            Some(p) => Some(Arc::new(Mutex::new(File::create(p).map_err(|e| {
-                Error::io(format!("create console transcript {}", p.display()), e)
-            })?))),
+            // Appended: a bed restored after saving its state keeps one
+            // transcript across both QEMUs.
+            Some(p) => Some(Arc::new(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| {
+                        Error::io(format!("create console transcript {}", p.display()), e)
+                    })?,
+            ))),
             None => None,
         };
         let shared = Arc::new(Shared {

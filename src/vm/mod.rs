@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod login;
+pub mod migrate;
 pub mod qemu;
 pub mod qemu_process;
 pub mod qmp;

@@ -56,7 +56,8 @@ impl Accel {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The name QEMU's `-machine accel=` takes: `kvm` or `tcg`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
@@ -226,6 +227,9 @@ pub struct QemuConfig {
     pub paused: bool,
     /// Keep QEMU running after the guest powers off (`-no-shutdown`).
     pub no_shutdown: bool,
+    /// Wait for a saved state (`-incoming defer`, then
+    /// [`crate::vm::migrate::load`]) instead of booting.
+    pub incoming: bool,
     /// Extra raw arguments, appended last.
     pub extra_args: Vec<String>,
 }
@@ -247,6 +251,7 @@ impl Default for QemuConfig {
             serial_log: None,
             paused: true,
             no_shutdown: false,
+            incoming: false,
             extra_args: Vec::new(),
         }
     }
@@ -286,6 +291,9 @@ impl QemuConfig {
         }
         if self.no_shutdown {
             push(&["-no-shutdown"]);
+        }
+        if self.incoming {
+            push(&["-incoming", "defer"]);
         }
         push(&[
             "-chardev",

@@ -47,6 +47,23 @@ pub struct RemoteShell<'c> {
     state: ShellState,
 }
 
+impl ShellState {
+    /// A shell whose private prompt is `prompt` (set by an earlier
+    /// [`RemoteShell::attach`], e.g. before a saved state was taken).
+    pub fn from_prompt(prompt: &str, timeout: Duration) -> ShellState {
+        ShellState {
+            prompt: prompt.to_string(),
+            timeout,
+            raw_ok: None,
+        }
+    }
+
+    /// The private prompt.
+    pub fn prompt(&self) -> &str {
+        &self.prompt
+    }
+}
+
 /// What a [`RemoteShell`] set up on the guest's shell (its private prompt)
 /// and learned about it: enough to use it again with
 /// [`RemoteShell::resume`], without typing `stty` and `PS1` again.
@@ -88,6 +105,12 @@ impl<'c> RemoteShell<'c> {
     /// Uses a shell attached before (its prompt is still set).
     pub fn resume(console: &'c mut Console, state: ShellState) -> Self {
         RemoteShell { console, state }
+    }
+
+    /// The state of a shell attached before whose private prompt is
+    /// `prompt` (for a guest restored from a saved state).
+    pub fn state_from_prompt(prompt: &str, timeout: Duration) -> ShellState {
+        ShellState::from_prompt(prompt, timeout)
     }
 
     /// What to keep to [`RemoteShell::resume`] later.

@@ -1,0 +1,312 @@
+//! Warm start against real QEMU: a snapshot built on first use, restored
+//! by later beds (in parallel too), invalidated by every key component,
+//! rebuilt when corrupt, built once under concurrent first use, and never
+//! half-written after a SIGKILL.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alpy::bed::warm::{Store, WarmStart};
+use alpy::pcap::Filter;
+use alpy::run::RunId;
+use alpy::TestBed;
+
+const BOOT: Duration = Duration::from_secs(180);
+
+/// A preparation version no other test (or earlier run) uses: each test
+/// has snapshots of its own.
+fn fresh_version(what: &str) -> String {
+    format!("tests/warm {what} {}", RunId::new())
+}
+
+/// The router guest, warm: the preparation leaves a mark in the guest's
+/// shell and a file, so a restored bed can show it is past them.
+fn warm_bed(name: &str, version: &str) -> alpy::TestBedBuilder {
+    common::router_bed(name).warm_start(WarmStart::new(version, |bed| {
+        bed.shell()?.succeed("echo prepared > /tmp/mark").map(drop)
+    }))
+}
+
+fn ping(bed: &TestBed, count: u32) -> String {
+    bed.node(0)
+        .unwrap()
+        .succeed(&format!("ping -c {count} -i 0.2 -W 5 192.168.2.2"))
+        .unwrap()
+}
+
+/// Starts, checks the ready point and forwarding with `count` pings seen
+/// in this bed's own captures; returns the outcome.
+fn forward_warm(name: &str, version: &str, count: u32) -> &'static str {
+    let mut bed = warm_bed(name, version).start().expect("start");
+    let outcome = bed.warm_outcome().expect("a warm bed says how it started");
+    bed.boot(BOOT).unwrap();
+    assert_eq!(
+        bed.shell().unwrap().succeed("cat /tmp/mark").unwrap(),
+        "prepared\n"
+    );
+    ping(&bed, count);
+    let req = Filter::new().icmp_type(8);
+    let (c0, c1) = (bed.capture(0).unwrap(), bed.capture(1).unwrap());
+    c0.expect_count(&req, count as usize).unwrap();
+    c1.expect_count(&req, count as usize).unwrap();
+    assert!(c0.filter(&req).all(|f| f.ttl == Some(64)));
+    assert!(c1.filter(&req).all(|f| f.ttl == Some(63)));
+    let timings = bed.timings().clone();
+    bed.close().unwrap();
+    let phase = if outcome == "built" {
+        "snapshot_build"
+    } else {
+        "restore"
+    };
+    assert!(
+        timings.get(phase).is_some(),
+        "{outcome}: no {phase} in timings"
+    );
+    outcome
+}
+
+#[test]
+fn built_once_then_restored_and_forwarding() {
+    let v = fresh_version("forward");
+    assert_eq!(forward_warm("warm-first", &v, 2), "built");
+    assert_eq!(forward_warm("warm-second", &v, 3), "restored");
+}
+
+#[test]
+fn four_beds_restore_in_parallel_and_see_only_their_own_traffic() {
+    let v = fresh_version("parallel");
+    assert_eq!(forward_warm("warm-seed", &v, 1), "built");
+    let handles: Vec<_> = (1..=4)
+        .map(|i| {
+            let v = v.clone();
+            std::thread::spawn(move || forward_warm(&format!("warm-par{i}"), &v, i))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), "restored");
+    }
+}
+
+#[test]
+fn concurrent_first_use_builds_one_snapshot() {
+    let v = fresh_version("concurrent");
+    let handles: Vec<_> = (0..2)
+        .map(|i| {
+            let v = v.clone();
+            std::thread::spawn(move || forward_warm(&format!("warm-race{i}"), &v, 1))
+        })
+        .collect();
+    let mut outcomes: Vec<&str> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["built", "restored"]);
+}
+
+#[test]
+fn a_corrupt_snapshot_is_rebuilt_with_a_warning() {
+    let v = fresh_version("corrupt");
+    assert_eq!(forward_warm("warm-good", &v, 1), "built");
+    // Spoil the saved state in place.
+    let warm = alpy::cache::cache_dir().unwrap().join("warm");
+    let mut spoiled = 0;
+    for e in std::fs::read_dir(&warm).unwrap().flatten() {
+        let meta = e.path().join("meta.json");
+        let Ok(text) = std::fs::read_to_string(&meta) else {
+            continue;
+        };
+        if text.contains(&v) {
+            let state = e.path().join("state");
+            let mut perms = std::fs::metadata(&state).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+            std::fs::set_permissions(&state, perms).unwrap();
+            std::fs::write(&state, b"QEVM garbage, not a migration stream").unwrap();
+            spoiled += 1;
+        }
+    }
+    assert_eq!(spoiled, 1);
+    let mut bed = warm_bed("warm-rebuilt", &v)
+        .start()
+        .expect("falls back to a cold boot");
+    assert_eq!(bed.warm_outcome(), Some("built"));
+    let log = std::fs::read_to_string(bed.artifacts_dir().join("debug.log")).unwrap();
+    assert!(
+        log.contains("restoring snapshot") && log.contains("booting cold"),
+        "no warning"
+    );
+    bed.boot(BOOT).unwrap();
+    ping(&bed, 1);
+    bed.close().unwrap();
+    assert_eq!(forward_warm("warm-after", &v, 1), "restored");
+}
+
+#[test]
+fn every_key_component_invalidates_the_snapshot() {
+    let (kernel, initrd) = common::guest();
+    let dir = common::temp_dir("warm-key");
+    let k2 = dir.join("vmlinuz");
+    std::fs::copy(&kernel, &k2).unwrap();
+    let i2 = dir.join("initrd.img");
+    std::fs::copy(&initrd, &i2).unwrap();
+    let nic = |model: alpy::vm::qemu::NicModel, mac: &str| alpy::vm::qemu::Nic {
+        model,
+        mac: Some(mac.into()),
+        tap_fd: -1,
+        dgram: false,
+        pcap: None,
+    };
+    use alpy::vm::qemu::NicModel::{VirtioNet, E1000};
+    let nics = vec![nic(E1000, "52:54:00:a1:00:00")];
+    let base = alpy::Dut::kernel(&k2, Some(i2.clone())).append("console=ttyS0");
+    let key = |dut: &alpy::Dut, nics: &[alpy::vm::qemu::Nic], v: &str| {
+        alpy::bed::warm::key(dut, nics, v).unwrap().hex
+    };
+    let k0 = key(&base, &nics, "v1");
+    assert_eq!(k0, key(&base.clone(), &nics, "v1"), "the key is stable");
+    // A wrapper that reports another QEMU version.
+    let fake_qemu = dir.join("qemu-system-x86_64");
+    std::fs::write(&fake_qemu, "#!/bin/sh\necho QEMU emulator version 99.0\n").unwrap();
+    std::fs::set_permissions(
+        &fake_qemu,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut other_qemu = base.clone();
+    other_qemu.config_mut().binary = fake_qemu;
+    let other_accel = base
+        .clone()
+        .accel(match alpy::vm::qemu::Accel::detect().unwrap() {
+            alpy::vm::qemu::Accel::Tcg => alpy::vm::qemu::Accel::Kvm,
+            alpy::vm::qemu::Accel::Kvm => alpy::vm::qemu::Accel::Tcg,
+        });
+    let variants: Vec<(&str, String)> = vec![
+        (
+            "initrd",
+            key(
+                &alpy::Dut::kernel(&k2, Some(kernel.clone())).append("console=ttyS0"),
+                &nics,
+                "v1",
+            ),
+        ),
+        (
+            "cmdline",
+            key(&base.clone().append("console=ttyS0 quiet"), &nics, "v1"),
+        ),
+        ("machine", key(&base.clone().machine("q35"), &nics, "v1")),
+        ("memory", key(&base.clone().memory_mib(512), &nics, "v1")),
+        ("cpus", key(&base.clone().cpus(2), &nics, "v1")),
+        (
+            "NIC count",
+            key(&base, &[nics[0].clone(), nics[0].clone()], "v1"),
+        ),
+        (
+            "NIC model",
+            key(&base, &[nic(VirtioNet, "52:54:00:a1:00:00")], "v1"),
+        ),
+        (
+            "NIC MAC",
+            key(&base, &[nic(E1000, "52:54:00:a1:00:07")], "v1"),
+        ),
+        ("QEMU version", key(&other_qemu, &nics, "v1")),
+        ("accelerator", key(&other_accel, &nics, "v1")),
+        (
+            "extra args",
+            key(&base.clone().extra_arg("-no-reboot"), &nics, "v1"),
+        ),
+        ("preparation version", key(&base, &nics, "v2")),
+        ("UEFI", key(&base.clone().uefi(), &nics, "v1")),
+        (
+            "disk",
+            key(&base.clone().disk(&initrd, Some("raw")), &nics, "v1"),
+        ),
+    ];
+    for (what, k) in &variants {
+        assert_ne!(k, &k0, "{what} does not change the key");
+    }
+    // The kernel's contents, not its path: same path, new bytes.
+    std::fs::write(&k2, b"another kernel").unwrap();
+    assert_ne!(
+        key(&base, &nics, "v1"),
+        k0,
+        "kernel contents do not change the key"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Child side of the SIGKILL test: builds a snapshot, announcing the end
+/// of the preparation (the save follows at once).
+#[test]
+fn child_role() {
+    let Ok(version) = std::env::var("ALPY_WARM_TEST_VERSION") else {
+        return;
+    };
+    alpy::logging::init();
+    let bed = common::router_bed("warm-killed").warm_start(WarmStart::new(&version, |bed| {
+        bed.shell()?.succeed("true")?;
+        println!("PREPARED");
+        Ok(())
+    }));
+    let _ = bed.start();
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+#[test]
+fn sigkill_during_the_save_leaves_no_usable_snapshot() {
+    let v = fresh_version("killed");
+    let t_start = std::time::SystemTime::now();
+    let mut child = common::child("child_role", &[("ALPY_WARM_TEST_VERSION", &v)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.map_while(Result::ok).any(|l| l.ends_with("PREPARED")),
+        "the child never prepared"
+    );
+    child.kill().unwrap(); // during the save (it takes about 0.6 s)
+    child.wait().unwrap();
+    // Nothing with this version is a snapshot; a new bed builds one.
+    let warm = alpy::cache::cache_dir().unwrap().join("warm");
+    let complete = std::fs::read_dir(&warm)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("meta.json")).is_ok_and(|t| t.contains(&v))
+        })
+        .count();
+    assert_eq!(complete, 0, "a killed save left a snapshot");
+    // Nor anything in a snapshot's place: a state written since the start
+    // of this test outside a build directory.
+    let written = std::fs::read_dir(&warm)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| {
+            std::fs::metadata(e.path().join("state"))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > t_start)
+        })
+        .count();
+    assert_eq!(
+        written, 0,
+        "a killed save wrote into a snapshot's directory"
+    );
+    let _ = Store::open().unwrap(); // and clears the dead builder's directory
+    let leftovers = std::fs::read_dir(&warm)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".building-"))
+        .filter(|e| {
+            let pid = e
+                .file_name()
+                .to_string_lossy()
+                .split('-')
+                .nth(2)
+                .map(str::to_string);
+            pid.is_some_and(|p| p == child.id().to_string())
+        })
+        .count();
+    assert_eq!(leftovers, 0, "the killed builder's directory is left");
+    assert_eq!(forward_warm("warm-after-kill", &v, 1), "built");
+}
