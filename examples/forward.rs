@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use alpy::bed::warm::WarmStart;
 use alpy::{Dut, Link, PowerOff, TestBed};
 
 /// The forward scenario: node "client" pings node "server" through the DUT.
@@ -43,11 +44,15 @@ struct Args {
     /// How many runs (medians are printed after two or more).
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Start from a saved ready point (the first run builds it) and skip
+    /// the power-off: a restored bed is disposable.
+    #[arg(long)]
+    warm: bool,
 }
 
 fn one_run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let t0 = Instant::now();
-    let mut bed = TestBed::builder("forward")
+    let bed = TestBed::builder("forward")
         .dut(
             Dut::kernel(&args.kernel, args.initrd.clone())
                 .append(&args.append)
@@ -66,15 +71,23 @@ fn one_run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>>
                 .gateway("192.168.2.1"),
         )
         .prompt(&args.prompt)
-        .poweroff(PowerOff::Console("poweroff -f".into()))
-        .start()?;
+        .poweroff(PowerOff::Console("poweroff -f".into()));
+    let mut bed = if args.warm {
+        bed.warm_start(WarmStart::new("forward example: at the prompt", |_| Ok(())))
+    } else {
+        bed
+    }
+    .start()?;
     bed.boot(Duration::from_secs(120))?;
     bed.timed("traffic", |bed| {
         bed.node_by_name("client")?
             .succeed("ping -c 3 -W 5 192.168.2.2")
     })?;
-    bed.shutdown(Duration::from_secs(60))?;
+    if !args.warm {
+        bed.shutdown(Duration::from_secs(60))?;
+    }
     let artifacts = bed.artifacts_dir().display().to_string();
+    let bed_warm = bed.warm_outcome().unwrap_or("off");
     let t = bed.timings().clone();
     let get = |k: &str| t.get(k).map_or(f64::NAN, |d| d.as_secs_f64());
     let closing = Instant::now();
@@ -85,6 +98,9 @@ fn one_run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>>
         "boot": get("boot"),
         "traffic": get("traffic"),
         "shutdown": get("shutdown"),
+        "restore": get("restore"),
+        "snapshot_build": get("snapshot_build"),
+        "warm": bed_warm,
         "close": closing.elapsed().as_secs_f64(),
         "total": t0.elapsed().as_secs_f64(),
         "artifacts": artifacts,
@@ -118,7 +134,9 @@ fn main() {
         }
     }
     if ok.len() > 1 {
-        let phases = ["setup", "boot", "traffic", "shutdown", "close", "total"];
+        let phases = [
+            "setup", "boot", "restore", "traffic", "shutdown", "close", "total",
+        ];
         let med: serde_json::Map<String, serde_json::Value> = phases
             .iter()
             .map(|p| {

@@ -148,11 +148,23 @@ impl Rabbit {
         configure_bed(&mut self.bed, feature, script, args).map(Some)
     }
 
-    /// Powers Rabbit off with the ACPI button, then closes the test bed.
-    /// Returns the artifacts directory.
+    /// Powers Rabbit off with the ACPI button and waits until it is off.
+    pub fn power_off(&mut self) -> Result<()> {
+        self.bed.shutdown(Duration::from_secs(60))
+    }
+
+    /// Closes the test bed; returns the artifacts directory. A Rabbit that
+    /// booted cold (`ALPY_WARM=off`) is powered off first; a restored one
+    /// is disposable, and quitting QEMU is enough (2.4 s less per test).
     pub fn finish(mut self) -> Result<std::path::PathBuf> {
         let dir = self.bed.artifacts_dir().to_path_buf();
-        self.bed.shutdown(Duration::from_secs(60))?;
+        let running = self
+            .bed
+            .qemu_pid()
+            .is_some_and(|_| !self.bed.is_powered_off());
+        if running && self.bed.warm_outcome() == Some("cold") {
+            self.power_off()?;
+        }
         self.bed.close()?;
         Ok(dir)
     }

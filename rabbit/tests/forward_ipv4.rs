@@ -38,6 +38,8 @@ fn forward_ipv4() {
             ttl0.iter().zip(&ttl1).all(|(a, b)| *b + 1 == *a),
             "the TTL drops by one through Rabbit",
         );
-        Ok(())
+        // Every suite run powers Rabbit off once with the ACPI button.
+        r.step("Power Rabbit off with the ACPI button");
+        rabbit.power_off()
     });
 }

@@ -11,7 +11,7 @@ fn rate_limit() {
         rabbit.configure("rate-limit", "rate-limit.sh", &["eth1", "1mbit"])?;
         r.step("iperf3 from node0 to node1 through Rabbit");
         let server = traffic::iperf3_server(rabbit.bed().node(1)?)?;
-        let res = traffic::iperf3_client(rabbit.bed().node(0)?, node_addr(1), 8)?;
+        let res = traffic::iperf3_client(rabbit.bed().node(0)?, node_addr(1), 5)?;
         server.close()?;
         let mbps = res.received_bps / 1e6;
         r.value("received_mbit_s", format!("{mbps:.3}"));

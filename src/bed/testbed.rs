@@ -318,6 +318,11 @@ impl TestBed {
         &self.run
     }
 
+    /// Whether the guest powered off ([`TestBed::shutdown`] returned).
+    pub fn is_powered_off(&self) -> bool {
+        self.timings.get("shutdown").is_some()
+    }
+
     /// QEMU's PID, while it runs.
     pub fn qemu_pid(&self) -> Option<i32> {
         self.qemu.as_ref().map(QemuProcess::pid)
