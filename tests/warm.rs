@@ -73,6 +73,47 @@ fn built_once_then_restored_and_forwarding() {
     let v = fresh_version("forward");
     assert_eq!(forward_warm("warm-first", &v, 2), "built");
     assert_eq!(forward_warm("warm-second", &v, 3), "restored");
+    // A restored guest's clock is the clock of its save, until synced.
+    let mut bed = warm_bed("warm-clock", &v).start().unwrap();
+    bed.boot(BOOT).unwrap();
+    bed.sync_guest_clock().unwrap();
+    let guest: u64 = bed
+        .shell()
+        .unwrap()
+        .succeed("date +%s")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(guest.abs_diff(host) <= 2, "guest {guest}, host {host}");
+    bed.close().unwrap();
+}
+
+#[test]
+fn alpy_warm_off_boots_cold_and_still_prepares() {
+    let v = fresh_version("off");
+    let out = common::child(
+        "child_role",
+        &[("ALPY_WARM_TEST_VERSION", &v), ("ALPY_WARM", "off")],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PREPARED") && text.contains("OUTCOME cold"),
+        "{text}"
+    );
+    // ...and saved nothing.
+    let warm = alpy::cache::cache_dir().unwrap().join("warm");
+    let saved = std::fs::read_dir(&warm)
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read_to_string(e.path().join("meta.json")).is_ok_and(|t| t.contains(&v)));
+    assert!(!saved, "ALPY_WARM=off saved a snapshot");
 }
 
 #[test]
@@ -247,8 +288,13 @@ fn child_role() {
         println!("PREPARED");
         Ok(())
     }));
-    let _ = bed.start();
-    std::thread::sleep(Duration::from_secs(300));
+    match bed.start() {
+        Ok(bed) if std::env::var("ALPY_WARM").is_ok() => {
+            println!("\nOUTCOME {}", bed.warm_outcome().unwrap_or("none"));
+            bed.close().unwrap();
+        }
+        _ => std::thread::sleep(Duration::from_secs(300)),
+    }
 }
 
 #[test]

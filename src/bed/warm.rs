@@ -361,7 +361,11 @@ impl Store {
         std::fs::rename(&pending.dir, &dir)
             .map_err(|e| Error::io(format!("rename the snapshot into {}", dir.display()), e))?;
         pending.committed = true;
-        self.evict(&pending.key);
+        let limit_mb: u64 = std::env::var("ALPY_WARM_MAX_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4096);
+        self.evict(&pending.key, limit_mb << 20);
         Ok(Snapshot {
             dir,
             meta: meta.clone(),
@@ -374,12 +378,8 @@ impl Store {
     }
 
     /// Removes least recently used snapshots (not `keep`) until the cache
-    /// fits `ALPY_WARM_MAX_MB`.
-    fn evict(&self, keep: &str) {
-        let limit_mb: u64 = std::env::var("ALPY_WARM_MAX_MB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4096);
+    /// holds at most `limit` bytes.
+    fn evict(&self, keep: &str, limit: u64) {
         let mut snaps: Vec<(SystemTime, u64, PathBuf)> = std::fs::read_dir(&self.root)
             .into_iter()
             .flatten()
@@ -397,7 +397,7 @@ impl Store {
         snaps.sort();
         let mut total: u64 = snaps.iter().map(|s| s.1).sum();
         for (_, size, dir) in snaps {
-            if total <= limit_mb << 20 {
+            if total <= limit {
                 break;
             }
             if dir.file_name().is_some_and(|n| n == keep) {
@@ -442,6 +442,29 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_least_recently_used_snapshots_go_first() {
+        let root = std::env::temp_dir().join(format!("alpy-warm-evict-{}", std::process::id()));
+        let store = Store { root: root.clone() };
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("meta.json"), b"{}").unwrap();
+            std::fs::write(d.join("state"), vec![0u8; 1 << 20]).unwrap();
+            let used = std::fs::File::create(d.join("used")).unwrap();
+            let t = SystemTime::now() - Duration::from_secs(100 - i as u64 * 10);
+            used.set_modified(t).unwrap();
+        }
+        // 3 MiB in all, 2.5 MiB allowed: the oldest goes, even though "new"
+        // is kept as the one just built.
+        store.evict("new", (5 << 20) / 2);
+        assert!(!root.join("old").exists());
+        assert!(root.join("mid").exists() && root.join("new").exists());
+        store.evict("old", (3 << 20) / 2);
+        assert!(!root.join("mid").exists() && root.join("new").exists());
+        std::fs::remove_dir_all(&root).ok();
+    }
 
     #[test]
     fn every_part_changes_the_key() {
