@@ -94,10 +94,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sh.upload_binary("/tmp/b", &bin)?;
         up_bin.push(bin.len() as f64 / 1024.0 / t0.elapsed().as_secs_f64());
     }
-    sh.console().send_line("poweroff -f")?;
-    qemu.qmp().wait_event("SHUTDOWN", Duration::from_secs(30))?;
+    // 4. Warm start: save at the prompt, then restore into fresh QEMUs
+    // until the console answers.
+    let state = dir.join("state");
+    let shell = sh.state();
+    let t0 = Instant::now();
+    let bytes = alpy::vm::migrate::save(qemu.qmp(), &state, Duration::from_secs(120))?;
+    let save = t0.elapsed().as_secs_f64();
+    drop(sh);
     qemu.close()?;
     console.close()?;
+    let mut warm_cfg = cfg.clone();
+    warm_cfg.incoming = true;
+    let mut restore = Vec::new();
+    for _ in 0..11 {
+        let t0 = Instant::now();
+        let mut q = QemuProcess::start(&warm_cfg, &log, Duration::from_secs(10))?;
+        let mut c = Console::new(q.take_serial().ok_or("no serial")?, "bench-warm", None)?;
+        alpy::vm::migrate::load(q.qmp(), &state, Duration::from_secs(60))?;
+        q.qmp().cont()?;
+        RemoteShell::resume(&mut c, shell.clone()).succeed("echo x")?;
+        restore.push(t0.elapsed().as_secs_f64());
+        q.close()?;
+        c.close()?;
+    }
     std::fs::remove_dir_all(&dir).ok();
 
     println!("boot to prompt (TCG unless KVM works): {boot:.2} s");
@@ -110,6 +130,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "console round trip (echo x): median {:.2} ms over {} runs",
         median(rtt.clone()),
         rtt.len()
+    );
+    println!(
+        "warm start: save {:.0} MB in {save:.2} s; restore to the console answering: median {:.3} s over {} runs",
+        bytes as f64 / 1e6,
+        median(restore.clone()),
+        restore.len()
     );
     println!(
         "upload 64 KiB: text median {:.0} KiB/s, binary median {:.0} KiB/s (5 runs each)",

@@ -56,7 +56,9 @@
 //! | `ALPY_ARTIFACTS` | base directory of test bed artifacts (default `target/alpy`) |
 //! | `ALPY_ACCEL` | `kvm` or `tcg` (default: KVM only where it works) |
 //! | `ALPY_NET_MODE` | `direct` (root) or `helper` (no root); default: by capabilities |
-//! | `ALPY_CACHE` | where built guests live (default `~/.cache/alpy`) |
+//! | `ALPY_CACHE` | where built guests and warm-start snapshots live (default `~/.cache/alpy`) |
+//! | `ALPY_WARM` | `off`: warm-started beds boot cold (see [`bed::warm`]) |
+//! | `ALPY_WARM_MAX_MB` | size limit of the warm-start cache (default 4096) |
 //! | `DOCKER_HOST` | the Docker engine |
 //! | `RUST_LOG` | terminal log level (the debug log always goes to `debug.log`) |
 #![warn(missing_docs)]
