@@ -125,7 +125,7 @@ impl Dut {
     }
 
     /// The QEMU settings so far (without disks, NICs and firmware, which
-    /// [`Dut::qemu_config`] adds).
+    /// the test bed adds).
     pub fn config(&self) -> &QemuConfig {
         &self.config
     }
