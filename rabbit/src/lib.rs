@@ -16,6 +16,7 @@
 pub mod config;
 pub mod image;
 pub mod report;
+pub mod suite;
 pub mod traffic;
 
 use std::net::IpAddr;

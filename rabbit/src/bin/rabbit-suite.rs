@@ -4,8 +4,10 @@
 //! test failed.
 //!
 //! ```text
-//! rabbit-suite [--jobs N] [--only TEST]... [--expect-fail]
+//! rabbit-suite [--jobs N] [--only TEST]... [--expect-fail] [--shard K/N] [--junit PATH] [--list]
 //! ```
+//! `--shard K/N` runs a stable K-th of N shares (for CI jobs run in
+//! parallel); `--junit PATH` writes a JUnit XML report.
 //! `--expect-fail` inverts the verdict: every test run must fail (use it
 //! with `RABBIT_SKIP=<feature>` to see that a test catches a missing
 //! feature). Run it from the workspace (it calls cargo).
@@ -17,13 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-struct Outcome {
-    test: String,
-    passed: bool,
-    seconds: f64,
-    summary: String,
-    artifacts: String,
-}
+use carrot::suite::{Outcome, Shard};
+use clap::Parser;
 
 fn test_binaries() -> Result<Vec<(String, PathBuf)>, String> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -83,10 +80,8 @@ fn run_one(name: &str, exe: &PathBuf) -> Outcome {
         Err(e) => {
             return Outcome {
                 test: name.into(),
-                passed: false,
-                seconds: 0.0,
                 summary: format!("cannot run {}: {e}", exe.display()),
-                artifacts: String::new(),
+                ..Default::default()
             }
         }
     };
@@ -104,12 +99,18 @@ fn run_one(name: &str, exe: &PathBuf) -> Outcome {
         }
         tail
     });
-    let (mut summary, mut artifacts) = (String::new(), String::new());
+    let (mut summary, mut artifacts, mut lines) = (String::new(), String::new(), Vec::new());
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             if line.starts_with("STEP ") || line.starts_with("CHECK ") || line.starts_with("ERROR ")
             {
                 println!("[{name}] {line}");
+            }
+            if ["STEP ", "VALUE ", "CHECK ", "ERROR "]
+                .iter()
+                .any(|p| line.starts_with(p))
+            {
+                lines.push(line.clone());
             }
             if let Some(rest) = line.split_once("RESULT ").map(|x| x.1) {
                 summary = rest.splitn(3, ' ').nth(2).unwrap_or("").to_string();
@@ -125,38 +126,61 @@ fn run_one(name: &str, exe: &PathBuf) -> Outcome {
     if !passed && summary.is_empty() {
         summary = tail.back().cloned().unwrap_or_default();
     }
+    if !passed
+        && !lines
+            .iter()
+            .any(|l| l.starts_with("CHECK FAIL") || l.starts_with("ERROR "))
+    {
+        // Died without saying why: its last log lines say it.
+        lines.extend(tail.iter().map(|l| format!("ERROR {l}")));
+    }
     Outcome {
         test: name.into(),
         passed,
         seconds: t0.elapsed().as_secs_f64(),
         summary,
         artifacts,
+        lines,
     }
 }
 
+/// Runs the Rabbit suite, as many tests at once as there are cores.
+///
+/// Example: `rabbit-suite --shard 1/2 --junit target/junit.xml`.
+#[derive(Parser)]
+#[command(name = "rabbit-suite", about)]
+struct Args {
+    /// How many tests at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run only this test (repeatable).
+    #[arg(long)]
+    only: Vec<String>,
+    /// Expect every test run to fail (against a Rabbit lacking features).
+    #[arg(long)]
+    expect_fail: bool,
+    /// Run shard K of N (1-based): a stable share for one CI job.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Print the names of the tests that would run, and exit.
+    #[arg(long)]
+    list: bool,
+}
+
 fn main() {
-    let mut jobs = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let (mut only, mut expect_fail) = (Vec::new(), false);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--jobs" => {
-                jobs = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(jobs)
-                    .max(1)
-            }
-            "--only" => only.extend(args.next()),
-            "--expect-fail" => expect_fail = true,
-            _ => {
-                eprintln!("usage: rabbit-suite [--jobs N] [--only TEST]... [--expect-fail]");
-                std::process::exit(2);
-            }
-        }
-    }
+    let args = Args::parse();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let (only, expect_fail) = (args.only.clone(), args.expect_fail);
     let bins = match test_binaries() {
         Ok(b) => b,
         Err(e) => {
@@ -164,12 +188,25 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let all: Vec<String> = bins.iter().map(|(n, _)| n.clone()).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let queue: VecDeque<(String, PathBuf)> = bins
-        .into_iter()
+        .iter()
         .filter(|(n, _)| only.is_empty() || only.iter().any(|o| o.replace('_', "-") == *n))
+        .filter(|(n, _)| args.shard.is_none_or(|s| s.has(n, &all)))
+        .cloned()
         .collect();
+    if args.list {
+        for (n, _) in &queue {
+            println!("{n}");
+        }
+        return;
+    }
     if queue.is_empty() {
-        eprintln!("rabbit-suite: no test matches {only:?}");
+        eprintln!(
+            "rabbit-suite: no test matches {only:?} (shard {:?})",
+            args.shard
+        );
         std::process::exit(2);
     }
     let total = queue.len();
@@ -203,6 +240,18 @@ fn main() {
         .map(|mut r| std::mem::take(&mut *r))
         .unwrap_or_default();
     results.sort_by(|a, b| a.test.cmp(&b.test));
+    if let Some(path) = &args.junit {
+        let written = carrot::suite::junit_xml("rabbit", &results).and_then(|xml| {
+            std::fs::write(path, xml).map_err(|e| format!("write {}: {e}", path.display()))
+        });
+        match written {
+            Ok(()) => println!("JUnit report: {}", path.display()),
+            Err(e) => {
+                eprintln!("rabbit-suite: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     println!();
     println!(
         "{:<16} {:<6} {:>9}  {:<44} artifacts",
