@@ -8,3 +8,4 @@ pub mod reap;
 pub mod testbed;
 pub mod timings;
 pub mod warm;
+mod warm_start;

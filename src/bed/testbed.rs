@@ -16,7 +16,7 @@ use crate::bed::builder::{PowerOff, TestBedBuilder};
 use crate::bed::dut::DiskPlan;
 use crate::bed::dut::Dut;
 use crate::bed::timings::Timings;
-use crate::bed::warm::{Key, Meta, Snapshot, Store, WarmStart};
+use crate::bed::warm::WarmStart;
 use crate::error::{Error, Result};
 use crate::logging::{self, SinkGuard, Step};
 use crate::net::link::{default_mac, fixed_mac};
@@ -34,32 +34,32 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running test bed: DUT, nodes, console, QMP, artifacts.
 pub struct TestBed {
-    name: String,
-    run: RunId,
-    artifacts: PathBuf,
-    poweroff: PowerOff,
-    login: Option<Login>,
-    prompt: Option<String>,
-    nodes: Option<Nodes>,
-    qemu: Option<QemuProcess>,
-    console: Option<Console>,
-    shell: Option<ShellState>,
+    pub(crate) name: String,
+    pub(crate) run: RunId,
+    pub(crate) artifacts: PathBuf,
+    pub(crate) poweroff: PowerOff,
+    pub(crate) login: Option<Login>,
+    pub(crate) prompt: Option<String>,
+    pub(crate) nodes: Option<Nodes>,
+    pub(crate) qemu: Option<QemuProcess>,
+    pub(crate) console: Option<Console>,
+    pub(crate) shell: Option<ShellState>,
     pub(crate) timings: Timings,
-    resumed_at: Option<Instant>,
+    pub(crate) resumed_at: Option<Instant>,
     /// Host time minus QEMU's capture stamps, once resumed (see
     /// [`Capture::shifted`]).
-    capture_offset: Option<f64>,
+    pub(crate) capture_offset: Option<f64>,
     /// The guest's virtual clock when it was last resumed from nothing:
     /// zero after a boot, the snapshot's clock after a restore.
-    virtual_clock_base: f64,
+    pub(crate) virtual_clock_base: f64,
     /// Warm start: MACs by link index, and the DUT paused at its ready
     /// point until `boot()`.
-    warm: Option<WarmStart>,
-    at_ready_point: bool,
-    warm_outcome: Option<&'static str>,
-    console_timeout: Duration,
-    _log_sink: Option<SinkGuard>,
-    closed: bool,
+    pub(crate) warm: Option<WarmStart>,
+    pub(crate) at_ready_point: bool,
+    pub(crate) warm_outcome: Option<&'static str>,
+    pub(crate) console_timeout: Duration,
+    pub(crate) _log_sink: Option<SinkGuard>,
+    pub(crate) closed: bool,
 }
 
 impl TestBed {
@@ -129,111 +129,8 @@ impl TestBed {
         }
     }
 
-    /// Restores the snapshot, or builds it first (cold boot, preparation,
-    /// save) and then restores it. A snapshot that fails to restore is
-    /// removed and built again.
-    fn warm_stand_up(&mut self, w: &WarmStart, dut: &Dut) -> Result<()> {
-        let store = Store::open()?;
-        let key = crate::bed::warm::key(dut, &self.dut_nics(dut)?, &w.version)?;
-        log::debug!(target: "alpy::warm", "warm-start key {} from {:?}", key.hex, key.parts);
-        for _ in 0..2 {
-            if let Some(snap) = store.get(&key) {
-                match self.restore(dut, &snap) {
-                    Ok(()) => {
-                        store.touch(&snap);
-                        self.warm_outcome.get_or_insert("restored");
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        log::warn!(
-                            target: "alpy::warm",
-                            "warm start: restoring snapshot {} failed ({e}); removing it and booting cold",
-                            snap.dir.display()
-                        );
-                        self.stop_qemu();
-                        store.remove(&snap);
-                    }
-                }
-            }
-            let lock = store.lock(&key)?;
-            if store.get(&key).is_none() {
-                let t0 = Instant::now();
-                self.build_snapshot(w, dut, &store, &key)?;
-                self.timings.record("snapshot_build", t0.elapsed());
-                self.warm_outcome = Some("built");
-            }
-            drop(lock);
-        }
-        Err(Error::Internal(format!(
-            "warm-start snapshot {} was built but cannot be restored",
-            key.hex
-        )))
-    }
-
-    fn build_snapshot(&mut self, w: &WarmStart, dut: &Dut, store: &Store, key: &Key) -> Result<()> {
-        let pending = store.begin(key)?;
-        log::info!(target: "alpy::warm", "building warm-start snapshot {} (first use of this configuration)", key.hex);
-        self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir))?;
-        self.boot(w.boot_timeout)?;
-        self.timed("prepare", |bed| (w.prepare)(bed))?;
-        let running = self.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let shell_prompt = self.shell.as_ref().map(|s| s.prompt().to_string());
-        let t0 = Instant::now();
-        let saved =
-            crate::vm::migrate::save(self.qmp()?, &pending.state(), Duration::from_secs(300))?;
-        let save_s = t0.elapsed().as_secs_f64();
-        self.timings.record("save", t0.elapsed());
-        log::info!(target: "alpy::warm", "saved {} MB of VM state in {save_s:.2} s", saved >> 20);
-        if dut.is_uefi() {
-            let vars = self.artifacts.join("OVMF_VARS.fd");
-            std::fs::copy(&vars, pending.dir.join("OVMF_VARS.fd"))
-                .map_err(|e| Error::io(format!("keep {} in the snapshot", vars.display()), e))?;
-        }
-        self.stop_qemu();
-        let meta = Meta {
-            parts: key.parts.clone(),
-            virtual_clock_s: self.virtual_clock_base + running,
-            shell_prompt,
-            disks: dut.disk_count(),
-            uefi_vars: dut.is_uefi(),
-            save_s,
-        };
-        store.commit(pending, &meta)?;
-        // The next round restores what was just saved, like any later bed.
-        self.resumed_at = None;
-        self.capture_offset = None;
-        self.shell = None;
-        Ok(())
-    }
-
-    fn restore(&mut self, dut: &Dut, snap: &Snapshot) -> Result<()> {
-        let t0 = Instant::now();
-        self.start_qemu(dut, DiskPlan::BackedBy(&snap.dir))?;
-        crate::vm::migrate::load(self.qmp()?, &snap.state(), Duration::from_secs(120))?;
-        self.virtual_clock_base = snap.meta.virtual_clock_s;
-        self.shell = snap
-            .meta
-            .shell_prompt
-            .as_deref()
-            .map(|p| ShellState::from_prompt(p, self.console_timeout));
-        self.at_ready_point = true;
-        self.timings.record("restore", t0.elapsed());
-        Ok(())
-    }
-
-    /// Ends QEMU and its console, reporting nothing: for a QEMU that is
-    /// replaced (after a save, after a failed restore).
-    fn stop_qemu(&mut self) {
-        if let Some(c) = self.console.take() {
-            let _ = c.close();
-        }
-        if let Some(q) = self.qemu.take() {
-            let _ = q.close();
-        }
-    }
-
     /// The NICs of the DUT, one per node.
-    fn dut_nics(&self, dut: &Dut) -> Result<Vec<crate::vm::qemu::Nic>> {
+    pub(crate) fn dut_nics(&self, dut: &Dut) -> Result<Vec<crate::vm::qemu::Nic>> {
         let nodes = self
             .nodes
             .as_ref()
@@ -279,7 +176,7 @@ impl TestBed {
     }
 
     /// Starts QEMU (paused) with one NIC per node and its console.
-    fn start_qemu(&mut self, dut: &Dut, plan: DiskPlan<'_>) -> Result<()> {
+    pub(crate) fn start_qemu(&mut self, dut: &Dut, plan: DiskPlan<'_>) -> Result<()> {
         let cfg = dut.qemu_config(&self.artifacts, self.dut_nics(dut)?, plan)?;
         let t0 = Instant::now();
         let qemu = logging::step("Start QEMU (paused)", || {

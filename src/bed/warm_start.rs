@@ -1,0 +1,116 @@
+//! How a test bed starts warm: restore the snapshot of its configuration,
+//! or build it first (cold boot, preparation, save) and then restore it.
+//! See [`crate::bed::warm`] for the snapshots themselves.
+
+use std::time::{Duration, Instant};
+
+use crate::bed::dut::{DiskPlan, Dut};
+use crate::bed::testbed::TestBed;
+use crate::bed::warm::{Key, Meta, Snapshot, Store, WarmStart};
+use crate::error::{Error, Result};
+use crate::vm::remote_shell::ShellState;
+
+impl TestBed {
+    /// Restores the snapshot, or builds it first (cold boot, preparation,
+    /// save) and then restores it. A snapshot that fails to restore is
+    /// removed and built again.
+    pub(crate) fn warm_stand_up(&mut self, w: &WarmStart, dut: &Dut) -> Result<()> {
+        let store = Store::open()?;
+        let key = crate::bed::warm::key(dut, &self.dut_nics(dut)?, &w.version)?;
+        log::debug!(target: "alpy::warm", "warm-start key {} from {:?}", key.hex, key.parts);
+        for _ in 0..2 {
+            if let Some(snap) = store.get(&key) {
+                match self.restore(dut, &snap) {
+                    Ok(()) => {
+                        store.touch(&snap);
+                        self.warm_outcome.get_or_insert("restored");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            target: "alpy::warm",
+                            "warm start: restoring snapshot {} failed ({e}); removing it and booting cold",
+                            snap.dir.display()
+                        );
+                        self.stop_qemu();
+                        store.remove(&snap);
+                    }
+                }
+            }
+            let lock = store.lock(&key)?;
+            if store.get(&key).is_none() {
+                let t0 = Instant::now();
+                self.build_snapshot(w, dut, &store, &key)?;
+                self.timings.record("snapshot_build", t0.elapsed());
+                self.warm_outcome = Some("built");
+            }
+            drop(lock);
+        }
+        Err(Error::Internal(format!(
+            "warm-start snapshot {} was built but cannot be restored",
+            key.hex
+        )))
+    }
+
+    fn build_snapshot(&mut self, w: &WarmStart, dut: &Dut, store: &Store, key: &Key) -> Result<()> {
+        let pending = store.begin(key)?;
+        log::info!(target: "alpy::warm", "building warm-start snapshot {} (first use of this configuration)", key.hex);
+        self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir))?;
+        self.boot(w.boot_timeout)?;
+        self.timed("prepare", |bed| (w.prepare)(bed))?;
+        let running = self.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let shell_prompt = self.shell.as_ref().map(|s| s.prompt().to_string());
+        let t0 = Instant::now();
+        let saved =
+            crate::vm::migrate::save(self.qmp()?, &pending.state(), Duration::from_secs(300))?;
+        let save_s = t0.elapsed().as_secs_f64();
+        self.timings.record("save", t0.elapsed());
+        log::info!(target: "alpy::warm", "saved {} MB of VM state in {save_s:.2} s", saved >> 20);
+        if dut.is_uefi() {
+            let vars = self.artifacts.join("OVMF_VARS.fd");
+            std::fs::copy(&vars, pending.dir.join("OVMF_VARS.fd"))
+                .map_err(|e| Error::io(format!("keep {} in the snapshot", vars.display()), e))?;
+        }
+        self.stop_qemu();
+        let meta = Meta {
+            parts: key.parts.clone(),
+            virtual_clock_s: self.virtual_clock_base + running,
+            shell_prompt,
+            disks: dut.disk_count(),
+            uefi_vars: dut.is_uefi(),
+            save_s,
+        };
+        store.commit(pending, &meta)?;
+        // The next round restores what was just saved, like any later bed.
+        self.resumed_at = None;
+        self.capture_offset = None;
+        self.shell = None;
+        Ok(())
+    }
+
+    fn restore(&mut self, dut: &Dut, snap: &Snapshot) -> Result<()> {
+        let t0 = Instant::now();
+        self.start_qemu(dut, DiskPlan::BackedBy(&snap.dir))?;
+        crate::vm::migrate::load(self.qmp()?, &snap.state(), Duration::from_secs(120))?;
+        self.virtual_clock_base = snap.meta.virtual_clock_s;
+        self.shell = snap
+            .meta
+            .shell_prompt
+            .as_deref()
+            .map(|p| ShellState::from_prompt(p, self.console_timeout));
+        self.at_ready_point = true;
+        self.timings.record("restore", t0.elapsed());
+        Ok(())
+    }
+
+    /// Ends QEMU and its console, reporting nothing: for a QEMU that is
+    /// replaced (after a save, after a failed restore).
+    fn stop_qemu(&mut self) {
+        if let Some(c) = self.console.take() {
+            let _ = c.close();
+        }
+        if let Some(q) = self.qemu.take() {
+            let _ = q.close();
+        }
+    }
+}
