@@ -7,5 +7,6 @@ pub mod dut;
 pub mod reap;
 pub mod testbed;
 pub mod timings;
+pub mod topology;
 pub mod warm;
 mod warm_start;

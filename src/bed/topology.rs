@@ -1,0 +1,514 @@
+//! Topology files: a test bed as data (TOML), read by Rust tests and by the
+//! `alpy` command alike.
+//!
+//! ```toml
+//! name = "forward"
+//!
+//! [dut]
+//! kernel = "{cache}/guest/vmlinuz"      # {cache} is $ALPY_CACHE; relative paths
+//! initrd = "{cache}/guest/initrd.img"   # are relative to this file
+//! append = "console=ttyS0,115200 quiet alpy.forward=1"
+//! nic_model = "e1000"                   # also: memory_mib, cpus, machine, uefi,
+//! prompt = "guest# "                    # disks = [{ path = "..", format = "qcow2" }],
+//! poweroff = "console:poweroff -f"      # login = { user, password, prompt }, warm
+//!
+//! [[link]]
+//! name = "client"
+//! addrs = ["192.168.1.2/24"]
+//! gateway = "192.168.1.1"
+//!
+//! [[link]]
+//! name = "server"
+//! addrs = ["192.168.2.2/24", "2001:db8:2::2/64"]
+//! gateway = "192.168.2.1"
+//! routes = [{ dest = "10.20.0.0/16", via = "192.168.2.254" }]
+//! apps = [{ name = "iperf", image = "alpy/tools", cmd = ["iperf3", "-s"], background = true }]
+//! ```
+//!
+//! Errors name the file, line and column and say what was expected: an
+//! unknown key, a bad address or MAC, a missing kernel, a duplicate link
+//! name.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::addr::{IpNet, Mac};
+use crate::bed::builder::{PowerOff, TestBedBuilder};
+use crate::bed::dut::Dut;
+use crate::bed::testbed::TestBed;
+use crate::bed::warm::WarmStart;
+use crate::error::{Error, Result};
+use crate::net::{App, Link};
+use crate::vm::login::Login;
+use crate::vm::qemu::NicModel;
+
+/// A test bed described by a topology file.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The bed's name.
+    pub name: String,
+    /// Where it was read from.
+    pub path: PathBuf,
+    file: TopologyFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopologyFile {
+    name: Option<String>,
+    dut: DutSection,
+    #[serde(default, rename = "link")]
+    links: Vec<LinkSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DutSection {
+    kernel: Option<Spanned<String>>,
+    initrd: Option<Spanned<String>>,
+    append: Option<String>,
+    #[serde(default)]
+    disks: Vec<DiskSection>,
+    #[serde(default)]
+    uefi: bool,
+    nic_model: Option<Spanned<String>>,
+    memory_mib: Option<u32>,
+    cpus: Option<u32>,
+    machine: Option<String>,
+    prompt: Option<String>,
+    login: Option<LoginSection>,
+    poweroff: Option<Spanned<String>>,
+    warm: Option<String>,
+    #[serde(default)]
+    extra_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskSection {
+    path: Spanned<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginSection {
+    user: String,
+    password: Option<String>,
+    prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkSection {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    addrs: Vec<Spanned<String>>,
+    gateway: Option<Spanned<String>>,
+    gateway6: Option<Spanned<String>>,
+    #[serde(default)]
+    routes: Vec<RouteSection>,
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    relay: bool,
+    #[serde(default)]
+    apps: Vec<AppSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteSection {
+    dest: Spanned<String>,
+    via: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppSection {
+    name: Option<String>,
+    image: String,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    background: bool,
+}
+
+/// Where in a file: `path:line:col`.
+struct Place<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Place<'_> {
+    fn at(&self, span: Range<usize>, message: &str) -> Error {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Error::Config(format!("{}:{line}:{col}: {message}", self.path.display()))
+    }
+
+    fn spanned<T>(&self, v: &Spanned<T>, message: &str) -> Error {
+        self.at(v.span(), message)
+    }
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    pub fn load(path: &Path) -> Result<Topology> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("read topology {}", path.display()), e))?;
+        Topology::parse(path, &text)
+    }
+
+    /// Parses and checks topology text as if read from `path` (relative
+    /// paths in it are relative to `path`'s directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Topology> {
+        let place = Place { path, text };
+        let file: TopologyFile = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            match e.span() {
+                Some(s) => place.at(s, &msg),
+                None => Error::Config(format!("{}: {msg}", path.display())),
+            }
+        })?;
+        let name = file.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map_or("topology".into(), |s| s.to_string_lossy().into_owned())
+        });
+        let t = Topology {
+            name,
+            path: path.to_path_buf(),
+            file,
+        };
+        t.check(&place)?;
+        Ok(t)
+    }
+
+    /// Expands `{cache}` and makes a relative path relative to the file.
+    fn resolve(&self, p: &str) -> Result<PathBuf> {
+        let p = if p.contains("{cache}") {
+            p.replace("{cache}", &crate::cache::cache_dir()?.to_string_lossy())
+        } else {
+            p.to_string()
+        };
+        let p = PathBuf::from(p);
+        Ok(if p.is_relative() {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        } else {
+            p
+        })
+    }
+
+    fn check(&self, place: &Place<'_>) -> Result<()> {
+        let dut = &self.file.dut;
+        let mut files: Vec<&Spanned<String>> = dut.kernel.iter().chain(&dut.initrd).collect();
+        files.extend(dut.disks.iter().map(|d| &d.path));
+        for f in files {
+            let p = self.resolve(f.get_ref())?;
+            if !p.is_file() {
+                return Err(place.spanned(f, &format!("file {} does not exist", p.display())));
+            }
+        }
+        if dut.kernel.is_none() && dut.disks.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: [dut] needs a kernel or disks",
+                self.path.display()
+            )));
+        }
+        if let Some(m) = &dut.nic_model {
+            m.get_ref()
+                .parse::<NicModel>()
+                .map_err(|e| place.spanned(m, &e.to_string()))?;
+        }
+        if let Some(p) = &dut.poweroff {
+            parse_poweroff(p.get_ref()).map_err(|e| place.spanned(p, &e))?;
+        }
+        let mut names: Vec<(String, &Spanned<String>)> = Vec::new();
+        for l in &self.file.links {
+            if let Some(n) = &l.name {
+                if names.iter().any(|(seen, _)| seen == n.get_ref()) {
+                    return Err(place.spanned(n, &format!("duplicate link name {:?}", n.get_ref())));
+                }
+                names.push((n.get_ref().clone(), n));
+            }
+            for a in &l.addrs {
+                a.get_ref().parse::<IpNet>().map_err(|_| {
+                    place.spanned(
+                        a,
+                        &format!(
+                            "bad address {:?}: expected ADDRESS/PREFIX, like 192.168.1.2/24",
+                            a.get_ref()
+                        ),
+                    )
+                })?;
+            }
+            for g in l.gateway.iter().chain(&l.gateway6) {
+                g.get_ref().parse::<IpAddr>().map_err(|_| {
+                    place.spanned(
+                        g,
+                        &format!("bad gateway {:?}: expected an IP address", g.get_ref()),
+                    )
+                })?;
+            }
+            for r in &l.routes {
+                r.dest.get_ref().parse::<IpNet>().map_err(|_| {
+                    place.spanned(
+                        &r.dest,
+                        &format!(
+                            "bad route destination {:?}: expected a prefix like 10.0.0.0/8",
+                            r.dest.get_ref()
+                        ),
+                    )
+                })?;
+                r.via.get_ref().parse::<IpAddr>().map_err(|_| {
+                    place.spanned(
+                        &r.via,
+                        &format!("bad next hop {:?}: expected an IP address", r.via.get_ref()),
+                    )
+                })?;
+            }
+            if let Some(m) = &l.mac {
+                m.get_ref()
+                    .parse::<Mac>()
+                    .map_err(|e| place.spanned(m, &e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The test bed builder this topology describes.
+    pub fn builder(&self) -> Result<TestBedBuilder> {
+        let d = &self.file.dut;
+        let mut dut = match &d.kernel {
+            Some(k) => Dut::kernel(
+                self.resolve(k.get_ref())?,
+                d.initrd
+                    .as_ref()
+                    .map(|i| self.resolve(i.get_ref()))
+                    .transpose()?,
+            ),
+            None => {
+                let first = d.disks.first().ok_or_else(|| {
+                    Error::Config(format!(
+                        "{}: [dut] needs a kernel or disks",
+                        self.path.display()
+                    ))
+                })?;
+                Dut::disk_image(self.resolve(first.path.get_ref())?, first.format.as_deref())
+            }
+        };
+        let skip = usize::from(d.kernel.is_none());
+        for disk in d.disks.iter().skip(skip) {
+            dut = dut.disk(self.resolve(disk.path.get_ref())?, disk.format.as_deref());
+        }
+        if let Some(a) = &d.append {
+            dut = dut.append(a);
+        }
+        if d.uefi {
+            dut = dut.uefi();
+        }
+        if let Some(m) = &d.nic_model {
+            dut = dut.nic_model(m.get_ref().parse()?);
+        }
+        if let Some(m) = d.memory_mib {
+            dut = dut.memory_mib(m);
+        }
+        if let Some(c) = d.cpus {
+            dut = dut.cpus(c);
+        }
+        if let Some(m) = &d.machine {
+            dut = dut.machine(m);
+        }
+        for a in &d.extra_args {
+            dut = dut.extra_arg(a);
+        }
+        let mut b = TestBed::builder(&self.name).dut(dut);
+        if let Some(p) = &d.prompt {
+            b = b.prompt(p);
+        }
+        if let Some(l) = &d.login {
+            let mut login = Login::new(&l.user);
+            if let Some(p) = &l.password {
+                login = login.password(p);
+            }
+            if let Some(p) = &l.prompt {
+                login = login.prompt(p);
+            }
+            b = b.login(login);
+        }
+        if let Some(p) = &d.poweroff {
+            b = b.poweroff(parse_poweroff(p.get_ref()).map_err(Error::Config)?);
+        }
+        if let Some(v) = &d.warm {
+            b = b.warm_start(WarmStart::new(v, |_| Ok(())));
+        }
+        for l in &self.file.links {
+            let mut link = Link::new();
+            if let Some(n) = &l.name {
+                link = link.name(n.get_ref());
+            }
+            for a in &l.addrs {
+                link = link.node_addr(a.get_ref().as_str());
+            }
+            for g in l.gateway.iter().chain(&l.gateway6) {
+                link = link.gateway(g.get_ref().as_str());
+            }
+            for r in &l.routes {
+                link = link.route(r.dest.get_ref().as_str(), r.via.get_ref().as_str());
+            }
+            if let Some(m) = &l.mac {
+                link = link.mac(m.get_ref().as_str());
+            }
+            if l.relay {
+                link = link.relay();
+            }
+            b = b.link(link);
+        }
+        Ok(b)
+    }
+
+    /// The apps of link `i`: (app, runs in the background).
+    pub fn apps(&self, i: usize) -> Vec<(App, bool)> {
+        self.file.links.get(i).map_or_else(Vec::new, |l| {
+            l.apps
+                .iter()
+                .map(|a| {
+                    let mut app = App::new(&a.image).cmd(a.cmd.clone());
+                    if let Some(n) = &a.name {
+                        app = app.name(n);
+                    }
+                    (app, a.background)
+                })
+                .collect()
+        })
+    }
+
+    /// How many links.
+    pub fn link_count(&self) -> usize {
+        self.file.links.len()
+    }
+}
+
+fn parse_poweroff(s: &str) -> std::result::Result<PowerOff, String> {
+    match s.split_once(':') {
+        _ if s == "acpi" => Ok(PowerOff::AcpiButton),
+        Some(("console", cmd)) if !cmd.is_empty() => Ok(PowerOff::Console(cmd.to_string())),
+        _ => Err(format!(
+            "bad poweroff {s:?}: expected \"acpi\" or \"console:COMMAND\""
+        )),
+    }
+}
+
+/// A test bed stood up from a topology: started, its background apps
+/// running, booted, then its other apps run to completion (each must exit
+/// 0). Close the apps with the bed.
+pub struct TopologyBed {
+    /// The test bed.
+    pub bed: TestBed,
+    /// The background apps, by link index.
+    pub apps: Vec<(usize, crate::net::Container)>,
+}
+
+impl TopologyBed {
+    /// Closes the apps, then the bed.
+    pub fn close(self) -> Result<()> {
+        let mut first = Ok(());
+        for (_, app) in self.apps {
+            if let Err(e) = app.close() {
+                first = first.and(Err(e));
+            }
+        }
+        let closed = self.bed.close();
+        first.and(closed)
+    }
+}
+
+impl TestBed {
+    /// Stands up the bed a topology file describes (see
+    /// [`crate::bed::topology`]), booted, within `timeout` for the boot.
+    pub fn from_topology(path: &Path, timeout: Duration) -> Result<TopologyBed> {
+        let t = Topology::load(path)?;
+        let mut bed = t.builder()?.start()?;
+        let mut apps = Vec::new();
+        for i in 0..t.link_count() {
+            for (app, background) in t.apps(i) {
+                if background {
+                    apps.push((i, bed.node(i)?.spawn_app(&app)?));
+                }
+            }
+        }
+        bed.boot(timeout)?;
+        for i in 0..t.link_count() {
+            for (app, background) in t.apps(i) {
+                if !background {
+                    bed.node(i)?
+                        .run_app(&app, crate::net::node::COMMAND_TIMEOUT)?
+                        .checked(&format!("an app of link {i} of {}", path.display()))?;
+                }
+            }
+        }
+        Ok(TopologyBed { bed, apps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Topology::parse(Path::new("/nonexistent/t.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const DUT: &str = "[dut]\nkernel = \"/proc/self/exe\"\nprompt = \"# \"\n";
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let e = err(&format!("{DUT}[[link]]\nnmae = \"x\"\n"));
+        assert!(
+            e.contains("/nonexistent/t.toml:5:1") && e.contains("unknown field `nmae`"),
+            "{e}"
+        );
+        let e = err(&format!("{DUT}[[link]]\naddrs = [\"192.168.1.300/24\"]\n"));
+        assert!(
+            e.contains("t.toml:5:10") && e.contains("bad address"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{DUT}[[link]]\nname = \"a\"\n[[link]]\nname = \"a\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:7:8") && e.contains("duplicate link name"),
+            "{e}"
+        );
+        let e = err("[dut]\nkernel = \"no-such-kernel\"\n");
+        assert!(
+            e.contains("t.toml:2:10") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = err(&format!("{DUT}[[link]]\nmac = \"02:a1\"\n"));
+        assert!(e.contains("t.toml:5:7") && e.contains("bad MAC"), "{e}");
+        let e = err("[dut]\nkernel = \"/proc/self/exe\"\npoweroff = \"halt\"\n");
+        assert!(
+            e.contains("t.toml:3:12") && e.contains("console:COMMAND"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_good_file_gives_a_builder() {
+        let text = format!(
+            "name = \"ok\"\n{DUT}[[link]]\nname = \"c\"\naddrs = [\"10.0.0.2/24\"]\ngateway = \"10.0.0.1\"\napps = [{{ image = \"alpy/tools\", cmd = [\"true\"] }}]\n"
+        );
+        let t = Topology::parse(Path::new("/x/t.toml"), &text).unwrap();
+        assert_eq!((t.name.as_str(), t.link_count()), ("ok", 1));
+        assert_eq!(t.apps(0).len(), 1);
+        t.builder().unwrap();
+    }
+}
