@@ -388,6 +388,49 @@ impl Topology {
         })
     }
 
+    /// The topology as a Graphviz graph: the DUT in the middle, one node
+    /// per link with its name and addresses, edges labelled `nic<i>`.
+    pub fn dot(&self) -> String {
+        // Quoted for DOT; line breaks become DOT's `\n`.
+        let q = |s: &str| {
+            let e = s
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("\"{e}\"")
+        };
+        let mut out = format!("graph {} {{\n  rankdir=LR;\n", q(&self.name));
+        out.push_str(&format!(
+            "  dut [shape=box, style=bold, label={}];\n",
+            q(&format!("DUT\n{}", self.name))
+        ));
+        for (i, l) in self.file.links.iter().enumerate() {
+            let name = l
+                .name
+                .as_ref()
+                .map_or(format!("node{i}"), |n| n.get_ref().clone());
+            let mut label = name.clone();
+            for a in &l.addrs {
+                label.push('\n');
+                label.push_str(a.get_ref());
+            }
+            for app in &l.apps {
+                label.push_str(&format!(
+                    "\napp {}",
+                    app.name.clone().unwrap_or_else(|| app.image.clone())
+                ));
+            }
+            out.push_str(&format!("  n{i} [shape=ellipse, label={}];\n", q(&label)));
+            let relay = if l.relay { ", style=dashed" } else { "" };
+            out.push_str(&format!(
+                "  dut -- n{i} [label={}{relay}];\n",
+                q(&format!("nic{i}"))
+            ));
+        }
+        out.push_str("}\n");
+        out
+    }
+
     /// How many links.
     pub fn link_count(&self) -> usize {
         self.file.links.len()
@@ -510,5 +553,11 @@ mod tests {
         assert_eq!((t.name.as_str(), t.link_count()), ("ok", 1));
         assert_eq!(t.apps(0).len(), 1);
         t.builder().unwrap();
+        let dot = t.dot();
+        assert!(
+            dot.starts_with("graph \"ok\" {") && dot.contains("dut -- n0 [label=\"nic0\"]"),
+            "{dot}"
+        );
+        assert!(dot.contains("c\\n10.0.0.2/24"), "{dot}");
     }
 }
