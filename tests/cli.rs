@@ -4,6 +4,10 @@ mod common;
 
 use std::process::Command;
 
+/// Held by the tests that start beds or reap: a bed's start reaps dead
+/// runs too, which would take `alpy gc`'s victim first.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn alpy(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_alpy"))
         .args(args)
@@ -48,6 +52,7 @@ fn graph_draws_a_topology_and_names_bad_input() {
 
 #[test]
 fn gc_removes_a_dead_runs_containers_and_says_so() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let docker = common::docker();
     // A container whose owner is a process that has exited.
     let mut child = Command::new("true").spawn().unwrap();
@@ -74,4 +79,74 @@ fn gc_removes_a_dead_runs_containers_and_says_so() {
                 .any(|n| n.trim_start_matches('/') == name)
         });
     assert!(!left, "{name} is still there after alpy gc");
+}
+
+/// `alpy up` stands a topology up in a supervisor; `ls`, `exec` and `down`
+/// reach it; afterwards nothing of it is left.
+#[test]
+fn up_ls_exec_down() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (code, out, err) = alpy(&["up", "topologies/forward.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("bed ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap_or_else(|| panic!("no bed id in {out}"))
+        .to_string();
+    assert!(out.contains(&format!("alpy down {id}")), "{out}");
+    // Whatever fails below, the bed goes down.
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = alpy(&["down", &self.0]);
+        }
+    }
+    let _down = Down(id.clone());
+    let (_, listed, _) = alpy(&["ls", "--json"]);
+    let beds: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let bed = beds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not in {listed}"))
+        .clone();
+    let artifacts = bed["artifacts"].as_str().unwrap().to_string();
+    let (code, ping, err) = alpy(&[
+        "exec",
+        &id,
+        "client",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "192.168.2.2",
+    ]);
+    assert_eq!(code, 0, "{ping}{err}");
+    assert!(ping.contains("1 received"), "{ping}");
+    let (code, _, _) = alpy(&["exec", &id, "server", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code, 3, "exec passes the command's exit code on");
+    let (code, _, err) = alpy(&["exec", &id, "nosuch", "--", "true"]);
+    assert!(
+        code == 1 && err.contains("its nodes are client, server"),
+        "{err}"
+    );
+    let (code, out, err) = alpy(&["down", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, listed, _) = alpy(&["ls", "--json"]);
+    assert!(!listed.contains(&id), "{listed}");
+    // The bed's run id ends its artifacts directory's name.
+    let run = artifacts.rsplit('-').next().unwrap().to_string();
+    let docker = common::docker();
+    let left = docker
+        .list_by_label(alpy::run::LABEL_RUN, Some(&run))
+        .unwrap();
+    assert!(left.is_empty(), "containers of {run} left after alpy down");
+    let (code, _, err) = alpy(&["down", &id]);
+    assert!(code == 1 && err.contains("not found"), "{err}");
 }

@@ -5,6 +5,7 @@
 pub mod builder;
 pub mod dut;
 pub mod reap;
+pub mod registry;
 pub mod testbed;
 pub mod timings;
 pub mod topology;

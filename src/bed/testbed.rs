@@ -293,6 +293,18 @@ impl TestBed {
         self.nodes()?.by_name(name)
     }
 
+    /// (node name, node container id) of every node.
+    pub fn nodes_info(&self) -> Vec<(String, String)> {
+        self.nodes
+            .as_ref()
+            .map(|n| {
+                n.iter()
+                    .map(|n| (n.name().to_string(), n.id().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The DUT's MAC on link `i`.
     pub fn dut_mac(&self, i: usize) -> Mac {
         if self.warm.is_some() {

@@ -4,6 +4,10 @@
 //! alpy doctor                      # is this machine ready? one line per requirement
 //! alpy doctor --json               # the same as JSON
 //! alpy gc                          # remove what dead runs left, and say what
+//! alpy up topologies/forward.toml  # stand a bed up; it stays until `alpy down`
+//! alpy ls                          # this user's beds
+//! alpy exec ID client -- ping -c 1 192.168.2.2
+//! alpy down ID                     # or --all
 //! alpy graph topologies/forward.toml -o forward.dot [--svg forward.svg]
 //! ```
 
@@ -38,6 +42,60 @@ enum Command {
         /// Print what was removed as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Stand up the test bed of a topology file and keep it running until
+    /// `alpy down`: prints its id, how to reach its nodes, its artifacts.
+    ///
+    /// Example: `alpy up topologies/forward.toml`.
+    Up {
+        /// The topology file.
+        file: std::path::PathBuf,
+        /// How long the bed may take to come up, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// The supervisor of a bed stood up by `alpy up` (not for direct use).
+    #[command(hide = true)]
+    Supervise {
+        /// The bed's id.
+        #[arg(long)]
+        id: String,
+        /// Boot timeout, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// The topology file.
+        file: std::path::PathBuf,
+    },
+    /// List this user's test beds stood up by `alpy up`.
+    ///
+    /// Example: `alpy ls`, or `alpy ls --json`.
+    Ls {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a node's network namespace (in a tools container);
+    /// exits with the command's code.
+    ///
+    /// Example: `alpy exec 3f2a9c client -- ping -c 1 192.168.2.2`.
+    Exec {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// The node's name (its link's name, or node<i>).
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Take a bed (or all of this user's beds) down; waits until it is gone.
+    ///
+    /// Example: `alpy down 3f2a9c`, or `alpy down --all`.
+    Down {
+        /// The bed's id (a unique prefix will do).
+        id: Option<String>,
+        /// Every bed of this user.
+        #[arg(long)]
+        all: bool,
     },
     /// Draw a topology file as a Graphviz graph (DOT), and as SVG where
     /// Graphviz's `dot` is installed.
@@ -118,6 +176,183 @@ fn graph(
     Ok(())
 }
 
+/// Stands a bed up in a supervisor process and returns once it is ready.
+fn up(file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let id = alpy::run::RunId::new().to_string();
+    let dir = alpy::bed::registry::bed_dir(&id)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| alpy::Error::io(format!("create {}", dir.display()), e))?;
+    let log_path = dir.join("supervisor.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| alpy::Error::io(format!("create {}", log_path.display()), e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| alpy::Error::io("clone the log", e))?;
+    let exe = std::env::current_exe().map_err(|e| alpy::Error::io("find the alpy binary", e))?;
+    let file = std::fs::canonicalize(file)
+        .map_err(|e| alpy::Error::io(format!("find {}", file.display()), e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["supervise", "--id", &id, "--timeout", &timeout.to_string()])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: setsid(2) is async-signal-safe. The supervisor must outlive
+    // this command and its terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| alpy::Error::io("start the supervisor", e))?;
+    eprintln!(
+        "alpy up: standing up {} (supervisor pid {}, log {})",
+        file.display(),
+        child.id(),
+        log_path.display()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        if let Ok(info) = alpy::bed::registry::find(&id) {
+            println!("bed {} ({}) is up", info.id, info.name);
+            println!("  artifacts:  {}", info.artifacts.display());
+            for (node, _) in &info.nodes {
+                println!("  a node:     alpy exec {} {node} -- ip addr", info.id);
+            }
+            println!("  take down:  alpy down {}", info.id);
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(alpy::Error::CommandFailed {
+                what: format!("standing up {}", file.display()),
+                status: status.to_string(),
+                output: alpy::util::tail_lines(&text, 20),
+            });
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(alpy::Error::Timeout {
+                what: format!("{} to come up", file.display()),
+                timeout: std::time::Duration::from_secs(timeout),
+                tail: alpy::util::tail_lines(
+                    &std::fs::read_to_string(&log_path).unwrap_or_default(),
+                    20,
+                ),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The supervisor: owns the bed until `alpy down`.
+fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
+    alpy::logging::init();
+    let dir = alpy::bed::registry::bed_dir(id)?;
+    let t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
+    let nodes = t
+        .bed
+        .nodes_info()
+        .into_iter()
+        .collect::<Vec<(String, String)>>();
+    let info = alpy::bed::registry::BedInfo {
+        id: id.to_string(),
+        name: t.bed.name().to_string(),
+        topology: file.to_path_buf(),
+        supervisor_pid: std::process::id(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        artifacts: t.bed.artifacts_dir().to_path_buf(),
+        nodes,
+    };
+    let published = alpy::bed::registry::Published::new(&dir, &info)?;
+    log::info!("bed {id} is up; waiting for `alpy down {id}`");
+    let reply = published.serve_until_down();
+    let closed = t.close();
+    published.withdraw();
+    if let Ok(mut s) = reply {
+        use std::io::Write;
+        let _ = writeln!(s, "{}", if closed.is_ok() { "ok" } else { "error" });
+    }
+    closed
+}
+
+/// Runs a command in a node's namespace (in a tools container) and exits
+/// with its code.
+fn exec(id: &str, node: &str, cmd: &[String]) -> alpy::Result<i32> {
+    let info = alpy::bed::registry::find(id)?;
+    let (_, container) =
+        info.nodes
+            .iter()
+            .find(|(n, _)| n == node)
+            .ok_or_else(|| alpy::Error::NotFound {
+                what: format!("node {node} of bed {}", info.id),
+                hint: format!(
+                    "its nodes are {}",
+                    info.nodes
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+    let docker = alpy::net::Docker::connect()?;
+    let run = alpy::run::RunId::new();
+    let spec = alpy::net::docker::ContainerSpec {
+        image: alpy::TOOLS_IMAGE.into(),
+        name: run.name("exec"),
+        cmd: cmd.to_vec(),
+        network_mode: Some(format!("container:{container}")),
+        cap_add: vec!["NET_ADMIN".into(), "NET_RAW".into()],
+        labels: alpy::run::owner_labels(&run),
+        ..Default::default()
+    };
+    let mut c = alpy::net::Container::run(&docker, &spec, None)?;
+    let out = c.wait(std::time::Duration::from_secs(3600))?;
+    c.close()?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&out.stdout);
+    let _ = std::io::stderr().write_all(&out.stderr);
+    Ok(out.status.code() as i32)
+}
+
+fn ls(json: bool) {
+    let beds = alpy::bed::registry::list();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&beds).unwrap_or_default()
+        );
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!(
+        "{:<12} {:<16} {:>8} {:>7}  artifacts",
+        "id", "name", "owner", "age"
+    );
+    for b in &beds {
+        println!(
+            "{:<12} {:<16} {:>8} {:>6}s  {}",
+            b.id,
+            b.name,
+            b.supervisor_pid,
+            now.saturating_sub(b.started),
+            b.artifacts.display()
+        );
+    }
+}
+
 /// Prints an error the way the other subcommands do and fails.
 fn fail(what: &str, e: &alpy::Error) -> ExitCode {
     eprintln!("alpy {what}: error: {e}");
@@ -150,6 +385,42 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("gc", &e),
         },
+        Command::Up { file, timeout } => match up(&file, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("up", &e),
+        },
+        Command::Supervise { id, timeout, file } => match supervise(&id, &file, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("supervise", &e),
+        },
+        Command::Ls { json } => {
+            ls(json);
+            ExitCode::SUCCESS
+        }
+        Command::Exec { id, node, cmd } => match exec(&id, &node, &cmd) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => fail("exec", &e),
+        },
+        Command::Down { id, all } => {
+            let beds = match (&id, all) {
+                (_, true) => Ok(alpy::bed::registry::list()),
+                (Some(id), false) => alpy::bed::registry::find(id).map(|b| vec![b]),
+                (None, false) => Err(alpy::Error::Config("say which bed (an id) or --all".into())),
+            };
+            let mut code = ExitCode::SUCCESS;
+            match beds {
+                Ok(beds) => {
+                    for b in beds {
+                        match alpy::bed::registry::down(&b, std::time::Duration::from_secs(120)) {
+                            Ok(()) => println!("bed {} is down", b.id),
+                            Err(e) => code = fail("down", &e),
+                        }
+                    }
+                }
+                Err(e) => code = fail("down", &e),
+            }
+            code
+        }
         Command::Graph { file, output, svg } => {
             match graph(&file, output.as_deref(), svg.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,171 @@
+//! Test beds that outlive the command that stood them up (`alpy up`): each
+//! is owned by a supervisor process and has a directory in this user's
+//! registry, `$XDG_RUNTIME_DIR/alpy/beds/<id>/` (else
+//! `/tmp/alpy-<uid>/beds/<id>/`, mode 0700), holding `bed.json` (what the
+//! other subcommands need) and `control.sock` (mode 0600), on which the
+//! supervisor takes one-line commands: `down`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What a stood-up bed tells the other subcommands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BedInfo {
+    /// The bed's id (its run id).
+    pub id: String,
+    /// The bed's name.
+    pub name: String,
+    /// The topology file it was stood up from.
+    pub topology: PathBuf,
+    /// The supervisor's PID.
+    pub supervisor_pid: u32,
+    /// When it was ready (seconds since the epoch).
+    pub started: u64,
+    /// Its artifacts directory.
+    pub artifacts: PathBuf,
+    /// Node name → node container id.
+    pub nodes: Vec<(String, String)>,
+}
+
+/// The registry of this user's beds.
+pub fn registry_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("alpy/beds"),
+        None => std::env::temp_dir().join(format!("alpy-{}/beds", nix::unistd::getuid())),
+    }
+}
+
+/// The directory of bed `id`, created private (0700).
+pub fn bed_dir(id: &str) -> Result<PathBuf> {
+    let root = registry_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .map_err(|e| Error::io(format!("create the bed registry {}", root.display()), e))?;
+    Ok(root.join(id))
+}
+
+/// Beds in the registry whose supervisor is alive (directories of dead
+/// supervisors are removed; `alpy gc` removes their containers).
+pub fn list() -> Vec<BedInfo> {
+    let mut beds = Vec::new();
+    for e in std::fs::read_dir(registry_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let info: Option<BedInfo> = std::fs::read(e.path().join("bed.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match info {
+            Some(i) if crate::run::process_start_time(i.supervisor_pid).is_some() => beds.push(i),
+            Some(_) => {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+            None => {} // still starting
+        }
+    }
+    beds.sort_by_key(|b| b.started);
+    beds
+}
+
+/// Bed `id` (or the only one, if `id` is a unique prefix).
+pub fn find(id: &str) -> Result<BedInfo> {
+    let beds = list();
+    let hits: Vec<&BedInfo> = beds.iter().filter(|b| b.id.starts_with(id)).collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::NotFound {
+            what: format!("test bed {id}"),
+            hint: format!("`alpy ls` lists this user's beds ({} now)", beds.len()),
+        }),
+        _ => Err(Error::Config(format!(
+            "{id} names more than one bed: give more of the id"
+        ))),
+    }
+}
+
+/// The supervisor's side: publishes `info` and serves `control.sock` until
+/// a `down` arrives.
+pub struct Published {
+    dir: PathBuf,
+    listener: UnixListener,
+}
+
+impl Published {
+    /// Writes `bed.json` and opens `control.sock` (0600) in `dir`.
+    pub fn new(dir: &Path, info: &BedInfo) -> Result<Published> {
+        let sock = dir.join("control.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock)
+            .map_err(|e| Error::io(format!("listen on {}", sock.display()), e))?;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("chmod {}", sock.display()), e))?;
+        let tmp = dir.join("bed.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(info).unwrap_or_default())
+            .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, dir.join("bed.json"))
+            .map_err(|e| Error::io(format!("publish {}", dir.display()), e))?;
+        Ok(Published {
+            dir: dir.to_path_buf(),
+            listener,
+        })
+    }
+
+    /// Serves commands until `down`; answers `ok` to it.
+    pub fn serve_until_down(&self) -> Result<UnixStream> {
+        loop {
+            let (stream, _) = self
+                .listener
+                .accept()
+                .map_err(|e| Error::io("accept a control connection", e))?;
+            let mut line = String::new();
+            let mut r = BufReader::new(
+                stream
+                    .try_clone()
+                    .map_err(|e| Error::io("clone a control connection", e))?,
+            );
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            if r.read_line(&mut line).is_ok() && line.trim() == "down" {
+                return Ok(stream);
+            }
+            let mut w = stream;
+            let _ = writeln!(w, "error: unknown command {:?} (known: down)", line.trim());
+        }
+    }
+
+    /// Removes the bed's registry entry.
+    pub fn withdraw(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Asks bed `id`'s supervisor to take it down, and waits until it has
+/// (its registry entry is gone), within `timeout`.
+pub fn down(info: &BedInfo, timeout: Duration) -> Result<()> {
+    let dir = registry_dir().join(&info.id);
+    let sock = dir.join("control.sock");
+    let mut s = UnixStream::connect(&sock)
+        .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
+    writeln!(s, "down").map_err(|e| Error::io("send down", e))?;
+    let deadline = Instant::now() + timeout;
+    while dir.exists() {
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!("test bed {} to go down", info.id),
+                timeout,
+                tail: String::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
