@@ -129,6 +129,39 @@ fn up_ls_exec_down() {
     ]);
     assert_eq!(code, 0, "{ping}{err}");
     assert!(ping.contains("1 received"), "{ping}");
+    // QMP through the supervisor.
+    let (code, status, err) = alpy(&["qmp", &id, "query-status"]);
+    assert!(code == 0 && status.contains("\"running\""), "{status}{err}");
+    let (code, _, err) = alpy(&["qmp", &id, "set_link", "{not json"]);
+    assert!(code == 1 && err.contains("JSON object"), "{err}");
+    // A live capture while pinging: valid pcap with the pings in it.
+    let pcap = common::temp_dir("cli-capture").join("client.pcap");
+    let follower = Command::new(env!("CARGO_BIN_EXE_alpy"))
+        .args(["capture", &id, "client", "--seconds", "6"])
+        .stdout(std::fs::File::create(&pcap).unwrap())
+        .spawn()
+        .unwrap();
+    let (code, _, err) = alpy(&[
+        "exec",
+        &id,
+        "client",
+        "--",
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.3",
+        "192.168.2.2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(follower.wait_with_output().unwrap().status.success());
+    let cap = alpy::pcap::Capture::open(&pcap).unwrap();
+    let echo = alpy::pcap::Filter::new().icmp_type(8);
+    assert!(
+        cap.count(&echo) >= 4,
+        "{} echo requests in the live capture",
+        cap.count(&echo)
+    );
     let (code, _, _) = alpy(&["exec", &id, "server", "--", "sh", "-c", "exit 3"]);
     assert_eq!(code, 3, "exec passes the command's exit code on");
     let (code, _, err) = alpy(&["exec", &id, "nosuch", "--", "true"]);

@@ -3,7 +3,8 @@
 //! registry, `$XDG_RUNTIME_DIR/alpy/beds/<id>/` (else
 //! `/tmp/alpy-<uid>/beds/<id>/`, mode 0700), holding `bed.json` (what the
 //! other subcommands need) and `control.sock` (mode 0600), on which the
-//! supervisor takes one-line commands: `down`.
+//! supervisor takes one-line commands: `qmp COMMAND [JSON-ARGUMENTS]` and
+//! `down`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -120,31 +121,67 @@ impl Published {
         })
     }
 
-    /// Serves commands until `down`; answers `ok` to it.
-    pub fn serve_until_down(&self) -> Result<UnixStream> {
+    /// Serves commands until `down` (whose connection it returns, for the
+    /// answer once the bed is closed). Any other line goes to `handle`,
+    /// whose answer (or error) is written back as one line.
+    pub fn serve_until_down(
+        &self,
+        mut handle: impl FnMut(&str) -> Result<String>,
+    ) -> Result<UnixStream> {
         loop {
             let (stream, _) = self
                 .listener
                 .accept()
                 .map_err(|e| Error::io("accept a control connection", e))?;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let mut line = String::new();
             let mut r = BufReader::new(
                 stream
                     .try_clone()
                     .map_err(|e| Error::io("clone a control connection", e))?,
             );
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            if r.read_line(&mut line).is_ok() && line.trim() == "down" {
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let line = line.trim();
+            if line == "down" {
                 return Ok(stream);
             }
+            let answer = match handle(line) {
+                Ok(a) => format!("ok {a}"),
+                Err(e) => format!("error {e}"),
+            };
             let mut w = stream;
-            let _ = writeln!(w, "error: unknown command {:?} (known: down)", line.trim());
+            let _ = writeln!(w, "{}", answer.replace('\n', " "));
         }
     }
 
     /// Removes the bed's registry entry.
     pub fn withdraw(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends one command line to bed `info`'s supervisor; returns its answer
+/// (an `error ...` answer is an error).
+pub fn request(info: &BedInfo, line: &str) -> Result<String> {
+    let sock = registry_dir().join(&info.id).join("control.sock");
+    let mut s = UnixStream::connect(&sock)
+        .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    writeln!(s, "{line}").map_err(|e| Error::io("send a command to the supervisor", e))?;
+    let mut answer = String::new();
+    BufReader::new(s)
+        .read_line(&mut answer)
+        .map_err(|e| Error::io("read the supervisor's answer", e))?;
+    let answer = answer.trim_end();
+    match answer.split_once(' ') {
+        Some(("ok", rest)) => Ok(rest.to_string()),
+        _ if answer == "ok" => Ok(String::new()),
+        Some(("error", why)) => Err(Error::Config(format!("bed {}: {why}", info.id))),
+        _ => Err(Error::Internal(format!(
+            "the supervisor answered {answer:?}"
+        ))),
     }
 }
 

@@ -7,6 +7,8 @@
 //! alpy up topologies/forward.toml  # stand a bed up; it stays until `alpy down`
 //! alpy ls                          # this user's beds
 //! alpy exec ID client -- ping -c 1 192.168.2.2
+//! alpy qmp ID query-status
+//! alpy capture ID client | tcpdump -n -r -
 //! alpy down ID                     # or --all
 //! alpy graph topologies/forward.toml -o forward.dot [--svg forward.svg]
 //! ```
@@ -96,6 +98,32 @@ enum Command {
         /// Every bed of this user.
         #[arg(long)]
         all: bool,
+    },
+    /// Send a QMP command to a bed's QEMU; prints the JSON it returns.
+    ///
+    /// Example: `alpy qmp 3f2a9c query-status`, or
+    /// `alpy qmp 3f2a9c set_link '{"name": "nic1", "up": false}'`.
+    Qmp {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// The QMP command.
+        command: String,
+        /// Its arguments, as a JSON object.
+        arguments: Option<String>,
+    },
+    /// Follow a link's capture live, as pcap on standard output (pipe it
+    /// into `tcpdump -r -` or Wireshark), until the bed goes down or the
+    /// reader goes away.
+    ///
+    /// Example: `alpy capture 3f2a9c client | tcpdump -n -r -`.
+    Capture {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// The link: its name, or its index.
+        link: String,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
     },
     /// Draw a topology file as a Graphviz graph (DOT), and as SVG where
     /// Graphviz's `dot` is installed.
@@ -276,7 +304,23 @@ fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy::Result<()>
     };
     let published = alpy::bed::registry::Published::new(&dir, &info)?;
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
-    let reply = published.serve_until_down();
+    let mut t = t;
+    let reply = published.serve_until_down(|line| {
+        let Some(rest) = line.strip_prefix("qmp ") else {
+            return Err(alpy::Error::Config(format!(
+                "unknown command {line:?} (known: qmp, down)"
+            )));
+        };
+        let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        let args: Option<serde_json::Value> = if args.trim().is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(args).map_err(|e| {
+                alpy::Error::Config(format!("QMP arguments must be a JSON object: {e}"))
+            })?)
+        };
+        Ok(t.bed.qmp()?.execute(command, args)?.to_string())
+    });
     let closed = t.close();
     published.withdraw();
     if let Ok(mut s) = reply {
@@ -323,6 +367,52 @@ fn exec(id: &str, node: &str, cmd: &[String]) -> alpy::Result<i32> {
     let _ = std::io::stdout().write_all(&out.stdout);
     let _ = std::io::stderr().write_all(&out.stderr);
     Ok(out.status.code() as i32)
+}
+
+/// Copies link `link`'s pcap file to standard output as it grows.
+fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Result<()> {
+    use std::io::{Read, Write};
+    let info = alpy::bed::registry::find(id)?;
+    let index = info
+        .nodes
+        .iter()
+        .position(|(n, _)| n == link)
+        .or_else(|| link.parse::<usize>().ok().filter(|i| *i < info.nodes.len()))
+        .ok_or_else(|| alpy::Error::NotFound {
+            what: format!("link {link} of bed {}", info.id),
+            hint: format!(
+                "its links are {}",
+                info.nodes
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+    let path = info.artifacts.join(format!("link{index}.pcap"));
+    let mut f = std::fs::File::open(&path)
+        .map_err(|e| alpy::Error::io(format!("open {}", path.display()), e))?;
+    let registry_entry = alpy::bed::registry::registry_dir().join(&info.id);
+    let deadline =
+        seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| alpy::Error::io(format!("read {}", path.display()), e))?;
+        if n > 0 {
+            if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                return Ok(()); // the reader went away
+            }
+            continue;
+        }
+        let over = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if over || !registry_entry.exists() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn ls(json: bool) {
@@ -421,6 +511,26 @@ fn main() -> ExitCode {
             }
             code
         }
+        Command::Qmp {
+            id,
+            command,
+            arguments,
+        } => {
+            let line = format!("qmp {command} {}", arguments.unwrap_or_default());
+            match alpy::bed::registry::find(&id)
+                .and_then(|b| alpy::bed::registry::request(&b, line.trim_end()))
+            {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail("qmp", &e),
+            }
+        }
+        Command::Capture { id, link, seconds } => match capture(&id, &link, seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("capture", &e),
+        },
         Command::Graph { file, output, svg } => {
             match graph(&file, output.as_deref(), svg.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
