@@ -4,6 +4,7 @@
 
 pub mod builder;
 pub mod dut;
+pub mod keep;
 pub mod reap;
 pub mod registry;
 pub mod testbed;

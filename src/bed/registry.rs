@@ -126,13 +126,34 @@ impl Published {
     /// whose answer (or error) is written back as one line.
     pub fn serve_until_down(
         &self,
-        mut handle: impl FnMut(&str) -> Result<String>,
+        handle: impl FnMut(&str) -> Result<String>,
     ) -> Result<UnixStream> {
+        self.serve(None, handle)?
+            .ok_or_else(|| Error::Internal("the control socket stopped without a deadline".into()))
+    }
+
+    /// [`Published::serve_until_down`], giving up at `deadline` (`None`).
+    pub fn serve(
+        &self,
+        deadline: Option<Instant>,
+        mut handle: impl FnMut(&str) -> Result<String>,
+    ) -> Result<Option<UnixStream>> {
+        self.listener
+            .set_nonblocking(deadline.is_some())
+            .map_err(|e| Error::io("configure the control socket", e))?;
         loop {
-            let (stream, _) = self
-                .listener
-                .accept()
-                .map_err(|e| Error::io("accept a control connection", e))?;
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                Err(e) => return Err(Error::io("accept a control connection", e)),
+            };
+            let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let mut line = String::new();
             let mut r = BufReader::new(
@@ -145,7 +166,7 @@ impl Published {
             }
             let line = line.trim();
             if line == "down" {
-                return Ok(stream);
+                return Ok(Some(stream));
             }
             let answer = match handle(line) {
                 Ok(a) => format!("ok {a}"),

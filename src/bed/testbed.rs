@@ -496,7 +496,13 @@ impl TestBed {
     /// returns the first error. Artifacts stay.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
+        let kept = crate::bed::keep::wanted(false)
+            .then(|| crate::bed::keep::keep(&mut self))
+            .flatten();
         let r = self.teardown();
+        if let Some(k) = kept {
+            k.withdraw();
+        }
         if let Err(e) = &r {
             eprintln!(
                 "alpy: test bed {} failed to close ({e}); artifacts: {}",
@@ -548,7 +554,13 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         if !self.closed {
             self.closed = true;
+            let kept = crate::bed::keep::wanted(true)
+                .then(|| crate::bed::keep::keep(self))
+                .flatten();
             let _ = self.teardown();
+            if let Some(k) = kept {
+                k.withdraw();
+            }
             eprintln!(
                 "alpy: test bed {} was not closed (test failed?); artifacts: {}",
                 self.name,

@@ -1,0 +1,126 @@
+//! Keep on failure: with `ALPY_KEEP=on-failure`, a test bed dropped without
+//! `close()` (a test that failed or panicked) stays up for debugging; with
+//! `ALPY_KEEP=always` every bed does, closed or not. It prints the `alpy`
+//! commands that reach it, answers them (through the bed registry, like a
+//! bed stood up by `alpy up`), and is taken down by `alpy down ID` or when
+//! `ALPY_KEEP_TIMEOUT` seconds (default 1800) have passed. In CI
+//! (`CI=true`) it never waits, and says so.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::bed::registry::{bed_dir, BedInfo, Published};
+use crate::bed::testbed::TestBed;
+
+/// Prints to stderr without ever panicking (this runs in Drop, maybe
+/// during unwinding, maybe with nobody reading stderr any more).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// Whether a bed being torn down should be kept: `failed` when it is
+/// dropped unclosed.
+pub fn wanted(failed: bool) -> bool {
+    let mode = std::env::var("ALPY_KEEP").unwrap_or_default();
+    let want = match mode.as_str() {
+        "always" => true,
+        "on-failure" => failed,
+        _ => false,
+    };
+    if want && std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        say!(
+            "alpy: ALPY_KEEP={mode} is ignored in CI (CI={}): not waiting",
+            std::env::var("CI").unwrap_or_default()
+        );
+        return false;
+    }
+    want
+}
+
+fn timeout() -> Duration {
+    let secs = std::env::var("ALPY_KEEP_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(1800.0);
+    Duration::from_secs_f64(secs.max(0.0))
+}
+
+/// Publishes the bed, prints how to reach it, and waits for `alpy down`
+/// or the timeout. Errors are printed: keeping is best effort. Returns the
+/// registry entry, to withdraw once the bed is torn down (so that
+/// `alpy down` returns when nothing is left).
+pub fn keep(bed: &mut TestBed) -> Option<Published> {
+    let id = bed.run_id().to_string();
+    let dir = match bed_dir(&id).and_then(|d| {
+        std::fs::create_dir_all(&d)
+            .map(|_| d)
+            .map_err(|e| crate::Error::io("create the bed's registry entry", e))
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            say!("alpy: cannot keep test bed {}: {e}", bed.name());
+            return None;
+        }
+    };
+    let info = BedInfo {
+        id: id.clone(),
+        name: bed.name().to_string(),
+        topology: Default::default(),
+        supervisor_pid: std::process::id(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        artifacts: bed.artifacts_dir().to_path_buf(),
+        nodes: bed.nodes_info(),
+    };
+    let published = match Published::new(&dir, &info) {
+        Ok(p) => p,
+        Err(e) => {
+            say!("alpy: cannot keep test bed {}: {e}", bed.name());
+            return None;
+        }
+    };
+    let wait = timeout();
+    say!(
+        "alpy: keeping test bed {} ({id}) for debugging, for {:.0} s or until `alpy down {id}`:",
+        bed.name(),
+        wait.as_secs_f64()
+    );
+    for (node, _) in &info.nodes {
+        say!("  alpy exec {id} {node} -- ip addr");
+        say!("  alpy capture {id} {node} | tcpdump -n -r -");
+    }
+    say!("  alpy qmp {id} query-status");
+    say!("  alpy down {id}");
+    say!("  artifacts: {}", info.artifacts.display());
+    let served = published.serve(Some(Instant::now() + wait), |line| {
+        let Some(rest) = line.strip_prefix("qmp ") else {
+            return Err(crate::Error::Config(format!(
+                "unknown command {line:?} (known: qmp, down)"
+            )));
+        };
+        let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        let args = if args.trim().is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(args).map_err(|e| {
+                crate::Error::Config(format!("QMP arguments must be a JSON object: {e}"))
+            })?)
+        };
+        Ok(bed.qmp()?.execute(command, args)?.to_string())
+    });
+    match served {
+        Ok(Some(mut down)) => {
+            let _ = writeln!(down, "ok");
+            say!("alpy: `alpy down {id}`: closing test bed {}", bed.name());
+        }
+        Ok(None) => say!(
+            "alpy: ALPY_KEEP_TIMEOUT ran out: closing test bed {}",
+            bed.name()
+        ),
+        Err(e) => say!("alpy: keeping test bed {}: {e}", bed.name()),
+    }
+    Some(published)
+}
