@@ -288,6 +288,13 @@ fn apps_run_to_completion_and_in_the_background() {
         "{bps} bit/s through a 1 Mbit/s limit"
     );
     let server_log = logs.join("node1-iperf.log");
+    // iperf3 -s -1 exits after its one test: wait for that (closing a
+    // running server would kill it before it flushes its output).
+    let mut server = server;
+    let served = server
+        .wait(Duration::from_secs(30))
+        .expect("iperf3 -s -1 exits after one test");
+    assert!(served.status.success(), "{}", served.tail());
     server.close().expect("iperf3 -s -1 exits 0 after one test");
     let log = std::fs::read_to_string(&server_log).expect("server log saved on close");
     assert!(log.contains("Server listening on 5201"), "{log}");
