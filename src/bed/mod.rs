@@ -3,7 +3,9 @@
 //! left.
 
 pub mod builder;
+mod captures;
 pub mod dut;
+mod guest;
 pub mod keep;
 pub mod reap;
 pub mod registry;

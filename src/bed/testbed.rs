@@ -21,13 +21,12 @@ use crate::error::{Error, Result};
 use crate::logging::{self, SinkGuard, Step};
 use crate::net::link::{default_mac, fixed_mac};
 use crate::net::{Docker, Node, NodeOptions, Nodes};
-use crate::pcap::Capture;
 use crate::run::RunId;
-use crate::vm::console::{Console, Pattern};
+use crate::vm::console::Console;
 use crate::vm::login::Login;
 use crate::vm::qemu_process::QemuProcess;
 use crate::vm::qmp::Qmp;
-use crate::vm::remote_shell::{RemoteShell, ShellState};
+use crate::vm::remote_shell::ShellState;
 
 /// How long QEMU may take to answer on QMP.
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,7 +46,7 @@ pub struct TestBed {
     pub(crate) timings: Timings,
     pub(crate) resumed_at: Option<Instant>,
     /// Host time minus QEMU's capture stamps, once resumed (see
-    /// [`Capture::shifted`]).
+    /// [`crate::pcap::Capture::shifted`]).
     pub(crate) capture_offset: Option<f64>,
     /// The guest's virtual clock when it was last resumed from nothing:
     /// zero after a boot, the snapshot's clock after a restore.
@@ -241,42 +240,7 @@ impl TestBed {
         self.artifacts.join(format!("link{i}.pcap"))
     }
 
-    /// Link `i`'s capture as far as it goes now, with host time stamps.
-    ///
-    /// QEMU's `filter-dump` writes every frame to the file as it passes (no
-    /// buffering), so a capture read while the bed runs has every frame up
-    /// to the call, and one read after [`TestBed::shutdown`] has all. Time
-    /// stamps are moved by [`TestBed::capture_offset`], so they compare with
-    /// `SystemTime::now()` taken around the traffic (to within a few ms),
-    /// as long as the DUT ran without pause since [`TestBed::resume`].
-    pub fn capture(&self, i: usize) -> Result<Capture> {
-        self.nodes()?.node(i)?;
-        let cap = Capture::open(&self.pcap_path(i))?;
-        Ok(cap.shifted(self.capture_offset.unwrap_or(0.0)))
-    }
-
-    /// What to add to the time stamps in the raw `linkN.pcap` files to get
-    /// host time (seconds; `None` before [`TestBed::resume`]). It is also in
-    /// `debug.log`, for reading the files with other tools.
-    pub fn capture_offset(&self) -> Option<f64> {
-        self.capture_offset
-    }
-
-    /// QEMU stamps frames with the whole second of wall time at which it
-    /// set up the capture (the file's first write: its header) plus the
-    /// virtual clock, which starts at zero when the vCPUs first run.
-    fn measure_capture_offset(&self, resumed_wall: f64) -> Option<f64> {
-        let meta = std::fs::metadata(self.pcap_path(0)).ok()?;
-        let created = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
-        let start_ts = created.as_secs() as f64;
-        Some(resumed_wall - start_ts)
-    }
-
-    fn nodes(&self) -> Result<&Nodes> {
+    pub(crate) fn nodes(&self) -> Result<&Nodes> {
         self.nodes
             .as_ref()
             .ok_or_else(|| Error::Closed(format!("the nodes of test bed {}", self.name)))
@@ -357,75 +321,6 @@ impl TestBed {
         Ok(())
     }
 
-    /// Waits for `prompt` on the console and records the `boot` phase
-    /// (resume to prompt).
-    pub fn wait_prompt(&mut self, prompt: &str, timeout: Duration) -> Result<()> {
-        let t = self.resumed_at.unwrap_or_else(Instant::now);
-        logging::step(format!("Wait for {prompt:?}"), || {
-            self.console()?
-                .expect(&Pattern::exact(prompt), timeout)
-                .map(drop)
-        })?;
-        self.timings.record("boot", t.elapsed());
-        Ok(())
-    }
-
-    /// Resumes the DUT and brings it to its shell: logs in as the builder's
-    /// [`TestBedBuilder::login`] says, or waits for its
-    /// [`TestBedBuilder::prompt`].
-    pub fn boot(&mut self, timeout: Duration) -> Result<()> {
-        if self.at_ready_point {
-            // Restored: past boot and preparation already.
-            self.at_ready_point = false;
-            return self.resume();
-        }
-        if self.warm_outcome == Some("cold") {
-            return Ok(()); // ALPY_WARM=off: booted and prepared in start()
-        }
-        self.resume()?;
-        match (self.login.clone(), self.prompt.clone()) {
-            (Some(login), _) => {
-                self.wait_prompt(&login.login_prompt, timeout)?;
-                self.timed("login", |bed| login.answer(bed.console()?, timeout))
-            }
-            (None, Some(prompt)) => self.wait_prompt(&prompt, timeout),
-            (None, None) => Err(Error::Config(
-                "boot() needs to know the guest's prompt: give the builder .login(..) or .prompt(..)"
-                    .into(),
-            )),
-        }
-    }
-
-    /// The DUT's shell: attached on first use (echo off, a private prompt),
-    /// then kept, so each call costs nothing. Boot first ([`TestBed::boot`]).
-    ///
-    /// ```no_run
-    /// # fn f(bed: &mut alpy::TestBed) -> alpy::Result<()> {
-    /// let mut sh = bed.shell()?;
-    /// sh.succeed("ip addr add 192.168.1.1/24 dev eth0")?;
-    /// let routes = sh.succeed("ip route")?;
-    /// sh.wait_until_succeeds("ping -c1 -W1 192.168.1.2", std::time::Duration::from_secs(10))?;
-    /// # Ok(()) }
-    /// ```
-    pub fn shell(&mut self) -> Result<RemoteShell<'_>> {
-        let state = match &self.shell {
-            Some(s) => s.clone(),
-            None => {
-                let s = RemoteShell::attach(self.console()?)?.state();
-                self.shell = Some(s.clone());
-                s
-            }
-        };
-        Ok(RemoteShell::resume(self.console()?, state))
-    }
-
-    /// Sets the DUT's side of link `i` up or down (QMP `set_link` on the
-    /// NIC `nic<i>`; the guest sees the carrier change).
-    pub fn set_dut_link(&mut self, i: usize, up: bool) -> Result<()> {
-        self.nodes()?.node(i)?;
-        self.qmp()?.set_link(&format!("nic{i}"), up)
-    }
-
     /// Runs `f` as a logged step and records its duration as `phase` in the
     /// timings; any error type passes through.
     pub fn timed<T, E: std::fmt::Display>(
@@ -442,18 +337,6 @@ impl TestBed {
         }
         self.timings.record(phase, t0.elapsed());
         r
-    }
-
-    /// Sets the guest's clock to the host's (`date -u -s @SECONDS` in the
-    /// DUT shell). A restored DUT's clock is the clock of its save; call
-    /// this where a test needs the real time in the guest.
-    pub fn sync_guest_clock(&mut self) -> Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| Error::Internal(format!("the host clock is before 1970: {e}")))?;
-        self.shell()?
-            .succeed(&format!("date -u -s @{} >/dev/null", now.as_secs()))
-            .map(drop)
     }
 
     /// The phase durations so far (written to `timings.json` on close).

@@ -1,0 +1,93 @@
+//! What a test does with the DUT as a guest: wait for its prompt, boot it
+//! (log in), its shell, its links as the guest sees them, its clock.
+
+use std::time::{Duration, Instant};
+
+use crate::bed::testbed::TestBed;
+use crate::error::{Error, Result};
+use crate::logging;
+use crate::vm::console::Pattern;
+use crate::vm::remote_shell::RemoteShell;
+
+impl TestBed {
+    /// Waits for `prompt` on the console and records the `boot` phase
+    /// (resume to prompt).
+    pub fn wait_prompt(&mut self, prompt: &str, timeout: Duration) -> Result<()> {
+        let t = self.resumed_at.unwrap_or_else(Instant::now);
+        logging::step(format!("Wait for {prompt:?}"), || {
+            self.console()?
+                .expect(&Pattern::exact(prompt), timeout)
+                .map(drop)
+        })?;
+        self.timings.record("boot", t.elapsed());
+        Ok(())
+    }
+
+    /// Resumes the DUT and brings it to its shell: logs in as the builder's
+    /// [`crate::TestBedBuilder::login`] says, or waits for its
+    /// [`crate::TestBedBuilder::prompt`].
+    pub fn boot(&mut self, timeout: Duration) -> Result<()> {
+        if self.at_ready_point {
+            // Restored: past boot and preparation already.
+            self.at_ready_point = false;
+            return self.resume();
+        }
+        if self.warm_outcome == Some("cold") {
+            return Ok(()); // ALPY_WARM=off: booted and prepared in start()
+        }
+        self.resume()?;
+        match (self.login.clone(), self.prompt.clone()) {
+            (Some(login), _) => {
+                self.wait_prompt(&login.login_prompt, timeout)?;
+                self.timed("login", |bed| login.answer(bed.console()?, timeout))
+            }
+            (None, Some(prompt)) => self.wait_prompt(&prompt, timeout),
+            (None, None) => Err(Error::Config(
+                "boot() needs to know the guest's prompt: give the builder .login(..) or .prompt(..)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The DUT's shell: attached on first use (echo off, a private prompt),
+    /// then kept, so each call costs nothing. Boot first ([`TestBed::boot`]).
+    ///
+    /// ```no_run
+    /// # fn f(bed: &mut alpy::TestBed) -> alpy::Result<()> {
+    /// let mut sh = bed.shell()?;
+    /// sh.succeed("ip addr add 192.168.1.1/24 dev eth0")?;
+    /// let routes = sh.succeed("ip route")?;
+    /// sh.wait_until_succeeds("ping -c1 -W1 192.168.1.2", std::time::Duration::from_secs(10))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shell(&mut self) -> Result<RemoteShell<'_>> {
+        let state = match &self.shell {
+            Some(s) => s.clone(),
+            None => {
+                let s = RemoteShell::attach(self.console()?)?.state();
+                self.shell = Some(s.clone());
+                s
+            }
+        };
+        Ok(RemoteShell::resume(self.console()?, state))
+    }
+
+    /// Sets the DUT's side of link `i` up or down (QMP `set_link` on the
+    /// NIC `nic<i>`; the guest sees the carrier change).
+    pub fn set_dut_link(&mut self, i: usize, up: bool) -> Result<()> {
+        self.nodes()?.node(i)?;
+        self.qmp()?.set_link(&format!("nic{i}"), up)
+    }
+
+    /// Sets the guest's clock to the host's (`date -u -s @SECONDS` in the
+    /// DUT shell). A restored DUT's clock is the clock of its save; call
+    /// this where a test needs the real time in the guest.
+    pub fn sync_guest_clock(&mut self) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| Error::Internal(format!("the host clock is before 1970: {e}")))?;
+        self.shell()?
+            .succeed(&format!("date -u -s @{} >/dev/null", now.as_secs()))
+            .map(drop)
+    }
+}

@@ -1,0 +1,241 @@
+//! The subcommands that stand beds up and reach them: `up` (with its
+//! supervisor), `ls`, `exec`, `capture`.
+
+/// Stands a bed up in a supervisor process and returns once it is ready.
+pub(crate) fn up(file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let id = alpy::run::RunId::new().to_string();
+    let dir = alpy::bed::registry::bed_dir(&id)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| alpy::Error::io(format!("create {}", dir.display()), e))?;
+    let log_path = dir.join("supervisor.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| alpy::Error::io(format!("create {}", log_path.display()), e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| alpy::Error::io("clone the log", e))?;
+    let exe = std::env::current_exe().map_err(|e| alpy::Error::io("find the alpy binary", e))?;
+    let file = std::fs::canonicalize(file)
+        .map_err(|e| alpy::Error::io(format!("find {}", file.display()), e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["supervise", "--id", &id, "--timeout", &timeout.to_string()])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: setsid(2) is async-signal-safe. The supervisor must outlive
+    // this command and its terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| alpy::Error::io("start the supervisor", e))?;
+    eprintln!(
+        "alpy up: standing up {} (supervisor pid {}, log {})",
+        file.display(),
+        child.id(),
+        log_path.display()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        if let Ok(info) = alpy::bed::registry::find(&id) {
+            println!("bed {} ({}) is up", info.id, info.name);
+            println!("  artifacts:  {}", info.artifacts.display());
+            for (node, _) in &info.nodes {
+                println!("  a node:     alpy exec {} {node} -- ip addr", info.id);
+            }
+            println!("  take down:  alpy down {}", info.id);
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(alpy::Error::CommandFailed {
+                what: format!("standing up {}", file.display()),
+                status: status.to_string(),
+                output: alpy::util::tail_lines(&text, 20),
+            });
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(alpy::Error::Timeout {
+                what: format!("{} to come up", file.display()),
+                timeout: std::time::Duration::from_secs(timeout),
+                tail: alpy::util::tail_lines(
+                    &std::fs::read_to_string(&log_path).unwrap_or_default(),
+                    20,
+                ),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The supervisor: owns the bed until `alpy down`.
+pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
+    alpy::logging::init();
+    let dir = alpy::bed::registry::bed_dir(id)?;
+    let t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
+    let nodes = t
+        .bed
+        .nodes_info()
+        .into_iter()
+        .collect::<Vec<(String, String)>>();
+    let info = alpy::bed::registry::BedInfo {
+        id: id.to_string(),
+        name: t.bed.name().to_string(),
+        topology: file.to_path_buf(),
+        supervisor_pid: std::process::id(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        artifacts: t.bed.artifacts_dir().to_path_buf(),
+        nodes,
+    };
+    let published = alpy::bed::registry::Published::new(&dir, &info)?;
+    log::info!("bed {id} is up; waiting for `alpy down {id}`");
+    let mut t = t;
+    let reply = published.serve_until_down(|line| {
+        let Some(rest) = line.strip_prefix("qmp ") else {
+            return Err(alpy::Error::Config(format!(
+                "unknown command {line:?} (known: qmp, down)"
+            )));
+        };
+        let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        let args: Option<serde_json::Value> = if args.trim().is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(args).map_err(|e| {
+                alpy::Error::Config(format!("QMP arguments must be a JSON object: {e}"))
+            })?)
+        };
+        Ok(t.bed.qmp()?.execute(command, args)?.to_string())
+    });
+    let closed = t.close();
+    published.withdraw();
+    if let Ok(mut s) = reply {
+        use std::io::Write;
+        let _ = writeln!(s, "{}", if closed.is_ok() { "ok" } else { "error" });
+    }
+    closed
+}
+
+/// Runs a command in a node's namespace (in a tools container) and exits
+/// with its code.
+pub(crate) fn exec(id: &str, node: &str, cmd: &[String]) -> alpy::Result<i32> {
+    let info = alpy::bed::registry::find(id)?;
+    let (_, container) =
+        info.nodes
+            .iter()
+            .find(|(n, _)| n == node)
+            .ok_or_else(|| alpy::Error::NotFound {
+                what: format!("node {node} of bed {}", info.id),
+                hint: format!(
+                    "its nodes are {}",
+                    info.nodes
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+    let docker = alpy::net::Docker::connect()?;
+    let run = alpy::run::RunId::new();
+    let spec = alpy::net::docker::ContainerSpec {
+        image: alpy::TOOLS_IMAGE.into(),
+        name: run.name("exec"),
+        cmd: cmd.to_vec(),
+        network_mode: Some(format!("container:{container}")),
+        cap_add: vec!["NET_ADMIN".into(), "NET_RAW".into()],
+        labels: alpy::run::owner_labels(&run),
+        ..Default::default()
+    };
+    let mut c = alpy::net::Container::run(&docker, &spec, None)?;
+    let out = c.wait(std::time::Duration::from_secs(3600))?;
+    c.close()?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&out.stdout);
+    let _ = std::io::stderr().write_all(&out.stderr);
+    Ok(out.status.code() as i32)
+}
+
+/// Copies link `link`'s pcap file to standard output as it grows.
+pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Result<()> {
+    use std::io::{Read, Write};
+    let info = alpy::bed::registry::find(id)?;
+    let index = info
+        .nodes
+        .iter()
+        .position(|(n, _)| n == link)
+        .or_else(|| link.parse::<usize>().ok().filter(|i| *i < info.nodes.len()))
+        .ok_or_else(|| alpy::Error::NotFound {
+            what: format!("link {link} of bed {}", info.id),
+            hint: format!(
+                "its links are {}",
+                info.nodes
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+    let path = info.artifacts.join(format!("link{index}.pcap"));
+    let mut f = std::fs::File::open(&path)
+        .map_err(|e| alpy::Error::io(format!("open {}", path.display()), e))?;
+    let registry_entry = alpy::bed::registry::registry_dir().join(&info.id);
+    let deadline =
+        seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| alpy::Error::io(format!("read {}", path.display()), e))?;
+        if n > 0 {
+            if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                return Ok(()); // the reader went away
+            }
+            continue;
+        }
+        let over = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if over || !registry_entry.exists() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+pub(crate) fn ls(json: bool) {
+    let beds = alpy::bed::registry::list();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&beds).unwrap_or_default()
+        );
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!(
+        "{:<12} {:<16} {:>8} {:>7}  artifacts",
+        "id", "name", "owner", "age"
+    );
+    for b in &beds {
+        println!(
+            "{:<12} {:<16} {:>8} {:>6}s  {}",
+            b.id,
+            b.name,
+            b.supervisor_pid,
+            now.saturating_sub(b.started),
+            b.artifacts.display()
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The `alpy` command: tools around test beds.
+//!
+//! ```text
+//! alpy doctor                      # is this machine ready? one line per requirement
+//! alpy doctor --json               # the same as JSON
+//! alpy gc                          # remove what dead runs left, and say what
+//! alpy up topologies/forward.toml  # stand a bed up; it stays until `alpy down`
+//! alpy ls                          # this user's beds
+//! alpy exec ID client -- ping -c 1 192.168.2.2
+//! alpy qmp ID query-status
+//! alpy capture ID client | tcpdump -n -r -
+//! alpy down ID                     # or --all
+//! alpy graph topologies/forward.toml -o forward.dot [--svg forward.svg]
+//! ```
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod beds;
+mod tools;
+
+use beds::{capture, exec, ls, supervise, up};
+use tools::{gc, graph};
+
+/// alpy: a test harness for network virtual appliances.
+#[derive(Parser)]
+#[command(name = "alpy", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check that this machine can run test beds, and say how to fix what
+    /// is missing. Exits 1 when a needed item fails (warnings do not count).
+    ///
+    /// Example: `alpy doctor`, or `alpy doctor --json | jq '.checks[]'`.
+    Doctor {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the containers and temporary directories of runs whose owner
+    /// process is dead (the reaper every test bed also runs), and list them.
+    ///
+    /// Example: `alpy gc`, or `alpy gc --json`.
+    Gc {
+        /// Print what was removed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stand up the test bed of a topology file and keep it running until
+    /// `alpy down`: prints its id, how to reach its nodes, its artifacts.
+    ///
+    /// Example: `alpy up topologies/forward.toml`.
+    Up {
+        /// The topology file.
+        file: std::path::PathBuf,
+        /// How long the bed may take to come up, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// The supervisor of a bed stood up by `alpy up` (not for direct use).
+    #[command(hide = true)]
+    Supervise {
+        /// The bed's id.
+        #[arg(long)]
+        id: String,
+        /// Boot timeout, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// The topology file.
+        file: std::path::PathBuf,
+    },
+    /// List this user's test beds stood up by `alpy up`.
+    ///
+    /// Example: `alpy ls`, or `alpy ls --json`.
+    Ls {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a node's network namespace (in a tools container);
+    /// exits with the command's code.
+    ///
+    /// Example: `alpy exec 3f2a9c client -- ping -c 1 192.168.2.2`.
+    Exec {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// The node's name (its link's name, or node<i>).
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Take a bed (or all of this user's beds) down; waits until it is gone.
+    ///
+    /// Example: `alpy down 3f2a9c`, or `alpy down --all`.
+    Down {
+        /// The bed's id (a unique prefix will do).
+        id: Option<String>,
+        /// Every bed of this user.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Send a QMP command to a bed's QEMU; prints the JSON it returns.
+    ///
+    /// Example: `alpy qmp 3f2a9c query-status`, or
+    /// `alpy qmp 3f2a9c set_link '{"name": "nic1", "up": false}'`.
+    Qmp {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// The QMP command.
+        command: String,
+        /// Its arguments, as a JSON object.
+        arguments: Option<String>,
+    },
+    /// Follow a link's capture live, as pcap on standard output (pipe it
+    /// into `tcpdump -r -` or Wireshark), until the bed goes down or the
+    /// reader goes away.
+    ///
+    /// Example: `alpy capture 3f2a9c client | tcpdump -n -r -`.
+    Capture {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// The link: its name, or its index.
+        link: String,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
+    /// Draw a topology file as a Graphviz graph (DOT), and as SVG where
+    /// Graphviz's `dot` is installed.
+    ///
+    /// Example: `alpy graph topologies/forward.toml --svg forward.svg`.
+    Graph {
+        /// The topology file.
+        file: std::path::PathBuf,
+        /// Write the DOT here (default: standard output).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        /// Also render it to this SVG file (needs `dot`, Debian package graphviz).
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+    },
+}
+
+/// Prints an error the way the other subcommands do and fails.
+fn fail(what: &str, e: &alpy::Error) -> ExitCode {
+    eprintln!("alpy {what}: error: {e}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Doctor { json } => {
+            let report = alpy::doctor::run(&alpy::doctor::Options::default());
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("alpy doctor: cannot encode the report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", report.render());
+            }
+            if report.ready() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Gc { json } => match gc(json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("gc", &e),
+        },
+        Command::Up { file, timeout } => match up(&file, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("up", &e),
+        },
+        Command::Supervise { id, timeout, file } => match supervise(&id, &file, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("supervise", &e),
+        },
+        Command::Ls { json } => {
+            ls(json);
+            ExitCode::SUCCESS
+        }
+        Command::Exec { id, node, cmd } => match exec(&id, &node, &cmd) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => fail("exec", &e),
+        },
+        Command::Down { id, all } => {
+            let beds = match (&id, all) {
+                (_, true) => Ok(alpy::bed::registry::list()),
+                (Some(id), false) => alpy::bed::registry::find(id).map(|b| vec![b]),
+                (None, false) => Err(alpy::Error::Config("say which bed (an id) or --all".into())),
+            };
+            let mut code = ExitCode::SUCCESS;
+            match beds {
+                Ok(beds) => {
+                    for b in beds {
+                        match alpy::bed::registry::down(&b, std::time::Duration::from_secs(120)) {
+                            Ok(()) => println!("bed {} is down", b.id),
+                            Err(e) => code = fail("down", &e),
+                        }
+                    }
+                }
+                Err(e) => code = fail("down", &e),
+            }
+            code
+        }
+        Command::Qmp {
+            id,
+            command,
+            arguments,
+        } => {
+            let line = format!("qmp {command} {}", arguments.unwrap_or_default());
+            match alpy::bed::registry::find(&id)
+                .and_then(|b| alpy::bed::registry::request(&b, line.trim_end()))
+            {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail("qmp", &e),
+            }
+        }
+        Command::Capture { id, link, seconds } => match capture(&id, &link, seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("capture", &e),
+        },
+        Command::Graph { file, output, svg } => {
+            match graph(&file, output.as_deref(), svg.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail("graph", &e),
+            }
+        }
+    }
+}

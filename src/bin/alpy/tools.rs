@@ -1,0 +1,64 @@
+//! `alpy gc` and `alpy graph`.
+
+pub(crate) fn gc(json: bool) -> alpy::Result<()> {
+    let docker = alpy::net::Docker::connect()?;
+    let reaped = alpy::bed::reap::reap(&docker)?;
+    if json {
+        let v = serde_json::json!({
+            "containers": reaped.containers,
+            "dirs": reaped.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    for c in &reaped.containers {
+        println!("removed container {c}");
+    }
+    for d in &reaped.dirs {
+        println!("removed directory {}", d.display());
+    }
+    println!(
+        "alpy gc: removed {} container(s) and {} directory(ies) of dead runs",
+        reaped.containers.len(),
+        reaped.dirs.len()
+    );
+    Ok(())
+}
+
+pub(crate) fn graph(
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+    svg: Option<&std::path::Path>,
+) -> alpy::Result<()> {
+    let dot = alpy::bed::topology::Topology::load(file)?.dot();
+    match output {
+        Some(p) => std::fs::write(p, &dot)
+            .map_err(|e| alpy::Error::io(format!("write {}", p.display()), e))?,
+        None => print!("{dot}"),
+    }
+    if let Some(svg) = svg {
+        use std::io::Write;
+        let mut child = std::process::Command::new("dot")
+            .args(["-Tsvg", "-o"])
+            .arg(svg)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| alpy::Error::io("run Graphviz's dot (apt-get install graphviz)", e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(dot.as_bytes())
+                .map_err(|e| alpy::Error::io("feed dot", e))?;
+        }
+        let status = child
+            .wait()
+            .map_err(|e| alpy::Error::io("wait for dot", e))?;
+        if !status.success() {
+            return Err(alpy::Error::CommandFailed {
+                what: format!("dot -Tsvg -o {}", svg.display()),
+                status: status.to_string(),
+                output: String::new(),
+            });
+        }
+    }
+    Ok(())
+}
