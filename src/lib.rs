@@ -47,7 +47,8 @@
 //!   impairment, and the watchdog that cleans up after a killed owner.
 //! - At the root, what every wing uses: [`error`], [`logging`], [`run`]
 //!   (run identity and labels), [`addr`] (MAC and IP types), [`pcap`]
-//!   (reading captures), [`wait`], [`util`], [`cache`] and [`doctor`].
+//!   (reading captures), [`wait`], [`util`] and [`cache`]. [`doctor`] (in
+//!   `bed`, as it checks both wings) says whether the machine is ready.
 //!
 //! ## Environment
 //!
@@ -68,7 +69,6 @@
 pub mod addr;
 pub mod bed;
 pub mod cache;
-pub mod doctor;
 pub mod error;
 pub mod logging;
 pub mod net;
@@ -77,6 +77,8 @@ pub mod run;
 pub mod util;
 pub mod vm;
 pub mod wait;
+
+pub use bed::doctor;
 
 pub use addr::Mac;
 pub use bed::builder::{PowerOff, TestBedBuilder};

@@ -4,6 +4,7 @@
 
 pub mod builder;
 mod captures;
+pub mod doctor;
 pub mod dut;
 mod guest;
 pub mod keep;

@@ -21,7 +21,7 @@ use crate::vm::qemu::Accel;
 
 /// The requirements list `scripts/setup` works from: command (or absolute
 /// file path), Debian package, purpose.
-pub const REQUIREMENTS: &str = include_str!("../scripts/requirements");
+pub const REQUIREMENTS: &str = include_str!("../../scripts/requirements");
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
