@@ -569,3 +569,44 @@ fn capture_time_stamps_are_host_time() {
     bed.shutdown(Duration::from_secs(60)).unwrap();
     bed.close().unwrap();
 }
+
+/// A running bed's artifacts directory is its own: a second bed on it is
+/// refused before it writes anything, and the first goes on untouched.
+#[test]
+fn two_beds_cannot_share_an_artifacts_directory() {
+    let dir = common::temp_dir("shared-artifacts");
+    let mut first = common::router_bed("first")
+        .artifacts_dir(&dir)
+        .start()
+        .expect("start");
+    let log = std::fs::read(dir.join("debug.log")).unwrap();
+    let err = common::router_bed("second")
+        .artifacts_dir(&dir)
+        .start()
+        .err()
+        .expect("a second bed on the same directory must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("is in use by another test bed"), "{msg}");
+    assert!(
+        msg.contains(&std::process::id().to_string()),
+        "names the holder: {msg}"
+    );
+    let after = std::fs::read(dir.join("debug.log")).unwrap();
+    assert!(
+        after.starts_with(&log),
+        "the first bed's debug.log was rewritten"
+    );
+    first.boot(BOOT).unwrap();
+    ping(&first, 1)
+        .checked("ping through the first bed")
+        .unwrap();
+    first.close().unwrap();
+    // Free again once the first is closed.
+    common::router_bed("third")
+        .artifacts_dir(&dir)
+        .start()
+        .expect("the directory is free after close")
+        .close()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

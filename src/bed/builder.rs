@@ -158,9 +158,13 @@ impl TestBedBuilder {
         };
         std::fs::create_dir_all(&artifacts)
             .map_err(|e| Error::io(format!("create artifacts dir {}", artifacts.display()), e))?;
+        // Before anything is written there: a running bed's files (its
+        // debug log, its UEFI variables) must never be touched by another.
+        let dir_lock = lock_artifacts(&artifacts)?;
         let log_sink = logging::add_file_sink(&artifacts.join("debug.log"))?;
         log::info!(target: "alpy::testbed", "test bed {} (run {run}), artifacts in {}", self.name, artifacts.display());
         let mut bed = TestBed::new(self.name.clone(), run, artifacts, log_sink, &self);
+        bed.dir_lock = Some(dir_lock);
         match bed.stand_up(&self, &dut) {
             Ok(()) => {
                 bed.timings.record("setup", t_start.elapsed());
@@ -176,6 +180,38 @@ impl TestBedBuilder {
                 );
                 Err(e)
             }
+        }
+    }
+}
+
+/// Takes the artifacts directory for this bed alone (`flock` on its
+/// `.lock`, which names the holder), or says who has it.
+fn lock_artifacts(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut l) => {
+            let _ = l.set_len(0);
+            let _ = l.rewind();
+            let _ = write!(l, "{}", std::process::id());
+            Ok(l)
+        }
+        Err((mut f, _)) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            Err(Error::Config(format!(
+                "artifacts directory {} is in use by another test bed (process {}): give each bed \
+                 a directory of its own (artifacts_dir, or leave it to ALPY_ARTIFACTS)",
+                dir.display(),
+                holder.trim()
+            )))
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct TestBed {
     pub(crate) warm_outcome: Option<&'static str>,
     pub(crate) console_timeout: Duration,
     pub(crate) _log_sink: Option<SinkGuard>,
+    /// The artifacts directory is this bed's while this is held.
+    pub(crate) dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
     pub(crate) closed: bool,
 }
 
@@ -89,6 +91,7 @@ impl TestBed {
             warm_outcome: None,
             console_timeout: b.console_timeout,
             _log_sink: Some(log_sink),
+            dir_lock: None,
             closed: false,
         }
     }
@@ -426,6 +429,7 @@ impl TestBed {
             log::warn!(target: "alpy::testbed", "write {}: {e}", path.display());
         }
         self._log_sink = None;
+        self.dir_lock = None;
         match first {
             None => Ok(()),
             Some(e) => Err(e),
