@@ -64,17 +64,7 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
             return None;
         }
     };
-    let info = BedInfo {
-        id: id.clone(),
-        name: bed.name().to_string(),
-        topology: Default::default(),
-        supervisor_pid: std::process::id(),
-        started: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        artifacts: bed.artifacts_dir().to_path_buf(),
-        nodes: bed.nodes_info(),
-    };
+    let info = BedInfo::of(bed, &id, Default::default());
     let published = match Published::new(&dir, &info) {
         Ok(p) => p,
         Err(e) => {
@@ -96,20 +86,7 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
     say!("  alpy down {id}");
     say!("  artifacts: {}", info.artifacts.display());
     let served = published.serve(Some(Instant::now() + wait), |line| {
-        let Some(rest) = line.strip_prefix("qmp ") else {
-            return Err(crate::Error::Config(format!(
-                "unknown command {line:?} (known: qmp, down)"
-            )));
-        };
-        let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
-        let args = if args.trim().is_empty() {
-            None
-        } else {
-            Some(serde_json::from_str(args).map_err(|e| {
-                crate::Error::Config(format!("QMP arguments must be a JSON object: {e}"))
-            })?)
-        };
-        Ok(bed.qmp()?.execute(command, args)?.to_string())
+        crate::bed::registry::answer(bed, line)
     });
     match served {
         Ok(Some(mut down)) => {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bed::testbed::TestBed;
 use crate::error::{Error, Result};
 
 /// What a stood-up bed tells the other subcommands.
@@ -33,6 +34,68 @@ pub struct BedInfo {
     pub artifacts: PathBuf,
     /// Node name → node container id.
     pub nodes: Vec<(String, String)>,
+}
+
+impl BedInfo {
+    /// What to publish about `bed`, owned by this process, under `id`.
+    pub fn of(bed: &TestBed, id: &str, topology: PathBuf) -> BedInfo {
+        BedInfo {
+            id: id.to_string(),
+            name: bed.name().to_string(),
+            topology,
+            supervisor_pid: std::process::id(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            artifacts: bed.artifacts_dir().to_path_buf(),
+            nodes: bed.nodes_info(),
+        }
+    }
+
+    /// The index of the node (`what` = "node") or link named `key`; with
+    /// `by_index`, a number names it too.
+    pub fn index_of(&self, key: &str, what: &str, by_index: bool) -> Result<usize> {
+        self.nodes
+            .iter()
+            .position(|(n, _)| n == key)
+            .or_else(|| {
+                by_index
+                    .then(|| key.parse::<usize>().ok())
+                    .flatten()
+                    .filter(|i| *i < self.nodes.len())
+            })
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{what} {key} of bed {}", self.id),
+                hint: format!(
+                    "its {what}s are {}",
+                    self.nodes
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+}
+
+/// Answers one control-socket command for `bed` (everything but `down`):
+/// `qmp COMMAND [JSON-ARGUMENTS]`.
+pub fn answer(bed: &mut TestBed, line: &str) -> Result<String> {
+    let Some(rest) = line.strip_prefix("qmp ") else {
+        return Err(Error::Config(format!(
+            "unknown command {line:?} (known: qmp, down)"
+        )));
+    };
+    let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
+    let args = if args.trim().is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_str(args)
+                .map_err(|e| Error::Config(format!("QMP arguments must be a JSON object: {e}")))?,
+        )
+    };
+    Ok(bed.qmp()?.execute(command, args)?.to_string())
 }
 
 /// The registry of this user's beds.

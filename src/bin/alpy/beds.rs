@@ -82,42 +82,11 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
 pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
     alpy::logging::init();
     let dir = alpy::bed::registry::bed_dir(id)?;
-    let t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
-    let nodes = t
-        .bed
-        .nodes_info()
-        .into_iter()
-        .collect::<Vec<(String, String)>>();
-    let info = alpy::bed::registry::BedInfo {
-        id: id.to_string(),
-        name: t.bed.name().to_string(),
-        topology: file.to_path_buf(),
-        supervisor_pid: std::process::id(),
-        started: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        artifacts: t.bed.artifacts_dir().to_path_buf(),
-        nodes,
-    };
+    let mut t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
+    let info = alpy::bed::registry::BedInfo::of(&t.bed, id, file.to_path_buf());
     let published = alpy::bed::registry::Published::new(&dir, &info)?;
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
-    let mut t = t;
-    let reply = published.serve_until_down(|line| {
-        let Some(rest) = line.strip_prefix("qmp ") else {
-            return Err(alpy::Error::Config(format!(
-                "unknown command {line:?} (known: qmp, down)"
-            )));
-        };
-        let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
-        let args: Option<serde_json::Value> = if args.trim().is_empty() {
-            None
-        } else {
-            Some(serde_json::from_str(args).map_err(|e| {
-                alpy::Error::Config(format!("QMP arguments must be a JSON object: {e}"))
-            })?)
-        };
-        Ok(t.bed.qmp()?.execute(command, args)?.to_string())
-    });
+    let reply = published.serve_until_down(|line| alpy::bed::registry::answer(&mut t.bed, line));
     let closed = t.close();
     published.withdraw();
     if let Ok(mut s) = reply {
@@ -131,21 +100,8 @@ pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy:
 /// with its code.
 pub(crate) fn exec(id: &str, node: &str, cmd: &[String]) -> alpy::Result<i32> {
     let info = alpy::bed::registry::find(id)?;
-    let (_, container) =
-        info.nodes
-            .iter()
-            .find(|(n, _)| n == node)
-            .ok_or_else(|| alpy::Error::NotFound {
-                what: format!("node {node} of bed {}", info.id),
-                hint: format!(
-                    "its nodes are {}",
-                    info.nodes
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?;
+    let (_, container) = &info.nodes[info.index_of(node, "node", false)?];
+
     let docker = alpy::net::Docker::connect()?;
     let run = alpy::run::RunId::new();
     let spec = alpy::net::docker::ContainerSpec {
@@ -170,22 +126,8 @@ pub(crate) fn exec(id: &str, node: &str, cmd: &[String]) -> alpy::Result<i32> {
 pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Result<()> {
     use std::io::{Read, Write};
     let info = alpy::bed::registry::find(id)?;
-    let index = info
-        .nodes
-        .iter()
-        .position(|(n, _)| n == link)
-        .or_else(|| link.parse::<usize>().ok().filter(|i| *i < info.nodes.len()))
-        .ok_or_else(|| alpy::Error::NotFound {
-            what: format!("link {link} of bed {}", info.id),
-            hint: format!(
-                "its links are {}",
-                info.nodes
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
+    let index = info.index_of(link, "link", true)?;
+
     let path = info.artifacts.join(format!("link{index}.pcap"));
     let mut f = std::fs::File::open(&path)
         .map_err(|e| alpy::Error::io(format!("open {}", path.display()), e))?;
