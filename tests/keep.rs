@@ -89,6 +89,19 @@ fn a_failed_tests_bed_is_kept_until_alpy_down() {
     assert!(code == 0 && out.contains("1 received"), "{out}");
     let (code, out) = alpy(&["qmp", &id, "query-status"]);
     assert!(code == 0 && out.contains("running"), "{out}");
+    assert!(text.contains(&format!("alpy console {id}")), "{text}");
+    let mut console = Command::new(env!("CARGO_BIN_EXE_alpy"));
+    console.args(["console", &id]);
+    let mut tty = common::pty::Pty::spawn(console);
+    tty.expect("detach with Ctrl-]", Duration::from_secs(10));
+    tty.send(b"echo kept-$((2+3))\r");
+    tty.expect("kept-5", Duration::from_secs(20));
+    tty.send(b"\x1d");
+    assert!(
+        tty.wait(Duration::from_secs(10)).success(),
+        "{}",
+        tty.text()
+    );
     assert!(containers_of(&id) > 0);
     let (code, out) = alpy(&["down", &id]);
     assert_eq!(code, 0, "{out}");

@@ -53,11 +53,7 @@ fn timeout() -> Duration {
 /// `alpy down` returns when nothing is left).
 pub fn keep(bed: &mut TestBed) -> Option<Published> {
     let id = bed.run_id().to_string();
-    let dir = match bed_dir(&id).and_then(|d| {
-        std::fs::create_dir_all(&d)
-            .map(|_| d)
-            .map_err(|e| crate::Error::io("create the bed's registry entry", e))
-    }) {
+    let dir = match bed_dir(&id) {
         Ok(d) => d,
         Err(e) => {
             say!("alpy: cannot keep test bed {}: {e}", bed.name());
@@ -65,7 +61,7 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
         }
     };
     let info = BedInfo::of(bed, &id, Default::default());
-    let published = match Published::new(&dir, &info) {
+    let mut published = match Published::new(&dir, bed, &info) {
         Ok(p) => p,
         Err(e) => {
             say!("alpy: cannot keep test bed {}: {e}", bed.name());
@@ -78,6 +74,7 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
         bed.name(),
         wait.as_secs_f64()
     );
+    say!("  alpy console {id}   (detach: Ctrl-])");
     for (node, _) in &info.nodes {
         say!("  alpy exec {id} {node} -- ip addr");
         say!("  alpy capture {id} {node} | tcpdump -n -r -");
@@ -99,5 +96,6 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
         ),
         Err(e) => say!("alpy: keeping test bed {}: {e}", bed.name()),
     }
+    published.unshare_console();
     Some(published)
 }

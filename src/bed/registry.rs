@@ -2,9 +2,10 @@
 //! is owned by a supervisor process and has a directory in this user's
 //! registry, `$XDG_RUNTIME_DIR/alpy/beds/<id>/` (else
 //! `/tmp/alpy-<uid>/beds/<id>/`, mode 0700), holding `bed.json` (what the
-//! other subcommands need) and `control.sock` (mode 0600), on which the
+//! other subcommands need), `control.sock` (mode 0600), on which the
 //! supervisor takes one-line commands: `qmp COMMAND [JSON-ARGUMENTS]` and
-//! `down`.
+//! `down`, and `console.sock` (mode 0600), the DUT's serial console
+//! shared for `alpy console` ([`crate::vm::console_share`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bed::testbed::TestBed;
 use crate::error::{Error, Result};
+use crate::vm::console_share::ConsoleShare;
 
 /// What a stood-up bed tells the other subcommands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +36,9 @@ pub struct BedInfo {
     pub artifacts: PathBuf,
     /// Node name → node container id.
     pub nodes: Vec<(String, String)>,
+    /// The console's Unix socket, when it is shared.
+    #[serde(default)]
+    pub console: Option<PathBuf>,
 }
 
 impl BedInfo {
@@ -49,6 +54,7 @@ impl BedInfo {
                 .map_or(0, |d| d.as_secs()),
             artifacts: bed.artifacts_dir().to_path_buf(),
             nodes: bed.nodes_info(),
+            console: None,
         }
     }
 
@@ -106,15 +112,20 @@ pub fn registry_dir() -> PathBuf {
     }
 }
 
-/// The directory of bed `id`, created private (0700).
+/// The directory of bed `id`, created private (0700) like the registry.
 pub fn bed_dir(id: &str) -> Result<PathBuf> {
-    let root = registry_dir();
+    let dir = registry_dir().join(id);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&root)
-        .map_err(|e| Error::io(format!("create the bed registry {}", root.display()), e))?;
-    Ok(root.join(id))
+        .create(&dir)
+        .map_err(|e| {
+            Error::io(
+                format!("create the bed's registry entry {}", dir.display()),
+                e,
+            )
+        })?;
+    Ok(dir)
 }
 
 /// Beds in the registry whose supervisor is alive (directories of dead
@@ -162,11 +173,16 @@ pub fn find(id: &str) -> Result<BedInfo> {
 pub struct Published {
     dir: PathBuf,
     listener: UnixListener,
+    console: Option<ConsoleShare>,
 }
 
 impl Published {
-    /// Writes `bed.json` and opens `control.sock` (0600) in `dir`.
-    pub fn new(dir: &Path, info: &BedInfo) -> Result<Published> {
+    /// Shares `bed`'s console on `console.sock`, opens `control.sock` (both
+    /// 0600) and writes `bed.json`, in `dir`.
+    pub fn new(dir: &Path, bed: &mut TestBed, info: &BedInfo) -> Result<Published> {
+        let mut info = info.clone();
+        let console = bed.console()?.share(&dir.join("console.sock"))?;
+        info.console = Some(console.path().to_path_buf());
         let sock = dir.join("control.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock)
@@ -174,13 +190,14 @@ impl Published {
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("chmod {}", sock.display()), e))?;
         let tmp = dir.join("bed.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(info).unwrap_or_default())
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&info).unwrap_or_default())
             .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
         std::fs::rename(&tmp, dir.join("bed.json"))
             .map_err(|e| Error::io(format!("publish {}", dir.display()), e))?;
         Ok(Published {
             dir: dir.to_path_buf(),
             listener,
+            console: Some(console),
         })
     }
 
@@ -240,8 +257,19 @@ impl Published {
         }
     }
 
+    /// Stops sharing the console before the bed closes it: attached
+    /// clients are told the console is gone.
+    pub fn unshare_console(&mut self) {
+        if let Some(c) = self.console.take() {
+            if let Err(e) = c.close() {
+                log::warn!("{e}");
+            }
+        }
+    }
+
     /// Removes the bed's registry entry.
-    pub fn withdraw(self) {
+    pub fn withdraw(mut self) {
+        self.unshare_console();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -457,7 +457,7 @@ fn missing_image_hint(image: &str) -> String {
 }
 
 /// Maps a bollard error by its kind and HTTP status, never by its text.
-fn map_err(context: &str, e: bollard::errors::Error) -> Error {
+pub(crate) fn map_err(context: &str, e: bollard::errors::Error) -> Error {
     use bollard::errors::Error as B;
     match e {
         B::DockerResponseServerError {

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod container;
 pub mod docker;
+pub mod docker_attach;
 mod helper;
 pub mod impair;
 pub mod link;

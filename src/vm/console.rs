@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,6 +34,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const HISTORY: usize = 16 * 1024;
 /// Lines of history a timeout error shows.
 const TAIL_LINES: usize = 20;
+/// Chunks a tap may fall behind before it is dropped (so that a stalled
+/// reader never stalls the console).
+const TAP_QUEUE: usize = 4096;
 
 /// A match inside the buffer: start, end, capture groups.
 type Found = (usize, usize, Vec<Option<Vec<u8>>>);
@@ -122,11 +126,28 @@ struct State {
     closed: Option<String>,
     /// Received bytes of a line not logged yet.
     log_line: Vec<u8>,
+    /// Other readers (see [`Console::tap`]), each given every chunk read.
+    taps: Vec<SyncSender<Arc<[u8]>>>,
 }
 
 struct Shared {
     state: Mutex<State>,
     arrived: Condvar,
+}
+
+/// Adds taps to a console (see [`Console::tap`]) from any thread.
+pub(crate) struct Taps(Arc<Shared>);
+
+impl Taps {
+    /// See [`Console::tap`].
+    pub(crate) fn tap(&self) -> Receiver<Arc<[u8]>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(TAP_QUEUE);
+        let mut st = lock(&self.0);
+        if st.closed.is_none() {
+            st.taps.push(tx);
+        }
+        rx
+    }
 }
 
 fn lock(s: &Shared) -> MutexGuard<'_, State> {
@@ -170,6 +191,7 @@ impl Console {
                 history: VecDeque::new(),
                 closed: None,
                 log_line: Vec::new(),
+                taps: Vec::new(),
             }),
             arrived: Condvar::new(),
         });
@@ -329,6 +351,32 @@ impl Console {
         history_tail(&lock(&self.shared).history)
     }
 
+    /// A second reader: receives every chunk read from now on, in order,
+    /// until the console closes (then the channel disconnects). A receiver
+    /// that falls [`TAP_QUEUE`] chunks behind, or is dropped, is removed.
+    pub fn tap(&self) -> Receiver<Arc<[u8]>> {
+        self.taps().tap()
+    }
+
+    /// A handle that adds taps from another thread.
+    pub(crate) fn taps(&self) -> Taps {
+        Taps(Arc::clone(&self.shared))
+    }
+
+    /// A second handle that writes to the console (for a
+    /// [`crate::vm::console_share::ConsoleShare`]); what it sends is not in
+    /// this console's log.
+    pub fn writer(&self) -> Result<UnixStream> {
+        self.writer
+            .try_clone()
+            .map_err(|e| Error::io(format!("clone console {}'s writer", self.name), e))
+    }
+
+    /// The name its log lines carry.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Stops the reader and flushes the transcript.
     pub fn close(mut self) -> Result<()> {
         self.shutdown()
@@ -386,6 +434,17 @@ fn read_loop(
                 st.history.extend(data.iter().copied());
                 let excess = st.history.len().saturating_sub(HISTORY);
                 st.history.drain(..excess);
+                if !st.taps.is_empty() {
+                    let shared_chunk: Arc<[u8]> = Arc::from(data);
+                    st.taps.retain(|t| match t.try_send(Arc::clone(&shared_chunk)) {
+                        Ok(()) => true,
+                        Err(TrySendError::Full(_)) => {
+                            log::warn!(target: "alpy::console", "[{name}] a console reader fell behind: dropped");
+                            false
+                        }
+                        Err(TrySendError::Disconnected(_)) => false,
+                    });
+                }
                 st.log_line.extend_from_slice(data);
                 while let Some(p) = st.log_line.iter().position(|&b| b == b'\n') {
                     let l: Vec<u8> = st.log_line.drain(..=p).collect();
@@ -408,7 +467,10 @@ fn read_loop(
     };
     flush_partial(shared, name);
     log::debug!(target: "alpy::console", "[{name}] reader stopped: {why}");
-    lock(shared).closed = Some(why);
+    let mut st = lock(shared);
+    st.closed = Some(why);
+    st.taps.clear();
+    drop(st);
     shared.arrived.notify_all();
 }
 

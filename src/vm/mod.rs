@@ -3,6 +3,7 @@
 //! here knows about Docker or test beds.
 
 pub mod console;
+pub mod console_share;
 pub mod login;
 pub mod migrate;
 pub mod qemu;

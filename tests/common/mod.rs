@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::sync::Arc;
 
 use alpy::net::docker::{ContainerSpec, Docker};

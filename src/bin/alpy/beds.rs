@@ -1,13 +1,11 @@
 //! The subcommands that stand beds up and reach them: `up` (with its
-//! supervisor), `ls`, `exec`, `capture`.
+//! supervisor), `ls`, `capture`.
 
 /// Stands a bed up in a supervisor process and returns once it is ready.
 pub(crate) fn up(file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
     use std::os::unix::process::CommandExt;
     let id = alpy::run::RunId::new().to_string();
     let dir = alpy::bed::registry::bed_dir(&id)?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| alpy::Error::io(format!("create {}", dir.display()), e))?;
     let log_path = dir.join("supervisor.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| alpy::Error::io(format!("create {}", log_path.display()), e))?;
@@ -46,6 +44,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
         if let Ok(info) = alpy::bed::registry::find(&id) {
             println!("bed {} ({}) is up", info.id, info.name);
             println!("  artifacts:  {}", info.artifacts.display());
+            println!("  console:    alpy console {}   (detach: Ctrl-])", info.id);
             for (node, _) in &info.nodes {
                 println!("  a node:     alpy exec {} {node} -- ip addr", info.id);
             }
@@ -84,9 +83,10 @@ pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy:
     let dir = alpy::bed::registry::bed_dir(id)?;
     let mut t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
     let info = alpy::bed::registry::BedInfo::of(&t.bed, id, file.to_path_buf());
-    let published = alpy::bed::registry::Published::new(&dir, &info)?;
+    let mut published = alpy::bed::registry::Published::new(&dir, &mut t.bed, &info)?;
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
     let reply = published.serve_until_down(|line| alpy::bed::registry::answer(&mut t.bed, line));
+    published.unshare_console();
     let closed = t.close();
     published.withdraw();
     if let Ok(mut s) = reply {
@@ -94,32 +94,6 @@ pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy:
         let _ = writeln!(s, "{}", if closed.is_ok() { "ok" } else { "error" });
     }
     closed
-}
-
-/// Runs a command in a node's namespace (in a tools container) and exits
-/// with its code.
-pub(crate) fn exec(id: &str, node: &str, cmd: &[String]) -> alpy::Result<i32> {
-    let info = alpy::bed::registry::find(id)?;
-    let (_, container) = &info.nodes[info.index_of(node, "node", false)?];
-
-    let docker = alpy::net::Docker::connect()?;
-    let run = alpy::run::RunId::new();
-    let spec = alpy::net::docker::ContainerSpec {
-        image: alpy::TOOLS_IMAGE.into(),
-        name: run.name("exec"),
-        cmd: cmd.to_vec(),
-        network_mode: Some(format!("container:{container}")),
-        cap_add: vec!["NET_ADMIN".into(), "NET_RAW".into()],
-        labels: alpy::run::owner_labels(&run),
-        ..Default::default()
-    };
-    let mut c = alpy::net::Container::run(&docker, &spec, None)?;
-    let out = c.wait(std::time::Duration::from_secs(3600))?;
-    c.close()?;
-    use std::io::Write;
-    let _ = std::io::stdout().write_all(&out.stdout);
-    let _ = std::io::stderr().write_all(&out.stderr);
-    Ok(out.status.code() as i32)
 }
 
 /// Copies link `link`'s pcap file to standard output as it grows.

@@ -7,6 +7,8 @@
 //! alpy up topologies/forward.toml  # stand a bed up; it stays until `alpy down`
 //! alpy ls                          # this user's beds
 //! alpy exec ID client -- ping -c 1 192.168.2.2
+//! alpy exec -it ID client -- bash  # a shell in the node's namespace
+//! alpy console ID                  # the DUT's serial console; Ctrl-] detaches
 //! alpy qmp ID query-status
 //! alpy capture ID client | tcpdump -n -r -
 //! alpy down ID                     # or --all
@@ -17,10 +19,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod attach;
 mod beds;
 mod tools;
 
-use beds::{capture, exec, ls, supervise, up};
+use attach::{console, exec};
+use beds::{capture, ls, supervise, up};
 use tools::{gc, graph};
 
 /// alpy: a test harness for network virtual appliances.
@@ -83,10 +87,17 @@ enum Command {
         json: bool,
     },
     /// Run a command in a node's network namespace (in a tools container);
-    /// exits with the command's code.
+    /// output streams as it comes, and it exits with the command's code.
     ///
-    /// Example: `alpy exec 3f2a9c client -- ping -c 1 192.168.2.2`.
+    /// Example: `alpy exec 3f2a9c client -- ping -c 1 192.168.2.2`, or
+    /// `alpy exec -it 3f2a9c client -- bash` for a shell there.
     Exec {
+        /// Send standard input to the command (until it ends).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a terminal (standard input must be one).
+        #[arg(short, long)]
+        tty: bool,
         /// The bed's id (a unique prefix will do).
         id: String,
         /// The node's name (its link's name, or node<i>).
@@ -94,6 +105,23 @@ enum Command {
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Attach this terminal to a bed's serial console (the DUT's), until
+    /// the escape key (Ctrl-] by default) or the end of input. Everything
+    /// the console prints reaches every attached client, the bed's log and
+    /// console.log; only one client types at a time (the first to type,
+    /// until it detaches).
+    ///
+    /// Example: `alpy console 3f2a9c`, or `alpy console --read-only 3f2a9c`.
+    Console {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// Only watch: never type.
+        #[arg(long)]
+        read_only: bool,
+        /// The key that detaches: ^] (default), ^A .. ^Z, or ctrl-x.
+        #[arg(long, default_value = "^]")]
+        escape: String,
     },
     /// Take a bed (or all of this user's beds) down; waits until it is gone.
     ///
@@ -191,9 +219,23 @@ fn main() -> ExitCode {
             ls(json);
             ExitCode::SUCCESS
         }
-        Command::Exec { id, node, cmd } => match exec(&id, &node, &cmd) {
+        Command::Exec {
+            interactive,
+            tty,
+            id,
+            node,
+            cmd,
+        } => match exec(&id, &node, &cmd, interactive, tty) {
             Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e) => fail("exec", &e),
+        },
+        Command::Console {
+            id,
+            read_only,
+            escape,
+        } => match console(&id, read_only, &escape) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("console", &e),
         },
         Command::Down { id, all } => {
             let beds = match (&id, all) {

@@ -1,0 +1,321 @@
+//! The debugging workflow on a bed stood up by `alpy up`, as a user runs
+//! it: exec (with stdin and a TTY), a live capture into tcpdump, the
+//! console through its socket from ptys (many readers, one typist, other
+//! users refused), and `alpy down`, after which nothing is left.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::pty::Pty;
+
+/// The beds of this test live in a registry of their own.
+struct Registry(PathBuf);
+
+impl Registry {
+    fn new() -> Registry {
+        Registry(common::temp_dir("cli-bed"))
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alpy"));
+        c.args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("XDG_RUNTIME_DIR", &self.0)
+            .env_remove("CI");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_with_input(args, None)
+    }
+
+    fn run_with_input(&self, args: &[&str], input: Option<&[u8]>) -> (i32, String, String) {
+        let mut c = self.cmd(args);
+        c.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("run alpy");
+        if let Some(data) = input {
+            child.stdin.take().unwrap().write_all(data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// Whatever fails, the bed goes down.
+struct Down<'a>(&'a Registry, String);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["down", &self.1]);
+    }
+}
+
+/// Child side of [`other_users_cannot_attach`]: connects to the socket in
+/// `ALPY_TEST_CONSOLE_SOCKET` as whoever runs it and prints what happened.
+#[test]
+fn connect_role() {
+    let Ok(path) = std::env::var("ALPY_TEST_CONSOLE_SOCKET") else {
+        return;
+    };
+    match std::os::unix::net::UnixStream::connect(&path) {
+        Err(e) => println!("CONNECT-ERROR {:?}", e.kind()),
+        Ok(mut s) => {
+            use std::io::Read;
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = s.write_all(b"echo intruder\n");
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            println!("CONNECTED {text:?}");
+        }
+    }
+}
+
+fn connect_as_other_user(sock: &Path) -> String {
+    let out = common::run_unprivileged(&["connect_role"], |_| {
+        vec![(
+            "ALPY_TEST_CONSOLE_SOCKET".into(),
+            sock.display().to_string(),
+        )]
+    });
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Another user is refused by the directory's mode, by the socket's mode
+/// when the directories are opened up, and by the peer check when the
+/// socket is opened up too.
+fn other_users_cannot_attach(sock: &Path) {
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(sock), 0o600, "{}", sock.display());
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    let out = connect_as_other_user(sock);
+    assert!(out.contains("CONNECT-ERROR PermissionDenied"), "{out}");
+    // Open every directory on the way: the socket's own mode still refuses.
+    let dirs: Vec<PathBuf> = sock
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(Path::to_path_buf)
+        .collect();
+    let saved: Vec<u32> = dirs.iter().map(|d| mode(d)).collect();
+    for d in &dirs {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let out = connect_as_other_user(sock);
+    assert!(out.contains("CONNECT-ERROR PermissionDenied"), "{out}");
+    // And with the socket opened too, the bed refuses the peer by its uid.
+    std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = connect_as_other_user(sock);
+    std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (d, m) in dirs.iter().zip(saved) {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    assert!(
+        out.contains("CONNECTED") && out.contains("alpy: refused: uid"),
+        "{out}"
+    );
+}
+
+#[test]
+fn up_exec_capture_console_down() {
+    let reg = Registry::new();
+    let (code, out, err) = reg.run(&["up", "topologies/forward.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("bed ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap_or_else(|| panic!("no bed id in {out}"))
+        .to_string();
+    assert!(out.contains(&format!("alpy console {id}")), "{out}");
+    let _down = Down(&reg, id.clone());
+    let (_, listed, _) = reg.run(&["ls", "--json"]);
+    let beds: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let bed = beds[0].clone();
+    assert_eq!(bed["id"], id.as_str(), "{listed}");
+    let artifacts = PathBuf::from(bed["artifacts"].as_str().unwrap());
+    let supervisor = bed["supervisor_pid"].as_u64().unwrap();
+    let sock = PathBuf::from(bed["console"].as_str().unwrap());
+
+    // exec: output, exit code, stdin only with -i, a TTY with -t.
+    let (code, ping, err) = reg.run(&[
+        "exec",
+        &id,
+        "client",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "192.168.2.2",
+    ]);
+    assert!(code == 0 && ping.contains("1 received"), "{ping}{err}");
+    let (code, _, _) = reg.run(&["exec", &id, "server", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code, 3, "exec passes the command's exit code on");
+    let input = b"seventeen bytes!\n";
+    let (code, n, err) = reg.run_with_input(
+        &["exec", "-i", &id, "client", "--", "wc", "-c"],
+        Some(input),
+    );
+    assert!(code == 0 && n.trim() == "17", "{n}{err}");
+    let (_, n, _) = reg.run_with_input(&["exec", &id, "client", "--", "wc", "-c"], Some(input));
+    assert_eq!(n.trim(), "0", "without -i the command gets no input");
+    let (code, _, err) = reg.run(&["exec", "-t", &id, "client", "--", "true"]);
+    assert!(code == 1 && err.contains("--tty needs a terminal"), "{err}");
+    let mut tty = Pty::spawn(reg.cmd(&[
+        "exec",
+        "-it",
+        &id,
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "tty; read x; echo got-$x; exit 4",
+    ]));
+    tty.expect("/dev/pts/", Duration::from_secs(30));
+    tty.send(b"typed\r");
+    tty.expect("got-typed", Duration::from_secs(10));
+    assert_eq!(
+        tty.wait(Duration::from_secs(10)).code(),
+        Some(4),
+        "{}",
+        tty.text()
+    );
+    let (code, _, err) = reg.run(&["exec", &id, "nosuch", "--", "true"]);
+    assert!(
+        code == 1 && err.contains("its nodes are client, server"),
+        "{err}"
+    );
+
+    // A live capture, piped into tcpdump as a user would.
+    let mut capture = reg
+        .cmd(&["capture", &id, "client", "--seconds", "6"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tcpdump = Command::new("tcpdump")
+        .args(["-n", "-r", "-"])
+        .stdin(capture.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump (scripts/setup installs it)");
+    let (code, _, err) = reg.run(&[
+        "exec",
+        &id,
+        "client",
+        "--",
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.3",
+        "192.168.2.2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(capture.wait().unwrap().success());
+    let dumped = tcpdump.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&dumped.stdout);
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    let requests = text
+        .lines()
+        .filter(|l| l.contains("ICMP echo request"))
+        .count();
+    assert!(requests >= 4, "{requests} echo requests in:\n{text}");
+
+    // The console from ptys: a typist, a watcher, a second would-be typist.
+    let mut typist = Pty::spawn(reg.cmd(&["console", &id]));
+    typist.expect("detach with Ctrl-]", Duration::from_secs(10));
+    let mut watcher = Pty::spawn(reg.cmd(&["console", "--read-only", &id]));
+    watcher.expect("read-only; detach", Duration::from_secs(10));
+    typist.send(b"echo typed-$((6*7))\r");
+    typist.expect("typed-42", Duration::from_secs(20));
+    watcher.expect("typed-42", Duration::from_secs(10));
+    let mut second = Pty::spawn(reg.cmd(&["console", &id]));
+    second.expect("detach with Ctrl-]", Duration::from_secs(10));
+    second.send(b"echo intruder-$((1+1))\r");
+    second.expect(
+        "read-only: another client is typing",
+        Duration::from_secs(10),
+    );
+    typist.send(b"\x1d");
+    typist.expect("alpy console: detached", Duration::from_secs(10));
+    assert!(typist.wait(Duration::from_secs(10)).success());
+    // Now the keyboard is free.
+    second.send(b"echo second-$((2+3))\r");
+    second.expect("second-5", Duration::from_secs(20));
+    watcher.expect("second-5", Duration::from_secs(10));
+    second.send(b"\x1d");
+    assert!(second.wait(Duration::from_secs(10)).success());
+    let transcript = std::fs::read_to_string(artifacts.join("console.log")).unwrap();
+    assert!(
+        transcript.contains("typed-42") && transcript.contains("second-5"),
+        "{transcript}"
+    );
+    assert!(
+        !transcript.contains("intruder-2"),
+        "a read-only client's keys reached the guest"
+    );
+    other_users_cannot_attach(&sock);
+
+    // Down: the watcher is told, and nothing of the bed is left.
+    let (code, out, err) = reg.run(&["down", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    watcher.expect("the bed closed the console", Duration::from_secs(10));
+    assert!(watcher.wait(Duration::from_secs(10)).success());
+    let (_, listed, _) = reg.run(&["ls", "--json"]);
+    assert_eq!(listed.trim(), "[]");
+    let run = artifacts
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string();
+    let left = common::docker()
+        .list_by_label(alpy::run::LABEL_RUN, Some(&run))
+        .unwrap();
+    assert!(left.is_empty(), "containers of {run} left after alpy down");
+    assert!(
+        alpy::run::process_start_time(supervisor as u32).is_none(),
+        "the supervisor lives on"
+    );
+    let art = artifacts.to_string_lossy().into_owned();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(&art),
+            "process {:?} of the bed is left: {}",
+            p.file_name(),
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        );
+    }
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains(&run),
+        "a host link of {run} is left"
+    );
+    assert!(!sock.exists() && !reg.0.join("alpy/beds").join(&id).exists());
+    let (code, _, err) = reg.run(&["down", &id]);
+    assert!(code == 1 && err.contains("not found"), "{err}");
+}
