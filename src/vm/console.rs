@@ -353,7 +353,7 @@ impl Console {
 
     /// A second reader: receives every chunk read from now on, in order,
     /// until the console closes (then the channel disconnects). A receiver
-    /// that falls [`TAP_QUEUE`] chunks behind, or is dropped, is removed.
+    /// that falls 4096 chunks behind, or is dropped, is removed.
     pub fn tap(&self) -> Receiver<Arc<[u8]>> {
         self.taps().tap()
     }
