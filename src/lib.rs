@@ -84,6 +84,7 @@ pub use addr::Mac;
 pub use bed::builder::{PowerOff, TestBedBuilder};
 pub use bed::dut::Dut;
 pub use bed::testbed::TestBed;
+pub use bed::topology::{Topology, TopologyBed};
 pub use error::{Error, Result};
 pub use net::{App, Direction, Impairment, Link, TOOLS_IMAGE};
 pub use vm::login::Login;

@@ -34,3 +34,65 @@ fn rabbit_topology_boots_and_logs_in() {
     assert!(t.bed.node_by_name("wan").is_ok() && t.bed.node_by_name("dmz").is_err());
     t.close().unwrap();
 }
+
+/// Links impaired and down from the file; `builder().topology(..)`, nodes
+/// by name, and the bed's own `topology.svg`.
+#[test]
+fn topology_links_start_impaired_and_down() {
+    let dir = common::temp_dir("topology-links");
+    let file = dir.join("links.toml");
+    let forward = std::fs::read_to_string(topology("forward.toml")).unwrap();
+    // forward.toml's DUT, with the client link relayed and delayed both
+    // ways, and the server link down.
+    let dut = &forward[forward.find("[dut]").unwrap()..forward.find("[[link]]").unwrap()];
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"links\"\n{dut}\
+             [[link]]\nname = \"client\"\naddrs = [\"192.168.1.2/24\"]\ngateway = \"192.168.1.1\"\n\
+             relay = true\nimpair = {{ delay_ms = 60, direction = \"both\" }}\n\
+             [[link]]\nname = \"server\"\naddrs = [\"192.168.2.2/24\"]\ngateway = \"192.168.2.1\"\nup = false\n"
+        ),
+    )
+    .unwrap();
+    let t = alpy::Topology::load(&file).unwrap();
+    let mut bed = alpy::TestBed::builder("links")
+        .topology(&t)
+        .unwrap()
+        .start()
+        .unwrap();
+    bed.boot(BOOT).unwrap();
+    let svg = std::fs::read_to_string(bed.artifacts_dir().join("topology.svg")).unwrap();
+    assert!(
+        svg.contains("client") && svg.contains("nic1 (down)") && svg.contains("delay 60 ms"),
+        "{svg}"
+    );
+    let carrier = bed
+        .shell()
+        .unwrap()
+        .succeed("cat /sys/class/net/eth1/carrier")
+        .unwrap();
+    assert_eq!(carrier.trim(), "0", "the server link should start down");
+    let client = bed.node("client").unwrap();
+    assert!(
+        client
+            .execute("ping -c 1 -W 2 192.168.2.2")
+            .unwrap()
+            .status
+            .code()
+            != 0
+    );
+    bed.set_dut_link(1, true).unwrap();
+    let client = bed.node("client").unwrap();
+    // The first pings wait for ARP; measure once the neighbours are known.
+    client
+        .wait_until_succeeds("ping -c 1 -W 5 192.168.2.2", Duration::from_secs(30))
+        .unwrap();
+    let out = client.succeed("ping -c 3 -i 0.3 -W 5 192.168.2.2").unwrap();
+    let rtt = common::min_rtt_ms(&out);
+    assert!(
+        rtt >= 120.0,
+        "delay 60 ms both ways on the client link, min RTT {rtt} ms"
+    );
+    bed.close().unwrap();
+}

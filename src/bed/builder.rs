@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::bed::dut::Dut;
+use crate::bed::graph::Drawing;
 use crate::bed::testbed::TestBed;
+use crate::bed::topology::Topology;
 use crate::bed::warm::WarmStart;
 use crate::error::{Error, Result};
 use crate::logging;
@@ -38,6 +40,8 @@ pub struct TestBedBuilder {
     pub(crate) login: Option<Login>,
     pub(crate) prompt: Option<String>,
     pub(crate) warm: Option<WarmStart>,
+    /// The apps of each link, for `topology.svg`.
+    pub(crate) drawn_apps: Vec<Vec<String>>,
 }
 
 impl TestBed {
@@ -57,6 +61,7 @@ impl TestBed {
             login: None,
             prompt: None,
             warm: None,
+            drawn_apps: Vec::new(),
         }
     }
 }
@@ -91,6 +96,24 @@ impl TestBedBuilder {
     pub fn poweroff(mut self, p: PowerOff) -> Self {
         self.poweroff = p;
         self
+    }
+
+    /// This builder with a topology's DUT, links and console settings:
+    /// the same file `alpy up` and [`TestBed::from_topology`] read. Links
+    /// added after it come after the topology's.
+    ///
+    /// ```no_run
+    /// # fn main() -> alpy::Result<()> {
+    /// let t = alpy::Topology::load(std::path::Path::new("topologies/forward.toml"))?;
+    /// let bed = alpy::TestBed::builder("forward-plus")
+    ///     .topology(&t)?
+    ///     .link(alpy::Link::new().name("extra").node_addr("192.168.3.2/24"))
+    ///     .start()?;
+    /// bed.close()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn topology(self, t: &Topology) -> Result<Self> {
+        t.apply(self)
     }
 
     /// The console's default deadline (default 60 s).
@@ -162,6 +185,10 @@ impl TestBedBuilder {
         // debug log, its UEFI variables) must never be touched by another.
         let dir_lock = lock_artifacts(&artifacts)?;
         let log_sink = logging::add_file_sink(&artifacts.join("debug.log"))?;
+        let drawing = Drawing::new(&self.name, &self.links, self.drawn_apps.clone());
+        if let Err(e) = std::fs::write(artifacts.join("topology.svg"), drawing.svg()) {
+            log::warn!(target: "alpy::testbed", "cannot write topology.svg: {e}");
+        }
         log::info!(target: "alpy::testbed", "test bed {} (run {run}), artifacts in {}", self.name, artifacts.display());
         let mut bed = TestBed::new(self.name.clone(), run, artifacts, log_sink, &self);
         bed.dir_lock = Some(dir_lock);

@@ -128,7 +128,24 @@ impl TestBed {
                 Ok(())
             }
             None => self.start_qemu(dut, DiskPlan::AsConfigured),
+        }?;
+        self.apply_link_states(&b.links)
+    }
+
+    /// What the links ask for once everything runs: impairment, and links
+    /// that start down.
+    fn apply_link_states(&mut self, links: &[crate::net::Link]) -> Result<()> {
+        for (i, l) in links.iter().enumerate() {
+            if let Some((dir, imp)) = &l.impairment {
+                log::info!(target: "alpy::testbed", "link {i}: impair {dir:?}: {imp:?}");
+                self.nodes()?.node(i)?.impair_direction(*dir, imp)?;
+            }
+            if l.down {
+                log::info!(target: "alpy::testbed", "link {i}: starts down");
+                self.set_dut_link(i, false)?;
+            }
         }
+        Ok(())
     }
 
     /// The NICs of the DUT, one per node.
@@ -249,9 +266,18 @@ impl TestBed {
             .ok_or_else(|| Error::Closed(format!("the nodes of test bed {}", self.name)))
     }
 
-    /// Node `i` (link `i`'s far end); [`Error::NotFound`] if there is none.
-    pub fn node(&self, i: usize) -> Result<&Node> {
-        self.nodes()?.node(i)
+    /// The node at the far end of a link, by index or by name;
+    /// [`Error::NotFound`] (naming the nodes there are) if there is none.
+    ///
+    /// ```no_run
+    /// # fn main() -> alpy::Result<()> {
+    /// # let bed: alpy::TestBed = todo!();
+    /// bed.node("client")?.succeed("ping -c 1 192.168.2.2")?;
+    /// bed.node(1)?.succeed("ip addr")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn node(&self, key: impl crate::net::nodes::NodeKey) -> Result<&Node> {
+        self.nodes()?.get(key)
     }
 
     /// The node of the link named `name` (nodes of unnamed links are

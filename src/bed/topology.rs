@@ -23,6 +23,12 @@
 //! gateway = "192.168.2.1"
 //! routes = [{ dest = "10.20.0.0/16", via = "192.168.2.254" }]
 //! apps = [{ name = "iperf", image = "alpy/tools", cmd = ["iperf3", "-s"], background = true }]
+//!
+//! [[link]]
+//! name = "wan"
+//! relay = true                          # impairment in user space (no netem needed)
+//! impair = { delay_ms = 20, jitter_ms = 5, loss_percent = 1, rate_kbit = 10000, direction = "both" }
+//! up = false                            # starts without carrier: bed.set_dut_link(2, true)
 //! ```
 //!
 //! Errors name the file, line and column and say what was expected: an
@@ -30,17 +36,17 @@
 //! name.
 
 use std::net::IpAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use crate::addr::{IpNet, Mac};
-use crate::bed::builder::{PowerOff, TestBedBuilder};
+use crate::bed::builder::TestBedBuilder;
 use crate::bed::dut::Dut;
+use crate::bed::graph::Drawing;
 use crate::bed::testbed::TestBed;
+use crate::bed::topology_file::{check_impair, link_of, parse_poweroff, Place, TopologyFile};
 use crate::bed::warm::WarmStart;
 use crate::error::{Error, Result};
 use crate::net::{App, Link};
@@ -55,106 +61,6 @@ pub struct Topology {
     /// Where it was read from.
     pub path: PathBuf,
     file: TopologyFile,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TopologyFile {
-    name: Option<String>,
-    dut: DutSection,
-    #[serde(default, rename = "link")]
-    links: Vec<LinkSection>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DutSection {
-    kernel: Option<Spanned<String>>,
-    initrd: Option<Spanned<String>>,
-    append: Option<String>,
-    #[serde(default)]
-    disks: Vec<DiskSection>,
-    #[serde(default)]
-    uefi: bool,
-    nic_model: Option<Spanned<String>>,
-    memory_mib: Option<u32>,
-    cpus: Option<u32>,
-    machine: Option<String>,
-    prompt: Option<String>,
-    login: Option<LoginSection>,
-    poweroff: Option<Spanned<String>>,
-    warm: Option<String>,
-    #[serde(default)]
-    extra_args: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DiskSection {
-    path: Spanned<String>,
-    format: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginSection {
-    user: String,
-    password: Option<String>,
-    prompt: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LinkSection {
-    name: Option<Spanned<String>>,
-    #[serde(default)]
-    addrs: Vec<Spanned<String>>,
-    gateway: Option<Spanned<String>>,
-    gateway6: Option<Spanned<String>>,
-    #[serde(default)]
-    routes: Vec<RouteSection>,
-    mac: Option<Spanned<String>>,
-    #[serde(default)]
-    relay: bool,
-    #[serde(default)]
-    apps: Vec<AppSection>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteSection {
-    dest: Spanned<String>,
-    via: Spanned<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppSection {
-    name: Option<String>,
-    image: String,
-    #[serde(default)]
-    cmd: Vec<String>,
-    #[serde(default)]
-    background: bool,
-}
-
-/// Where in a file: `path:line:col`.
-struct Place<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Place<'_> {
-    fn at(&self, span: Range<usize>, message: &str) -> Error {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        Error::Config(format!("{}:{line}:{col}: {message}", self.path.display()))
-    }
-
-    fn spanned<T>(&self, v: &Spanned<T>, message: &str) -> Error {
-        self.at(v.span(), message)
-    }
 }
 
 impl Topology {
@@ -277,12 +183,21 @@ impl Topology {
                     .parse::<Mac>()
                     .map_err(|e| place.spanned(m, &e.to_string()))?;
             }
+            if let Some(imp) = &l.impair {
+                check_impair(imp, l.relay, place)?;
+            }
         }
         Ok(())
     }
 
     /// The test bed builder this topology describes.
     pub fn builder(&self) -> Result<TestBedBuilder> {
+        self.apply(TestBed::builder(&self.name))
+    }
+
+    /// `b` with this topology's DUT, links and console settings (what
+    /// [`TestBedBuilder::topology`] does).
+    pub fn apply(&self, b: TestBedBuilder) -> Result<TestBedBuilder> {
         let d = &self.file.dut;
         let mut dut = match &d.kernel {
             Some(k) => Dut::kernel(
@@ -327,7 +242,7 @@ impl Topology {
         for a in &d.extra_args {
             dut = dut.extra_arg(a);
         }
-        let mut b = TestBed::builder(&self.name).dut(dut);
+        let mut b = b.dut(dut);
         if let Some(p) = &d.prompt {
             b = b.prompt(p);
         }
@@ -348,27 +263,9 @@ impl Topology {
             b = b.warm_start(WarmStart::new(v, |_| Ok(())));
         }
         for l in &self.file.links {
-            let mut link = Link::new();
-            if let Some(n) = &l.name {
-                link = link.name(n.get_ref());
-            }
-            for a in &l.addrs {
-                link = link.node_addr(a.get_ref().as_str());
-            }
-            for g in l.gateway.iter().chain(&l.gateway6) {
-                link = link.gateway(g.get_ref().as_str());
-            }
-            for r in &l.routes {
-                link = link.route(r.dest.get_ref().as_str(), r.via.get_ref().as_str());
-            }
-            if let Some(m) = &l.mac {
-                link = link.mac(m.get_ref().as_str());
-            }
-            if l.relay {
-                link = link.relay();
-            }
-            b = b.link(link);
+            b = b.link(link_of(l));
         }
+        b.drawn_apps = self.drawing().links.into_iter().map(|l| l.apps).collect();
         Ok(b)
     }
 
@@ -388,62 +285,27 @@ impl Topology {
         })
     }
 
-    /// The topology as a Graphviz graph: the DUT in the middle, one node
-    /// per link with its name and addresses, edges labelled `nic<i>`.
-    pub fn dot(&self) -> String {
-        // Quoted for DOT; line breaks become DOT's `\n`.
-        let q = |s: &str| {
-            let e = s
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            format!("\"{e}\"")
-        };
-        let mut out = format!("graph {} {{\n  rankdir=LR;\n", q(&self.name));
-        out.push_str(&format!(
-            "  dut [shape=box, style=bold, label={}];\n",
-            q(&format!("DUT\n{}", self.name))
-        ));
-        for (i, l) in self.file.links.iter().enumerate() {
-            let name = l
-                .name
-                .as_ref()
-                .map_or(format!("node{i}"), |n| n.get_ref().clone());
-            let mut label = name.clone();
-            for a in &l.addrs {
-                label.push('\n');
-                label.push_str(a.get_ref());
-            }
-            for app in &l.apps {
-                label.push_str(&format!(
-                    "\napp {}",
-                    app.name.clone().unwrap_or_else(|| app.image.clone())
-                ));
-            }
-            out.push_str(&format!("  n{i} [shape=ellipse, label={}];\n", q(&label)));
-            let relay = if l.relay { ", style=dashed" } else { "" };
-            out.push_str(&format!(
-                "  dut -- n{i} [label={}{relay}];\n",
-                q(&format!("nic{i}"))
-            ));
-        }
-        out.push_str("}\n");
-        out
+    /// The topology as a drawing (DOT or SVG, see [`crate::bed::graph`]):
+    /// each link with its addresses and its apps' names.
+    pub fn drawing(&self) -> Drawing {
+        let links: Vec<Link> = self.file.links.iter().map(link_of).collect();
+        let apps = self
+            .file
+            .links
+            .iter()
+            .map(|l| {
+                l.apps
+                    .iter()
+                    .map(|a| a.name.clone().unwrap_or_else(|| a.image.clone()))
+                    .collect()
+            })
+            .collect();
+        Drawing::new(&self.name, &links, apps)
     }
 
     /// How many links.
     pub fn link_count(&self) -> usize {
         self.file.links.len()
-    }
-}
-
-fn parse_poweroff(s: &str) -> std::result::Result<PowerOff, String> {
-    match s.split_once(':') {
-        _ if s == "acpi" => Ok(PowerOff::AcpiButton),
-        Some(("console", cmd)) if !cmd.is_empty() => Ok(PowerOff::Console(cmd.to_string())),
-        _ => Err(format!(
-            "bad poweroff {s:?}: expected \"acpi\" or \"console:COMMAND\""
-        )),
     }
 }
 

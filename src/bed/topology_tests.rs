@@ -1,6 +1,7 @@
 //! Tests of topology parsing: positions of errors, a good file.
 
 use super::*;
+use crate::net::Direction;
 
 fn err(text: &str) -> String {
     Topology::parse(Path::new("/nonexistent/t.toml"), text)
@@ -52,10 +53,59 @@ fn a_good_file_gives_a_builder() {
     assert_eq!((t.name.as_str(), t.link_count()), ("ok", 1));
     assert_eq!(t.apps(0).len(), 1);
     t.builder().unwrap();
-    let dot = t.dot();
+    let dot = t.drawing().dot();
     assert!(
         dot.starts_with("graph \"ok\" {") && dot.contains("dut -- n0 [label=\"nic0\"]"),
         "{dot}"
     );
     assert!(dot.contains("c\\n10.0.0.2/24"), "{dot}");
+}
+
+#[test]
+fn links_may_be_impaired_and_down() {
+    let text = format!(
+        "{DUT}[[link]]\nname = \"w\"\nrelay = true\nimpair = {{ delay_ms = 20, loss_percent = 1.5, direction = \"both\" }}\nup = false\n"
+    );
+    let t = Topology::parse(Path::new("/x/t.toml"), &text).unwrap();
+    let b = t.builder().unwrap();
+    let l = &b.links[0];
+    assert!(l.down && l.relay);
+    let (dir, imp) = l.impairment.clone().unwrap();
+    assert_eq!(dir, Direction::Both);
+    assert_eq!(imp.delay, Some(Duration::from_millis(20)));
+    assert_eq!(imp.loss_percent, Some(1.5));
+    let d = t.drawing();
+    assert!(d.dot().contains("style=dotted"), "{}", d.dot());
+    let svg = d.svg();
+    assert!(
+        svg.contains("nic0 (down)") && svg.contains("loss 1.5% both ways"),
+        "{svg}"
+    );
+
+    let e = err(&format!(
+        "{DUT}[[link]]\nimpair = {{ delay_ms = 5, direction = \"to_node\" }}\n"
+    ));
+    assert!(
+        e.contains("t.toml:5:38") && e.contains("needs the link's relay"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{DUT}[[link]]\nimpair = {{ direction = \"up\" }}\n"
+    ));
+    assert!(
+        e.contains("t.toml:5:24") && e.contains("bad direction"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{DUT}[[link]]\nimpair = {{ loss_percent = 150 }}\n"
+    ));
+    assert!(
+        e.contains("t.toml:5:27") && e.contains("between 0 and 100"),
+        "{e}"
+    );
+    let e = err(&format!("{DUT}[[link]]\nimpair = {{ dealy_ms = 5 }}\n"));
+    assert!(
+        e.contains("t.toml:5") && e.contains("unknown field `dealy_ms`"),
+        "{e}"
+    );
 }

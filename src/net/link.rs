@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::addr::{IpNet, Mac, ToIpAddr, ToIpNet};
 use crate::error::{Error, Result};
+use crate::net::impair::{Direction, Impairment};
 use crate::net::netns::NetCmd;
 use crate::net::TAP_NAME;
 use crate::run::RunId;
@@ -43,6 +44,11 @@ pub struct Link {
     /// impairment works without the kernel's netem, in both directions
     /// (see [`crate::net::impair`]).
     pub relay: bool,
+    /// Impairment the bed applies once it has started.
+    pub impairment: Option<(Direction, Impairment)>,
+    /// The link starts down: the DUT's NIC has no carrier until
+    /// [`crate::TestBed::set_dut_link`] brings it up.
+    pub down: bool,
     /// What the builder methods could not parse, reported by `check`.
     invalid: Vec<String>,
 }
@@ -118,6 +124,30 @@ impl Link {
         self
     }
 
+    /// Impairs what the node sends to the DUT from the start (see
+    /// [`crate::net::Node::impair`]).
+    ///
+    /// ```
+    /// use alpy::{Impairment, Link};
+    /// let slow = Link::new().impair(Impairment { rate_kbit: Some(1000), ..Default::default() });
+    /// ```
+    pub fn impair(self, imp: Impairment) -> Self {
+        self.impair_direction(Direction::ToDut, imp)
+    }
+
+    /// Impairs one direction of the link, or both, from the start; frames
+    /// towards the node need the link's relay ([`Link::relay`]).
+    pub fn impair_direction(mut self, dir: Direction, imp: Impairment) -> Self {
+        self.impairment = Some((dir, imp));
+        self
+    }
+
+    /// Starts the link down (the DUT's NIC without carrier).
+    pub fn down(mut self) -> Self {
+        self.down = true;
+        self
+    }
+
     /// The name of link `index`: its own, or `link<index>`.
     pub fn name_or_default(&self, index: usize) -> String {
         self.link_name
@@ -139,6 +169,11 @@ impl Link {
                     "bad link name {n:?}: use 1 to 32 letters, digits, '-' or '_'"
                 ));
             }
+        }
+        if matches!(self.impairment, Some((d, _)) if d != Direction::ToDut) && !self.relay {
+            problems.push(
+                "impairing frames towards the node needs the link's relay: add .relay()".into(),
+            );
         }
         if problems.is_empty() {
             Ok(())

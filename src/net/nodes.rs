@@ -240,6 +240,11 @@ impl Nodes {
             .ok_or_else(|| self.not_found(&i.to_string()))
     }
 
+    /// The node `key` names: an index (`0`) or a name (`"client"`).
+    pub fn get(&self, key: impl NodeKey) -> Result<&Node> {
+        key.find(self)
+    }
+
     /// The node called `name` (its link's name, or `node<i>`).
     pub fn by_name(&self, name: &str) -> Result<&Node> {
         self.nodes
@@ -315,5 +320,38 @@ impl Drop for Nodes {
                 log::warn!(target: "alpy::node", "closing nodes: {e}");
             }
         }
+    }
+}
+
+/// What names a node: its index (`0`) or its name (`"client"`, its link's
+/// name, or `node<i>` for an unnamed link).
+pub trait NodeKey {
+    /// The node of `nodes` this key names.
+    fn find<'a>(&self, nodes: &'a Nodes) -> Result<&'a Node>;
+}
+
+macro_rules! index_key {
+    ($($t:ty),*) => {$(
+        impl NodeKey for $t {
+            fn find<'a>(&self, nodes: &'a Nodes) -> Result<&'a Node> {
+                match usize::try_from(*self) {
+                    Ok(i) => nodes.node(i),
+                    Err(_) => nodes.by_name(&self.to_string()),
+                }
+            }
+        }
+    )*};
+}
+index_key!(usize, u32, i32);
+
+impl NodeKey for &str {
+    fn find<'a>(&self, nodes: &'a Nodes) -> Result<&'a Node> {
+        nodes.by_name(self)
+    }
+}
+
+impl NodeKey for &String {
+    fn find<'a>(&self, nodes: &'a Nodes) -> Result<&'a Node> {
+        nodes.by_name(self)
     }
 }

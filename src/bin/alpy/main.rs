@@ -159,8 +159,9 @@ enum Command {
         #[arg(long)]
         seconds: Option<f64>,
     },
-    /// Draw a topology file as a Graphviz graph (DOT), and as SVG where
-    /// Graphviz's `dot` is installed.
+    /// Draw a topology file as a Graphviz graph (DOT), and as SVG (drawn
+    /// by alpy itself: no Graphviz needed; every bed also writes its
+    /// artifacts' topology.svg).
     ///
     /// Example: `alpy graph topologies/forward.toml --svg forward.svg`.
     Graph {
@@ -169,7 +170,7 @@ enum Command {
         /// Write the DOT here (default: standard output).
         #[arg(short, long)]
         output: Option<std::path::PathBuf>,
-        /// Also render it to this SVG file (needs `dot`, Debian package graphviz).
+        /// Also draw it into this SVG file.
         #[arg(long)]
         svg: Option<std::path::PathBuf>,
     },

@@ -30,35 +30,16 @@ pub(crate) fn graph(
     output: Option<&std::path::Path>,
     svg: Option<&std::path::Path>,
 ) -> alpy::Result<()> {
-    let dot = alpy::bed::topology::Topology::load(file)?.dot();
+    let drawing = alpy::bed::topology::Topology::load(file)?.drawing();
+    let dot = drawing.dot();
     match output {
         Some(p) => std::fs::write(p, &dot)
             .map_err(|e| alpy::Error::io(format!("write {}", p.display()), e))?,
         None => print!("{dot}"),
     }
     if let Some(svg) = svg {
-        use std::io::Write;
-        let mut child = std::process::Command::new("dot")
-            .args(["-Tsvg", "-o"])
-            .arg(svg)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| alpy::Error::io("run Graphviz's dot (apt-get install graphviz)", e))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(dot.as_bytes())
-                .map_err(|e| alpy::Error::io("feed dot", e))?;
-        }
-        let status = child
-            .wait()
-            .map_err(|e| alpy::Error::io("wait for dot", e))?;
-        if !status.success() {
-            return Err(alpy::Error::CommandFailed {
-                what: format!("dot -Tsvg -o {}", svg.display()),
-                status: status.to_string(),
-                output: String::new(),
-            });
-        }
+        std::fs::write(svg, drawing.svg())
+            .map_err(|e| alpy::Error::io(format!("write {}", svg.display()), e))?;
     }
     Ok(())
 }

@@ -1,0 +1,233 @@
+//! A test bed drawn: the DUT on the left, one node per link on the right,
+//! each edge labelled with the DUT's NIC (`nic<i>`). As Graphviz DOT, for
+//! users who lay graphs out themselves, and as SVG, drawn here: a bed is a
+//! star, so no layout engine is needed, and every bed writes
+//! `topology.svg` into its artifacts on any host.
+//!
+//! Relayed links are dashed, links that start down are grey and dotted,
+//! impaired links name their impairment.
+
+use svg::node::element::{Line, Rectangle, Text as TextElement};
+use svg::node::Text;
+use svg::Document;
+
+use crate::net::{Direction, Link};
+
+/// One link as drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawnLink {
+    /// The link's (node's) name.
+    pub name: String,
+    /// The node's addresses.
+    pub addrs: Vec<String>,
+    /// Names of the node's apps.
+    pub apps: Vec<String>,
+    /// The link has a user-space relay.
+    pub relay: bool,
+    /// The link starts down.
+    pub down: bool,
+    /// Its impairment, in words (`delay 20 ms, loss 1% to_dut`).
+    pub impairment: Option<String>,
+}
+
+/// A bed to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawing {
+    /// The bed's name.
+    pub name: String,
+    /// Its links, in order.
+    pub links: Vec<DrawnLink>,
+}
+
+impl Drawing {
+    /// The drawing of a bed named `name` with `links`; `apps[i]` names the
+    /// apps of link `i` (missing entries: none).
+    ///
+    /// ```
+    /// use alpy::bed::graph::Drawing;
+    /// let d = Drawing::new("demo", &[alpy::Link::new().name("client").node_addr("10.0.0.2/24")], vec![]);
+    /// assert!(d.dot().contains(r#"client\n10.0.0.2/24"#));
+    /// assert!(d.svg().contains("<svg"));
+    /// ```
+    pub fn new(name: &str, links: &[Link], apps: Vec<Vec<String>>) -> Drawing {
+        let links = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| DrawnLink {
+                name: l.name_or_default(i),
+                addrs: l.addrs.iter().map(ToString::to_string).collect(),
+                apps: apps.get(i).cloned().unwrap_or_default(),
+                relay: l.relay,
+                down: l.down,
+                impairment: l.impairment.as_ref().map(|(d, imp)| {
+                    let mut parts = Vec::new();
+                    if let Some(v) = imp.delay {
+                        parts.push(format!("delay {} ms", v.as_secs_f64() * 1000.0));
+                    }
+                    if let Some(v) = imp.jitter {
+                        parts.push(format!("jitter {} ms", v.as_secs_f64() * 1000.0));
+                    }
+                    if let Some(v) = imp.loss_percent {
+                        parts.push(format!("loss {v}%"));
+                    }
+                    if let Some(v) = imp.rate_kbit {
+                        parts.push(format!("rate {v} kbit/s"));
+                    }
+                    let dir = match d {
+                        Direction::ToDut => "to the DUT",
+                        Direction::ToNode => "to the node",
+                        Direction::Both => "both ways",
+                    };
+                    format!("{} {dir}", parts.join(", "))
+                }),
+            })
+            .collect();
+        Drawing {
+            name: name.to_string(),
+            links,
+        }
+    }
+
+    /// Graphviz DOT (`dot -Tpng` renders it).
+    pub fn dot(&self) -> String {
+        // Quoted for DOT; line breaks become DOT's `\n`.
+        let q = |s: &str| {
+            let e = s
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("\"{e}\"")
+        };
+        let mut out = format!("graph {} {{\n  rankdir=LR;\n", q(&self.name));
+        out.push_str(&format!(
+            "  dut [shape=box, style=bold, label={}];\n",
+            q(&format!("DUT\n{}", self.name))
+        ));
+        for (i, l) in self.links.iter().enumerate() {
+            let mut label = l.name.clone();
+            for a in &l.addrs {
+                label.push('\n');
+                label.push_str(a);
+            }
+            for app in &l.apps {
+                label.push_str(&format!("\napp {app}"));
+            }
+            out.push_str(&format!("  n{i} [shape=ellipse, label={}];\n", q(&label)));
+            let mut edge = format!("nic{i}");
+            if let Some(imp) = &l.impairment {
+                edge.push_str(&format!("\n{imp}"));
+            }
+            if l.down {
+                edge.push_str("\n(down)");
+            }
+            let style = match (l.relay, l.down) {
+                (_, true) => ", style=dotted, color=grey",
+                (true, false) => ", style=dashed",
+                _ => "",
+            };
+            out.push_str(&format!("  dut -- n{i} [label={}{style}];\n", q(&edge)));
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// A standalone SVG image.
+    pub fn svg(&self) -> String {
+        const ROW: i64 = 90;
+        const NODE_X: i64 = 420;
+        const NODE_W: i64 = 240;
+        const DUT_W: i64 = 150;
+        let n = i64::try_from(self.links.len())
+            .unwrap_or(i64::MAX / ROW)
+            .max(1);
+        let height = 40 + n * ROW;
+        let width = NODE_X + NODE_W + 20;
+        let dut_h = (n * ROW - 30).max(60);
+        let dut_y = 20 + (n * ROW - dut_h) / 2;
+        let text = |x: i64, y: i64, s: &str, size: u32, anchor: &str| {
+            TextElement::new("")
+                .set("x", x)
+                .set("y", y)
+                .set("font-family", "sans-serif")
+                .set("font-size", size)
+                .set("text-anchor", anchor)
+                .add(Text::new(s))
+        };
+        let mut doc = Document::new()
+            .set("xmlns", "http://www.w3.org/2000/svg")
+            .set("width", width)
+            .set("height", height)
+            .set("viewBox", (0, 0, width, height))
+            .add(
+                Rectangle::new()
+                    .set("width", "100%")
+                    .set("height", "100%")
+                    .set("fill", "white"),
+            )
+            .add(
+                Rectangle::new()
+                    .set("x", 20)
+                    .set("y", dut_y)
+                    .set("width", DUT_W)
+                    .set("height", dut_h)
+                    .set("rx", 6)
+                    .set("fill", "#eef3fb")
+                    .set("stroke", "#1f3b73")
+                    .set("stroke-width", 2),
+            )
+            .add(text(95, dut_y + dut_h / 2 - 4, "DUT", 16, "middle"))
+            .add(text(95, dut_y + dut_h / 2 + 16, &self.name, 12, "middle"));
+        for (i, l) in self.links.iter().enumerate() {
+            let y = 20 + i64::try_from(i).unwrap_or(0) * ROW + ROW / 2;
+            let (colour, dash) = match (l.relay, l.down) {
+                (_, true) => ("#999999", "2,4"),
+                (true, false) => ("#333333", "8,4"),
+                _ => ("#333333", "none"),
+            };
+            doc = doc.add(
+                Line::new()
+                    .set("x1", 20 + DUT_W)
+                    .set("y1", y)
+                    .set("x2", NODE_X)
+                    .set("y2", y)
+                    .set("stroke", colour)
+                    .set("stroke-width", 2)
+                    .set("stroke-dasharray", dash),
+            );
+            let mut edge = format!("nic{i}");
+            if l.down {
+                edge.push_str(" (down)");
+            }
+            doc = doc.add(text(20 + DUT_W + 8, y - 6, &edge, 12, "start"));
+            if let Some(imp) = &l.impairment {
+                doc = doc.add(text(20 + DUT_W + 8, y + 16, imp, 10, "start"));
+            }
+            let lines: Vec<String> = l
+                .addrs
+                .iter()
+                .cloned()
+                .chain(l.apps.iter().map(|a| format!("app {a}")))
+                .collect();
+            let box_h = 26 + 14 * i64::try_from(lines.len()).unwrap_or(0);
+            let top = y - box_h / 2;
+            doc = doc
+                .add(
+                    Rectangle::new()
+                        .set("x", NODE_X)
+                        .set("y", top)
+                        .set("width", NODE_W)
+                        .set("height", box_h)
+                        .set("rx", 12)
+                        .set("fill", "#f6f6f6")
+                        .set("stroke", colour)
+                        .set("stroke-width", 1.5),
+                )
+                .add(text(NODE_X + 12, top + 18, &l.name, 13, "start"));
+            for (j, line) in lines.iter().enumerate() {
+                let ly = top + 33 + 14 * i64::try_from(j).unwrap_or(0);
+                doc = doc.add(text(NODE_X + 12, ly, line, 11, "start"));
+            }
+        }
+        doc.to_string()
+    }
+}

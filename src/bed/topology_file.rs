@@ -1,0 +1,210 @@
+//! The topology file's schema (serde, every key known) and what turns
+//! its sections into alpy's types; positions for error messages.
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::bed::builder::PowerOff;
+use crate::error::{Error, Result};
+use crate::net::{Direction, Impairment, Link};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TopologyFile {
+    pub(super) name: Option<String>,
+    pub(super) dut: DutSection,
+    #[serde(default, rename = "link")]
+    pub(super) links: Vec<LinkSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DutSection {
+    pub(super) kernel: Option<Spanned<String>>,
+    pub(super) initrd: Option<Spanned<String>>,
+    pub(super) append: Option<String>,
+    #[serde(default)]
+    pub(super) disks: Vec<DiskSection>,
+    #[serde(default)]
+    pub(super) uefi: bool,
+    pub(super) nic_model: Option<Spanned<String>>,
+    pub(super) memory_mib: Option<u32>,
+    pub(super) cpus: Option<u32>,
+    pub(super) machine: Option<String>,
+    pub(super) prompt: Option<String>,
+    pub(super) login: Option<LoginSection>,
+    pub(super) poweroff: Option<Spanned<String>>,
+    pub(super) warm: Option<String>,
+    #[serde(default)]
+    pub(super) extra_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DiskSection {
+    pub(super) path: Spanned<String>,
+    pub(super) format: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LoginSection {
+    pub(super) user: String,
+    pub(super) password: Option<String>,
+    pub(super) prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkSection {
+    pub(super) name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) addrs: Vec<Spanned<String>>,
+    pub(super) gateway: Option<Spanned<String>>,
+    pub(super) gateway6: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) routes: Vec<RouteSection>,
+    pub(super) mac: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) relay: bool,
+    pub(super) impair: Option<ImpairSection>,
+    pub(super) up: Option<bool>,
+    #[serde(default)]
+    pub(super) apps: Vec<AppSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImpairSection {
+    pub(super) delay_ms: Option<f64>,
+    pub(super) jitter_ms: Option<f64>,
+    pub(super) loss_percent: Option<Spanned<f64>>,
+    pub(super) rate_kbit: Option<u64>,
+    pub(super) direction: Option<Spanned<String>>,
+}
+
+impl ImpairSection {
+    pub(super) fn direction(&self) -> std::result::Result<Direction, String> {
+        match self.direction.as_ref().map(|d| d.get_ref().as_str()) {
+            None | Some("to_dut") => Ok(Direction::ToDut),
+            Some("to_node") => Ok(Direction::ToNode),
+            Some("both") => Ok(Direction::Both),
+            Some(d) => Err(format!(
+                "bad direction {d:?}: expected \"to_dut\", \"to_node\" or \"both\""
+            )),
+        }
+    }
+
+    pub(super) fn impairment(&self) -> Impairment {
+        let ms = |v: Option<f64>| v.map(|m| Duration::from_secs_f64(m.max(0.0) / 1000.0));
+        Impairment {
+            delay: ms(self.delay_ms),
+            jitter: ms(self.jitter_ms),
+            loss_percent: self.loss_percent.as_ref().map(|l| *l.get_ref()),
+            rate_kbit: self.rate_kbit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RouteSection {
+    pub(super) dest: Spanned<String>,
+    pub(super) via: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AppSection {
+    pub(super) name: Option<String>,
+    pub(super) image: String,
+    #[serde(default)]
+    pub(super) cmd: Vec<String>,
+    #[serde(default)]
+    pub(super) background: bool,
+}
+
+/// Where in a file: `path:line:col`.
+pub(super) struct Place<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Place<'_> {
+    pub(super) fn at(&self, span: Range<usize>, message: &str) -> Error {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Error::Config(format!("{}:{line}:{col}: {message}", self.path.display()))
+    }
+
+    pub(super) fn spanned<T>(&self, v: &Spanned<T>, message: &str) -> Error {
+        self.at(v.span(), message)
+    }
+}
+
+/// The [`Link`] a checked link section describes.
+pub(super) fn link_of(l: &LinkSection) -> Link {
+    let mut link = Link::new();
+    if let Some(n) = &l.name {
+        link = link.name(n.get_ref());
+    }
+    for a in &l.addrs {
+        link = link.node_addr(a.get_ref().as_str());
+    }
+    for g in l.gateway.iter().chain(&l.gateway6) {
+        link = link.gateway(g.get_ref().as_str());
+    }
+    for r in &l.routes {
+        link = link.route(r.dest.get_ref().as_str(), r.via.get_ref().as_str());
+    }
+    if let Some(m) = &l.mac {
+        link = link.mac(m.get_ref().as_str());
+    }
+    if l.relay {
+        link = link.relay();
+    }
+    if let Some(imp) = &l.impair {
+        link = link.impair_direction(
+            imp.direction().unwrap_or(Direction::ToDut),
+            imp.impairment(),
+        );
+    }
+    if l.up == Some(false) {
+        link = link.down();
+    }
+    link
+}
+
+pub(super) fn check_impair(imp: &ImpairSection, relay: bool, place: &Place<'_>) -> Result<()> {
+    let dir = match (&imp.direction, imp.direction()) {
+        (Some(d), Err(e)) => return Err(place.spanned(d, &e)),
+        (_, d) => d.unwrap_or(Direction::ToDut),
+    };
+    if let (Some(d), false) = (&imp.direction, dir == Direction::ToDut || relay) {
+        return Err(place.spanned(
+            d,
+            "impairing frames towards the node needs the link's relay: add relay = true",
+        ));
+    }
+    if let Some(l) = &imp.loss_percent {
+        if !(0.0..=100.0).contains(l.get_ref()) {
+            return Err(place.spanned(l, "loss_percent must be between 0 and 100"));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn parse_poweroff(s: &str) -> std::result::Result<PowerOff, String> {
+    match s.split_once(':') {
+        _ if s == "acpi" => Ok(PowerOff::AcpiButton),
+        Some(("console", cmd)) if !cmd.is_empty() => Ok(PowerOff::Console(cmd.to_string())),
+        _ => Err(format!(
+            "bad poweroff {s:?}: expected \"acpi\" or \"console:COMMAND\""
+        )),
+    }
+}
