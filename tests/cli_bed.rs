@@ -149,6 +149,9 @@ fn up_exec_capture_console_down() {
     let beds: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let bed = beds[0].clone();
     assert_eq!(bed["id"], id.as_str(), "{listed}");
+    assert_eq!(bed["state"], "up", "{listed}");
+    let (_, table, _) = reg.run(&["ls"]);
+    assert!(table.contains("state") && table.contains(" up "), "{table}");
     let artifacts = PathBuf::from(bed["artifacts"].as_str().unwrap());
     let supervisor = bed["supervisor_pid"].as_u64().unwrap();
     let sock = PathBuf::from(bed["console"].as_str().unwrap());

@@ -90,6 +90,13 @@ fn a_failed_tests_bed_is_kept_until_alpy_down() {
     let (code, out) = alpy(&["qmp", &id, "query-status"]);
     assert!(code == 0 && out.contains("running"), "{out}");
     assert!(text.contains(&format!("alpy console {id}")), "{text}");
+    let (_, listed) = alpy(&["ls"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains(" kept ")),
+        "{listed}"
+    );
     let mut console = Command::new(env!("CARGO_BIN_EXE_alpy"));
     console.args(["console", &id]);
     let mut tty = common::pty::Pty::spawn(console);

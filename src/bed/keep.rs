@@ -60,7 +60,8 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
             return None;
         }
     };
-    let info = BedInfo::of(bed, &id, Default::default());
+    let mut info = BedInfo::of(bed, &id, Default::default());
+    info.state = "kept".into();
     let mut published = match Published::new(&dir, bed, &info) {
         Ok(p) => p,
         Err(e) => {

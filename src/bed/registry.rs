@@ -39,6 +39,10 @@ pub struct BedInfo {
     /// The console's Unix socket, when it is shared.
     #[serde(default)]
     pub console: Option<PathBuf>,
+    /// `up` (stood up by `alpy up`) or `kept` (a failed test's, kept by
+    /// `ALPY_KEEP`).
+    #[serde(default)]
+    pub state: String,
 }
 
 impl BedInfo {
@@ -55,6 +59,7 @@ impl BedInfo {
             artifacts: bed.artifacts_dir().to_path_buf(),
             nodes: bed.nodes_info(),
             console: None,
+            state: "up".into(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! supervisor), `ls`, `capture`.
 
 /// Stands a bed up in a supervisor process and returns once it is ready.
-pub(crate) fn up(file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
+pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Result<()> {
     use std::os::unix::process::CommandExt;
     let id = alpy::run::RunId::new().to_string();
     let dir = alpy::bed::registry::bed_dir(&id)?;
@@ -42,6 +42,13 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     loop {
         if let Ok(info) = alpy::bed::registry::find(&id) {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).unwrap_or_default()
+                );
+                return Ok(());
+            }
             println!("bed {} ({}) is up", info.id, info.name);
             println!("  artifacts:  {}", info.artifacts.display());
             println!("  console:    alpy console {}   (detach: Ctrl-])", info.id);
@@ -141,16 +148,17 @@ pub(crate) fn ls(json: bool) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     println!(
-        "{:<12} {:<16} {:>8} {:>7}  artifacts",
-        "id", "name", "owner", "age"
+        "{:<12} {:<16} {:>8} {:>7}  {:<6} artifacts",
+        "id", "name", "owner", "age", "state"
     );
     for b in &beds {
         println!(
-            "{:<12} {:<16} {:>8} {:>6}s  {}",
+            "{:<12} {:<16} {:>8} {:>6}s  {:<6} {}",
             b.id,
             b.name,
             b.supervisor_pid,
             now.saturating_sub(b.started),
+            b.state,
             b.artifacts.display()
         );
     }

@@ -58,13 +58,17 @@ enum Command {
     /// Stand up the test bed of a topology file and keep it running until
     /// `alpy down`: prints its id, how to reach its nodes, its artifacts.
     ///
-    /// Example: `alpy up topologies/forward.toml`.
+    /// Example: `alpy up topologies/forward.toml`, or
+    /// `ID=$(alpy up --json topologies/forward.toml | jq -r .id)`.
     Up {
         /// The topology file.
         file: std::path::PathBuf,
         /// How long the bed may take to come up, in seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Print the bed's description (id, nodes, artifacts, console) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The supervisor of a bed stood up by `alpy up` (not for direct use).
     #[command(hide = true)]
@@ -208,7 +212,11 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("gc", &e),
         },
-        Command::Up { file, timeout } => match up(&file, timeout) {
+        Command::Up {
+            file,
+            timeout,
+            json,
+        } => match up(&file, timeout, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("up", &e),
         },
