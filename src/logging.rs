@@ -5,6 +5,16 @@
 //! The terminal gets `info` and above (or what `RUST_LOG` says); every file
 //! sink added with [`add_file_sink`] gets the full `debug` log of alpy, with
 //! time stamps and thread names, so a failed CI run can be read afterwards.
+//!
+//! **Beds never share a log.** A test bed's `debug.log` is a *scoped* sink
+//! ([`add_scoped_sink`]): the thread that starts the bed enters its scope
+//! (until the bed is closed), and every thread alpy spawns inherits the
+//! scope of the thread that spawned it ([`inherit`]). A record logged in a
+//! scope goes only to that scope's sink and to unscoped sinks; a record
+//! logged outside any scope goes to every sink. So two beds on two
+//! threads of one process keep separate logs; two beds on one thread
+//! share that thread's own records (its latest bed gets them), while
+//! each bed's own threads (console, relays, QEMU's log readers) stay apart.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -17,7 +27,44 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::error::{IoContext, Result};
 
-type Sink = (u64, Box<dyn Write + Send>);
+/// (id, scope, writer): scoped sinks receive only their scope's records
+/// and unscoped ones.
+type Sink = (u64, Option<u64>, Box<dyn Write + Send>);
+
+thread_local! {
+    /// The scopes this thread has entered, innermost last.
+    static SCOPES: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The innermost log scope of this thread.
+pub fn current_scope() -> Option<u64> {
+    SCOPES.with(|s| s.borrow().last().copied())
+}
+
+fn enter_scope(scope: u64) {
+    SCOPES.with(|s| s.borrow_mut().push(scope));
+}
+
+fn leave_scope(scope: u64) {
+    SCOPES.with(|s| s.borrow_mut().retain(|x| *x != scope));
+}
+
+/// Wraps a thread's body so that it runs in the log scope of the thread
+/// that calls this (the spawner): use it on every thread a bed starts.
+///
+/// ```
+/// let h = std::thread::spawn(alpy::logging::inherit(|| log::info!("in the spawner's scope")));
+/// h.join().unwrap();
+/// ```
+pub fn inherit<T, F: FnOnce() -> T>(f: F) -> impl FnOnce() -> T {
+    let scope = current_scope();
+    move || {
+        if let Some(s) = scope {
+            enter_scope(s);
+        }
+        f()
+    }
+}
 
 struct AlpyLogger {
     terminal: env_logger::Logger,
@@ -75,7 +122,13 @@ impl Log for AlpyLogger {
             record.target(),
             record.args()
         );
-        for (_, sink) in sinks.iter_mut() {
+        // A scope whose sink is gone (its bed closed on another thread)
+        // counts as no scope.
+        let scope = current_scope().filter(|s| sinks.iter().any(|(_, sc, _)| *sc == Some(*s)));
+        for (_, sink_scope, sink) in sinks.iter_mut() {
+            if scope.is_some() && sink_scope.is_some() && *sink_scope != scope {
+                continue;
+            }
             // A broken debug log must never fail the test it documents.
             let _ = sink.write_all(line.as_bytes());
         }
@@ -84,7 +137,7 @@ impl Log for AlpyLogger {
     fn flush(&self) {
         self.terminal.flush();
         if let Ok(mut sinks) = self.sinks.lock() {
-            for (_, sink) in sinks.iter_mut() {
+            for (_, _, sink) in sinks.iter_mut() {
                 let _ = sink.flush();
             }
         }
@@ -129,19 +182,35 @@ pub fn init() {
     });
 }
 
-/// Keeps a file sink alive; dropping it stops writing to the sink.
+/// Keeps a file sink alive; dropping it stops writing to the sink (and
+/// leaves its scope on the dropping thread).
 #[must_use = "the sink is removed when the guard is dropped"]
 pub struct SinkGuard {
     id: u64,
+    scoped: bool,
+}
+
+impl SinkGuard {
+    /// Makes this (scoped) sink's scope the current thread's innermost,
+    /// until the guard is dropped.
+    pub fn enter(&self) {
+        if self.scoped {
+            leave_scope(self.id);
+            enter_scope(self.id);
+        }
+    }
 }
 
 impl Drop for SinkGuard {
     fn drop(&mut self) {
+        if self.scoped {
+            leave_scope(self.id);
+        }
         if let Some(logger) = LOGGER.get() {
             if let Ok(mut sinks) = logger.sinks.lock() {
-                if let Some(pos) = sinks.iter().position(|(id, _)| *id == self.id) {
+                if let Some(pos) = sinks.iter().position(|(id, _, _)| *id == self.id) {
                     SINKS.fetch_sub(1, Ordering::Relaxed);
-                    let (_, mut sink) = sinks.remove(pos);
+                    let (_, _, mut sink) = sinks.remove(pos);
                     let _ = sink.flush();
                 }
             }
@@ -149,29 +218,45 @@ impl Drop for SinkGuard {
     }
 }
 
-/// Writes the full debug log to `path` (appending) while the guard lives.
-/// Calls [`init`] first.
-pub fn add_file_sink(path: &Path) -> Result<SinkGuard> {
+fn open_log(path: &Path) -> Result<Box<dyn Write + Send>> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .context(|| format!("open debug log {}", path.display()))?;
-    Ok(add_writer_sink(Box::new(file)))
+    Ok(Box::new(file))
+}
+
+/// Writes the full debug log of the whole process to `path` (appending)
+/// while the guard lives. Calls [`init`] first.
+pub fn add_file_sink(path: &Path) -> Result<SinkGuard> {
+    Ok(add_sink(open_log(path)?, false))
+}
+
+/// Writes to `path` (appending) the records of a scope of its own (see the
+/// module's documentation), plus those logged outside any scope; call
+/// [`SinkGuard::enter`] on the threads that work for it. What a test bed's
+/// `debug.log` is.
+pub fn add_scoped_sink(path: &Path) -> Result<SinkGuard> {
+    Ok(add_sink(open_log(path)?, true))
 }
 
 /// Sends the full debug log to any writer while the guard lives (tests use it
 /// to capture what alpy logs). Calls [`init`] first.
 pub fn add_writer_sink(writer: Box<dyn Write + Send>) -> SinkGuard {
+    add_sink(writer, false)
+}
+
+fn add_sink(writer: Box<dyn Write + Send>, scoped: bool) -> SinkGuard {
     init();
     let id = NEXT_SINK.fetch_add(1, Ordering::Relaxed);
     if let Some(logger) = LOGGER.get() {
         if let Ok(mut sinks) = logger.sinks.lock() {
-            sinks.push((id, writer));
+            sinks.push((id, scoped.then_some(id), writer));
             SINKS.fetch_add(1, Ordering::Relaxed);
         }
     }
-    SinkGuard { id }
+    SinkGuard { id, scoped }
 }
 
 /// A logged step: `Create nodes...` when it starts, then

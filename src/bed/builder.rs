@@ -184,7 +184,9 @@ impl TestBedBuilder {
         // Before anything is written there: a running bed's files (its
         // debug log, its UEFI variables) must never be touched by another.
         let dir_lock = lock_artifacts(&artifacts)?;
-        let log_sink = logging::add_file_sink(&artifacts.join("debug.log"))?;
+        // This bed's records only (see logging): its threads inherit the scope.
+        let log_sink = logging::add_scoped_sink(&artifacts.join("debug.log"))?;
+        log_sink.enter();
         let drawing = Drawing::new(&self.name, &self.links, self.drawn_apps.clone());
         if let Err(e) = std::fs::write(artifacts.join("topology.svg"), drawing.svg()) {
             log::warn!(target: "alpy::testbed", "cannot write topology.svg: {e}");

@@ -42,7 +42,11 @@ pub fn reap(docker: &Docker) -> Result<Reaped> {
     let results: Vec<(String, Result<()>)> = std::thread::scope(|s| {
         let hs: Vec<_> = dead
             .iter()
-            .map(|(id, name)| s.spawn(move || (name.clone(), docker.remove(id))))
+            .map(|(id, name)| {
+                s.spawn(crate::logging::inherit(move || {
+                    (name.clone(), docker.remove(id))
+                }))
+            })
             .collect();
         hs.into_iter().filter_map(|h| h.join().ok()).collect()
     });

@@ -107,7 +107,9 @@ impl TestBed {
         // Reaping touches only dead owners' resources: it runs beside the
         // node creation instead of before it.
         std::thread::scope(|s| {
-            let reaper = b.reap.then(|| s.spawn(|| crate::bed::reap::reap(&docker)));
+            let reaper = b
+                .reap
+                .then(|| s.spawn(logging::inherit(|| crate::bed::reap::reap(&docker))));
             let created = self.create_nodes(&docker, b);
             if let Some(r) = reaper {
                 match crate::util::join_scoped(r, "the reaper") {

@@ -125,7 +125,9 @@ impl Helper {
         }
         let count = jobs.len();
         let fds = std::thread::scope(|s| {
-            let receiver = s.spawn(|| receive_fds(&listener, count, Duration::from_secs(60)));
+            let receiver = s.spawn(crate::logging::inherit(|| {
+                receive_fds(&listener, count, Duration::from_secs(60))
+            }));
             let ran = self.script(&script);
             // Unblock the receiver if the script failed before sending all.
             if ran.is_err() {

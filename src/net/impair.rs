@@ -138,7 +138,7 @@ impl Relay {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("relay-{name}"))
-                .spawn(move || run(&node, &dut, &shared))
+                .spawn(crate::logging::inherit(move || run(&node, &dut, &shared)))
                 .map_err(|e| Error::io("spawn a relay thread", e))?
         };
         Ok(Relay {

@@ -150,11 +150,11 @@ where
     let ns = File::open(&path).map_err(|e| Error::io(format!("open {path}"), e))?;
     let h = std::thread::Builder::new()
         .name(format!("netns-{pid}"))
-        .spawn(move || {
+        .spawn(crate::logging::inherit(move || {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::Net(format!("setns into {path}: {e} (needs CAP_SYS_ADMIN)")))?;
             f()
-        })
+        }))
         .map_err(|e| Error::io("spawn a namespace thread", e))?;
     crate::util::join(h, "the namespace thread")
 }

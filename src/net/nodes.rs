@@ -97,11 +97,11 @@ impl Nodes {
             let helper = shared
                 .helper
                 .as_ref()
-                .map(|h| s.spawn(move || h.ensure_started()));
+                .map(|h| s.spawn(crate::logging::inherit(move || h.ensure_started())));
             let handles: Vec<_> = (0..links.len())
                 .map(|i| {
                     let shared = &shared;
-                    s.spawn(move || {
+                    s.spawn(crate::logging::inherit(move || {
                         let name = node_name(links, i);
                         let mut spec = shared.spec(
                             opts.image.as_deref().unwrap_or(NODE_IMAGE),
@@ -118,7 +118,7 @@ impl Nodes {
                         )?;
                         let pid = c.pid()?;
                         Ok((c, pid))
-                    })
+                    }))
                 })
                 .collect();
             let mut out: Vec<Result<(Container, i32)>> = handles
@@ -292,7 +292,7 @@ impl Nodes {
         let mut results: Vec<Result<()>> = std::thread::scope(|s| {
             let hs: Vec<_> = nodes
                 .into_iter()
-                .map(|n| s.spawn(move || n.close()))
+                .map(|n| s.spawn(crate::logging::inherit(move || n.close())))
                 .collect();
             hs.into_iter()
                 .map(|h| join_scoped(h, "a node close thread"))

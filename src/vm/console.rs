@@ -201,7 +201,9 @@ impl Console {
             let name = name.to_string();
             std::thread::Builder::new()
                 .name(format!("console-{name}"))
-                .spawn(move || read_loop(reader_stream, &shared, transcript, &name))
+                .spawn(crate::logging::inherit(move || {
+                    read_loop(reader_stream, &shared, transcript, &name)
+                }))
                 .map_err(|e| Error::io("spawn the console reader", e))?
         };
         Ok(Console {

@@ -84,7 +84,9 @@ impl Console {
             let hub = Arc::clone(&hub);
             std::thread::Builder::new()
                 .name(format!("share-{}", self.name()))
-                .spawn(move || accept_loop(&listener, &hub))
+                .spawn(crate::logging::inherit(move || {
+                    accept_loop(&listener, &hub)
+                }))
                 .map_err(|e| Error::io("spawn the console socket's acceptor", e))?
         };
         log::info!(target: "alpy::console", "[{}] shared on {}", self.name(), path.display());
@@ -192,7 +194,7 @@ fn attach(mut client: UnixStream, hub: &Arc<Hub>) -> Result<()> {
         let hub = Arc::clone(hub);
         std::thread::Builder::new()
             .name(format!("share-out-{id}"))
-            .spawn(move || loop {
+            .spawn(crate::logging::inherit(move || loop {
                 match rx.recv_timeout(POLL) {
                     Ok(chunk) => {
                         if out.write_all(&chunk).is_err() {
@@ -206,14 +208,14 @@ fn attach(mut client: UnixStream, hub: &Arc<Hub>) -> Result<()> {
                         break;
                     }
                 }
-            })
+            }))
             .map_err(|e| Error::io("spawn a console client's sender", e))?
     };
     let typer = {
         let hub = Arc::clone(hub);
         std::thread::Builder::new()
             .name(format!("share-in-{id}"))
-            .spawn(move || type_loop(input, &hub, id))
+            .spawn(crate::logging::inherit(move || type_loop(input, &hub, id)))
             .map_err(|e| Error::io("spawn a console client's reader", e))?
     };
     let mut clients = lock(&hub.clients);

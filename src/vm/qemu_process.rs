@@ -119,7 +119,7 @@ impl QemuProcess {
         let parent = std::process::id() as i32;
         thread::Builder::new()
             .name("qemu-spawner".into())
-            .spawn(move || {
+            .spawn(crate::logging::inherit(move || {
                 let mut cmd = Command::new(&binary);
                 // filter-dump stamps frames with mktime() of UTC fields:
                 // only under TZ=UTC is that the epoch time.
@@ -166,7 +166,7 @@ impl QemuProcess {
                         let _ = started_tx.send(Err(e));
                     }
                 }
-            })
+            }))
             .map_err(|e| Error::io("spawn the QEMU spawner thread", e))?;
         let (pid, pidfd, stdout, stderr) = started_rx
             .recv()
@@ -357,7 +357,7 @@ fn spawn_reader(
     file: Arc<Mutex<File>>,
     tail: Tail,
 ) -> JoinHandle<()> {
-    thread::spawn(move || {
+    thread::spawn(crate::logging::inherit(move || {
         let mut r = BufReader::new(stream);
         let mut line = Vec::new();
         while let Ok(n) = r.read_until(b'\n', &mut line) {
@@ -374,7 +374,7 @@ fn spawn_reader(
             t.push_back(text);
             line.clear();
         }
-    })
+    }))
 }
 
 fn startup_failure(
