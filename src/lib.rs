@@ -72,6 +72,7 @@ pub mod cache;
 pub mod error;
 pub mod logging;
 pub mod net;
+pub mod nic;
 pub mod pcap;
 pub mod run;
 pub mod util;

@@ -172,9 +172,11 @@ fn impairment_through_the_relay_with_a_dut() {
         slow >= base + 99.0 && slow >= 100.0,
         "rtt {base} -> {slow} ms"
     );
+    // Against the base, not `slow`: a minimum of three pings under TCG can
+    // carry a few ms of scheduling noise, which only ever adds.
     assert!(
-        slower >= slow + 99.0,
-        "rtt {slow} -> {slower} ms with both ways delayed"
+        slower >= base + 199.0,
+        "rtt {base} -> {slower} ms with both ways delayed by 100 ms"
     );
     bed.shutdown(Duration::from_secs(60)).unwrap();
     let dir = bed.artifacts_dir().to_path_buf();

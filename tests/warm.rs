@@ -196,6 +196,8 @@ fn every_key_component_invalidates_the_snapshot() {
         tap_fd: -1,
         dgram: false,
         pcap: None,
+        mtu: None,
+        rom: alpy::vm::qemu::NicRom::None,
     };
     use alpy::vm::qemu::NicModel::{VirtioNet, E1000};
     let nics = vec![nic(E1000, "52:54:00:a1:00:00")];

@@ -357,7 +357,7 @@ fn build_checks(source: Option<&Path>, engine_up: bool) -> Vec<Check> {
             Some("set ALPY_SOURCE_DIR to the alpy source tree".into()),
         )];
     };
-    let items: [(&str, &str, &[&str], bool); 4] = [
+    let items: [(&str, &str, &[&str], bool); 5] = [
         (
             "image alpy/node",
             "images/build",
@@ -371,6 +371,7 @@ fn build_checks(source: Option<&Path>, engine_up: bool) -> Vec<Check> {
             true,
         ),
         ("test guest", "images/guest/build", &["--check"], false),
+        ("UEFI guest", "images/uefi-guest/build", &["--check"], false),
         ("Rabbit", "rabbit/image/build", &["--check"], false),
     ];
     items

@@ -4,8 +4,19 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
-use crate::vm::qemu::{Accel, Disk, DiskMode, Nic, NicModel, QemuConfig, Uefi};
+use crate::bed::config_drive::{ConfigDrive, DriveFormat};
+use crate::error::{Error, Result};
+use crate::nic::{DutNic, NicRom};
+use crate::vm::qemu::{Accel, Disk, DiskBus, DiskMode, Firmware, Media, Nic, NicModel, QemuConfig};
+
+/// A disk as the DUT describes it (the bed decides where writes go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DutDisk {
+    pub(crate) path: PathBuf,
+    pub(crate) format: Option<String>,
+    pub(crate) bus: DiskBus,
+    pub(crate) media: Media,
+}
 
 /// Where a bed's disk writes go.
 #[derive(Debug, Clone, Copy)]
@@ -20,23 +31,37 @@ pub(crate) enum DiskPlan<'a> {
 }
 
 /// The device under test. Its QEMU settings start from
-/// [`QemuConfig::default`] (256 MiB, 1 vCPU, machine `pc`).
+/// [`QemuConfig::default`] (256 MiB, 1 vCPU); the machine is `pc` with
+/// BIOS and `q35` with UEFI unless chosen.
 ///
 /// ```
 /// use alpy::Dut;
+/// use alpy::vm::qemu::DiskBus;
 /// let dut = Dut::kernel("vmlinuz", Some("initrd.img".into()))
 ///     .append("console=ttyS0,115200")
 ///     .memory_mib(512)
 ///     .uefi();
 /// assert_eq!(dut.config().memory_mib, 512);
+/// let vendor = Dut::disk_image_on("fw.qcow2", Some("qcow2"), DiskBus::Sata)
+///     .secure_boot()
+///     .memory_mib(4096)
+///     .cpu_model("Skylake-Client")
+///     .smbios("type=1,manufacturer=Acme,product=FW-9000,serial=A1")
+///     .uuid("6a2b4c1e-0000-4000-8000-00000000a1a1")
+///     .aux_serial();
+/// assert_eq!(vendor.machine_name(), "q35");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Dut {
     config: QemuConfig,
-    disks: Vec<(PathBuf, Option<String>)>,
+    disks: Vec<DutDisk>,
     overlay_disks: bool,
-    uefi: bool,
+    firmware: Firmware,
+    machine: Option<String>,
     nic_model: NicModel,
+    nic_rom: NicRom,
+    aux_serials: usize,
+    config_drive: Option<ConfigDrive>,
 }
 
 impl Dut {
@@ -45,8 +70,12 @@ impl Dut {
             config: QemuConfig::default(),
             disks: Vec::new(),
             overlay_disks: false,
-            uefi: false,
+            firmware: Firmware::Bios,
+            machine: None,
             nic_model: NicModel::E1000,
+            nic_rom: NicRom::None,
+            aux_serials: 0,
+            config_drive: None,
         }
     }
 
@@ -58,14 +87,51 @@ impl Dut {
         d
     }
 
-    /// Boot from a disk image (never modified: `snapshot=on`).
+    /// Boot from a disk image on virtio (never modified: `snapshot=on`).
     pub fn disk_image(image: impl Into<PathBuf>, format: Option<&str>) -> Dut {
         Dut::empty().disk(image, format)
     }
 
-    /// Adds a disk (virtio, never modified).
-    pub fn disk(mut self, image: impl Into<PathBuf>, format: Option<&str>) -> Self {
-        self.disks.push((image.into(), format.map(str::to_string)));
+    /// Boot from a disk image on `bus` (IDE, SATA, SCSI, NVMe, virtio).
+    pub fn disk_image_on(image: impl Into<PathBuf>, format: Option<&str>, bus: DiskBus) -> Dut {
+        Dut::empty().disk_on(image, format, bus)
+    }
+
+    /// Adds a disk on virtio (never modified). Without `-kernel`, the
+    /// first disk is the boot device (`bootindex=1`).
+    pub fn disk(self, image: impl Into<PathBuf>, format: Option<&str>) -> Self {
+        self.disk_on(image, format, DiskBus::Virtio)
+    }
+
+    /// Adds a disk on `bus` (never modified).
+    pub fn disk_on(
+        mut self,
+        image: impl Into<PathBuf>,
+        format: Option<&str>,
+        bus: DiskBus,
+    ) -> Self {
+        self.disks.push(DutDisk {
+            path: image.into(),
+            format: format.map(str::to_string),
+            bus,
+            media: Media::Disk,
+        });
+        self
+    }
+
+    /// Adds a CD-ROM image (read-only, on SATA).
+    pub fn cdrom(self, iso: impl Into<PathBuf>) -> Self {
+        self.cdrom_on(iso, DiskBus::Sata)
+    }
+
+    /// Adds a CD-ROM image on `bus` (IDE, SATA or SCSI).
+    pub fn cdrom_on(mut self, iso: impl Into<PathBuf>, bus: DiskBus) -> Self {
+        self.disks.push(DutDisk {
+            path: iso.into(),
+            format: Some("raw".into()),
+            bus,
+            media: Media::Cdrom,
+        });
         self
     }
 
@@ -82,15 +148,66 @@ impl Dut {
         self
     }
 
-    /// Boot through UEFI (OVMF, with a private variable store).
-    pub fn uefi(mut self) -> Self {
-        self.uefi = true;
+    /// Boot through UEFI (Debian's OVMF, with a private variable store).
+    pub fn uefi(self) -> Self {
+        self.firmware(Firmware::uefi())
+    }
+
+    /// Boot through UEFI with Secure Boot (Debian's `.secboot` OVMF and
+    /// Microsoft's keys, on q35 with SMM).
+    pub fn secure_boot(self) -> Self {
+        self.firmware(Firmware::secure_boot())
+    }
+
+    /// The firmware: BIOS (default), UEFI with chosen files, Secure Boot.
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
         self
     }
 
-    /// The NIC model of every link.
+    /// The NIC model of every link (a link may choose its own:
+    /// [`crate::Link::dut_nic`]).
     pub fn nic_model(mut self, model: NicModel) -> Self {
         self.nic_model = model;
+        self
+    }
+
+    /// The option ROM of every NIC (default none; a link may choose its own).
+    pub fn nic_rom(mut self, rom: NicRom) -> Self {
+        self.nic_rom = rom;
+        self
+    }
+
+    /// The `-cpu` model (default: `host` under KVM, QEMU's under TCG).
+    pub fn cpu_model(mut self, model: &str) -> Self {
+        self.config.cpu = Some(model.to_string());
+        self
+    }
+
+    /// An SMBIOS table, as QEMU's `-smbios` takes it:
+    /// `type=1,manufacturer=Acme,product=FW-9000,serial=A1`.
+    pub fn smbios(mut self, fields: &str) -> Self {
+        self.config.smbios.push(fields.to_string());
+        self
+    }
+
+    /// A fixed machine UUID (SMBIOS system UUID).
+    pub fn uuid(mut self, uuid: &str) -> Self {
+        self.config.uuid = Some(uuid.to_string());
+        self
+    }
+
+    /// A day-0 config drive, built into the artifacts at start and
+    /// attached after the other disks.
+    pub fn config_drive(mut self, drive: ConfigDrive) -> Self {
+        self.config_drive = Some(drive);
+        self
+    }
+
+    /// One more serial port after the console (`ttyS1`, then `ttyS2`...):
+    /// its output goes to `serial1.log` (...) in the artifacts.
+    pub fn aux_serial(mut self) -> Self {
+        self.aux_serials += 1;
         self
     }
 
@@ -106,10 +223,19 @@ impl Dut {
         self
     }
 
-    /// Machine type (`pc`, `q35`).
+    /// Machine type (`pc`, `q35`; default `pc`, or `q35` with UEFI).
     pub fn machine(mut self, m: &str) -> Self {
-        self.config.machine = m.to_string();
+        self.machine = Some(m.to_string());
         self
+    }
+
+    /// The machine type it will run.
+    pub fn machine_name(&self) -> &str {
+        match (&self.machine, self.firmware.is_uefi()) {
+            (Some(m), _) => m,
+            (None, true) => "q35",
+            (None, false) => "pc",
+        }
     }
 
     /// Force an accelerator (default: [`Accel::detect`]).
@@ -143,7 +269,42 @@ impl Dut {
 
     /// Whether it boots through UEFI.
     pub fn is_uefi(&self) -> bool {
-        self.uefi
+        self.firmware.is_uefi()
+    }
+
+    /// Its firmware.
+    pub fn firmware_choice(&self) -> &Firmware {
+        &self.firmware
+    }
+
+    /// Whether QEMU can run it as described: firmware files exist, Secure
+    /// Boot has q35, CD-ROMs have a bus that takes them.
+    pub fn check(&self) -> Result<()> {
+        self.firmware.check()?;
+        if self.firmware.secure_boot_on() && !self.machine_name().contains("q35") {
+            return Err(Error::Config(format!(
+                "Secure Boot needs the q35 machine (SMM), not {:?}: drop .machine() or use q35",
+                self.machine_name()
+            )));
+        }
+        for d in self.disks_as(&DiskMode::Snapshot) {
+            d.check()?;
+        }
+        Ok(())
+    }
+
+    fn disks_as(&self, mode: &DiskMode) -> Vec<Disk> {
+        self.disks
+            .iter()
+            .map(|d| Disk {
+                path: d.path.clone(),
+                format: d.format.clone(),
+                bus: d.bus,
+                media: d.media,
+                mode: mode.clone(),
+                bootindex: None,
+            })
+            .collect()
     }
 
     /// What shapes the guest's state, for the warm-start key: file
@@ -165,23 +326,48 @@ impl Dut {
         if let Some(i) = &c.initrd {
             put("initrd", file_hash(i)?);
         }
-        for (i, (path, format)) in self.disks.iter().enumerate() {
-            put(&format!("disk{i}"), file_hash(path)?);
+        for (i, d) in self.disks.iter().enumerate() {
+            put(&format!("disk{i}"), file_hash(&d.path)?);
             put(
                 &format!("disk{i}.format"),
-                format.clone().unwrap_or_default(),
+                format!(
+                    "{} {:?} {:?}",
+                    d.format.clone().unwrap_or_default(),
+                    d.bus,
+                    d.media
+                ),
             );
         }
-        if self.uefi {
-            let (code, vars) = Uefi::DEBIAN_FIRMWARE
-                .into_iter()
-                .find(|(c, _)| Path::new(c).exists())
-                .unwrap_or(Uefi::DEBIAN_FIRMWARE[0]);
-            put("uefi.code", file_hash(Path::new(code))?);
-            put("uefi.vars", file_hash(Path::new(vars))?);
+        if let (Some(code), Some(vars)) = (self.firmware.code(), self.firmware.vars_template()) {
+            put("uefi.code", file_hash(code)?);
+            put("uefi.vars", file_hash(vars)?);
+            put(
+                "uefi.secure_boot",
+                self.firmware.secure_boot_on().to_string(),
+            );
         }
         put("append", c.append.clone().unwrap_or_default());
-        put("machine", c.machine.clone());
+        put("machine", self.machine_name().to_string());
+        put("cpu", c.cpu.clone().unwrap_or_default());
+        put("smbios", c.smbios.join("\u{1f}"));
+        put("uuid", c.uuid.clone().unwrap_or_default());
+        put("aux_serials", self.aux_serials.to_string());
+        if let Some(d) = &self.config_drive {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(format!(
+                "{:?} {:?} {:?}",
+                d.format(),
+                d.disk_bus(),
+                d.files().len()
+            ));
+            for (name, data) in d.files() {
+                h.update(name.as_bytes());
+                h.update([0]);
+                h.update(data);
+            }
+            put("config_drive", format!("{:x}", h.finalize()));
+        }
         put("memory_mib", c.memory_mib.to_string());
         put("cpus", c.cpus.to_string());
         let accel = match c.accel {
@@ -196,21 +382,42 @@ impl Dut {
         for (i, n) in nics.iter().enumerate() {
             put(
                 &format!("nic{i}"),
-                format!("{:?} {}", n.model, n.mac.clone().unwrap_or_default()),
+                format!(
+                    "{:?} {} {:?} {:?}",
+                    n.model,
+                    n.mac.clone().unwrap_or_default(),
+                    n.mtu,
+                    n.rom
+                ),
             );
         }
         Ok(p)
     }
 
-    /// The NIC of one link: its model, the DUT-side MAC, the fd QEMU uses
-    /// (a tap, or a datagram socket when `dgram`), and its capture file.
-    pub fn nic(&self, mac: crate::addr::Mac, fd: i32, dgram: bool, pcap: PathBuf) -> Nic {
+    /// The NIC of one link: the link's choices (`link`) over the DUT's
+    /// defaults, the DUT-side MAC (unless the link chose one), the fd QEMU
+    /// uses (a tap, or a datagram socket when `dgram`), and its capture file.
+    pub fn nic(
+        &self,
+        link: &DutNic,
+        mac: crate::addr::Mac,
+        fd: i32,
+        dgram: bool,
+        pcap: PathBuf,
+    ) -> Nic {
+        let rom = if link.rom == NicRom::None {
+            self.nic_rom.clone()
+        } else {
+            link.rom.clone()
+        };
         Nic {
-            model: self.nic_model.clone(),
-            mac: Some(mac.to_string()),
+            model: link.model.clone().unwrap_or_else(|| self.nic_model.clone()),
+            mac: Some(link.mac.unwrap_or(mac).to_string()),
             tap_fd: fd,
             dgram,
             pcap: Some(pcap),
+            mtu: link.mtu,
+            rom,
         }
     }
 
@@ -223,19 +430,29 @@ impl Dut {
         nics: Vec<Nic>,
         plan: DiskPlan<'_>,
     ) -> Result<QemuConfig> {
+        self.check()?;
         let mut cfg = self.config.clone();
+        cfg.machine = self.machine_name().to_string();
         let overlay = |dir: &Path, i: usize| DiskMode::Overlay(dir.join(format!("disk{i}.qcow2")));
+        let kernel_boot = cfg.kernel.is_some();
         cfg.disks = self
             .disks
             .iter()
             .enumerate()
-            .map(|(i, (path, format))| {
+            .map(|(i, d)| {
                 let (path, format, mode) = match plan {
-                    DiskPlan::AsConfigured if self.overlay_disks => {
-                        (path.clone(), format.clone(), overlay(artifacts, i))
+                    _ if d.media == Media::Cdrom => {
+                        (d.path.clone(), d.format.clone(), DiskMode::ReadOnly)
                     }
-                    DiskPlan::AsConfigured => (path.clone(), format.clone(), DiskMode::Snapshot),
-                    DiskPlan::OverlaysIn(dir) => (path.clone(), format.clone(), overlay(dir, i)),
+                    DiskPlan::AsConfigured if self.overlay_disks => {
+                        (d.path.clone(), d.format.clone(), overlay(artifacts, i))
+                    }
+                    DiskPlan::AsConfigured => {
+                        (d.path.clone(), d.format.clone(), DiskMode::Snapshot)
+                    }
+                    DiskPlan::OverlaysIn(dir) => {
+                        (d.path.clone(), d.format.clone(), overlay(dir, i))
+                    }
                     DiskPlan::BackedBy(snap) => (
                         snap.join(format!("disk{i}.qcow2")),
                         Some("qcow2".to_string()),
@@ -245,22 +462,46 @@ impl Dut {
                 Disk {
                     path,
                     format,
-                    interface: "virtio".into(),
+                    bus: d.bus,
+                    media: d.media,
                     mode,
+                    // Boot from the first disk, never from the network.
+                    bootindex: (i == 0 && !kernel_boot).then_some(1),
                 }
             })
             .collect();
-        cfg.uefi = match (self.uefi, plan) {
-            (false, _) => None,
-            (true, DiskPlan::BackedBy(snap)) => Some(Uefi::private_copy(
-                None,
-                Some(&snap.join("OVMF_VARS.fd")),
-                artifacts,
-            )?),
-            (true, _) => Some(Uefi::private_copy(None, None, artifacts)?),
+        if let Some(drive) = &self.config_drive {
+            let image = drive.build(artifacts)?;
+            // A vfat drive is a disk whose writes QEMU throws away (IDE
+            // and SATA disks cannot be read-only); an ISO is a CD-ROM.
+            let (media, mode) = match drive.format() {
+                DriveFormat::Vfat => (Media::Disk, DiskMode::Snapshot),
+                DriveFormat::Iso => (Media::Cdrom, DiskMode::ReadOnly),
+            };
+            cfg.disks.push(Disk {
+                path: image,
+                format: Some("raw".into()),
+                bus: drive.disk_bus(),
+                media,
+                mode,
+                bootindex: None,
+            });
+        }
+        let saved_vars = match plan {
+            DiskPlan::BackedBy(snap) => Some(snap.join("OVMF_VARS.fd")),
+            _ => None,
         };
+        cfg.uefi = self
+            .firmware
+            .private_copy(artifacts, saved_vars.as_deref())?;
+        cfg.aux_serials = (1..=self.aux_serials)
+            .map(|i| artifacts.join(format!("serial{i}.log")))
+            .collect();
         cfg.incoming = matches!(plan, DiskPlan::BackedBy(_));
         cfg.nics = nics;
+        for d in &cfg.disks {
+            d.check()?;
+        }
         cfg.serial_log = Some(artifacts.join("console-qemu.log"));
         cfg.paused = true;
         cfg.no_shutdown = false;

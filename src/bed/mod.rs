@@ -4,6 +4,7 @@
 
 pub mod builder;
 mod captures;
+pub mod config_drive;
 pub mod doctor;
 pub mod dut;
 pub mod graph;

@@ -57,6 +57,8 @@ pub struct TestBed {
     pub(crate) at_ready_point: bool,
     pub(crate) warm_outcome: Option<&'static str>,
     pub(crate) console_timeout: Duration,
+    /// Each link's choices for the DUT's NIC.
+    pub(crate) dut_nics: Vec<crate::nic::DutNic>,
     pub(crate) _log_sink: Option<SinkGuard>,
     /// The artifacts directory is this bed's while this is held.
     pub(crate) dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
@@ -90,6 +92,7 @@ impl TestBed {
             at_ready_point: false,
             warm_outcome: None,
             console_timeout: b.console_timeout,
+            dut_nics: b.links.iter().map(|l| l.dut_nic.clone()).collect(),
             _log_sink: Some(log_sink),
             dir_lock: None,
             closed: false,
@@ -163,6 +166,7 @@ impl TestBed {
                 .ok_or_else(|| Error::Internal(format!("node {} has no tap", n.name())))?;
             let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
             nics.push(dut.nic(
+                &self.dut_nics.get(n.index()).cloned().unwrap_or_default(),
                 self.dut_mac(n.index()),
                 fd,
                 dgram,

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::net::impair::{Direction, Impairment};
 use crate::net::netns::NetCmd;
 use crate::net::TAP_NAME;
+use crate::nic::DutNic;
 use crate::run::RunId;
 
 /// The node side of one link. Build it with the methods; a bad address is
@@ -46,6 +47,9 @@ pub struct Link {
     pub relay: bool,
     /// Impairment the bed applies once it has started.
     pub impairment: Option<(Direction, Impairment)>,
+    /// The DUT's NIC on this link: model, MAC, MTU, option ROM (defaults:
+    /// the DUT's).
+    pub dut_nic: DutNic,
     /// The link starts down: the DUT's NIC has no carrier until
     /// [`crate::TestBed::set_dut_link`] brings it up.
     pub down: bool,
@@ -142,6 +146,18 @@ impl Link {
         self
     }
 
+    /// Chooses the DUT's NIC on this link (its MTU also goes on the node's
+    /// side).
+    ///
+    /// ```
+    /// use alpy::nic::{DutNic, NicModel};
+    /// let wan = alpy::Link::new().dut_nic(DutNic::new().model(NicModel::Vmxnet3).mtu(1400));
+    /// ```
+    pub fn dut_nic(mut self, nic: DutNic) -> Self {
+        self.dut_nic = nic;
+        self
+    }
+
     /// Starts the link down (the DUT's NIC without carrier).
     pub fn down(mut self) -> Self {
         self.down = true;
@@ -200,6 +216,9 @@ impl Link {
         c.push(NetCmd::ip(&format!(
             "link set dev {TAP_NAME} address {mac}"
         )));
+        if let Some(mtu) = self.dut_nic.mtu {
+            c.push(NetCmd::ip(&format!("link set dev {TAP_NAME} mtu {mtu}")));
+        }
         c.push(NetCmd::ip(&format!("link set dev {TAP_NAME} up")));
         for a in &self.addrs {
             let nodad = if a.addr().is_ipv6() { " nodad" } else { "" };

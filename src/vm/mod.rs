@@ -4,6 +4,8 @@
 
 pub mod console;
 pub mod console_share;
+pub mod devices;
+pub mod firmware;
 pub mod login;
 pub mod migrate;
 pub mod qemu;

@@ -7,7 +7,7 @@
 //! run by [`crate::vm::qemu_process`].
 
 use std::os::fd::RawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
@@ -65,136 +65,8 @@ impl Accel {
     }
 }
 
-/// The emulated NIC model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NicModel {
-    /// Intel e1000 (`e1000`).
-    E1000,
-    /// Virtio network device (`virtio-net-pci`).
-    VirtioNet,
-    /// Any other QEMU device name, e.g. `rtl8139`.
-    Other(String),
-}
-
-impl NicModel {
-    /// QEMU's device name.
-    pub fn device(&self) -> &str {
-        match self {
-            NicModel::E1000 => "e1000",
-            NicModel::VirtioNet => "virtio-net-pci",
-            NicModel::Other(s) => s,
-        }
-    }
-}
-
-impl std::str::FromStr for NicModel {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "" => return Err(Error::Config("empty NIC model".into())),
-            "e1000" => NicModel::E1000,
-            "virtio" | "virtio-net" | "virtio-net-pci" => NicModel::VirtioNet,
-            other => NicModel::Other(other.to_string()),
-        })
-    }
-}
-
-/// One guest NIC, backed by a tap fd the QEMU process inherits.
-#[derive(Debug, Clone)]
-pub struct Nic {
-    /// Device model.
-    pub model: NicModel,
-    /// Guest MAC address, `52:54:00:..` style; QEMU picks one if `None`.
-    pub mac: Option<String>,
-    /// The tap's file descriptor in this process (inherited by QEMU), or
-    /// with `dgram`, a connected datagram socket's.
-    pub tap_fd: RawFd,
-    /// `tap_fd` is a datagram socket (a relay's end, see `alpy::net::impair`),
-    /// not a tap.
-    pub dgram: bool,
-    /// Where `filter-dump` writes every frame of this NIC, if anywhere.
-    pub pcap: Option<PathBuf>,
-}
-
-/// How a disk image is attached without ever modifying it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiskMode {
-    /// `snapshot=on`: writes go to a temporary file QEMU deletes.
-    Snapshot,
-    /// A qcow2 overlay at this path (created by [`crate::vm::qemu_process`]),
-    /// kept after the run for inspection.
-    Overlay(PathBuf),
-}
-
-/// A disk image.
-#[derive(Debug, Clone)]
-pub struct Disk {
-    /// The base image.
-    pub path: PathBuf,
-    /// `qcow2`, `raw`, ... (`None`: QEMU probes, with a warning).
-    pub format: Option<String>,
-    /// `virtio`, `ide`, ...
-    pub interface: String,
-    /// How writes are kept away from the base image.
-    pub mode: DiskMode,
-}
-
-/// UEFI boot with OVMF: the firmware code and a private copy of the
-/// variable store.
-#[derive(Debug, Clone)]
-pub struct Uefi {
-    /// Firmware code (e.g. `/usr/share/OVMF/OVMF_CODE.fd`).
-    pub code: PathBuf,
-    /// The variable store this run may write (a copy of the template).
-    pub vars: PathBuf,
-}
-
-impl Uefi {
-    /// Debian's firmware code and variable-store template (package `ovmf`):
-    /// the 4 MiB builds, then the older 2 MiB ones where only those exist.
-    pub const DEBIAN_FIRMWARE: [(&'static str, &'static str); 2] = [
-        (
-            "/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "/usr/share/OVMF/OVMF_VARS_4M.fd",
-        ),
-        (
-            "/usr/share/OVMF/OVMF_CODE.fd",
-            "/usr/share/OVMF/OVMF_VARS.fd",
-        ),
-    ];
-
-    /// Copies the variable store `vars_template` to `run_dir` and returns the
-    /// configuration (finds OVMF in its Debian place, see
-    /// [`Uefi::DEBIAN_FIRMWARE`], if `code` or `vars_template` is `None`).
-    pub fn private_copy(
-        code: Option<&Path>,
-        vars_template: Option<&Path>,
-        run_dir: &Path,
-    ) -> Result<Uefi> {
-        let (debian_code, debian_vars) = Self::DEBIAN_FIRMWARE
-            .into_iter()
-            .find(|(c, _)| Path::new(c).exists())
-            .unwrap_or(Self::DEBIAN_FIRMWARE[0]);
-        let code = code.map_or_else(|| PathBuf::from(debian_code), Path::to_path_buf);
-        let template = vars_template.map_or_else(|| PathBuf::from(debian_vars), Path::to_path_buf);
-        for f in [&code, &template] {
-            if !f.exists() {
-                return Err(Error::Config(format!(
-                    "UEFI firmware file {} is missing (install the ovmf package)",
-                    f.display()
-                )));
-            }
-        }
-        let vars = run_dir.join("OVMF_VARS.fd");
-        std::fs::copy(&template, &vars).map_err(|e| {
-            Error::io(
-                format!("copy {} to {}", template.display(), vars.display()),
-                e,
-            )
-        })?;
-        Ok(Uefi { code, vars })
-    }
-}
+pub use crate::vm::devices::{Disk, DiskBus, DiskMode, Media, Nic, NicModel, NicRom};
+pub use crate::vm::firmware::{Firmware, Uefi};
 
 /// Everything QEMU is started with.
 #[derive(Debug, Clone)]
@@ -209,6 +81,15 @@ pub struct QemuConfig {
     pub memory_mib: u32,
     /// Number of vCPUs.
     pub cpus: u32,
+    /// `-cpu` model; `None`: `host` under KVM, QEMU's default under TCG.
+    pub cpu: Option<String>,
+    /// `-smbios` values, e.g. `type=1,manufacturer=Acme,serial=A1`.
+    pub smbios: Vec<String>,
+    /// `-uuid`: the machine's fixed UUID.
+    pub uuid: Option<String>,
+    /// More serial ports after the console (`ttyS1`, ...), each written to
+    /// its file.
+    pub aux_serials: Vec<PathBuf>,
     /// `-kernel`.
     pub kernel: Option<PathBuf>,
     /// `-initrd`.
@@ -242,6 +123,10 @@ impl Default for QemuConfig {
             accel: None,
             memory_mib: 256,
             cpus: 1,
+            cpu: None,
+            smbios: Vec::new(),
+            uuid: None,
+            aux_serials: Vec::new(),
             kernel: None,
             initrd: None,
             append: None,
@@ -273,12 +158,22 @@ impl QemuConfig {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+        let secure = self.uefi.as_ref().is_some_and(|u| u.secure_boot);
+        let smm = if secure { ",smm=on" } else { "" };
         push(&[
             "-machine",
-            &format!("{},accel={}", self.machine, accel.as_str()),
+            &format!("{},accel={}{smm}", self.machine, accel.as_str()),
         ]);
-        if accel == Accel::Kvm {
-            push(&["-cpu", "host"]);
+        match (&self.cpu, accel) {
+            (Some(cpu), _) => push(&["-cpu", cpu]),
+            (None, Accel::Kvm) => push(&["-cpu", "host"]),
+            (None, Accel::Tcg) => {}
+        }
+        if let Some(u) = &self.uuid {
+            push(&["-uuid", u]);
+        }
+        for s in &self.smbios {
+            push(&["-smbios", s]);
         }
         push(&[
             "-m",
@@ -306,7 +201,19 @@ impl QemuConfig {
             serial.push_str(&format!(",logfile={},logappend=on", opt_path(log)));
         }
         push(&["-chardev", &serial, "-serial", "chardev:serial0"]);
+        for (i, f) in self.aux_serials.iter().enumerate() {
+            let i = i + 1;
+            push(&[
+                "-chardev",
+                &format!("file,id=serial{i},path={}", opt_path(f)),
+                "-serial",
+                &format!("chardev:serial{i}"),
+            ]);
+        }
         if let Some(uefi) = &self.uefi {
+            if uefi.secure_boot {
+                push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+            }
             push(&[
                 "-drive",
                 &format!(
@@ -326,49 +233,14 @@ impl QemuConfig {
         if let Some(ap) = &self.append {
             push(&["-append", ap]);
         }
-        for (n, d) in self.disks.iter().enumerate() {
-            let mut spec = format!("if={},index={n}", d.interface);
-            match &d.mode {
-                DiskMode::Snapshot => {
-                    spec.push_str(&format!(",file={},snapshot=on", opt_path(&d.path)));
-                    if let Some(f) = &d.format {
-                        spec.push_str(&format!(",format={f}"));
-                    }
-                }
-                DiskMode::Overlay(overlay) => {
-                    spec.push_str(&format!(",file={},format=qcow2", opt_path(overlay)));
-                }
-            }
-            push(&["-drive", &spec]);
-        }
-        for (n, nic) in self.nics.iter().enumerate() {
-            let netdev = if nic.dgram {
-                format!("dgram,id=net{n},local.type=fd,local.str={}", nic.tap_fd)
-            } else {
-                format!("tap,id=net{n},fd={}", nic.tap_fd)
-            };
-            push(&["-netdev", &netdev]);
-            let mut dev = format!("{},netdev=net{n},id=nic{n}", nic.model.device());
-            if let Some(mac) = &nic.mac {
-                dev.push_str(&format!(",mac={mac}"));
-            }
-            push(&["-device", &dev]);
-            if let Some(p) = &nic.pcap {
-                push(&[
-                    "-object",
-                    &format!("filter-dump,id=dump{n},netdev=net{n},file={}", opt_path(p)),
-                ]);
-            }
-        }
+        a.extend(crate::vm::devices::disk_args(&self.disks));
+        a.extend(crate::vm::devices::nic_args(&self.nics));
         a.extend(self.extra_args.iter().cloned());
         a
     }
 }
 
-/// A path as a QEMU option value: commas are doubled.
-fn opt_path(p: &Path) -> String {
-    p.to_string_lossy().replace(',', ",,")
-}
+use crate::vm::devices::opt_path;
 
 #[cfg(test)]
 mod tests {
@@ -390,6 +262,8 @@ mod tests {
                     tap_fd: 7,
                     dgram: false,
                     pcap: Some("/run/a/link0.pcap".into()),
+                    mtu: None,
+                    rom: NicRom::None,
                 },
                 Nic {
                     model: NicModel::VirtioNet,
@@ -397,6 +271,8 @@ mod tests {
                     tap_fd: 8,
                     dgram: true,
                     pcap: None,
+                    mtu: Some(9000),
+                    rom: NicRom::QemuDefault,
                 },
             ],
             ..Default::default()
@@ -408,9 +284,9 @@ mod tests {
              -chardev socket,id=serial0,fd=4,server=off,logfile=/run/a/console-qemu.log,logappend=on \
              -serial chardev:serial0 \
              -kernel /k/vmlinuz -initrd /k/initrd.img -append console=ttyS0 quiet \
-             -netdev tap,id=net0,fd=7 -device e1000,netdev=net0,id=nic0,mac=52:54:00:00:00:01 \
+             -netdev tap,id=net0,fd=7 -device e1000,netdev=net0,id=nic0,mac=52:54:00:00:00:01,romfile= \
              -object filter-dump,id=dump0,netdev=net0,file=/run/a/link0.pcap \
-             -netdev dgram,id=net1,local.type=fd,local.str=8 -device virtio-net-pci,netdev=net1,id=nic1"
+             -netdev dgram,id=net1,local.type=fd,local.str=8 -device virtio-net-pci,netdev=net1,id=nic1,host_mtu=9000"
         );
     }
 
@@ -425,19 +301,24 @@ mod tests {
             uefi: Some(Uefi {
                 code: "/fw/CODE.fd".into(),
                 vars: "/run/a/VARS.fd".into(),
+                secure_boot: false,
             }),
             disks: vec![
                 Disk {
                     path: "/img/base,1.qcow2".into(),
                     format: Some("qcow2".into()),
-                    interface: "virtio".into(),
+                    bus: DiskBus::Virtio,
+                    media: Media::Disk,
                     mode: DiskMode::Snapshot,
+                    bootindex: Some(1),
                 },
                 Disk {
                     path: "/img/data.raw".into(),
                     format: Some("raw".into()),
-                    interface: "ide".into(),
+                    bus: DiskBus::Ide,
+                    media: Media::Disk,
                     mode: DiskMode::Overlay("/run/a/disk1.qcow2".into()),
+                    bootindex: None,
                 },
             ],
             extra_args: vec!["-rtc".into(), "base=utc".into()],
@@ -451,10 +332,84 @@ mod tests {
              -chardev socket,id=serial0,fd=4,server=off -serial chardev:serial0 \
              -drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd \
              -drive if=pflash,format=raw,unit=1,file=/run/a/VARS.fd \
-             -drive if=virtio,index=0,file=/img/base,,1.qcow2,snapshot=on,format=qcow2 \
-             -drive if=ide,index=1,file=/run/a/disk1.qcow2,format=qcow2 \
+             -drive if=none,id=disk0,file=/img/base,,1.qcow2,snapshot=on,format=qcow2 \
+             -device virtio-blk-pci,drive=disk0,bootindex=1 \
+             -drive if=none,id=disk1,file=/run/a/disk1.qcow2,format=qcow2 -device ide-hd,drive=disk1 \
              -rtc base=utc"
         );
+    }
+
+    #[test]
+    fn secure_boot_buses_and_identity() {
+        let disk = |path: &str, bus, media, mode| Disk {
+            path: PathBuf::from(path),
+            format: Some("raw".into()),
+            bus,
+            media,
+            mode,
+            bootindex: None,
+        };
+        let cfg = QemuConfig {
+            machine: "q35".into(),
+            cpu: Some("Skylake-Client".into()),
+            smbios: vec!["type=1,manufacturer=Acme,serial=A1".into()],
+            uuid: Some("6a2b4c1e-0000-4000-8000-00000000a1a1".into()),
+            aux_serials: vec!["/run/a/serial1.log".into()],
+            uefi: Some(Uefi {
+                code: "/fw/SB.fd".into(),
+                vars: "/run/a/VARS.fd".into(),
+                secure_boot: true,
+            }),
+            disks: vec![
+                disk(
+                    "/i/sata.raw",
+                    DiskBus::Sata,
+                    Media::Disk,
+                    DiskMode::Snapshot,
+                ),
+                disk("/i/cd.iso", DiskBus::Sata, Media::Cdrom, DiskMode::ReadOnly),
+                disk(
+                    "/i/scsi.raw",
+                    DiskBus::Scsi,
+                    Media::Disk,
+                    DiskMode::Snapshot,
+                ),
+                disk(
+                    "/i/nvme.raw",
+                    DiskBus::Nvme,
+                    Media::Disk,
+                    DiskMode::Snapshot,
+                ),
+            ],
+            ..Default::default()
+        };
+        let args = cfg.args(Accel::Tcg, FDS).join(" ");
+        for want in [
+            "-machine q35,accel=tcg,smm=on -cpu Skylake-Client",
+            "-uuid 6a2b4c1e-0000-4000-8000-00000000a1a1 -smbios type=1,manufacturer=Acme,serial=A1",
+            "-chardev file,id=serial1,path=/run/a/serial1.log -serial chardev:serial1",
+            "-global driver=cfi.pflash01,property=secure,value=on",
+            "-device ahci,id=sata -device virtio-scsi-pci,id=scsi",
+            "-device ide-hd,drive=disk0,bus=sata.0",
+            "-drive if=none,id=disk1,file=/i/cd.iso,readonly=on,format=raw,media=cdrom -device ide-cd,drive=disk1,bus=sata.1",
+            "-device scsi-hd,drive=disk2,bus=scsi.0",
+            "-device nvme,drive=disk3,serial=alpy3",
+        ] {
+            assert!(args.contains(want), "{want}\nnot in\n{args}");
+        }
+        let bad = disk(
+            "/i/cd.iso",
+            DiskBus::Virtio,
+            Media::Cdrom,
+            DiskMode::ReadOnly,
+        );
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("IDE, SATA or SCSI"));
+        assert_eq!("sata".parse::<DiskBus>().unwrap(), DiskBus::Sata);
+        assert!("floppy".parse::<DiskBus>().is_err());
     }
 
     #[test]
@@ -475,5 +430,7 @@ mod tests {
             "virtio-net-pci"
         );
         assert_eq!("rtl8139".parse::<NicModel>().unwrap().device(), "rtl8139");
+        assert_eq!("vmxnet3".parse::<NicModel>().unwrap(), NicModel::Vmxnet3);
+        assert_eq!("e1000e".parse::<NicModel>().unwrap().device(), "e1000e");
     }
 }
