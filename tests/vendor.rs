@@ -97,5 +97,45 @@ fn secure_boot_sata_eight_links_and_a_config_drive() {
             )
             .unwrap();
     }
-    bed.close().unwrap();
+    let left = bed.close_checked().unwrap();
+    assert!(left.is_empty(), "{left}");
+}
+
+/// `leftovers()` sees what a run leaves: here a container of the run that
+/// nothing removes, and a process whose command line names the run.
+#[test]
+fn leftovers_name_what_a_run_left() {
+    let run = alpy::run::RunId::new();
+    let docker = common::docker();
+    let mut spec = common::spec("alpy/node", "left", &["sleep", "60"]);
+    spec.labels = alpy::run::owner_labels(&run);
+    spec.name = run.name("left");
+    let c = alpy::net::Container::run(&docker, &spec, None).unwrap();
+    use std::os::unix::process::CommandExt;
+    let mut sleeper = std::process::Command::new("sh")
+        .args(["-c", &format!("sleep 60; : {run}")])
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let left = alpy::bed::leftovers::leftovers(&run).unwrap();
+    let text = left.to_string();
+    assert!(
+        left.containers.len() == 1 && text.contains(&run.name("left")),
+        "{text}"
+    );
+    assert!(
+        left.processes
+            .iter()
+            .any(|p| p.starts_with(&sleeper.id().to_string())),
+        "{text}"
+    );
+    let group = nix::unistd::Pid::from_raw(sleeper.id() as i32);
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).unwrap();
+    sleeper.wait().unwrap();
+    c.close().unwrap();
+    let left = alpy::bed::leftovers::leftovers(&run).unwrap();
+    assert!(left.is_empty(), "{left}");
+    assert_eq!(left.to_string(), "nothing is left");
 }

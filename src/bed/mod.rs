@@ -10,6 +10,7 @@ pub mod dut;
 pub mod graph;
 mod guest;
 pub mod keep;
+pub mod leftovers;
 pub mod reap;
 pub mod registry;
 pub mod testbed;

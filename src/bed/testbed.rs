@@ -431,6 +431,22 @@ impl TestBed {
         r
     }
 
+    /// [`TestBed::close`], then what is left of the run (containers,
+    /// processes, host links, temporary files): a report to assert on.
+    ///
+    /// ```no_run
+    /// # fn main() -> alpy::Result<()> {
+    /// # let bed: alpy::TestBed = todo!();
+    /// let left = bed.close_checked()?;
+    /// assert!(left.is_empty(), "{left}");
+    /// # Ok(()) }
+    /// ```
+    pub fn close_checked(self) -> Result<crate::bed::leftovers::Leftovers> {
+        let run = self.run.clone();
+        self.close()?;
+        crate::bed::leftovers::leftovers(&run)
+    }
+
     fn teardown(&mut self) -> Result<()> {
         let t0 = Instant::now();
         let step = Step::start(format!("Close test bed {}", self.name));
