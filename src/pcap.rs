@@ -14,6 +14,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::borrow::Borrow;
+
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 
 use crate::addr::Mac;
@@ -66,6 +68,30 @@ pub struct Frame {
     pub icmp: Option<(u8, u8)>,
     /// TCP flags byte (FIN=1, SYN=2, RST=4, PSH=8, ACK=16).
     pub tcp_flags: Option<u8>,
+    /// An ARP packet (Ethernet/IPv4), decoded.
+    pub arp: Option<Arp>,
+}
+
+/// An ARP request or reply for IPv4 over Ethernet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arp {
+    /// 1 request, 2 reply ([`Arp::REQUEST`], [`Arp::REPLY`]).
+    pub operation: u16,
+    /// Who asks (or answers).
+    pub sender_mac: Mac,
+    /// The sender's address.
+    pub sender_ip: std::net::Ipv4Addr,
+    /// Whose MAC is wanted (zero in a request).
+    pub target_mac: Mac,
+    /// The address asked about.
+    pub target_ip: std::net::Ipv4Addr,
+}
+
+impl Arp {
+    /// A request: who has `target_ip`?
+    pub const REQUEST: u16 = 1;
+    /// A reply: `sender_ip` is at `sender_mac`.
+    pub const REPLY: u16 = 2;
 }
 
 impl Frame {
@@ -85,6 +111,7 @@ impl Frame {
             dst_port: None,
             icmp: None,
             tcp_flags: None,
+            arp: None,
         };
         let data = f.data.clone();
         let Ok(p) = SlicedPacket::from_ethernet(&data) else {
@@ -112,6 +139,18 @@ impl Frame {
                 f.ttl = Some(h.hop_limit());
                 f.protocol = Some(ip.payload().ip_number.0);
             }
+            Some(NetSlice::Arp(arp)) => {
+                f.ethertype = Some(ETHERTYPE_ARP);
+                if let Ok(a) = arp.to_packet().try_eth_ipv4() {
+                    f.arp = Some(Arp {
+                        operation: a.operation.0,
+                        sender_mac: Mac(a.sender_mac),
+                        sender_ip: a.sender_ipv4.into(),
+                        target_mac: Mac(a.target_mac),
+                        target_ip: a.target_ipv4.into(),
+                    });
+                }
+            }
             None => {}
         }
         match &p.transport {
@@ -126,7 +165,7 @@ impl Frame {
             }
             Some(TransportSlice::Icmpv4(i)) => f.icmp = Some((i.type_u8(), i.code_u8())),
             Some(TransportSlice::Icmpv6(i)) => f.icmp = Some((i.type_u8(), i.code_u8())),
-            None => {}
+            _ => {}
         }
         f
     }
@@ -154,6 +193,16 @@ impl Frame {
         if let Some((t, c)) = self.icmp {
             s.push_str(&format!(" icmp {t}/{c}"));
         }
+        if let Some(a) = self.arp {
+            match a.operation {
+                Arp::REQUEST => s.push_str(&format!(
+                    " arp who-has {} tell {}",
+                    a.target_ip, a.sender_ip
+                )),
+                Arp::REPLY => s.push_str(&format!(" arp {} is-at {}", a.sender_ip, a.sender_mac)),
+                op => s.push_str(&format!(" arp op {op}")),
+            }
+        }
         s
     }
 }
@@ -170,6 +219,8 @@ pub struct Filter {
     src_port: Option<u16>,
     dst_port: Option<u16>,
     icmp_type: Option<u8>,
+    arp_op: Option<u16>,
+    arp_target: Option<std::net::Ipv4Addr>,
 }
 
 impl Filter {
@@ -223,6 +274,18 @@ impl Filter {
         self
     }
 
+    /// ARP packets of this operation ([`Arp::REQUEST`], [`Arp::REPLY`]).
+    pub fn arp(mut self, operation: u16) -> Self {
+        self.arp_op = Some(operation);
+        self
+    }
+    /// ARP packets about this address (the target of a request, the
+    /// sender of a reply).
+    pub fn arp_for(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.arp_target = Some(ip);
+        self
+    }
+
     /// Whether `f` passes.
     pub fn matches(&self, f: &Frame) -> bool {
         fn ok<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
@@ -239,6 +302,15 @@ impl Filter {
             && self
                 .icmp_type
                 .is_none_or(|t| f.icmp.map(|i| i.0) == Some(t))
+            && self
+                .arp_op
+                .is_none_or(|op| f.arp.map(|a| a.operation) == Some(op))
+            && self.arp_target.is_none_or(|ip| {
+                f.arp.is_some_and(|a| match a.operation {
+                    Arp::REPLY => a.sender_ip == ip,
+                    _ => a.target_ip == ip,
+                })
+            })
     }
 }
 
@@ -303,24 +375,45 @@ impl Capture {
         &self.frames
     }
 
-    /// The frames that pass `filter`.
-    pub fn filter<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = &'a Frame> + 'a {
-        self.frames.iter().filter(move |f| filter.matches(f))
+    /// The frames that pass `filter` (given by value or by reference).
+    ///
+    /// ```no_run
+    /// # fn main() -> alpy::Result<()> {
+    /// use alpy::pcap::{Arp, Capture, Filter};
+    /// let cap = Capture::open(std::path::Path::new("link0.pcap"))?;
+    /// let replies = cap.filter(Filter::new().arp(Arp::REPLY)).count();
+    /// let echo = Filter::new().icmp_type(8);
+    /// assert_eq!(cap.filter(&echo).count(), cap.count(echo));
+    /// # Ok(()) }
+    /// ```
+    pub fn filter<'a, F>(&'a self, filter: F) -> impl Iterator<Item = &'a Frame> + 'a
+    where
+        F: Borrow<Filter> + 'a,
+    {
+        self.frames
+            .iter()
+            .filter(move |f| filter.borrow().matches(f))
     }
 
     /// How many frames pass `filter`.
-    pub fn count(&self, filter: &Filter) -> usize {
+    pub fn count(&self, filter: impl Borrow<Filter>) -> usize {
         self.filter(filter).count()
     }
 
     /// Fails unless exactly `n` frames pass (`min..=max` with
     /// [`Capture::expect_between`]), listing the capture in the error.
-    pub fn expect_count(&self, filter: &Filter, n: usize) -> Result<()> {
+    pub fn expect_count(&self, filter: impl Borrow<Filter>, n: usize) -> Result<()> {
         self.expect_between(filter, n, n)
     }
 
     /// Fails unless between `min` and `max` frames pass.
-    pub fn expect_between(&self, filter: &Filter, min: usize, max: usize) -> Result<()> {
+    pub fn expect_between(
+        &self,
+        filter: impl Borrow<Filter>,
+        min: usize,
+        max: usize,
+    ) -> Result<()> {
+        let filter = filter.borrow();
         let n = self.count(filter);
         if (min..=max).contains(&n) {
             return Ok(());
@@ -364,6 +457,56 @@ mod tests {
         v
     }
 
+    fn arp(operation: u16, sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+        let packet = etherparse::ArpEthIpv4Packet {
+            operation: etherparse::ArpOperation(operation),
+            sender_mac: [2, 0, 0, 0, 0, 1],
+            sender_ipv4: sender,
+            target_mac: [0; 6],
+            target_ipv4: target,
+        };
+        let builder =
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0xff; 6]).arp(packet.into());
+        let mut v = Vec::new();
+        builder.write(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn arp_is_decoded_and_filtered_by_value() {
+        let req = Frame::decode(Duration::ZERO, arp(1, [192, 168, 1, 2], [192, 168, 1, 1]));
+        let a = req.arp.expect("an ARP request decodes");
+        assert_eq!(a.operation, Arp::REQUEST);
+        assert_eq!(a.target_ip, std::net::Ipv4Addr::new(192, 168, 1, 1));
+        assert_eq!(req.ethertype, Some(ETHERTYPE_ARP));
+        assert!(
+            req.summary()
+                .ends_with("arp who-has 192.168.1.1 tell 192.168.1.2"),
+            "{}",
+            req.summary()
+        );
+        let rep = Frame::decode(Duration::ZERO, arp(2, [192, 168, 1, 1], [192, 168, 1, 2]));
+        assert!(
+            rep.summary()
+                .contains("arp 192.168.1.1 is-at 02:00:00:00:00:01"),
+            "{}",
+            rep.summary()
+        );
+        let gw = std::net::Ipv4Addr::new(192, 168, 1, 1);
+        let cap = Capture {
+            path: "mem".into(),
+            frames: vec![req, rep, Frame::decode(Duration::ZERO, icmp_echo(64))],
+        };
+        // By value and by reference alike.
+        assert_eq!(cap.count(Filter::new().arp(Arp::REQUEST)), 1);
+        assert_eq!(cap.count(Filter::new().arp_for(gw)), 2);
+        let replies = Filter::new().arp(Arp::REPLY).arp_for(gw);
+        assert_eq!(cap.filter(&replies).count(), 1);
+        assert_eq!(cap.filter(replies).count(), 1);
+        cap.expect_count(Filter::new().ethertype(ETHERTYPE_ARP), 2)
+            .unwrap();
+    }
+
     #[test]
     fn writes_reads_and_filters() {
         let dir = std::env::temp_dir().join(format!("alpy-pcap-{}", std::process::id()));
@@ -389,14 +532,11 @@ mod tests {
         assert_eq!(cap.count(&echo), 2);
         let ttls: Vec<u8> = cap.filter(&echo).filter_map(|f| f.ttl).collect();
         assert_eq!(ttls, [64, 63]);
-        assert_eq!(
-            cap.count(&Filter::new().protocol(PROTO_UDP).dst_port(53)),
-            1
-        );
-        assert_eq!(cap.count(&Filter::new().dst_port(80)), 0);
+        assert_eq!(cap.count(Filter::new().protocol(PROTO_UDP).dst_port(53)), 1);
+        assert_eq!(cap.count(Filter::new().dst_port(80)), 0);
         assert_eq!(
             cap.count(
-                &Filter::new()
+                Filter::new()
                     .src_mac([2, 0, 0, 0, 0, 1])
                     .ethertype(ETHERTYPE_IPV4)
             ),

@@ -55,8 +55,13 @@ fn forward_and_the_pcaps_show_it() {
     );
     // Read while QEMU runs: filter-dump has written every frame so far.
     let live = bed.capture(1).unwrap();
-    live.expect_count(&Filter::new().icmp_type(8), 3).unwrap();
-    live.expect_count(&Filter::new().icmp_type(0), 3).unwrap();
+    live.expect_count(Filter::new().icmp_type(8), 3).unwrap();
+    live.expect_count(Filter::new().icmp_type(0), 3).unwrap();
+    // The DUT asked who has the server's address, and the server said.
+    let server: std::net::Ipv4Addr = "192.168.2.2".parse().unwrap();
+    let arp = alpy::pcap::Arp::REPLY;
+    live.expect_between(Filter::new().arp(arp).arp_for(server), 1, 10)
+        .unwrap();
     // The DUT's side of link 1 down: nothing gets through; up: it does.
     bed.set_dut_link(1, false).unwrap();
     let down = ping(&bed, 2);
@@ -183,7 +188,7 @@ fn impairment_through_the_relay_with_a_dut() {
     bed.close().unwrap();
     // The relayed link is captured like any other.
     let cap0 = alpy::pcap::Capture::open(&dir.join("link0.pcap")).unwrap();
-    cap0.expect_count(&Filter::new().icmp_type(8), 2 + 3 + 3 + 3)
+    cap0.expect_count(Filter::new().icmp_type(8), 2 + 3 + 3 + 3)
         .unwrap();
 }
 
