@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alpy::bed::config_drive::ConfigDrive;
+use alpy::nic::{DutNic, NicModel};
 use alpy::vm::qemu::DiskBus;
 
 const BOOT: Duration = Duration::from_secs(300);
+const UUID: &str = "6a2b4c1e-0000-4000-8000-00000000a1a1";
 
 /// The disk built by `images/uefi-guest/build`.
 fn uefi_disk() -> PathBuf {
@@ -38,6 +40,20 @@ fn day0(macs: &[String]) -> String {
     s
 }
 
+/// The NIC of each link: a mix of what vendor images expect.
+fn nic_of(i: usize) -> (DutNic, &'static str) {
+    match i {
+        0 => (
+            DutNic::new().model(NicModel::VirtioNet).mtu(9000),
+            "virtio_net",
+        ),
+        1 => (DutNic::new().model(NicModel::E1000e), "e1000e"),
+        2 => (DutNic::new().model(NicModel::Vmxnet3), "vmxnet3"),
+        3 => (DutNic::new().model(NicModel::Rtl8139), "8139cp"),
+        _ => (DutNic::new(), "e1000"),
+    }
+}
+
 fn vendor_bed(name: &str, links: usize, firmware: alpy::vm::firmware::Firmware) -> alpy::TestBed {
     let run = alpy::run::RunId::new();
     let macs: Vec<String> = (0..links)
@@ -49,7 +65,11 @@ fn vendor_bed(name: &str, links: usize, firmware: alpy::vm::firmware::Firmware) 
         .dut(
             alpy::Dut::disk_image_on(uefi_disk(), Some("raw"), DiskBus::Sata)
                 .firmware(firmware)
-                .memory_mib(512)
+                .memory_mib(4096)
+                .cpu_model("Nehalem")
+                .smbios("type=1,manufacturer=Acme,product=FW-9000,serial=A1")
+                .uuid(UUID)
+                .aux_serial()
                 .config_drive(drive),
         )
         .prompt(common::GUEST_PROMPT)
@@ -59,7 +79,8 @@ fn vendor_bed(name: &str, links: usize, firmware: alpy::vm::firmware::Firmware) 
         b = b.link(
             alpy::Link::new()
                 .name(&format!("port{i}"))
-                .node_addr(format!("10.0.{i}.2/24").as_str()),
+                .node_addr(format!("10.0.{i}.2/24").as_str())
+                .dut_nic(nic_of(i).0),
         );
     }
     b.start().expect("start the vendor-style bed")
@@ -88,6 +109,40 @@ fn secure_boot_sata_eight_links_and_a_config_drive() {
     );
     let disk = sh.succeed("readlink -f /sys/block/sda").unwrap();
     assert!(disk.contains("/ata"), "the boot disk is on SATA: {disk}");
+    // Identity, CPU and memory as asked.
+    let dmi = sh
+        .succeed("cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name /sys/class/dmi/id/product_uuid")
+        .unwrap();
+    assert_eq!(dmi, format!("Acme\nFW-9000\n{UUID}\n"));
+    let cpu = sh.succeed("grep -m1 'model name' /proc/cpuinfo").unwrap();
+    assert!(cpu.contains("Nehalem"), "{cpu}");
+    let mem_kib: u64 = sh
+        .succeed("awk '/MemTotal/ {print $2}' /proc/meminfo")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(mem_kib > 3_500_000, "4 GiB asked, {mem_kib} KiB seen");
+    // Each link's NIC model, and the virtio link's MTU.
+    for i in 0..8 {
+        let mac = bed.dut_mac(i).to_string();
+        let (_, driver) = nic_of(i);
+        let seen = bed
+            .shell()
+            .unwrap()
+            .succeed(&format!(
+                "for f in /sys/class/net/*/address; do [ \"$(cat $f)\" = {mac} ] && basename $(readlink $(dirname $f)/device/driver); done; true"
+            ))
+            .unwrap();
+        assert_eq!(seen.trim(), driver, "link {i} ({mac})");
+    }
+    let sh = &mut bed.shell().unwrap();
+    let mtu = sh
+        .succeed("for f in /sys/class/net/*; do [ -e $f/device/driver ] && basename $(readlink $f/device/driver) | grep -q virtio && cat $f/mtu; done; true")
+        .unwrap();
+    assert_eq!(mtu.trim(), "9000", "host_mtu offered to the virtio guest");
+    // The second serial port writes to its own log.
+    sh.succeed("echo aux-port-says-hi > /dev/ttyS1").unwrap();
     for i in 0..8 {
         bed.node(i)
             .unwrap()
@@ -97,8 +152,11 @@ fn secure_boot_sata_eight_links_and_a_config_drive() {
             )
             .unwrap();
     }
+    let aux = bed.artifacts_dir().join("serial1.log");
     let left = bed.close_checked().unwrap();
     assert!(left.is_empty(), "{left}");
+    let aux = std::fs::read_to_string(&aux).unwrap();
+    assert!(aux.contains("aux-port-says-hi"), "{aux}");
 }
 
 /// `leftovers()` sees what a run leaves: here a container of the run that
