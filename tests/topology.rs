@@ -96,3 +96,26 @@ fn topology_links_start_impaired_and_down() {
     );
     bed.close().unwrap();
 }
+
+/// The vendor-style example: a UEFI disk image with Secure Boot, its
+/// config drive and its per-link NICs, all from the file.
+#[test]
+fn vendor_topology_boots_with_secure_boot_and_its_config_drive() {
+    let mut t = alpy::TestBed::from_topology(&topology("vendor.toml"), BOOT).expect("stand up");
+    let sh = &mut t.bed.shell().unwrap();
+    assert_eq!(sh.succeed("hostname").unwrap(), "fw-day0\n");
+    let sb = sh.succeed("dmesg | grep -i 'secure boot'").unwrap();
+    assert!(sb.contains("Secure boot enabled"), "{sb}");
+    let mtu = sh
+        .succeed("cat /sys/class/net/*/mtu | sort -n | head -1")
+        .unwrap();
+    assert_eq!(mtu.trim(), "1400", "the lan link's MTU");
+    for (node, dut) in [("lan", "10.0.0.1"), ("wan", "10.0.1.1")] {
+        t.bed
+            .node(node)
+            .unwrap()
+            .wait_until_succeeds(&format!("ping -c 1 -W 2 {dut}"), Duration::from_secs(30))
+            .unwrap();
+    }
+    t.close().unwrap();
+}

@@ -87,6 +87,12 @@ impl Dut {
         d
     }
 
+    /// A DUT whose disks are all added with [`Dut::disk_on`] or
+    /// [`Dut::cdrom_on`] (the first one boots).
+    pub fn disks_only() -> Dut {
+        Dut::empty()
+    }
+
     /// Boot from a disk image on virtio (never modified: `snapshot=on`).
     pub fn disk_image(image: impl Into<PathBuf>, format: Option<&str>) -> Dut {
         Dut::empty().disk(image, format)

@@ -46,11 +46,15 @@ use crate::bed::builder::TestBedBuilder;
 use crate::bed::dut::Dut;
 use crate::bed::graph::Drawing;
 use crate::bed::testbed::TestBed;
-use crate::bed::topology_file::{check_impair, link_of, parse_poweroff, Place, TopologyFile};
+use crate::bed::topology_file::{
+    check_impair, link_of, parse_config_drive, parse_firmware, parse_poweroff, parse_rom, Place,
+    TopologyFile,
+};
 use crate::bed::warm::WarmStart;
 use crate::error::{Error, Result};
 use crate::net::{App, Link};
 use crate::vm::login::Login;
+use crate::vm::qemu::DiskBus;
 use crate::vm::qemu::NicModel;
 
 /// A test bed described by a topology file.
@@ -60,6 +64,7 @@ pub struct Topology {
     pub name: String,
     /// Where it was read from.
     pub path: PathBuf,
+    text: String,
     file: TopologyFile,
 }
 
@@ -89,6 +94,7 @@ impl Topology {
         let t = Topology {
             name,
             path: path.to_path_buf(),
+            text: text.to_string(),
             file,
         };
         t.check(&place)?;
@@ -134,6 +140,7 @@ impl Topology {
         if let Some(p) = &dut.poweroff {
             parse_poweroff(p.get_ref()).map_err(|e| place.spanned(p, &e))?;
         }
+        self.check_vendor(place)?;
         let mut names: Vec<(String, &Spanned<String>)> = Vec::new();
         for l in &self.file.links {
             if let Some(n) = &l.name {
@@ -190,6 +197,51 @@ impl Topology {
         Ok(())
     }
 
+    /// The options of vendor images: firmware, disk buses, NIC ROMs and
+    /// per-link NICs, the config drive.
+    fn check_vendor(&self, place: &Place<'_>) -> Result<()> {
+        let dut = &self.file.dut;
+        parse_firmware(dut, |p| self.resolve(p), place)?
+            .check()
+            .map_err(|e| {
+                let at = dut.firmware_code.as_ref().or(dut.firmware.as_ref());
+                match at {
+                    Some(a) => place.spanned(a, &e.to_string()),
+                    None => e,
+                }
+            })?;
+        for d in &dut.disks {
+            if let Some(b) = &d.bus {
+                b.get_ref()
+                    .parse::<DiskBus>()
+                    .map_err(|e| place.spanned(b, &e.to_string()))?;
+            }
+        }
+        let roms = dut.nic_rom.iter().chain(
+            self.file
+                .links
+                .iter()
+                .filter_map(|l| l.nic.as_ref().and_then(|n| n.rom.as_ref())),
+        );
+        for r in roms {
+            parse_rom(r.get_ref()).map_err(|e| place.spanned(r, &e))?;
+        }
+        for m in self
+            .file
+            .links
+            .iter()
+            .filter_map(|l| l.nic.as_ref().and_then(|n| n.mac.as_ref()))
+        {
+            m.get_ref()
+                .parse::<Mac>()
+                .map_err(|e| place.spanned(m, &e.to_string()))?;
+        }
+        if let Some(c) = &dut.config_drive {
+            parse_config_drive(c, place)?;
+        }
+        Ok(())
+    }
+
     /// The test bed builder this topology describes.
     pub fn builder(&self) -> Result<TestBedBuilder> {
         self.apply(TestBed::builder(&self.name))
@@ -207,25 +259,46 @@ impl Topology {
                     .map(|i| self.resolve(i.get_ref()))
                     .transpose()?,
             ),
-            None => {
-                let first = d.disks.first().ok_or_else(|| {
-                    Error::Config(format!(
-                        "{}: [dut] needs a kernel or disks",
-                        self.path.display()
-                    ))
-                })?;
-                Dut::disk_image(self.resolve(first.path.get_ref())?, first.format.as_deref())
-            }
+            None => Dut::disks_only(),
         };
-        let skip = usize::from(d.kernel.is_none());
-        for disk in d.disks.iter().skip(skip) {
-            dut = dut.disk(self.resolve(disk.path.get_ref())?, disk.format.as_deref());
+        for disk in &d.disks {
+            let path = self.resolve(disk.path.get_ref())?;
+            let bus = match &disk.bus {
+                Some(b) => b.get_ref().parse()?,
+                None if disk.cdrom => DiskBus::Sata,
+                None => DiskBus::Virtio,
+            };
+            dut = if disk.cdrom {
+                dut.cdrom_on(path, bus)
+            } else {
+                dut.disk_on(path, disk.format.as_deref(), bus)
+            };
+        }
+        let place = Place {
+            path: &self.path,
+            text: &self.text,
+        };
+        dut = dut.firmware(parse_firmware(d, |p| self.resolve(p), &place)?);
+        if let Some(c) = &d.cpu {
+            dut = dut.cpu_model(c);
+        }
+        for s in &d.smbios {
+            dut = dut.smbios(s);
+        }
+        if let Some(u) = &d.uuid {
+            dut = dut.uuid(u);
+        }
+        for _ in 0..d.aux_serials {
+            dut = dut.aux_serial();
+        }
+        if let Some(r) = &d.nic_rom {
+            dut = dut.nic_rom(parse_rom(r.get_ref()).map_err(Error::Config)?);
+        }
+        if let Some(c) = &d.config_drive {
+            dut = dut.config_drive(parse_config_drive(c, &place)?);
         }
         if let Some(a) = &d.append {
             dut = dut.append(a);
-        }
-        if d.uefi {
-            dut = dut.uefi();
         }
         if let Some(m) = &d.nic_model {
             dut = dut.nic_model(m.get_ref().parse()?);

@@ -8,9 +8,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::addr::Mac;
 use crate::bed::builder::PowerOff;
+use crate::bed::config_drive::ConfigDrive;
 use crate::error::{Error, Result};
 use crate::net::{Direction, Impairment, Link};
+use crate::nic::{DutNic, NicModel, NicRom};
+use crate::vm::firmware::Firmware;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +45,38 @@ pub(super) struct DutSection {
     pub(super) warm: Option<String>,
     #[serde(default)]
     pub(super) extra_args: Vec<String>,
+    pub(super) firmware: Option<Spanned<String>>,
+    pub(super) firmware_code: Option<Spanned<String>>,
+    pub(super) firmware_vars: Option<Spanned<String>>,
+    pub(super) cpu: Option<String>,
+    #[serde(default)]
+    pub(super) smbios: Vec<String>,
+    pub(super) uuid: Option<String>,
+    #[serde(default)]
+    pub(super) aux_serials: usize,
+    pub(super) nic_rom: Option<Spanned<String>>,
+    pub(super) config_drive: Option<ConfigDriveSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigDriveSection {
+    pub(super) format: Option<Spanned<String>>,
+    pub(super) label: Spanned<String>,
+    pub(super) bus: Option<Spanned<String>>,
+    /// File name → contents (inline: a topology never reads host files
+    /// for it).
+    #[serde(default)]
+    pub(super) files: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NicSection {
+    pub(super) model: Option<String>,
+    pub(super) mac: Option<Spanned<String>>,
+    pub(super) mtu: Option<u32>,
+    pub(super) rom: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +84,9 @@ pub(super) struct DutSection {
 pub(super) struct DiskSection {
     pub(super) path: Spanned<String>,
     pub(super) format: Option<String>,
+    pub(super) bus: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) cdrom: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +112,7 @@ pub(super) struct LinkSection {
     pub(super) relay: bool,
     pub(super) impair: Option<ImpairSection>,
     pub(super) up: Option<bool>,
+    pub(super) nic: Option<NicSection>,
     #[serde(default)]
     pub(super) apps: Vec<AppSection>,
 }
@@ -177,7 +217,106 @@ pub(super) fn link_of(l: &LinkSection) -> Link {
     if l.up == Some(false) {
         link = link.down();
     }
+    if let Some(n) = &l.nic {
+        let mut nic = DutNic::new();
+        if let Some(m) = &n.model {
+            if let Ok(m) = m.parse::<NicModel>() {
+                nic = nic.model(m);
+            }
+        }
+        if let Some(Ok(mac)) = n.mac.as_ref().map(|m| m.get_ref().parse::<Mac>()) {
+            nic = nic.mac(mac);
+        }
+        if let Some(mtu) = n.mtu {
+            nic = nic.mtu(mtu);
+        }
+        if let Some(Ok(rom)) = n.rom.as_ref().map(|r| parse_rom(r.get_ref())) {
+            nic = nic.rom(rom);
+        }
+        link = link.dut_nic(nic);
+    }
     link
+}
+
+/// `none`, `default` (QEMU's iPXE) or a ROM file's path.
+pub(super) fn parse_rom(s: &str) -> std::result::Result<NicRom, String> {
+    match s {
+        "none" | "" => Ok(NicRom::None),
+        "default" => Ok(NicRom::QemuDefault),
+        p if p.starts_with('/') => Ok(NicRom::File(p.into())),
+        _ => Err(format!(
+            "bad rom {s:?}: expected \"none\", \"default\" or an absolute path"
+        )),
+    }
+}
+
+/// The firmware named in `[dut]`, with the files it names resolved.
+pub(super) fn parse_firmware(
+    d: &DutSection,
+    resolve: impl Fn(&str) -> Result<std::path::PathBuf>,
+    place: &Place<'_>,
+) -> Result<Firmware> {
+    let name = d.firmware.as_ref().map(|f| f.get_ref().as_str());
+    let name = match (name, d.uefi) {
+        (None, true) => Some("uefi"),
+        (n, _) => n,
+    };
+    let file = |f: &Option<Spanned<String>>| f.as_ref().map(|f| resolve(f.get_ref())).transpose();
+    let (code, vars) = (file(&d.firmware_code)?, file(&d.firmware_vars)?);
+    let chosen = |fw: Firmware, secure| match (code.clone(), vars.clone()) {
+        (None, None) => Ok(fw),
+        (Some(c), Some(v)) if secure => Ok(Firmware::secure_boot_with(c, v)),
+        (Some(c), Some(v)) => Ok(Firmware::uefi_with(c, v)),
+        _ => Err(Error::Config(format!(
+            "{}: firmware_code and firmware_vars go together",
+            place.path.display()
+        ))),
+    };
+    match name {
+        None | Some("bios") if code.is_none() && vars.is_none() => Ok(Firmware::Bios),
+        None | Some("uefi") => chosen(Firmware::uefi(), false),
+        Some("secure-boot") => chosen(Firmware::secure_boot(), true),
+        Some(other) => {
+            let msg = if other == "bios" {
+                "firmware_code and firmware_vars need firmware = \"uefi\" or \"secure-boot\""
+                    .to_string()
+            } else {
+                format!("bad firmware {other:?}: expected \"bios\", \"uefi\" or \"secure-boot\"")
+            };
+            Err(match &d.firmware {
+                Some(f) => place.spanned(f, &msg),
+                None => Error::Config(format!("{}: {msg}", place.path.display())),
+            })
+        }
+    }
+}
+
+/// The config drive `[dut.config_drive]` describes.
+pub(super) fn parse_config_drive(c: &ConfigDriveSection, place: &Place<'_>) -> Result<ConfigDrive> {
+    let mut drive = match c.format.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("vfat") => ConfigDrive::vfat(c.label.get_ref()),
+        Some("iso") => ConfigDrive::iso(c.label.get_ref()),
+        Some(other) => {
+            return Err(place.spanned(
+                c.format.as_ref().unwrap_or(&c.label),
+                &format!("bad config drive format {other:?}: expected \"vfat\" or \"iso\""),
+            ))
+        }
+    };
+    if let Some(b) = &c.bus {
+        drive = drive.bus(
+            b.get_ref()
+                .parse()
+                .map_err(|e: Error| place.spanned(b, &e.to_string()))?,
+        );
+    }
+    for (name, data) in &c.files {
+        drive = drive.file(name, data);
+    }
+    drive
+        .check()
+        .map_err(|e| place.spanned(&c.label, &e.to_string()))?;
+    Ok(drive)
 }
 
 pub(super) fn check_impair(imp: &ImpairSection, relay: bool, place: &Place<'_>) -> Result<()> {

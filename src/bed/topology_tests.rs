@@ -109,3 +109,42 @@ fn links_may_be_impaired_and_down() {
         "{e}"
     );
 }
+
+#[test]
+fn vendor_options_parse_and_errors_say_where() {
+    let text = "[dut]\ndisks = [{ path = \"/proc/self/exe\", bus = \"sata\" }, { path = \"/proc/self/exe\", cdrom = true }]\n\
+        firmware = \"uefi\"\ncpu = \"Nehalem\"\nsmbios = [\"type=1,serial=A1\"]\nuuid = \"6a2b4c1e-0000-4000-8000-00000000a1a1\"\naux_serials = 1\nnic_rom = \"default\"\n\
+        [dut.config_drive]\nlabel = \"CFG\"\nformat = \"iso\"\nfiles = { \"day0.sh\" = \"true\" }\n\
+        [[link]]\nnic = { model = \"vmxnet3\", mac = \"52:54:00:aa:00:00\", mtu = 1400, rom = \"none\" }\n";
+    let t = Topology::parse(Path::new("/x/t.toml"), text).unwrap();
+    let b = t.builder().unwrap();
+    let dut = b.dut.as_ref().unwrap();
+    assert!(dut.is_uefi() && dut.disk_count() == 2 && dut.machine_name() == "q35");
+    assert_eq!(b.links[0].dut_nic.mtu, Some(1400));
+    assert_eq!(
+        b.links[0].dut_nic.model,
+        Some(crate::nic::NicModel::Vmxnet3)
+    );
+
+    let e = err("[dut]\nkernel = \"/proc/self/exe\"\nfirmware = \"coreboot\"\n");
+    assert!(
+        e.contains("t.toml:3:12") && e.contains("bad firmware"),
+        "{e}"
+    );
+    let e = err("[dut]\ndisks = [{ path = \"/proc/self/exe\", bus = \"floppy\" }]\n");
+    assert!(
+        e.contains("t.toml:2:43") && e.contains("unknown disk bus"),
+        "{e}"
+    );
+    let e = err(&format!("{DUT}[[link]]\nnic = {{ rom = \"ipxe.rom\" }}\n"));
+    assert!(e.contains("t.toml:5:15") && e.contains("bad rom"), "{e}");
+    let e = err(&format!(
+        "{DUT}[dut.config_drive]\nlabel = \"CFG\"\nfiles = {{ \"../x\" = \"y\" }}\n"
+    ));
+    assert!(
+        e.contains("t.toml:5:9") && e.contains("without `..`"),
+        "{e}"
+    );
+    let e = err("[dut]\nkernel = \"/proc/self/exe\"\nfirmware = \"uefi\"\nfirmware_code = \"/nonexistent/CODE.fd\"\nfirmware_vars = \"/nonexistent/VARS.fd\"\n");
+    assert!(e.contains("t.toml:4:17") && e.contains("is missing"), "{e}");
+}
