@@ -197,3 +197,68 @@ fn leftovers_name_what_a_run_left() {
     assert!(left.is_empty(), "{left}");
     assert_eq!(left.to_string(), "nothing is left");
 }
+
+/// Every disk bus, a CD-ROM and an ISO config drive, seen by the guest.
+#[test]
+fn every_disk_bus_and_an_iso_config_drive_reach_the_guest() {
+    let (kernel, initrd) = common::guest();
+    let dir = common::temp_dir("buses");
+    let data = |name: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
+        p
+    };
+    let iso = ConfigDrive::iso("MEDIA")
+        .file("readme.txt", "on the cd")
+        .build(&dir)
+        .unwrap();
+    let iso_copy = dir.join("media.iso");
+    std::fs::rename(&iso, &iso_copy).unwrap();
+    let dut = alpy::Dut::kernel(kernel, Some(initrd))
+        .append("console=ttyS0,115200 quiet panic=-1 alpy.config=DAY0")
+        .disk_on(data("ide.raw"), Some("raw"), DiskBus::Ide)
+        .disk_on(data("scsi.raw"), Some("raw"), DiskBus::Scsi)
+        .disk_on(data("nvme.raw"), Some("raw"), DiskBus::Nvme)
+        .disk_on(data("virtio.raw"), Some("raw"), DiskBus::Virtio)
+        .cdrom_on(&iso_copy, DiskBus::Ide)
+        .config_drive(ConfigDrive::iso("DAY0").file("day0.sh", "hostname from-iso\n"));
+    let mut bed = alpy::TestBed::builder("buses")
+        .dut(dut)
+        .prompt(common::GUEST_PROMPT)
+        .poweroff(alpy::PowerOff::Console("poweroff -f".into()))
+        .start()
+        .unwrap();
+    bed.boot(BOOT).unwrap();
+    let sh = &mut bed.shell().unwrap();
+    let blocks = sh
+        .succeed(
+            "for b in /sys/block/*; do echo $(basename $b) $(readlink -f $b | cut -d/ -f5-7); done",
+        )
+        .unwrap();
+    for (dev, bus) in [
+        ("sda", "ata"),
+        ("sdb", "virtio"),
+        ("nvme0n1", "nvme"),
+        ("vda", "virtio"),
+        ("sr0", "ata"),
+        ("sr1", "ata"),
+    ] {
+        assert!(
+            blocks
+                .lines()
+                .any(|l| l.starts_with(dev) && l.contains(bus)),
+            "{dev} on {bus}:\n{blocks}"
+        );
+    }
+    assert_eq!(
+        sh.succeed("hostname").unwrap(),
+        "from-iso\n",
+        "the ISO config drive"
+    );
+    let cd = sh
+        .succeed("mkdir -p /cd && mount -o ro $(findfs LABEL=MEDIA) /cd && cat /cd/readme.txt")
+        .unwrap();
+    assert!(cd.contains("on the cd"), "{cd}");
+    let left = bed.close_checked().unwrap();
+    assert!(left.is_empty(), "{left}");
+}

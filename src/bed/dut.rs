@@ -505,9 +505,7 @@ impl Dut {
             .collect();
         cfg.incoming = matches!(plan, DiskPlan::BackedBy(_));
         cfg.nics = nics;
-        for d in &cfg.disks {
-            d.check()?;
-        }
+        Disk::check_all(&cfg.disks, &cfg.machine)?;
         cfg.serial_log = Some(artifacts.join("console-qemu.log"));
         cfg.paused = true;
         cfg.no_shutdown = false;

@@ -83,6 +83,7 @@ pub struct Disk {
 impl Disk {
     /// Whether QEMU can attach it as described.
     pub fn check(&self) -> Result<()> {
+        self.check_mode()?;
         if self.media == Media::Cdrom && matches!(self.bus, DiskBus::Virtio | DiskBus::Nvme) {
             return Err(Error::Config(format!(
                 "{}: a CD-ROM needs an IDE, SATA or SCSI bus, not {:?}",
@@ -90,6 +91,26 @@ impl Disk {
                 self.bus
             )));
         }
+        Ok(())
+    }
+
+    /// Whether `disks` fit the machine's IDE buses (4 units on `pc`, 6 on
+    /// `q35`).
+    pub fn check_all(disks: &[Disk], machine: &str) -> Result<()> {
+        let ide = disks.iter().filter(|d| d.bus == DiskBus::Ide).count();
+        let max = if machine.contains("q35") { 6 } else { 4 };
+        if ide > max {
+            return Err(Error::Config(format!(
+                "{ide} IDE devices, but machine {machine} has {max} IDE units: put some on SATA"
+            )));
+        }
+        for d in disks {
+            d.check()?;
+        }
+        Ok(())
+    }
+
+    fn check_mode(&self) -> Result<()> {
         if self.mode == DiskMode::ReadOnly
             && self.media == Media::Disk
             && matches!(self.bus, DiskBus::Ide | DiskBus::Sata)
@@ -129,8 +150,12 @@ pub(crate) fn opt_path(p: &std::path::Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
-/// `-drive`/`-device` arguments for `disks`, controllers first.
-pub(crate) fn disk_args(disks: &[Disk]) -> Vec<String> {
+/// `-drive`/`-device` arguments for `disks`, controllers first. IDE
+/// devices are placed explicitly (on `pc`: two buses of two units; on
+/// `q35`: the ICH9 AHCI's six ports), never left to QEMU, which would put
+/// them on a SATA controller's one-unit buses.
+pub(crate) fn disk_args(disks: &[Disk], machine: &str) -> Vec<String> {
+    let q35 = machine.contains("q35");
     let mut a = Vec::new();
     if disks.iter().any(|d| d.bus == DiskBus::Sata) {
         a.extend(["-device".into(), "ahci,id=sata".into()]);
@@ -139,6 +164,7 @@ pub(crate) fn disk_args(disks: &[Disk]) -> Vec<String> {
         a.extend(["-device".into(), "virtio-scsi-pci,id=scsi".into()]);
     }
     let mut sata_port = 0;
+    let mut ide_unit = 0;
     for (n, d) in disks.iter().enumerate() {
         let id = format!("disk{n}");
         let mut drive = format!("if=none,id={id}");
@@ -165,7 +191,19 @@ pub(crate) fn disk_args(disks: &[Disk]) -> Vec<String> {
         let cd = d.media == Media::Cdrom;
         let mut dev = match d.bus {
             DiskBus::Virtio => format!("virtio-blk-pci,drive={id}"),
-            DiskBus::Ide => format!("{},drive={id}", if cd { "ide-cd" } else { "ide-hd" }),
+            DiskBus::Ide => {
+                let k = ide_unit;
+                ide_unit += 1;
+                let place = if q35 {
+                    format!("bus=ide.{k}")
+                } else {
+                    format!("bus=ide.{},unit={}", k / 2, k % 2)
+                };
+                format!(
+                    "{},drive={id},{place}",
+                    if cd { "ide-cd" } else { "ide-hd" }
+                )
+            }
             DiskBus::Sata => {
                 let port = sata_port;
                 sata_port += 1;

@@ -233,7 +233,7 @@ impl QemuConfig {
         if let Some(ap) = &self.append {
             push(&["-append", ap]);
         }
-        a.extend(crate::vm::devices::disk_args(&self.disks));
+        a.extend(crate::vm::devices::disk_args(&self.disks, &self.machine));
         a.extend(crate::vm::devices::nic_args(&self.nics));
         a.extend(self.extra_args.iter().cloned());
         a
@@ -334,7 +334,7 @@ mod tests {
              -drive if=pflash,format=raw,unit=1,file=/run/a/VARS.fd \
              -drive if=none,id=disk0,file=/img/base,,1.qcow2,snapshot=on,format=qcow2 \
              -device virtio-blk-pci,drive=disk0,bootindex=1 \
-             -drive if=none,id=disk1,file=/run/a/disk1.qcow2,format=qcow2 -device ide-hd,drive=disk1 \
+             -drive if=none,id=disk1,file=/run/a/disk1.qcow2,format=qcow2 -device ide-hd,drive=disk1,bus=ide.0 \
              -rtc base=utc"
         );
     }
