@@ -24,7 +24,7 @@ fn firewall() {
             "TCP 8080 is dropped",
         );
         let cap1 = rabbit.bed().capture(1)?;
-        let n = cap1.count(&Filter::new().dst_port(8080));
+        let n = cap1.count(Filter::new().dst_port(8080));
         r.value("frames_to_8080_on_link1", n);
         r.check(n == 0, "no frame to port 8080 reaches link1");
         Ok(())

@@ -25,8 +25,8 @@ fn nat() {
         r.step("Read node1's link capture");
         let cap1 = rabbit.bed().capture(1)?;
         let to_server = Filter::new().ip_dst(node_addr(1)).dst_port(80);
-        let from_rabbit = cap1.count(&to_server.clone().ip_src(rabbit_addr(1)));
-        let from_node0 = cap1.count(&to_server.clone().ip_src(node_addr(0)));
+        let from_rabbit = cap1.count(to_server.clone().ip_src(rabbit_addr(1)));
+        let from_node0 = cap1.count(to_server.clone().ip_src(node_addr(0)));
         r.value("frames_from_rabbit", from_rabbit);
         r.value("frames_from_node0", from_node0);
         r.check(

@@ -1,0 +1,208 @@
+//! The server's configuration (TOML): where it listens, who may create
+//! sessions (API tokens, stored as SHA-256 hashes), what uploaded
+//! topologies may use (the image store and the Docker allow-list), how many
+//! labs run at once, and the heartbeat limits.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address (default `127.0.0.1:8300`: loopback only).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the database and the labs' directories live (relative paths
+    /// are relative to the configuration file).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The `alpy` command that stands labs up (default: the one beside
+    /// this binary, else `alpy` on PATH).
+    pub alpy: Option<PathBuf>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// API tokens: name and SHA-256 of the token (`alpy-lab token create`).
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<Token>,
+    /// Files topologies may use, by name: `kernel = "store:NAME"`.
+    #[serde(default)]
+    pub store: BTreeMap<String, PathBuf>,
+    /// Docker images topologies' apps may use.
+    #[serde(default)]
+    pub docker_images: Vec<String>,
+}
+
+/// Capacity, heartbeats and sizes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Labs at once, and so active sessions at once (1: the one-lab rule).
+    pub max_labs: usize,
+    /// A waiting session without a heartbeat for this long is dropped.
+    pub waiting_heartbeat_s: f64,
+    /// An active session without a heartbeat for this long is ended, its
+    /// lab released, and the next session promoted.
+    pub active_heartbeat_s: f64,
+    /// Largest request body (a topology with its extra files), in bytes.
+    pub max_body_bytes: usize,
+    /// How long a lab may take to come up, in seconds.
+    pub lab_up_timeout_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_labs: 1,
+            waiting_heartbeat_s: 600.0,
+            active_heartbeat_s: 300.0,
+            max_body_bytes: 16 << 20,
+            lab_up_timeout_s: 600,
+        }
+    }
+}
+
+impl Limits {
+    /// The limit for a session in `status`.
+    pub fn heartbeat(&self, active: bool) -> Duration {
+        Duration::from_secs_f64(if active {
+            self.active_heartbeat_s
+        } else {
+            self.waiting_heartbeat_s
+        })
+    }
+}
+
+/// One API token, by name, stored hashed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// Who it is for.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8300".into()
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("alpy-lab-state")
+}
+
+/// The hex SHA-256 of a token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token (256 bits, hex) prefixed `alpylab_`.
+pub fn new_token() -> Result<String, String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness for a token: {e}"))?;
+    Ok(format!("alpylab_{}", hex::encode(b)))
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths in it are made absolute.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut c: Config = toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(":{line}:{col}")
+                })
+                .unwrap_or_default();
+            format!("{}{at}: {}", path.display(), e.message())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if c.state_dir.is_relative() {
+            c.state_dir = base.join(&c.state_dir);
+        }
+        for p in c.store.values_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if c.limits.max_labs == 0 {
+            return Err(format!(
+                "{}: limits.max_labs must be at least 1",
+                path.display()
+            ));
+        }
+        Ok(c)
+    }
+
+    /// The name of the token `presented` (a bearer token), if it is one.
+    pub fn token_name(&self, presented: &str) -> Option<&str> {
+        let h = hash_token(presented);
+        // Every hash is compared, so the time taken says nothing of which
+        // one matched.
+        let mut found = None;
+        for t in &self.tokens {
+            if constant_eq(t.sha256.as_bytes(), h.as_bytes()) {
+                found = Some(t.name.as_str());
+            }
+        }
+        found
+    }
+
+    /// The `alpy` command to run.
+    pub fn alpy_command(&self) -> PathBuf {
+        if let Some(p) = &self.alpy {
+            return p.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("alpy")))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("alpy"))
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Adds a token named `name` to the configuration file at `path`
+/// (appending a `[[token]]` table) and returns the token, which is shown
+/// once and never stored.
+pub fn create_token(path: &Path, name: &str) -> Result<String, String> {
+    let c = Config::load(path)?;
+    if c.tokens.iter().any(|t| t.name == name) {
+        return Err(format!("{}: a token named {name:?} exists", path.display()));
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.@".contains(ch))
+    {
+        return Err(format!(
+            "bad token name {name:?}: use letters, digits, - _ . @"
+        ));
+    }
+    let token = new_token()?;
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\n[[token]]\nname = \"{name}\"\nsha256 = \"{}\"\n",
+        hash_token(&token)
+    ));
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    Ok(token)
+}

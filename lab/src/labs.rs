@@ -1,0 +1,75 @@
+//! Labs are test beds stood up by `alpy up` from a checked topology in the
+//! lab's own directory: each has its own supervisor process, so a lab
+//! outlives a restart of this server, and `alpy down` ends it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// A bed that is up: its id and its description (`alpy up --json`).
+pub struct Stood {
+    /// The bed's id in this user's registry.
+    pub bed_id: String,
+    /// What `alpy up --json` printed.
+    pub bed: serde_json::Value,
+}
+
+/// Stands up `topology` (inside `dir`) with `alpy up --json`; artifacts
+/// go to `dir/artifacts`. Blocks until the bed is ready or fails.
+pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, String> {
+    let alpy = cfg.alpy_command();
+    let out = Command::new(&alpy)
+        .args(["up", "--json", "--timeout"])
+        .arg(cfg.limits.lab_up_timeout_s.to_string())
+        .arg(topology)
+        .current_dir(dir)
+        .env("ALPY_ARTIFACTS", dir.join("artifacts"))
+        .output()
+        .map_err(|e| format!("cannot run {} up: {e}", alpy.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the lab did not come up ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let bed: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("alpy up printed no bed description: {e}"))?;
+    let bed_id = bed["id"]
+        .as_str()
+        .ok_or("alpy up printed no bed id")?
+        .to_string();
+    Ok(Stood { bed_id, bed })
+}
+
+/// Takes bed `bed_id` down (nothing to do if it is gone already).
+pub fn take_down(bed_id: &str) -> Result<(), String> {
+    match alpy::bed::registry::find(bed_id) {
+        Ok(info) => {
+            alpy::bed::registry::down(&info, Duration::from_secs(180)).map_err(|e| e.to_string())
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whether bed `bed_id`'s supervisor is alive.
+pub fn alive(bed_id: &str) -> bool {
+    alpy::bed::registry::find(bed_id).is_ok()
+}
+
+/// Beds of this user whose artifacts are under `dir` (a lab's bed whose
+/// `alpy up` this server lost at a restart).
+pub fn beds_under(dir: &Path) -> Vec<String> {
+    alpy::bed::registry::list()
+        .into_iter()
+        .filter(|b| b.artifacts.starts_with(dir))
+        .map(|b| b.id)
+        .collect()
+}
+
+/// A lab's directory under the state directory.
+pub fn lab_dir(cfg: &Config, lab_id: &str) -> PathBuf {
+    cfg.state_dir.join("labs").join(lab_id)
+}

@@ -1,0 +1,151 @@
+//! `alpy-lab`: a lab manager for alpy test beds on a shared host.
+//!
+//! ```text
+//! alpy-lab serve --config lab/lab.example.toml [--listen 127.0.0.1:8300]
+//! alpy-lab token create ci-runner --config lab.toml   # prints the token once
+//! ```
+//!
+//! State lives in SQLite (WAL) under the configuration's `state_dir`; a
+//! restart loses no session, queue entry or lab. See the README's
+//! "alpy-lab" section and `/openapi.json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+mod api;
+mod config;
+mod db;
+mod housekeeping;
+mod lab_api;
+mod labs;
+mod openapi;
+mod remote;
+mod safety;
+
+/// alpy-lab: sessions in a FIFO queue, heartbeats, reference-counted test
+/// beds on a shared host.
+#[derive(Parser)]
+#[command(name = "alpy-lab", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    ///
+    /// Example: `alpy-lab serve --config lab/lab.example.toml`.
+    Serve {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen here instead of the configuration's address (port 0: any
+        /// free port; the address is printed).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token, store its hash in the configuration, print it once.
+    ///
+    /// Example: `alpy-lab token create ci-runner --config lab.toml`.
+    Create {
+        /// Who the token is for.
+        name: String,
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token {
+            command: TokenCommand::Create { name, config },
+        } => {
+            match config::create_token(&config, &name) {
+                Ok(token) => {
+                    println!("{token}");
+                    eprintln!("alpy-lab: token {name:?} stored (as its SHA-256) in {}; it is shown only now", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("alpy-lab token create: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve { config, listen } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "alpy_lab=info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            match serve(&config, listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("alpy-lab serve: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
+    let mut cfg = config::Config::load(path)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    std::fs::create_dir_all(cfg.state_dir.join("labs"))
+        .map_err(|e| format!("cannot create {}: {e}", cfg.state_dir.display()))?;
+    let db = db::Db::open(&cfg.state_dir.join("alpy-lab.sqlite"))?;
+    let journal = db.journal_mode()?;
+    if journal != "wal" {
+        return Err(format!("the database is in {journal} mode, not WAL"));
+    }
+    let rt = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let app = Arc::new(api::App {
+            cfg,
+            db,
+            wake: tokio::sync::Notify::new(),
+        });
+        housekeeping::reap_at_start(&app).await;
+        tokio::spawn(housekeeping::run(Arc::clone(&app)));
+        tracing::info!(%addr, tokens = app.cfg.tokens.len(), max_labs = app.cfg.limits.max_labs, "serving");
+        println!("alpy-lab: listening on http://{addr}");
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            tracing::info!("shutting down; labs keep running (their supervisors own them)");
+        };
+        axum::serve(listener, api::router(app))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| format!("serving: {e}"))
+    })
+}

@@ -1,0 +1,283 @@
+//! The remote bed, for the active session that holds a lab: its serial
+//! console over a WebSocket (both ways), a command in a node (output
+//! streamed as JSON lines, then the exit code), a link's capture (live
+//! while the bed runs), QMP, and power.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::api::{active_session, ApiError, ApiResult, Shared};
+
+/// The remote bed's routes.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/lab/console", get(console))
+        .route("/lab/nodes/{name}/exec", post(exec))
+        .route("/lab/links/{name}/pcap", get(pcap))
+        .route("/lab/qmp", post(qmp))
+        .route("/lab/power/{action}", post(power))
+}
+
+/// The bed of the lab the caller's active session holds.
+fn held_bed(
+    app: &Shared,
+    headers: &HeaderMap,
+) -> ApiResult<(String, alpy::bed::registry::BedInfo)> {
+    let s = active_session(app, headers)?;
+    let lab = app
+        .db
+        .held_lab(&s.session_id)?
+        .ok_or_else(|| ApiError::not_found("this session holds no lab: POST /lab first"))?;
+    let bed = lab
+        .bed_id
+        .ok_or_else(|| ApiError::conflict(format!("lab {} is {}", lab.lab_id, lab.status)))?;
+    let info = alpy::bed::registry::find(&bed)
+        .map_err(|e| ApiError::conflict(format!("lab {}'s bed is gone: {e}", lab.lab_id)))?;
+    Ok((s.session_id, info))
+}
+
+async fn console(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    // The session first: a waiting session gets its 423 whatever it sent.
+    let (sid, info) = held_bed(&app, &headers)?;
+    let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
+    let path = info
+        .console
+        .ok_or_else(|| ApiError::conflict("the bed does not share its console"))?;
+    let sock = tokio::net::UnixStream::connect(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("connect to the console: {e}")))?;
+    tracing::info!(session = %sid, bed = %info.id, "console attached");
+    Ok(ws.on_upgrade(move |socket| bridge(socket, sock)))
+}
+
+async fn bridge(ws: WebSocket, sock: tokio::net::UnixStream) {
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let (mut rd, mut wr) = sock.into_split();
+    let to_client = async {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if ws_tx
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = ws_tx.close().await;
+    };
+    let to_bed = async {
+        while let Some(Ok(m)) = ws_rx.next().await {
+            let data = match m {
+                Message::Binary(b) => b.to_vec(),
+                Message::Text(t) => t.as_bytes().to_vec(),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = to_client => {},
+        _ = to_bed => {},
+    }
+}
+
+#[derive(Deserialize)]
+struct ExecBody {
+    cmd: Vec<String>,
+}
+
+async fn exec(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<ExecBody>,
+) -> ApiResult<Response> {
+    let (sid, info) = held_bed(&app, &headers)?;
+    info.index_of(&name, "node", false)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    if body.cmd.is_empty() {
+        return Err(ApiError::bad("cmd is empty"));
+    }
+    tracing::info!(session = %sid, bed = %info.id, node = %name, cmd = ?body.cmd, "exec");
+    let mut child = tokio::process::Command::new(app.cfg.alpy_command())
+        .arg("exec")
+        .arg(&info.id)
+        .arg(&name)
+        .arg("--")
+        .args(&body.cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("run alpy exec: {e}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    tokio::spawn(async move {
+        let pump = |stream: &'static str,
+                    tx: tokio::sync::mpsc::Sender<String>,
+                    mut r: Box<dyn tokio::io::AsyncRead + Send + Unpin>| async move {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let line = json!({ stream: String::from_utf8_lossy(&buf[..n]) })
+                            .to_string()
+                            + "\n";
+                        if tx.send(line).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        let a = out
+            .take()
+            .map(|o| tokio::spawn(pump("stdout", tx.clone(), Box::new(o))));
+        let b = err
+            .take()
+            .map(|e| tokio::spawn(pump("stderr", tx.clone(), Box::new(e))));
+        for h in [a, b].into_iter().flatten() {
+            let _ = h.await;
+        }
+        let code = match child.wait().await {
+            Ok(s) => s.code().unwrap_or(-1),
+            Err(_) => -1,
+        };
+        let _ = tx
+            .send(json!({ "exit_code": code }).to_string() + "\n")
+            .await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|l| (Ok::<_, std::io::Error>(l), rx))
+    });
+    Ok((
+        [("content-type", "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn pcap(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let (sid, info) = held_bed(&app, &headers)?;
+    let index = info
+        .index_of(&name, "link", true)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let path = info.artifacts.join(format!("link{index}.pcap"));
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
+    tracing::info!(session = %sid, bed = %info.id, link = %name, "pcap followed");
+    let bed = info.id.clone();
+    // Follows the file while the bed runs; after, it ends at its end.
+    let stream = futures_util::stream::unfold((file, bed), |(mut f, bed)| async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match f.read(&mut buf).await {
+                Ok(0) => {
+                    if !crate::labs::alive(&bed) {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Some((Ok::<_, std::io::Error>(buf), (f, bed)));
+                }
+                Err(e) => return Some((Err(e), (f, bed))),
+            }
+        }
+    });
+    Ok((
+        [("content-type", "application/vnd.tcpdump.pcap")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct QmpBody {
+    execute: String,
+    #[serde(default)]
+    arguments: Option<serde_json::Value>,
+}
+
+async fn qmp_call(
+    info: &alpy::bed::registry::BedInfo,
+    cmd: &str,
+    args: Option<&serde_json::Value>,
+) -> ApiResult<serde_json::Value> {
+    let line = match args {
+        Some(a) => format!("qmp {cmd} {a}"),
+        None => format!("qmp {cmd}"),
+    };
+    let info = info.clone();
+    let answer = tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer)))
+}
+
+async fn qmp(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<QmpBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (sid, info) = held_bed(&app, &headers)?;
+    tracing::info!(session = %sid, bed = %info.id, cmd = %body.execute, "qmp");
+    Ok(Json(
+        json!({ "return": qmp_call(&info, &body.execute, body.arguments.as_ref()).await? }),
+    ))
+}
+
+async fn power(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(action): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (sid, info) = held_bed(&app, &headers)?;
+    let cmd = match action.as_str() {
+        "off" => "system_powerdown",
+        "on" => "cont",
+        "cycle" => "system_reset",
+        _ => {
+            return Err(ApiError::bad(format!(
+                "power {action:?}: expected off, on or cycle"
+            )))
+        }
+    };
+    tracing::info!(session = %sid, bed = %info.id, action = %action, "power");
+    let r = qmp_call(&info, cmd, None).await?;
+    Ok(Json(json!({ "action": action, "return": r })))
+}

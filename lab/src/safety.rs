@@ -1,0 +1,184 @@
+//! What an uploaded topology may use. A remote lab boots only files of the
+//! server's image store (`kernel = "store:NAME"`), runs only Docker images
+//! on its allow-list, takes no raw QEMU arguments and no ROM files, and
+//! keeps extra files inside the lab's own directory. Anything that names
+//! a host path is refused with a 400 that says what to write instead.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// A refusal, for a 400.
+pub type Refusal = String;
+
+/// The topology with store names replaced by the store's paths, checked
+/// by alpy's own parser as if it were at `at`. Returns (text, name).
+pub fn check_topology(
+    text: &str,
+    store: &BTreeMap<String, PathBuf>,
+    docker_images: &[String],
+    at: &Path,
+) -> Result<(String, String), Refusal> {
+    let mut t: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| format!("topology: {}", e.message()))?;
+    let names = || {
+        if store.is_empty() {
+            "the store is empty".to_string()
+        } else {
+            format!(
+                "the store has {}",
+                store.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    };
+    let from_store = |key: &str, v: &mut toml::Value| -> Result<(), Refusal> {
+        let s = v.as_str().unwrap_or_default().to_string();
+        let name = s.strip_prefix("store:").ok_or_else(|| {
+            format!(
+                "{key} = {s:?}: a remote lab boots only files of its image store: write \"store:NAME\" ({})",
+                names()
+            )
+        })?;
+        let path = store.get(name).ok_or_else(|| {
+            format!(
+                "{key} = {s:?}: no {name:?} in the image store ({})",
+                names()
+            )
+        })?;
+        *v = toml::Value::String(path.to_string_lossy().into_owned());
+        Ok(())
+    };
+    let dut = t
+        .get_mut("dut")
+        .and_then(|d| d.as_table_mut())
+        .ok_or("topology: [dut] is missing")?;
+    for key in ["kernel", "initrd", "firmware_code", "firmware_vars"] {
+        if let Some(v) = dut.get_mut(key) {
+            from_store(&format!("dut.{key}"), v)?;
+        }
+    }
+    if let Some(disks) = dut.get_mut("disks").and_then(|d| d.as_array_mut()) {
+        for (i, d) in disks.iter_mut().enumerate() {
+            if let Some(p) = d.as_table_mut().and_then(|d| d.get_mut("path")) {
+                from_store(&format!("dut.disks[{i}].path"), p)?;
+            }
+        }
+    }
+    if dut
+        .get("extra_args")
+        .and_then(|a| a.as_array())
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err("dut.extra_args: a remote lab takes no raw QEMU arguments (they could open host files); use the topology's own keys".into());
+    }
+    let rom_ok = |v: Option<&toml::Value>| {
+        v.and_then(|v| v.as_str())
+            .is_none_or(|r| r == "none" || r == "default")
+    };
+    if !rom_ok(dut.get("nic_rom")) {
+        return Err(
+            "dut.nic_rom: a remote lab takes \"none\" or \"default\", not a ROM file".into(),
+        );
+    }
+    if let Some(links) = t.get("link").and_then(|l| l.as_array()) {
+        for (i, l) in links.iter().enumerate() {
+            let nic_rom = l.get("nic").and_then(|n| n.get("rom"));
+            if !rom_ok(nic_rom) {
+                return Err(format!(
+                    "link[{i}].nic.rom: a remote lab takes \"none\" or \"default\", not a ROM file"
+                ));
+            }
+            for (j, app) in l
+                .get("apps")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let image = app
+                    .get("image")
+                    .and_then(|i| i.as_str())
+                    .unwrap_or_default();
+                if !docker_images.iter().any(|a| a == image) {
+                    return Err(format!(
+                        "link[{i}].apps[{j}].image = {image:?}: not on this lab's Docker allow-list ({})",
+                        docker_images.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    let text = toml::to_string(&t).map_err(|e| format!("topology: {e}"))?;
+    if text.contains("{cache}") {
+        return Err("topology: {cache} names the lab host's cache: use \"store:NAME\"".into());
+    }
+    let parsed = alpy::Topology::parse(at, &text).map_err(|e| format!("topology: {e}"))?;
+    Ok((text, parsed.name))
+}
+
+/// Where extra file `name` goes in `dir`: relative, without `..`, its
+/// directories kept.
+pub fn extra_file_path(dir: &Path, name: &str) -> Result<PathBuf, Refusal> {
+    let p = Path::new(name);
+    let inside = !name.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
+    if !inside {
+        return Err(format!(
+            "extra file {name:?}: give a relative path without `..` (it stays inside the lab's directory)"
+        ));
+    }
+    Ok(dir.join(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> BTreeMap<String, PathBuf> {
+        BTreeMap::from([("k".to_string(), PathBuf::from("/proc/self/exe"))])
+    }
+
+    #[test]
+    fn host_paths_are_refused_and_store_names_resolved() {
+        let at = Path::new("/x/topology.toml");
+        let e = check_topology("[dut]\nkernel = \"/etc/shadow\"\n", &store(), &[], at).unwrap_err();
+        assert!(e.contains("image store") && e.contains("store:NAME"), "{e}");
+        let e = check_topology("[dut]\nkernel = \"store:nope\"\n", &store(), &[], at).unwrap_err();
+        assert!(e.contains("no \"nope\""), "{e}");
+        let e = check_topology(
+            "[dut]\nkernel = \"store:k\"\nextra_args = [\"-drive\"]\n",
+            &store(),
+            &[],
+            at,
+        )
+        .unwrap_err();
+        assert!(e.contains("raw QEMU"), "{e}");
+        let e = check_topology(
+            "[dut]\nkernel = \"store:k\"\n[[link]]\napps = [{ image = \"evil/miner\" }]\n",
+            &store(),
+            &["alpy/tools".into()],
+            at,
+        )
+        .unwrap_err();
+        assert!(e.contains("allow-list"), "{e}");
+        let (text, name) = check_topology(
+            "name = \"t\"\n[dut]\nkernel = \"store:k\"\n",
+            &store(),
+            &[],
+            at,
+        )
+        .unwrap();
+        assert!(text.contains("/proc/self/exe") && name == "t", "{text}");
+    }
+
+    #[test]
+    fn extra_files_stay_inside() {
+        let d = Path::new("/lab/files");
+        assert!(extra_file_path(d, "../../etc/passwd").is_err());
+        assert!(extra_file_path(d, "/etc/passwd").is_err());
+        assert!(extra_file_path(d, "a/./b").is_ok());
+        assert_eq!(
+            extra_file_path(d, "cfg/r1.conf").unwrap(),
+            Path::new("/lab/files/cfg/r1.conf")
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! The API against a real server on a loopback port: status codes, auth,
+//! the FIFO queue under 50 concurrent clients, heartbeats and expiry, and
+//! what uploaded topologies may not do.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+#[test]
+fn status_codes_auth_and_refusals() {
+    let s = Server::start("codes", "");
+    assert_eq!(s.get("/healthz").send().unwrap().status(), 204);
+    let r = s.post("/session").send().unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("Bearer"),
+        "{body}"
+    );
+    assert_eq!(
+        s.post("/session")
+            .bearer_auth("alpylab_wrong")
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(s.get("/queue").send().unwrap().status(), 401);
+    let (a, status, pos) = s.session();
+    assert_eq!((status.as_str(), pos), ("active", 0));
+    assert!(a.len() >= 32, "session ids carry at least 128 bits: {a}");
+    let (b, status, pos) = s.session();
+    assert_eq!((status.as_str(), pos), ("waiting", 1));
+    assert_eq!(s.status(&b)["position"], 1);
+    assert_eq!(s.get("/session/nope").send().unwrap().status(), 404);
+    assert_eq!(
+        s.get("/active-session")
+            .send()
+            .unwrap()
+            .json::<serde_json::Value>()
+            .unwrap()["session_id"],
+        a.as_str()
+    );
+    // Heartbeats.
+    assert_eq!(
+        s.post("/session/heartbeat")
+            .header("X-Session-ID", &b)
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(s.post("/session/heartbeat").send().unwrap().status(), 400);
+    assert_eq!(
+        s.post("/session/heartbeat")
+            .header("X-Session-ID", "nope")
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // Every /lab call of a waiting session is 423; without a session 400.
+    let calls: Vec<(&str, &str)> = vec![
+        ("GET", "/lab"),
+        ("DELETE", "/lab"),
+        ("GET", "/lab/devices"),
+        ("POST", "/lab/release"),
+        ("GET", "/lab/console"),
+        ("GET", "/lab/links/client/pcap"),
+        ("POST", "/lab/power/off"),
+    ];
+    for (method, path) in &calls {
+        let req = |id: Option<&str>| {
+            let b = match *method {
+                "GET" => s.get(path),
+                "DELETE" => s.delete(path),
+                _ => s.post(path),
+            };
+            match id {
+                Some(id) => b.header("X-Session-ID", id),
+                None => b,
+            }
+        };
+        assert_eq!(
+            req(Some(&b)).send().unwrap().status(),
+            423,
+            "{method} {path}"
+        );
+        assert_eq!(req(None).send().unwrap().status(), 400, "{method} {path}");
+    }
+    assert_eq!(s.acquire(&b, common::TOPOLOGY, true).status(), 423);
+    let qmp = s
+        .post("/lab/qmp")
+        .header("X-Session-ID", &b)
+        .json(&serde_json::json!({"execute": "query-status"}))
+        .send()
+        .unwrap();
+    assert_eq!(qmp.status(), 423);
+    // The active session: nothing held yet.
+    assert_eq!(
+        s.get("/lab")
+            .header("X-Session-ID", &a)
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // Uploads that reach for the host are refused, with the reason.
+    let refused = |topology: &str, needle: &str| {
+        let r = s.acquire(&a, topology, true);
+        assert_eq!(r.status(), 400, "{topology}");
+        let detail = r.json::<serde_json::Value>().unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(detail.contains(needle), "{detail}");
+    };
+    refused("[dut]\nkernel = \"/etc/shadow\"\n", "image store");
+    refused("[dut]\nkernel = \"{cache}/guest/vmlinuz\"\n", "image store");
+    refused(
+        "[dut]\nkernel = \"store:guest-kernel\"\nextra_args = [\"-drive\", \"file=/etc/shadow\"]\n",
+        "raw QEMU",
+    );
+    refused(
+        "[dut]\ndisks = [{ path = \"/etc/shadow\" }]\n",
+        "dut.disks[0].path",
+    );
+    refused(
+        "[dut]\nkernel = \"store:guest-kernel\"\n[[link]]\napps = [{ image = \"evil/miner\" }]\n",
+        "allow-list",
+    );
+    refused(
+        "[dut]\nkernel = \"store:guest-kernel\"\n[[link]]\nadrs = []\n",
+        "unknown field",
+    );
+    for name in ["../escape.txt", "/etc/cron.d/x", "a/../../b"] {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text("topology", common::TOPOLOGY.to_string())
+            .part(
+                "extra_files",
+                reqwest::blocking::multipart::Part::bytes(b"x".to_vec()).file_name(name),
+            );
+        let r = s
+            .post("/lab")
+            .header("X-Session-ID", &a)
+            .multipart(form)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{name}");
+        assert!(r.text().unwrap().contains("without `..`"), "{name}");
+    }
+    let big = "#".repeat(17 << 20);
+    let r = s.acquire(&a, &big, true);
+    assert_eq!(r.status(), 413, "a body over the limit");
+    // Ending sessions: 204, then 409; the next is promoted.
+    assert_eq!(
+        s.delete(&format!("/session/{a}")).send().unwrap().status(),
+        204
+    );
+    assert_eq!(
+        s.delete(&format!("/session/{a}")).send().unwrap().status(),
+        409
+    );
+    assert_eq!(s.status(&b)["status"], "active");
+    let doc: serde_json::Value = s.get("/openapi.json").send().unwrap().json().unwrap();
+    assert!(doc["paths"]["/lab/console"].is_object() && doc["openapi"] == "3.0.3");
+    let metrics = s.get("/metrics").send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("alpy_lab_queue_length 0")
+            && metrics.contains("alpy_lab_active_sessions 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        s.get("/queue")
+            .bearer_auth(&s.token)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn fifo_holds_exactly_with_50_concurrent_clients() {
+    let s = Server::start("fifo", "");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, token, barrier) = (s.url.clone(), s.token.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let v: serde_json::Value = common::client()
+                    .post(format!("{url}/session"))
+                    .bearer_auth(token)
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                (
+                    v["position"].as_i64().unwrap(),
+                    v["session_id"].as_str().unwrap().to_string(),
+                )
+            })
+        })
+        .collect();
+    let mut sessions: Vec<(i64, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    sessions.sort();
+    let positions: Vec<i64> = sessions.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        positions,
+        (0..50).collect::<Vec<_>>(),
+        "each place in the queue given once"
+    );
+    // Promotion follows the queue exactly.
+    for (i, (_, id)) in sessions.iter().enumerate() {
+        let v = s.status(id);
+        assert_eq!(v["status"], "active", "session {i} should be active now");
+        if let Some((_, next)) = sessions.get(i + 1) {
+            assert_eq!(s.status(next)["position"], 1);
+        }
+        assert_eq!(
+            s.delete(&format!("/session/{id}")).send().unwrap().status(),
+            204
+        );
+    }
+}
+
+#[test]
+fn heartbeats_keep_sessions_and_a_killed_clients_session_expires() {
+    let s = Server::start(
+        "heartbeat",
+        "waiting_heartbeat_s = 3.0\nactive_heartbeat_s = 2.0\n",
+    );
+    let (a, _, _) = s.session();
+    let (b, _, pos) = s.session();
+    assert_eq!(pos, 1);
+    let (silent, _, _) = s.session();
+    // A's client is a process that heartbeats, then is SIGKILLed.
+    let mut client = std::process::Command::new("sh")
+        .args(["-c", &format!("while curl -fsS -X POST -H 'X-Session-ID: {a}' {}/session/heartbeat; do sleep 0.5; done", s.url)])
+        .spawn()
+        .unwrap();
+    // B heartbeats from here; the silent one never does.
+    let beat = |id: &str| {
+        s.post("/session/heartbeat")
+            .header("X-Session-ID", id)
+            .send()
+            .unwrap()
+            .status()
+    };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        assert_eq!(beat(&b), 204);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        s.status(&a)["status"],
+        "active",
+        "a heartbeating session lives past its limit"
+    );
+    assert_eq!(
+        s.status(&silent)["status"],
+        "expired",
+        "a waiting session without heartbeats"
+    );
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        assert_eq!(beat(&b), 204);
+        if s.status(&b)["status"] == "active" {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "B was not promoted after A's client died"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = killed.elapsed().as_secs_f64();
+    assert!(
+        took >= 1.5,
+        "A expired after {took:.1} s, before its 2 s limit"
+    );
+    let va = s.status(&a);
+    assert_eq!(va["status"], "expired");
+    assert!(
+        va["note"].as_str().unwrap().contains("no heartbeat"),
+        "{va}"
+    );
+    let metrics = s.get("/metrics").send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("alpy_lab_heartbeat_expiries_total 2"),
+        "{metrics}"
+    );
+}

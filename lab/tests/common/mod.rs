@@ -1,0 +1,231 @@
+//! A real alpy-lab server on a loopback port, as the tests' clients see it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+
+/// The built `alpy-lab` and `alpy` binaries (the workspace's).
+pub fn lab_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_alpy-lab"))
+}
+
+/// `alpy`, beside `alpy-lab`; built if a filtered test run did not.
+pub fn alpy_bin() -> PathBuf {
+    let p = lab_bin().with_file_name("alpy");
+    if !p.is_file() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "alpy", "--bin", "alpy"])
+            .status()
+            .expect("cargo build alpy");
+        assert!(st.success());
+    }
+    p
+}
+
+/// A fresh directory for one server.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(
+        format!(
+            "alpy-lab-test-{name}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        )
+        .replace([' ', '{', '}', ':', ','], ""),
+    );
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The test guest's files (scripts/setup builds them).
+pub fn guest() -> (PathBuf, PathBuf) {
+    let cache = std::env::var_os("ALPY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/alpy"));
+    let g = cache.join("guest");
+    (g.join("vmlinuz"), g.join("initrd.img"))
+}
+
+/// A running server.
+pub struct Server {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub url: String,
+    pub token: String,
+    pub child: Child,
+}
+
+impl Server {
+    /// Writes a configuration (with `limits` TOML lines) in a new directory
+    /// and starts a server on it.
+    pub fn start(name: &str, limits: &str) -> Server {
+        let dir = temp_dir(name);
+        let (k, i) = guest();
+        let config = dir.join("lab.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\nalpy = \"{}\"\ndocker_images = [\"alpy/tools\"]\n\
+                 [limits]\n{limits}\n[store]\nguest-kernel = \"{}\"\nguest-initrd = \"{}\"\n",
+                alpy_bin().display(),
+                k.display(),
+                i.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(lab_bin())
+            .args(["token", "create", "tests", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let (child, url) = spawn(&dir, &config);
+        Server {
+            dir,
+            config,
+            url,
+            token,
+            child,
+        }
+    }
+
+    /// Starts the server again on the same configuration and state (after
+    /// a kill).
+    pub fn restart(&mut self) {
+        let (child, url) = spawn(&self.dir, &self.config);
+        self.child = child;
+        self.url = url;
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        client().get(format!("{}{path}", self.url))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        client().post(format!("{}{path}", self.url))
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        client().delete(format!("{}{path}", self.url))
+    }
+
+    /// A new session: (id, status, position).
+    pub fn session(&self) -> (String, String, i64) {
+        let r = self
+            .post("/session")
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().unwrap();
+        (
+            v["session_id"].as_str().unwrap().to_string(),
+            v["status"].as_str().unwrap().to_string(),
+            v["position"].as_i64().unwrap(),
+        )
+    }
+
+    /// A session's view.
+    pub fn status(&self, id: &str) -> serde_json::Value {
+        self.get(&format!("/session/{id}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// Uploads a topology for session `sid`.
+    pub fn acquire(&self, sid: &str, topology: &str, reuse: bool) -> Response {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text("topology", topology.to_string())
+            .text("reuse", reuse.to_string());
+        self.post("/lab")
+            .header("X-Session-ID", sid)
+            .multipart(form)
+            .send()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        // Labs outlive the server by design: take this test's down.
+        for bed in alpy::bed::registry::list() {
+            if bed.artifacts.starts_with(&self.dir) {
+                let _ = alpy::bed::registry::down(&bed, Duration::from_secs(120));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+fn spawn(dir: &Path, config: &Path) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    let mut child = Command::new(lab_bin())
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("alpy-lab: listening on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "no address in {line:?}; see {}",
+                dir.join("server.log").display()
+            )
+        })
+        .to_string();
+    (child, url)
+}
+
+/// A forward-like topology on the store's test guest.
+pub const TOPOLOGY: &str = r#"
+name = "remote-forward"
+[dut]
+kernel = "store:guest-kernel"
+initrd = "store:guest-initrd"
+append = "console=ttyS0,115200 quiet panic=-1 alpy.forward=1 alpy.ip=eth0=192.168.1.1/24,eth1=192.168.2.1/24"
+prompt = "guest# "
+poweroff = "console:poweroff -f"
+[[link]]
+name = "client"
+addrs = ["192.168.1.2/24"]
+gateway = "192.168.1.1"
+[[link]]
+name = "server"
+addrs = ["192.168.2.2/24"]
+gateway = "192.168.2.1"
+"#;

@@ -1,0 +1,289 @@
+//! Labs are real test beds: acquire, reuse, release, reference counts,
+//! idle labs, force destroy; the remote bed's console (WebSocket), exec,
+//! pcap, QMP and power; and a server SIGKILLed with an active and three
+//! waiting sessions.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::Value;
+
+fn lab_of(r: reqwest::blocking::Response) -> Value {
+    let status = r.status();
+    let v: Value = r.json().unwrap();
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn exec(s: &Server, sid: &str, node: &str, cmd: &[&str]) -> (i64, String) {
+    let text = s
+        .post(&format!("/lab/nodes/{node}/exec"))
+        .header("X-Session-ID", sid)
+        .json(&serde_json::json!({ "cmd": cmd }))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let mut out = String::new();
+    let mut code = None;
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if let Some(s) = v["stdout"].as_str() {
+            out.push_str(s);
+        }
+        if let Some(c) = v["exit_code"].as_i64() {
+            code = Some(c);
+        }
+    }
+    (
+        code.unwrap_or_else(|| panic!("no exit code in {text}")),
+        out,
+    )
+}
+
+#[test]
+fn acquire_reuse_release_and_destroy_real_labs() {
+    let s = Server::start("labs", "max_labs = 2\n");
+    let (a, _, _) = s.session();
+    let (b, status, _) = s.session();
+    assert_eq!(status, "active", "two labs at once: two active sessions");
+    let first = lab_of(s.acquire(&a, common::TOPOLOGY, true));
+    assert_eq!(first["reused"], false);
+    let lab_id = first["lab"]["lab_id"].as_str().unwrap().to_string();
+    let bed = first["lab"]["bed_id"].as_str().unwrap().to_string();
+    assert!(
+        alpy::bed::registry::find(&bed).is_ok(),
+        "the lab is a bed in the registry"
+    );
+    // The same topology again: the running lab, reference count 2.
+    let second = lab_of(s.acquire(&b, common::TOPOLOGY, true));
+    assert_eq!(
+        (second["reused"].clone(), second["lab"]["lab_id"].clone()),
+        (Value::Bool(true), Value::String(lab_id.clone()))
+    );
+    assert_eq!(second["lab"]["refcount"], 2);
+    let devices: Value = s
+        .get("/lab/devices")
+        .header("X-Session-ID", &b)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(devices["nodes"], serde_json::json!(["client", "server"]));
+
+    // The remote bed: exec, QMP, pcap, console.
+    let (code, out) = exec(
+        &s,
+        &a,
+        "client",
+        &["ping", "-c", "2", "-W", "5", "192.168.2.2"],
+    );
+    assert!(code == 0 && out.contains("2 received"), "{code} {out}");
+    assert_eq!(exec(&s, &a, "server", &["sh", "-c", "exit 7"]).0, 7);
+    let q: Value = s
+        .post("/lab/qmp")
+        .header("X-Session-ID", &b)
+        .json(&serde_json::json!({"execute": "query-status"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(q["return"]["status"], "running", "{q}");
+    let mut pcap = s
+        .get("/lab/links/client/pcap")
+        .header("X-Session-ID", &a)
+        .send()
+        .unwrap();
+    assert_eq!(pcap.status(), 200);
+    let mut magic = [0u8; 4];
+    pcap.read_exact(&mut magic).unwrap();
+    assert!(
+        magic == [0xd4, 0xc3, 0xb2, 0xa1] || magic == [0xa1, 0xb2, 0xc3, 0xd4],
+        "{magic:?}"
+    );
+    drop(pcap);
+    let ws_url = s.url.replacen("http://", "ws://", 1) + "/lab/console";
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
+    req.headers_mut().insert("X-Session-ID", a.parse().unwrap());
+    let (mut ws, _) = tungstenite::connect(req).unwrap();
+    ws.send(tungstenite::Message::Text("echo ws-$((6*7))\n".into()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("ws-42") {
+        assert!(
+            Instant::now() < deadline,
+            "no echo on the console: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        if let tungstenite::Message::Binary(b) = ws.read().unwrap() {
+            seen.extend_from_slice(&b);
+        }
+    }
+    ws.close(None).ok();
+    let off: Value = s
+        .post("/lab/power/cycle")
+        .header("X-Session-ID", &b)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(off["action"], "cycle", "{off}");
+
+    // Release: 2 -> 1; B's destroy without force is refused while A holds it? No: B holds it with A.
+    let r: Value = s
+        .post("/lab/release")
+        .header("X-Session-ID", &a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["refcount"], 1);
+    let again = lab_of(s.acquire(&a, common::TOPOLOGY, true));
+    assert_eq!(again["lab"]["refcount"], 2);
+    assert_eq!(
+        s.delete("/lab")
+            .header("X-Session-ID", &b)
+            .send()
+            .unwrap()
+            .status(),
+        409,
+        "held by two: force needed"
+    );
+    assert_eq!(
+        s.delete("/lab?force=true")
+            .header("X-Session-ID", &b)
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+    let t0 = Instant::now();
+    while alpy::bed::registry::find(&bed).is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the destroyed lab's bed is still up"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let va = s.status(&a);
+    assert!(
+        va["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("destroyed"),
+        "A is told: {va}"
+    );
+    assert_eq!(
+        s.get("/lab")
+            .header("X-Session-ID", &a)
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Reference count to zero: the lab stays up, idle, and is reused.
+    let lab = lab_of(s.acquire(&a, common::TOPOLOGY, true));
+    let bed2 = lab["lab"]["bed_id"].as_str().unwrap().to_string();
+    let r: Value = s
+        .post("/lab/release")
+        .header("X-Session-ID", &a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["refcount"], 0);
+    let q: Value = s
+        .get("/queue")
+        .bearer_auth(&s.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(q["labs"][0]["status"], "idle", "{q}");
+    assert!(
+        alpy::bed::registry::find(&bed2).is_ok(),
+        "an idle lab keeps running"
+    );
+    let reused = lab_of(s.acquire(&b, common::TOPOLOGY, true));
+    assert_eq!(
+        (reused["reused"].clone(), reused["lab"]["status"].clone()),
+        (Value::Bool(true), Value::String("up".into()))
+    );
+    // reuse=false stands up a second lab.
+    let fresh = lab_of(s.acquire(&a, common::TOPOLOGY, false));
+    assert_eq!(fresh["reused"], false);
+    assert_ne!(fresh["lab"]["lab_id"], reused["lab"]["lab_id"]);
+    // An operator destroys a lab by id.
+    let id = fresh["lab"]["lab_id"].as_str().unwrap();
+    assert_eq!(
+        s.delete(&format!("/labs/{id}")).send().unwrap().status(),
+        401
+    );
+    assert_eq!(
+        s.delete(&format!("/labs/{id}"))
+            .bearer_auth(&s.token)
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+}
+
+#[test]
+fn a_killed_server_restarts_with_its_sessions_and_labs() {
+    let mut s = Server::start("restart", "");
+    let (a, _, _) = s.session();
+    let lab = lab_of(s.acquire(&a, common::TOPOLOGY, true));
+    let bed = lab["lab"]["bed_id"].as_str().unwrap().to_string();
+    let waiting: Vec<String> = (0..3).map(|_| s.session().0).collect();
+    s.kill();
+    s.restart();
+    assert_eq!(s.status(&a)["status"], "active");
+    for (i, w) in waiting.iter().enumerate() {
+        let v = s.status(w);
+        assert_eq!(
+            (v["status"].clone(), v["position"].clone()),
+            (Value::String("waiting".into()), Value::from(i as i64 + 1)),
+            "{v}"
+        );
+    }
+    // The lab's bed lived on: still owned by A.
+    let held: Value = s
+        .get("/lab")
+        .header("X-Session-ID", &a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(held["bed_id"], bed.as_str(), "{held}");
+    let (code, _) = exec(
+        &s,
+        &a,
+        "client",
+        &["ping", "-c", "1", "-W", "5", "192.168.2.2"],
+    );
+    assert_eq!(code, 0);
+    // A bed that dies while the server is down is reaped, and A told.
+    s.kill();
+    let info = alpy::bed::registry::find(&bed).unwrap();
+    alpy::bed::registry::down(&info, Duration::from_secs(120)).unwrap();
+    s.restart();
+    let va = s.status(&a);
+    assert!(
+        va["note"].as_str().unwrap_or_default().contains("lost"),
+        "{va}"
+    );
+    assert!(va["lab_id"].is_null(), "{va}");
+    // Order holds on: ending A promotes the first waiting.
+    assert_eq!(
+        s.delete(&format!("/session/{a}")).send().unwrap().status(),
+        204
+    );
+    assert_eq!(s.status(&waiting[0])["status"], "active");
+}
