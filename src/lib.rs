@@ -70,6 +70,7 @@ pub mod addr;
 pub mod bed;
 pub mod cache;
 pub mod error;
+pub mod lab;
 pub mod logging;
 pub mod net;
 pub mod nic;

@@ -56,7 +56,7 @@ pub fn document() -> Value {
             "/lab/release": { "post": lab("Release the session's hold (reference count down)", ("200", "lab id and refcount")) },
             "/lab/console": { "get": lab("The DUT's serial console, both ways (WebSocket)", ("101", "switching protocols")) },
             "/lab/nodes/{name}/exec": { "post": lab("Run {\"cmd\": [..]} in a node: JSON lines of output, then the exit code", ("200", "application/x-ndjson")) },
-            "/lab/links/{name}/pcap": { "get": lab("A link's capture: live while the bed runs", ("200", "application/vnd.tcpdump.pcap")) },
+            "/lab/links/{name}/pcap": { "get": lab("A link's capture: live while the bed runs (?follow=false: as it is now)", ("200", "application/vnd.tcpdump.pcap")) },
             "/lab/qmp": { "post": lab("{\"execute\": .., \"arguments\": ..} to the bed's QEMU", ("200", "QMP's return")) },
             "/lab/power/{action}": { "post": lab("off, on or cycle", ("200", "QMP's return")) },
             "/labs/{id}": { "delete": op("Destroy any lab (an operator's call)", &[("202", "being destroyed"), ("401", "no valid token"), ("404", "no such lab"), ("409", "held by others without force")], false, true) },

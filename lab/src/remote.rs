@@ -184,10 +184,22 @@ async fn exec(
         .into_response())
 }
 
+/// `?follow=false`: the capture as it is now, not followed.
+#[derive(Deserialize)]
+struct Follow {
+    #[serde(default = "yes")]
+    follow: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 async fn pcap(
     State(app): State<Shared>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<Follow>,
 ) -> ApiResult<Response> {
     let (sid, info) = held_bed(&app, &headers)?;
     let index = info
@@ -199,13 +211,15 @@ async fn pcap(
         .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
     tracing::info!(session = %sid, bed = %info.id, link = %name, "pcap followed");
     let bed = info.id.clone();
-    // Follows the file while the bed runs; after, it ends at its end.
-    let stream = futures_util::stream::unfold((file, bed), |(mut f, bed)| async move {
+    let follow = q.follow;
+    // Follows the file while the bed runs (unless asked not to); after, it
+    // ends at its end.
+    let stream = futures_util::stream::unfold((file, bed), move |(mut f, bed)| async move {
         let mut buf = vec![0u8; 65536];
         loop {
             match f.read(&mut buf).await {
                 Ok(0) => {
-                    if !crate::labs::alive(&bed) {
+                    if !follow || !crate::labs::alive(&bed) {
                         return None;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;

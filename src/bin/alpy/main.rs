@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 mod attach;
 mod beds;
+mod lab;
 mod tools;
 
 use attach::{console, exec};
@@ -163,6 +164,30 @@ enum Command {
         #[arg(long)]
         seconds: Option<f64>,
     },
+    /// A lab server's state (alpy-lab): `status`, `queue` (or `sessions`),
+    /// `destroy LAB_ID [--force]`. The server and token come from --url
+    /// and --token, else REMOTE_LAB_URL and REMOTE_LAB_TOKEN.
+    ///
+    /// Example: `alpy lab status`, or `alpy lab destroy 3f2a9c... --force`.
+    Lab {
+        /// status, queue, sessions or destroy.
+        #[arg(value_parser = ["status", "queue", "sessions", "destroy"])]
+        what: String,
+        /// The lab to destroy.
+        id: Option<String>,
+        /// Destroy even if sessions hold it.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The server (default: REMOTE_LAB_URL).
+        #[arg(long)]
+        url: Option<String>,
+        /// The API token (default: REMOTE_LAB_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// Draw a topology file as a Graphviz graph (DOT), and as SVG (drawn
     /// by alpy itself: no Graphviz needed; every bed also writes its
     /// artifacts' topology.svg).
@@ -285,6 +310,17 @@ fn main() -> ExitCode {
         Command::Capture { id, link, seconds } => match capture(&id, &link, seconds) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("capture", &e),
+        },
+        Command::Lab {
+            what,
+            id,
+            force,
+            json,
+            url,
+            token,
+        } => match lab::run(&what, id.as_deref(), force, json, url, token) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail("lab", &e),
         },
         Command::Graph { file, output, svg } => {
             match graph(&file, output.as_deref(), svg.as_deref()) {

@@ -1,0 +1,127 @@
+//! `alpy::lab`, the client tests use, against a real server: a session,
+//! the queue, a remote bed's console, nodes, captures and QMP, release on
+//! close and on drop; and `alpy lab` for people.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+
+#[test]
+fn a_remote_bed_through_the_client_library() {
+    let s = Server::start("client", "");
+    let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+    // A second client waits behind the first.
+    let second = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+    assert_eq!(second.info().unwrap().position, 1);
+    let err = second
+        .wait_active(Duration::from_secs(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("position 1"), "{err}");
+
+    let mut bed = lab
+        .acquire(common::TOPOLOGY, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(bed.nodes().unwrap(), ["client", "server"]);
+    let out = bed
+        .node_succeed(
+            "client",
+            &["ping", "-c", "3", "-i", "0.3", "-W", "5", "192.168.2.2"],
+        )
+        .unwrap();
+    assert!(out.contains("3 received"), "{out}");
+    let e = bed
+        .node_succeed("server", &["sh", "-c", "echo no >&2; exit 2"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exit code 2") && e.contains("no"), "{e}");
+    assert_eq!(bed.qmp("query-status", None).unwrap()["status"], "running");
+    let cap = bed.capture("client").unwrap();
+    let echo = alpy::pcap::Filter::new().icmp_type(8);
+    assert!(cap.count(&echo) >= 3, "{} echo requests", cap.count(&echo));
+    let console = bed.console().unwrap();
+    console.send_line("echo remote-$((6*7))").unwrap();
+    console.exp_string("remote-42").unwrap();
+    // The CLI sees the same server.
+    let cli = std::process::Command::new(common::alpy_bin())
+        .args(["lab", "status", "--url", &s.url, "--token", &s.token])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success() && text.contains("1 active session(s), 1 waiting, 1 lab(s)"),
+        "{text}"
+    );
+    bed.close().unwrap();
+    // Closing released the lab (idle) and ended the session: the second
+    // client is promoted.
+    second.wait_active(Duration::from_secs(10)).unwrap();
+    let q: serde_json::Value = s
+        .get("/queue")
+        .bearer_auth(&s.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(q["labs"][0]["status"], "idle", "{q}");
+    // A dropped client (a panicking test) ends its session too.
+    let id = second.session_id().to_string();
+    drop(second);
+    assert_eq!(s.status(&id)["status"], "ended");
+    let cli = std::process::Command::new(common::alpy_bin())
+        .args([
+            "lab",
+            "destroy",
+            q["labs"][0]["lab_id"].as_str().unwrap(),
+            "--url",
+            &s.url,
+            "--token",
+            &s.token,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+}
+
+#[test]
+fn from_env_needs_a_token() {
+    // Run in a child so the variables touch no other test.
+    if std::env::var("ALPY_LAB_ENV_CHILD").is_err() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "from_env_needs_a_token", "--nocapture"])
+            .env("ALPY_LAB_ENV_CHILD", "1")
+            .env("REMOTE_LAB_URL", "http://127.0.0.1:9")
+            .env_remove("REMOTE_LAB_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        return;
+    }
+    let e = alpy::lab::LabClient::from_env().err().unwrap().to_string();
+    assert!(e.contains("REMOTE_LAB_TOKEN is not"), "{e}");
+}
+
+#[test]
+fn the_clients_heartbeats_keep_its_session() {
+    let s = Server::start(
+        "client-heart",
+        "waiting_heartbeat_s = 7.0\nactive_heartbeat_s = 7.0\n",
+    );
+    let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+    let waiting = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(lab.info().unwrap().status, "active");
+    assert_eq!(waiting.info().unwrap().status, "waiting");
+    lab.close().unwrap();
+    waiting.close().unwrap();
+}

@@ -1,0 +1,127 @@
+//! `alpy lab`: a lab server's state, for people (the `alpy::lab` client
+//! is for tests).
+
+use serde_json::Value;
+
+/// The server and token: flags, else `REMOTE_LAB_URL` / `REMOTE_LAB_TOKEN`.
+fn target(url: Option<String>, token: Option<String>) -> alpy::Result<(String, String)> {
+    let url = url
+        .or_else(|| std::env::var(alpy::lab::URL_VAR).ok())
+        .ok_or_else(|| alpy::Error::Config(format!("give --url or set {}", alpy::lab::URL_VAR)))?;
+    let token = token
+        .or_else(|| std::env::var(alpy::lab::TOKEN_VAR).ok())
+        .ok_or_else(|| {
+            alpy::Error::Config(format!("give --token or set {}", alpy::lab::TOKEN_VAR))
+        })?;
+    Ok((url.trim_end_matches('/').to_string(), token))
+}
+
+fn get(url: &str, token: &str, path: &str) -> alpy::Result<Value> {
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{url}{path}"))
+        .bearer_auth(token)
+        .send()
+        .map_err(|e| alpy::Error::Config(format!("lab server {url}: {e}")))?;
+    let status = r.status();
+    let v: Value = r
+        .json()
+        .map_err(|e| alpy::Error::Config(format!("lab server {url}{path}: {e}")))?;
+    if !status.is_success() {
+        return Err(alpy::Error::Config(format!(
+            "lab server {url}{path}: {status}: {}",
+            v["detail"]
+        )));
+    }
+    Ok(v)
+}
+
+/// `alpy lab status|queue|sessions|destroy`.
+pub(crate) fn run(
+    what: &str,
+    id: Option<&str>,
+    force: bool,
+    json: bool,
+    url: Option<String>,
+    token: Option<String>,
+) -> alpy::Result<()> {
+    let (url, token) = target(url, token)?;
+    let q = get(&url, &token, "/queue")?;
+    let empty = Vec::new();
+    let sessions = q["sessions"].as_array().unwrap_or(&empty);
+    let labs = q["labs"].as_array().unwrap_or(&empty);
+    match what {
+        "status" => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&q).unwrap_or_default());
+                return Ok(());
+            }
+            let active = sessions.iter().filter(|s| s["status"] == "active").count();
+            println!(
+                "{url}: {active} active session(s), {} waiting, {} lab(s)",
+                sessions.len() - active,
+                labs.len()
+            );
+            for l in labs {
+                println!(
+                    "  lab {}  {:<16} {:<10} held by {}",
+                    l["lab_id"].as_str().unwrap_or("?"),
+                    l["name"].as_str().unwrap_or("?"),
+                    l["status"].as_str().unwrap_or("?"),
+                    l["refcount"]
+                );
+            }
+        }
+        "queue" | "sessions" => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(sessions).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            println!(
+                "{:<4} {:<14} {:<8} {:<12} lab",
+                "pos", "session", "status", "owner"
+            );
+            for s in sessions {
+                println!(
+                    "{:<4} {:<14} {:<8} {:<12} {}",
+                    s["position"],
+                    s["session_id"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .get(..12)
+                        .unwrap_or("?"),
+                    s["status"].as_str().unwrap_or("?"),
+                    s["owner"].as_str().unwrap_or("?"),
+                    s["lab_id"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        "destroy" => {
+            let id = id.ok_or_else(|| {
+                alpy::Error::Config("say which lab: alpy lab destroy LAB_ID".into())
+            })?;
+            let r = reqwest::blocking::Client::new()
+                .delete(format!("{url}/labs/{id}?force={force}"))
+                .bearer_auth(&token)
+                .send()
+                .map_err(|e| alpy::Error::Config(format!("lab server {url}: {e}")))?;
+            let status = r.status();
+            let v: Value = r.json().unwrap_or_default();
+            if !status.is_success() {
+                return Err(alpy::Error::Config(format!(
+                    "destroy lab {id}: {status}: {}",
+                    v["detail"]
+                )));
+            }
+            println!("lab {id} is being destroyed");
+        }
+        other => {
+            return Err(alpy::Error::Config(format!(
+                "unknown lab command {other:?}"
+            )))
+        }
+    }
+    Ok(())
+}

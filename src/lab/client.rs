@@ -1,0 +1,223 @@
+//! The session side of the lab client: create, wait in the queue, keep
+//! alive, end.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A session as the server reports it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SessionInfo {
+    /// Its id.
+    pub session_id: String,
+    /// `waiting`, `active`, `ended` or `expired`.
+    pub status: String,
+    /// 0 when active, else its place in the queue.
+    pub position: i64,
+    /// What happened to it, if anything.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A session on a lab server. Heartbeats go out from a background thread
+/// until [`LabClient::close`] (or drop) ends the session.
+pub struct LabClient {
+    pub(crate) url: String,
+    pub(crate) http: Client,
+    pub(crate) session: String,
+    stop: Arc<AtomicBool>,
+    heart: Option<std::thread::JoinHandle<()>>,
+    closed: bool,
+}
+
+/// The server's `{"detail": ...}` or the body, as an error.
+pub(crate) fn checked(r: Response, what: &str) -> Result<Response> {
+    if r.status().is_success() || r.status().as_u16() == 101 {
+        return Ok(r);
+    }
+    let status = r.status().as_u16();
+    let body = r.text().unwrap_or_default();
+    let detail = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_string))
+        .unwrap_or(body);
+    Err(Error::Config(format!(
+        "lab server: {what}: {status}: {detail}"
+    )))
+}
+
+pub(crate) fn net(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
+    move |e| Error::Config(format!("lab server: {what}: {e}"))
+}
+
+impl LabClient {
+    /// A session on the server at `REMOTE_LAB_URL` with the token in
+    /// `REMOTE_LAB_TOKEN`; `None` when `REMOTE_LAB_URL` is unset.
+    pub fn from_env() -> Result<Option<LabClient>> {
+        let Ok(url) = std::env::var(super::URL_VAR) else {
+            return Ok(None);
+        };
+        let token = std::env::var(super::TOKEN_VAR).map_err(|_| {
+            Error::Config(format!(
+                "{} is set but {} is not: ask the lab's operator for a token (alpy-lab token create)",
+                super::URL_VAR,
+                super::TOKEN_VAR
+            ))
+        })?;
+        LabClient::connect(&url, &token).map(Some)
+    }
+
+    /// Creates a session on the server at `url`.
+    pub fn connect(url: &str, token: &str) -> Result<LabClient> {
+        let url = url.trim_end_matches('/').to_string();
+        let http = Client::builder()
+            .timeout(Duration::from_secs(900))
+            .build()
+            .map_err(net("build an HTTP client"))?;
+        let r = http
+            .post(format!("{url}/session"))
+            .bearer_auth(token)
+            .send()
+            .map_err(net(&format!("reach {url}")))?;
+        let info: SessionInfo = checked(r, "create a session")?
+            .json()
+            .map_err(net("read the new session"))?;
+        log::info!(target: "alpy::lab", "session {} at {url}: {} (position {})", &info.session_id[..12], info.status, info.position);
+        let stop = Arc::new(AtomicBool::new(false));
+        let heart = {
+            let (http, url, id, stop) = (
+                http.clone(),
+                url.clone(),
+                info.session_id.clone(),
+                stop.clone(),
+            );
+            std::thread::Builder::new()
+                .name("lab-heartbeat".into())
+                .spawn(move || heartbeat(&http, &url, &id, &stop))
+                .map_err(|e| Error::io("spawn the heartbeat thread", e))?
+        };
+        Ok(LabClient {
+            url,
+            http,
+            session: info.session_id,
+            stop,
+            heart: Some(heart),
+            closed: false,
+        })
+    }
+
+    /// The session's id.
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
+    /// The session as the server sees it.
+    pub fn info(&self) -> Result<SessionInfo> {
+        let r = self
+            .http
+            .get(format!("{}/session/{}", self.url, self.session))
+            .send()
+            .map_err(net("ask for the session"))?;
+        checked(r, "ask for the session")?
+            .json()
+            .map_err(net("read the session"))
+    }
+
+    /// Waits until the session is active, logging its place in the queue
+    /// as it moves; an error if it expires or `timeout` passes.
+    pub fn wait_active(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = -1;
+        loop {
+            let info = self.info()?;
+            match info.status.as_str() {
+                "active" => return Ok(()),
+                "waiting" => {
+                    if info.position != last {
+                        log::info!(target: "alpy::lab", "waiting for the lab: position {} in the queue", info.position);
+                        last = info.position;
+                    }
+                }
+                other => {
+                    return Err(Error::Closed(format!(
+                        "lab session {} is {other}{}",
+                        self.session,
+                        info.note.map(|n| format!(": {n}")).unwrap_or_default()
+                    )))
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "lab session {} to become active (position {last})",
+                        self.session
+                    ),
+                    timeout,
+                    tail: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// A request with this session's header.
+    pub(crate) fn with_session(&self, b: RequestBuilder) -> RequestBuilder {
+        b.header("X-Session-ID", &self.session)
+    }
+
+    /// Ends the session (releasing its lab); errors are the server's.
+    pub fn close(mut self) -> Result<()> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.heart.take() {
+            let _ = h.join();
+        }
+        let r = self
+            .http
+            .delete(format!("{}/session/{}", self.url, self.session))
+            .send()
+            .map_err(net("end the session"))?;
+        checked(r, "end the session").map(drop)
+    }
+}
+
+impl Drop for LabClient {
+    fn drop(&mut self) {
+        if let Err(e) = self.end() {
+            log::warn!(target: "alpy::lab", "{e}");
+        }
+    }
+}
+
+/// Every few seconds until `stop`: the server drops sessions without them.
+fn heartbeat(http: &Client, url: &str, id: &str, stop: &AtomicBool) {
+    let mut last = Instant::now() - Duration::from_secs(60);
+    while !stop.load(Ordering::SeqCst) {
+        if last.elapsed() >= Duration::from_secs(5) {
+            last = Instant::now();
+            match http
+                .post(format!("{url}/session/heartbeat"))
+                .header("X-Session-ID", id)
+                .timeout(Duration::from_secs(10))
+                .send()
+            {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => log::warn!(target: "alpy::lab", "heartbeat: {}", r.status()),
+                Err(e) => log::warn!(target: "alpy::lab", "heartbeat: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
