@@ -125,7 +125,14 @@ impl Config {
                 .unwrap_or_default();
             format!("{}{at}: {}", path.display(), e.message())
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute, so that labs (run in their own directories) find them.
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = std::fs::canonicalize(parent)
+            .map_err(|e| format!("cannot resolve {}: {e}", parent.display()))?;
+        let base = base.as_path();
         if c.state_dir.is_relative() {
             c.state_dir = base.join(&c.state_dir);
         }
@@ -205,4 +212,42 @@ pub fn create_token(path: &Path, name: &str) -> Result<String, String> {
     std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_become_absolute_and_tokens_are_hashed() {
+        let dir = std::env::temp_dir().join(format!("alpy-lab-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lab.toml"), "[store]\nk = \"store/vmlinuz\"\n").unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        std::env::set_current_dir(&dir).unwrap();
+        let c = Config::load(Path::new("lab.toml"));
+        std::env::set_current_dir(cwd).unwrap();
+        let c = c.unwrap();
+        assert!(
+            c.state_dir.is_absolute() && c.state_dir.ends_with("alpy-lab-state"),
+            "{:?}",
+            c.state_dir
+        );
+        assert!(c.store["k"].is_absolute());
+        let token = create_token(&dir.join("lab.toml"), "ci").unwrap();
+        let text = std::fs::read_to_string(dir.join("lab.toml")).unwrap();
+        assert!(!text.contains(&token) && text.contains(&hash_token(&token)));
+        let c = Config::load(&dir.join("lab.toml")).unwrap();
+        assert_eq!(c.token_name(&token), Some("ci"));
+        assert_eq!(c.token_name("alpylab_guess"), None);
+        let e = Config::load(Path::new("/nonexistent/lab.toml")).unwrap_err();
+        assert!(e.contains("/nonexistent"), "{e}");
+        std::fs::write(dir.join("bad.toml"), "listen = \"x\"\nlsten = 1\n").unwrap();
+        let e = Config::load(&dir.join("bad.toml")).unwrap_err();
+        assert!(
+            e.contains("bad.toml:2:1") && e.contains("unknown field"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
