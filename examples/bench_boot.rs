@@ -1,6 +1,6 @@
 //! Benchmark of firmware boot with many NICs: alpy's UEFI disk-image guest
 //! (OVMF, shim, GRUB) with 0 and 8 links, with and without the NICs'
-//! option ROMs (iPXE). Prints, per case, the medians of the time from
+//! option ROMs (iPXE), and with 8 virtio-net NICs. Prints, per case, the medians of the time from
 //! resuming the DUT to OVMF starting the boot loader (`BdsDxe: starting`)
 //! and to the guest's shell prompt.
 //!
@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use alpy::bed::config_drive::ConfigDrive;
-use alpy::nic::NicRom;
+use alpy::nic::{NicModel, NicRom};
 use alpy::vm::qemu::DiskBus;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -21,12 +21,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// (to the boot loader, to the prompt) in seconds.
-fn boot_once(links: usize, rom: NicRom) -> alpy::Result<(f64, f64)> {
+fn boot_once(links: usize, rom: NicRom, model: NicModel) -> alpy::Result<(f64, f64)> {
     let disk = alpy::cache::cache_dir()?.join("uefi-guest/disk.raw");
     let dut = alpy::Dut::disk_image_on(disk, Some("raw"), DiskBus::Sata)
         .uefi()
         .memory_mib(512)
         .nic_rom(rom)
+        .nic_model(model)
         // The guest looks for its config drive; an empty one costs nothing.
         .config_drive(ConfigDrive::vfat("ALPYCFG").file("day0.sh", "true\n"));
     let mut b = alpy::TestBed::builder("bench-boot")
@@ -62,15 +63,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<28} {:>12} {:>12}",
         "case (median of runs)", "loader s", "prompt s"
     );
-    for (links, rom, label) in [
-        (0, NicRom::None, "0 NICs"),
-        (8, NicRom::None, "8 NICs, no ROMs (default)"),
-        (8, NicRom::QemuDefault, "8 NICs with iPXE ROMs"),
+    for (links, rom, model, label) in [
+        (0, NicRom::None, NicModel::E1000, "0 NICs"),
+        (8, NicRom::None, NicModel::E1000, "8 e1000, no ROMs (default)"),
+        (8, NicRom::QemuDefault, NicModel::E1000, "8 e1000 with iPXE ROMs"),
+        (8, NicRom::None, NicModel::VirtioNet, "8 virtio-net, no ROMs"),
     ] {
         let mut loader = Vec::new();
         let mut prompt = Vec::new();
         for _ in 0..runs {
-            let (l, p) = boot_once(links, rom.clone())?;
+            let (l, p) = boot_once(links, rom.clone(), model.clone())?;
             loader.push(l);
             prompt.push(p);
         }
