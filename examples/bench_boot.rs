@@ -65,9 +65,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for (links, rom, model, label) in [
         (0, NicRom::None, NicModel::E1000, "0 NICs"),
-        (8, NicRom::None, NicModel::E1000, "8 e1000, no ROMs (default)"),
-        (8, NicRom::QemuDefault, NicModel::E1000, "8 e1000 with iPXE ROMs"),
-        (8, NicRom::None, NicModel::VirtioNet, "8 virtio-net, no ROMs"),
+        (
+            8,
+            NicRom::None,
+            NicModel::E1000,
+            "8 e1000, no ROMs (default)",
+        ),
+        (
+            8,
+            NicRom::QemuDefault,
+            NicModel::E1000,
+            "8 e1000 with iPXE ROMs",
+        ),
+        (
+            8,
+            NicRom::None,
+            NicModel::VirtioNet,
+            "8 virtio-net, no ROMs",
+        ),
     ] {
         let mut loader = Vec::new();
         let mut prompt = Vec::new();
