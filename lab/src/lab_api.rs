@@ -137,23 +137,38 @@ async fn acquire(
     }
     app.db
         .new_lab(&lab_id, &hash, &name, &dir.to_string_lossy(), &sid)?;
-    let cfg = app.cfg.clone();
-    let stood = tokio::task::spawn_blocking(move || labs::stand_up(&cfg, &dir, &topology_path))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    match stood {
-        Ok(st) => {
-            app.db.lab_up(&lab_id, &st.bed_id, &st.bed)?;
-            tracing::info!(session = %sid, topology = %name, lab = %lab_id, bed = %st.bed_id, "lab up");
+    // In a task of its own: if the client goes away mid-way, the lab is
+    // still recorded as up (or dropped), never left `starting`.
+    let task = {
+        let (app, lab_id, sid, name) = (app.clone(), lab_id.clone(), sid.clone(), name.clone());
+        tokio::spawn(async move {
+            let cfg = app.cfg.clone();
+            let stood =
+                tokio::task::spawn_blocking(move || labs::stand_up(&cfg, &dir, &topology_path))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+            match stood {
+                Ok(st) => {
+                    app.db.lab_up(&lab_id, &st.bed_id, &st.bed)?;
+                    tracing::info!(session = %sid, topology = %name, lab = %lab_id, bed = %st.bed_id, "lab up");
+                    Ok(())
+                }
+                Err(why) => {
+                    tracing::error!(session = %sid, topology = %name, lab = %lab_id, "lab failed: {why}");
+                    app.db
+                        .drop_lab(&lab_id, Some("the lab failed to come up"))?;
+                    Err(why)
+                }
+            }
+        })
+    };
+    match task.await.map_err(|e| ApiError::internal(e.to_string()))? {
+        Ok(()) => {
             let lab = app.db.lab(&lab_id)?;
             Ok(Json(json!({ "reused": false, "lab": lab })).into_response())
         }
-        Err(why) => {
-            tracing::error!(session = %sid, topology = %name, lab = %lab_id, "lab failed: {why}");
-            app.db
-                .drop_lab(&lab_id, Some("the lab failed to come up"))?;
-            Err(ApiError::internal(why))
-        }
+        Err(why) => Err(ApiError::internal(why)),
     }
 }
 

@@ -287,3 +287,42 @@ fn a_killed_server_restarts_with_its_sessions_and_labs() {
     );
     assert_eq!(s.status(&waiting[0])["status"], "active");
 }
+
+/// A client that goes away while its lab comes up leaves a lab recorded
+/// as up, never one stuck `starting`.
+#[test]
+fn a_lab_comes_up_even_if_its_client_hangs_up() {
+    let s = Server::start("hangup", "");
+    let (a, _, _) = s.session();
+    let form =
+        reqwest::blocking::multipart::Form::new().text("topology", common::TOPOLOGY.to_string());
+    let hung = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .post(format!("{}/lab", s.url))
+        .header("X-Session-ID", &a)
+        .multipart(form)
+        .send();
+    assert!(hung.is_err(), "the client gave up before the lab was up");
+    let t0 = Instant::now();
+    loop {
+        let held: Value = s
+            .get("/lab")
+            .header("X-Session-ID", &a)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if held["status"] == "up" {
+            assert!(alpy::bed::registry::find(held["bed_id"].as_str().unwrap()).is_ok());
+            break;
+        }
+        assert_eq!(held["status"], "starting", "{held}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the lab never came up: {held}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
