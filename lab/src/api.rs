@@ -23,6 +23,20 @@ pub struct App {
     pub db: Db,
     /// Wakes housekeeping (a session was created or ended).
     pub wake: tokio::sync::Notify,
+    /// The store's files with their SHA-256 (computed at start).
+    pub store_hashes: Vec<serde_json::Value>,
+}
+
+/// The store's entries: name, SHA-256 and size of each file that exists.
+pub fn hash_store(cfg: &Config) -> Vec<serde_json::Value> {
+    cfg.store
+        .iter()
+        .filter_map(|(name, path)| {
+            let size = std::fs::metadata(path).ok()?.len();
+            let sha256 = alpy::bed::warm::file_hash(path).ok()?;
+            Some(json!({ "name": name, "sha256": sha256, "size": size }))
+        })
+        .collect()
 }
 
 /// Shared app state.
@@ -121,6 +135,7 @@ pub fn router(app: Shared) -> Router {
         .route("/session/{id}", get(get_session).delete(delete_session))
         .route("/active-session", get(get_active_session))
         .route("/queue", get(queue))
+        .route("/store", get(store))
         .route("/healthz", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics))
         .route(
@@ -214,6 +229,14 @@ async fn queue(
     let sessions = app.db.queue()?;
     let labs = app.db.labs()?;
     Ok(Json(json!({ "sessions": sessions, "labs": labs })))
+}
+
+async fn store(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    bearer(&app, &headers)?;
+    Ok(Json(json!({ "files": app.store_hashes })))
 }
 
 async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {

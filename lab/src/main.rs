@@ -125,10 +125,17 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let store_hashes = {
+            let cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || api::hash_store(&cfg))
+                .await
+                .map_err(|e| e.to_string())?
+        };
         let app = Arc::new(api::App {
             cfg,
             db,
             wake: tokio::sync::Notify::new(),
+            store_hashes,
         });
         housekeeping::reap_at_start(&app).await;
         tokio::spawn(housekeeping::run(Arc::clone(&app)));

@@ -46,6 +46,7 @@ pub fn document() -> Value {
             },
             "/active-session": { "get": op("The active session", &[("200", "the session"), ("404", "none is active")], false, false) },
             "/session/heartbeat": { "post": op("Keep a session alive", &[("204", "noted"), ("404", "no such live session")], true, false) },
+            "/store": { "get": op("The image store: name, sha256 and size of each file", &[("200", "files"), ("401", "no valid token")], false, true) },
             "/queue": { "get": op("Sessions and labs", &[("200", "sessions and labs"), ("401", "no valid token")], false, true) },
             "/lab": {
                 "post": lab("Acquire a lab: multipart topology, extra_files, reuse=true", ("200", "the lab (reused or stood up)")),

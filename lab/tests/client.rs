@@ -125,3 +125,50 @@ fn the_clients_heartbeats_keep_its_session() {
     lab.close().unwrap();
     waiting.close().unwrap();
 }
+
+/// The same topology file a local test stands up works remotely: its
+/// files are matched to the store by SHA-256.
+#[test]
+fn the_same_topology_file_runs_remotely() {
+    let s = Server::start("same-file", "");
+    let forward =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/forward.toml");
+    let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+    let text = lab.for_lab(&forward).unwrap();
+    assert!(
+        text.contains("store:guest-kernel") && text.contains("store:guest-initrd"),
+        "{text}"
+    );
+    let bed = lab.acquire_file(&forward, Duration::from_secs(60)).unwrap();
+    let out = bed
+        .node_succeed("client", &["ping", "-c", "1", "-W", "5", "192.168.2.2"])
+        .unwrap();
+    assert!(out.contains("1 received"), "{out}");
+    // Its background app (iperf3 on the server node) runs there too.
+    bed.node_succeed(
+        "client",
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 50); do nc -z 192.168.2.2 5201 && exit 0; sleep 0.2; done; exit 1",
+        ],
+    )
+    .unwrap();
+    bed.close().unwrap();
+    // A file the store lacks is named, with what to do.
+    let dir = common::temp_dir("same-file-bad");
+    let odd = dir.join("vmlinuz");
+    std::fs::write(&odd, b"not the store's kernel").unwrap();
+    let t = dir.join("t.toml");
+    std::fs::write(&t, "[dut]\nkernel = \"vmlinuz\"\nprompt = \"# \"\n").unwrap();
+    let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+    let e = lab.for_lab(&t).unwrap_err().to_string();
+    assert!(
+        e.contains("dut.kernel")
+            && e.contains("store has no file like")
+            && e.contains("ask its operator"),
+        "{e}"
+    );
+    lab.close().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -101,8 +101,9 @@ impl Topology {
         Ok(t)
     }
 
-    /// Expands `{cache}` and makes a relative path relative to the file.
-    fn resolve(&self, p: &str) -> Result<PathBuf> {
+    /// A path as the file means it: `{cache}` expanded, a relative path
+    /// taken relative to the file.
+    pub fn resolve(&self, p: &str) -> Result<PathBuf> {
         let p = if p.contains("{cache}") {
             p.replace("{cache}", &crate::cache::cache_dir()?.to_string_lossy())
         } else {

@@ -58,11 +58,76 @@ impl LabClient {
         })
     }
 
-    /// [`LabClient::acquire`] with a topology file.
+    /// [`LabClient::acquire`] with a topology file as a local test bed
+    /// reads it: each file it boots (kernel, initrd, disks, firmware) is
+    /// named by the lab's store entry with the same SHA-256, so the same
+    /// file works locally and remotely.
     pub fn acquire_file(self, path: &Path, timeout: Duration) -> Result<RemoteBed> {
+        let text = self.for_lab(path)?;
+        self.acquire(&text, timeout)
+    }
+
+    /// The topology at `path` with its files replaced by store names.
+    pub fn for_lab(&self, path: &Path) -> Result<String> {
+        let topology = crate::Topology::load(path)?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("read topology {}", path.display()), e))?;
-        self.acquire(&text, timeout)
+        let mut t: toml::Table = text
+            .parse()
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let r = self
+            .http
+            .get(format!("{}/store", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(net("list the store"))?;
+        let store: Value = checked(r, "list the store")?
+            .json()
+            .map_err(net("read the store"))?;
+        let by_hash = |sha: &str| {
+            store["files"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|f| {
+                    (f["sha256"] == sha)
+                        .then(|| f["name"].as_str().map(str::to_string))
+                        .flatten()
+                })
+        };
+        let map = |key: &str, v: &mut toml::Value| -> Result<()> {
+            let Some(s) = v.as_str().filter(|s| !s.starts_with("store:")) else {
+                return Ok(());
+            };
+            let file = topology.resolve(s)?;
+            let sha = crate::bed::warm::file_hash(&file)?;
+            let name = by_hash(&sha).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: {key} = {s:?}: the lab's store has no file like {} (sha256 {}): ask its operator to add it",
+                    path.display(),
+                    file.display(),
+                    &sha[..16]
+                ))
+            })?;
+            *v = toml::Value::String(format!("store:{name}"));
+            Ok(())
+        };
+        if let Some(dut) = t.get_mut("dut").and_then(|d| d.as_table_mut()) {
+            for key in ["kernel", "initrd", "firmware_code", "firmware_vars"] {
+                if let Some(v) = dut.get_mut(key) {
+                    map(&format!("dut.{key}"), v)?;
+                }
+            }
+            if let Some(disks) = dut.get_mut("disks").and_then(|d| d.as_array_mut()) {
+                for (i, d) in disks.iter_mut().enumerate() {
+                    if let Some(p) = d.as_table_mut().and_then(|d| d.get_mut("path")) {
+                        map(&format!("dut.disks[{i}].path"), p)?;
+                    }
+                }
+            }
+        }
+        toml::to_string(&t)
+            .map_err(|e| Error::Internal(format!("re-encode {}: {e}", path.display())))
     }
 }
 
