@@ -56,6 +56,14 @@ impl Registry {
     }
 }
 
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Anything still up in this registry goes down with it.
+        let _ = self.run(&["down", "--all"]);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Whatever fails, the bed goes down.
 struct Down<'a>(&'a Registry, String);
 
@@ -321,4 +329,16 @@ fn up_exec_capture_console_down() {
     assert!(!sock.exists() && !reg.0.join("alpy/beds").join(&id).exists());
     let (code, _, err) = reg.run(&["down", &id]);
     assert!(code == 1 && err.contains("not found"), "{err}");
+    // `down --all` takes down whatever this user has up.
+    let (code, out, err) = reg.run(&["up", "--json", "topologies/forward.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let second: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let second = second["id"].as_str().unwrap().to_string();
+    let (code, out, err) = reg.run(&["down", "--all"]);
+    assert!(
+        code == 0 && out.contains(&format!("bed {second} is down")),
+        "{out}{err}"
+    );
+    let (_, listed, _) = reg.run(&["ls", "--json"]);
+    assert_eq!(listed.trim(), "[]");
 }
