@@ -150,13 +150,10 @@ impl Db {
     /// Sessions waiting or active, in queue order.
     pub fn queue(&self) -> R<Vec<SessionView>> {
         let c = lock(&self.conn);
-        let ids: Vec<String> = {
-            let mut st = c
-                .prepare("SELECT id FROM sessions WHERE status IN ('active','waiting') ORDER BY status = 'waiting', seq")
-                .map_err(e)?;
-            let rows = st.query_map([], |r| r.get(0)).map_err(e)?;
-            rows.collect::<Result<_, _>>().map_err(e)?
-        };
+        let ids = all_ids(
+            &c,
+            "SELECT id FROM sessions WHERE status IN ('active','waiting') ORDER BY status = 'waiting', seq",
+        )?;
         ids.iter()
             .filter_map(|id| view(&c, id).transpose())
             .collect()
@@ -240,15 +237,7 @@ impl Db {
     /// The lab session `id` holds.
     pub fn held_lab(&self, session: &str) -> R<Option<LabView>> {
         let c = lock(&self.conn);
-        let lab: Option<String> = c
-            .query_row(
-                "SELECT lab_id FROM holdings WHERE session_id = ?1",
-                [session],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(e)?;
-        match lab {
+        match held_lab_id(&c, session)? {
             Some(l) => lab_view(&c, &l),
             None => Ok(None),
         }
@@ -257,15 +246,9 @@ impl Db {
     /// A lab with this topology hash that is starting, up or idle.
     pub fn lab_by_hash(&self, hash: &str) -> R<Option<LabView>> {
         let c = lock(&self.conn);
-        let id: Option<String> = c
-            .query_row(
-                "SELECT id FROM labs WHERE topology_hash = ?1 AND status IN ('starting','up','idle')",
-                [hash],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(e)?;
-        match id {
+        let sql =
+            "SELECT id FROM labs WHERE topology_hash = ?1 AND status IN ('starting','up','idle')";
+        match one_id(&c, sql, hash)? {
             Some(id) => lab_view(&c, &id),
             None => Ok(None),
         }
@@ -274,13 +257,7 @@ impl Db {
     /// Every lab.
     pub fn labs(&self) -> R<Vec<LabView>> {
         let c = lock(&self.conn);
-        let ids: Vec<String> = {
-            let mut st = c
-                .prepare("SELECT id FROM labs ORDER BY created")
-                .map_err(e)?;
-            let rows = st.query_map([], |r| r.get(0)).map_err(e)?;
-            rows.collect::<Result<_, _>>().map_err(e)?
-        };
+        let ids = all_ids(&c, "SELECT id FROM labs ORDER BY created")?;
         ids.iter()
             .filter_map(|id| lab_view(&c, id).transpose())
             .collect()
@@ -375,16 +352,33 @@ impl Db {
     }
 }
 
-fn release_in(t: &rusqlite::Transaction<'_>, session: &str) -> R<Option<(String, i64)>> {
-    let lab: Option<String> = t
-        .query_row(
-            "SELECT lab_id FROM holdings WHERE session_id = ?1",
-            [session],
-            |r| r.get(0),
-        )
+/// The first column of every row of `sql`.
+fn all_ids(c: &Connection, sql: &str) -> R<Vec<String>> {
+    let mut st = c.prepare(sql).map_err(e)?;
+    let rows = st.query_map([], |r| r.get(0)).map_err(e)?;
+    rows.collect::<Result<_, _>>().map_err(e)
+}
+
+/// The first column of the one row `sql` finds for `param`, if any.
+fn one_id(c: &Connection, sql: &str, param: &str) -> R<Option<String>> {
+    c.query_row(sql, [param], |r| r.get(0))
         .optional()
-        .map_err(e)?;
-    let Some(lab) = lab else { return Ok(None) };
+        .map_err(e)
+}
+
+/// The lab session `session` holds.
+fn held_lab_id(c: &Connection, session: &str) -> R<Option<String>> {
+    one_id(
+        c,
+        "SELECT lab_id FROM holdings WHERE session_id = ?1",
+        session,
+    )
+}
+
+fn release_in(t: &rusqlite::Transaction<'_>, session: &str) -> R<Option<(String, i64)>> {
+    let Some(lab) = held_lab_id(t, session)? else {
+        return Ok(None);
+    };
     t.execute("DELETE FROM holdings WHERE session_id = ?1", [session])
         .map_err(e)?;
     t.execute(
@@ -464,14 +458,7 @@ fn view(c: &Connection, id: &str) -> R<Option<SessionView>> {
     } else {
         0
     };
-    let lab_id = c
-        .query_row(
-            "SELECT lab_id FROM holdings WHERE session_id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(e)?;
+    let lab_id = held_lab_id(c, id)?;
     Ok(Some(SessionView {
         session_id: id.to_string(),
         status,
