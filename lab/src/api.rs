@@ -145,7 +145,11 @@ pub fn router(app: Shared) -> Router {
         .merge(crate::lab_api::routes())
         .merge(crate::remote::routes())
         .route("/labs/{id}", delete(crate::lab_api::destroy_any))
+        // The extractors' own limit covers bodies of unknown length; the
+        // layer refuses a declared Content-Length over the limit before
+        // reading any of it, so the client gets its 413 instead of a reset.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .with_state(app)
 }
 

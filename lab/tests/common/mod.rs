@@ -148,6 +148,29 @@ impl Server {
             .unwrap()
     }
 
+    /// The status line's code for a POST that declares a body of `len`
+    /// bytes and sends none of it.
+    pub fn raw_status_of_declared_body(&self, path: &str, sid: &str, len: usize) -> u16 {
+        use std::io::Write;
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-Session-ID: {sid}\r\n\
+             Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP status line: {line:?}"))
+    }
+
     /// Uploads a topology for session `sid`.
     pub fn acquire(&self, sid: &str, topology: &str, reuse: bool) -> Response {
         let form = reqwest::blocking::multipart::Form::new()
