@@ -26,6 +26,9 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Stri
         .arg(topology)
         .current_dir(dir)
         .env("ALPY_ARTIFACTS", dir.join("artifacts"))
+        // The lab is the bed: it must not be sent to a lab server itself.
+        .env_remove(alpy::lab::URL_VAR)
+        .env_remove(alpy::lab::TOKEN_VAR)
         .output()
         .map_err(|e| format!("cannot run {} up: {e}", alpy.display()))?;
     if !out.status.success() {

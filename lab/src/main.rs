@@ -23,6 +23,7 @@ mod lab_api;
 mod labs;
 mod openapi;
 mod remote;
+mod remote_apps;
 mod safety;
 
 /// alpy-lab: sessions in a FIFO queue, heartbeats, reference-counted test

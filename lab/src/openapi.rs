@@ -60,6 +60,8 @@ pub fn document() -> Value {
             "/lab/links/{name}/pcap": { "get": lab("A link's capture: live while the bed runs (?follow=false: as it is now)", ("200", "application/vnd.tcpdump.pcap")) },
             "/lab/qmp": { "post": lab("{\"execute\": .., \"arguments\": ..} to the bed's QEMU", ("200", "QMP's return")) },
             "/lab/power/{action}": { "post": lab("off, on or cycle", ("200", "QMP's return")) },
+            "/lab/nodes/{name}/apps": { "post": lab("{\"app\": alpy App, \"background\": bool, \"timeout_s\": s}: 201 {\"app_id\"} in the background, else 200 {\"exit_code\", \"stdout\", \"stderr\"}; allow-listed images only", ("200", "the app's end")) },
+            "/lab/apps/{id}": { "delete": lab("Stop a background app (409 if it had failed)", ("204", "stopped")) },
             "/labs/{id}": { "delete": op("Destroy any lab (an operator's call)", &[("202", "being destroyed"), ("401", "no valid token"), ("404", "no such lab"), ("409", "held by others without force")], false, true) },
             "/healthz": { "get": op("Liveness", &[("204", "alive")], false, false) },
             "/metrics": { "get": op("Prometheus metrics", &[("200", "text/plain")], false, false) }

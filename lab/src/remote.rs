@@ -27,10 +27,11 @@ pub fn routes() -> Router<Shared> {
         .route("/lab/links/{name}/pcap", get(pcap))
         .route("/lab/qmp", post(qmp))
         .route("/lab/power/{action}", post(power))
+        .merge(crate::remote_apps::routes())
 }
 
 /// The bed of the lab the caller's active session holds.
-fn held_bed(
+pub(crate) fn held_bed(
     app: &Shared,
     headers: &HeaderMap,
 ) -> ApiResult<(String, alpy::bed::registry::BedInfo)> {

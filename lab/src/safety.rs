@@ -10,6 +10,41 @@ use std::path::{Component, Path, PathBuf};
 /// A refusal, for a 400.
 pub type Refusal = String;
 
+/// The QEMU arguments an uploaded topology may add: flags that open no
+/// file and reach nothing outside the guest.
+pub const SAFE_QEMU_ARGS: &[&str] = &["-no-reboot"];
+
+/// The capabilities an app started through the API may add.
+pub const SAFE_APP_CAPS: &[&str] = &["NET_ADMIN", "NET_RAW"];
+
+/// Whether an app asked for through the API may run: an allow-listed
+/// image, no host bind mounts, no capabilities beyond the network's.
+pub fn check_app(app: &alpy::App, docker_images: &[String]) -> Result<(), Refusal> {
+    if !docker_images.iter().any(|a| a == app.image()) {
+        return Err(format!(
+            "app image {:?}: not on this lab's Docker allow-list ({})",
+            app.image(),
+            docker_images.join(", ")
+        ));
+    }
+    if let Some(b) = app.binds().first() {
+        return Err(format!(
+            "app bind {b:?}: a remote lab mounts no host path into an app"
+        ));
+    }
+    if let Some(c) = app
+        .caps()
+        .iter()
+        .find(|c| !SAFE_APP_CAPS.contains(&c.as_str()))
+    {
+        return Err(format!(
+            "app capability {c:?}: a remote lab grants only {}",
+            SAFE_APP_CAPS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// The topology with store names replaced by the store's paths, checked
 /// by alpy's own parser as if it were at `at`. Returns (text, name).
 pub fn check_topology(
@@ -64,12 +99,19 @@ pub fn check_topology(
             }
         }
     }
-    if dut
+    for arg in dut
         .get("extra_args")
         .and_then(|a| a.as_array())
-        .is_some_and(|a| !a.is_empty())
+        .into_iter()
+        .flatten()
     {
-        return Err("dut.extra_args: a remote lab takes no raw QEMU arguments (they could open host files); use the topology's own keys".into());
+        let arg = arg.as_str().unwrap_or_default();
+        if !SAFE_QEMU_ARGS.contains(&arg) {
+            return Err(format!(
+                "dut.extra_args: {arg:?}: a remote lab takes no raw QEMU arguments but {} (others could open host files); use the topology's own keys",
+                SAFE_QEMU_ARGS.join(", ")
+            ));
+        }
     }
     let rom_ok = |v: Option<&toml::Value>| {
         v.and_then(|v| v.as_str())

@@ -83,6 +83,65 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     );
     assert!(code == 0 && out.contains("2 received"), "{code} {out}");
     assert_eq!(exec(&s, &a, "server", &["sh", "-c", "exit 7"]).0, 7);
+    // Apps: one in the background, one to completion, then stopped; only
+    // allow-listed images, no host mounts.
+    let apps = |node: &str, app: alpy::App, background: bool| {
+        s.post(&format!("/lab/nodes/{node}/apps"))
+            .header("X-Session-ID", &a)
+            .json(&serde_json::json!({ "app": app, "background": background, "timeout_s": 60 }))
+            .send()
+            .unwrap()
+    };
+    let r = apps("server", alpy::App::tools(["iperf3", "-s"]), true);
+    assert_eq!(r.status(), 201);
+    let app_id = r.json::<Value>().unwrap()["app_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listening = |s: &Server| {
+        exec(
+            s,
+            &a,
+            "server",
+            &[
+                "sh",
+                "-c",
+                "sleep 0.5; ss -Hltn 'sport = :5201' | grep -q .",
+            ],
+        )
+        .0 == 0
+    };
+    assert!(listening(&s), "the background app listens");
+    let r = apps(
+        "client",
+        alpy::App::tools(["iperf3", "-c", "192.168.2.2", "-t", "1", "-J"]),
+        false,
+    );
+    assert_eq!(r.status(), 200);
+    let run: Value = r.json().unwrap();
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert!(
+        run["stdout"].as_str().unwrap().contains("bits_per_second"),
+        "{run}"
+    );
+    let stop = |id: &str| {
+        s.delete(&format!("/lab/apps/{id}"))
+            .header("X-Session-ID", &a)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(stop(&app_id), 204);
+    assert!(!listening(&s), "a stopped app no longer listens");
+    assert_eq!(stop(&app_id), 409, "stopped twice");
+    for bad in [
+        alpy::App::new("evil/miner"),
+        alpy::App::tools(["true"]).bind("/etc:/host-etc"),
+        alpy::App::tools(["true"]).cap("SYS_ADMIN"),
+    ] {
+        let r = apps("client", bad, false);
+        assert_eq!(r.status(), 400, "{}", r.text().unwrap());
+    }
     let q: Value = s
         .post("/lab/qmp")
         .header("X-Session-ID", &b)

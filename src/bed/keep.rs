@@ -83,9 +83,16 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
     say!("  alpy qmp {id} query-status");
     say!("  alpy down {id}");
     say!("  artifacts: {}", info.artifacts.display());
+    let mut control = crate::bed::control::Control::new();
     let served = published.serve(Some(Instant::now() + wait), |line| {
-        crate::bed::registry::answer(bed, line)
+        control.answer(bed, line)
     });
+    if let Err(e) = control.close() {
+        say!(
+            "alpy: stopping the apps started on test bed {}: {e}",
+            bed.name()
+        );
+    }
     match served {
         Ok(Some(mut down)) => {
             let _ = writeln!(down, "ok");

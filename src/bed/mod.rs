@@ -5,6 +5,7 @@
 pub mod builder;
 mod captures;
 pub mod config_drive;
+pub mod control;
 pub mod doctor;
 pub mod dut;
 pub mod graph;

@@ -3,8 +3,8 @@
 //! registry, `$XDG_RUNTIME_DIR/alpy/beds/<id>/` (else
 //! `/tmp/alpy-<uid>/beds/<id>/`, mode 0700), holding `bed.json` (what the
 //! other subcommands need), `control.sock` (mode 0600), on which the
-//! supervisor takes one-line commands: `qmp COMMAND [JSON-ARGUMENTS]` and
-//! `down`, and `console.sock` (mode 0600), the DUT's serial console
+//! supervisor takes one-line commands (`down`, and those of
+//! [`crate::bed::control`]), and `console.sock` (mode 0600), the DUT's serial console
 //! shared for `alpy console` ([`crate::vm::console_share`]).
 
 use std::io::{BufRead, BufReader, Write};
@@ -87,26 +87,6 @@ impl BedInfo {
                 ),
             })
     }
-}
-
-/// Answers one control-socket command for `bed` (everything but `down`):
-/// `qmp COMMAND [JSON-ARGUMENTS]`.
-pub fn answer(bed: &mut TestBed, line: &str) -> Result<String> {
-    let Some(rest) = line.strip_prefix("qmp ") else {
-        return Err(Error::Config(format!(
-            "unknown command {line:?} (known: qmp, down)"
-        )));
-    };
-    let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
-    let args = if args.trim().is_empty() {
-        None
-    } else {
-        Some(
-            serde_json::from_str(args)
-                .map_err(|e| Error::Config(format!("QMP arguments must be a JSON object: {e}")))?,
-        )
-    };
-    Ok(bed.qmp()?.execute(command, args)?.to_string())
 }
 
 /// The registry of this user's beds.
@@ -282,10 +262,16 @@ impl Published {
 /// Sends one command line to bed `info`'s supervisor; returns its answer
 /// (an `error ...` answer is an error).
 pub fn request(info: &BedInfo, line: &str) -> Result<String> {
+    request_within(info, line, Duration::from_secs(60))
+}
+
+/// [`request`], waiting up to `timeout` for the answer (an app run to
+/// completion takes as long as it takes).
+pub fn request_within(info: &BedInfo, line: &str, timeout: Duration) -> Result<String> {
     let sock = registry_dir().join(&info.id).join("control.sock");
     let mut s = UnixStream::connect(&sock)
         .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = s.set_read_timeout(Some(timeout));
     writeln!(s, "{line}").map_err(|e| Error::io("send a command to the supervisor", e))?;
     let mut answer = String::new();
     BufReader::new(s)

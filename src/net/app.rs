@@ -19,7 +19,7 @@ pub const DEFAULT_STARTUP_GRACE: Duration = Duration::from_millis(200);
 /// let custom = App::new("acme/bgpd:1.4").cmd(["bgpd", "-f"]).cap("NET_ADMIN");
 /// # let _ = (server, custom);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct App {
     pub(crate) image: String,
     pub(crate) name: Option<String>,
@@ -28,6 +28,23 @@ pub struct App {
     pub(crate) env: Vec<String>,
     pub(crate) binds: Vec<String>,
     pub(crate) startup_grace: Duration,
+}
+
+impl App {
+    /// The image it runs.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// Its host bind mounts (`host:container`), if any.
+    pub fn binds(&self) -> &[String] {
+        &self.binds
+    }
+
+    /// The capabilities it adds.
+    pub fn caps(&self) -> &[String] {
+        &self.cap_add
+    }
 }
 
 impl App {

@@ -15,15 +15,17 @@ pub fn lab_bin() -> PathBuf {
 
 /// `alpy`, beside `alpy-lab`; built if a filtered test run did not.
 pub fn alpy_bin() -> PathBuf {
-    let p = lab_bin().with_file_name("alpy");
-    if !p.is_file() {
+    // Built once per test process, always: the labs' supervisors run this
+    // binary, and a stale one would test old code.
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let st = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "alpy", "--bin", "alpy"])
             .status()
             .expect("cargo build alpy");
         assert!(st.success());
-    }
-    p
+    });
+    lab_bin().with_file_name("alpy")
 }
 
 /// A fresh directory for one server.

@@ -92,9 +92,11 @@ pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy:
     let info = alpy::bed::registry::BedInfo::of(&t.bed, id, file.to_path_buf());
     let mut published = alpy::bed::registry::Published::new(&dir, &mut t.bed, &info)?;
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
-    let reply = published.serve_until_down(|line| alpy::bed::registry::answer(&mut t.bed, line));
+    let mut control = alpy::bed::control::Control::new();
+    let reply = published.serve_until_down(|line| control.answer(&mut t.bed, line));
     published.unshare_console();
-    let closed = t.close();
+    let apps = control.close();
+    let closed = t.close().and(apps);
     published.withdraw();
     if let Ok(mut s) = reply {
         use std::io::Write;

@@ -1,0 +1,96 @@
+//! Apps in a lab's nodes, for the active session that holds it: run one to
+//! completion, or start one in the background and stop it later. The
+//! lab's supervisor runs them (they belong to its bed: its owner, its
+//! artifacts, stopped when it goes down); the server only checks them:
+//! allow-listed images, no host mounts, network capabilities only.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{ApiError, ApiResult, Shared};
+use crate::remote::held_bed;
+
+/// The longest an app may run to completion.
+const MAX_RUN: Duration = Duration::from_secs(1800);
+
+/// The routes.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/lab/nodes/{name}/apps", post(start))
+        .route("/lab/apps/{id}", delete(stop))
+}
+
+#[derive(Deserialize)]
+struct AppBody {
+    /// alpy's `App`, as JSON.
+    app: alpy::App,
+    /// Start it and return its id (201) instead of waiting for its end.
+    #[serde(default)]
+    background: bool,
+    /// For a run to completion: how long it may take.
+    #[serde(default = "default_timeout")]
+    timeout_s: f64,
+}
+
+fn default_timeout() -> f64 {
+    120.0
+}
+
+async fn start(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<AppBody>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let (sid, info) = held_bed(&app, &headers)?;
+    info.index_of(&name, "node", false)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    crate::safety::check_app(&body.app, &app.cfg.docker_images).map_err(ApiError::bad)?;
+    let timeout = Duration::from_secs_f64(body.timeout_s.clamp(0.0, MAX_RUN.as_secs_f64()));
+    let app_json = serde_json::to_string(&body.app)
+        .map_err(|e| ApiError::internal(format!("encode the app: {e}")))?;
+    tracing::info!(session = %sid, bed = %info.id, node = %name, image = %body.app.image(), background = body.background, "app");
+    let line = if body.background {
+        format!("app-start {name} {app_json}")
+    } else {
+        format!("app-run {name} {} {app_json}", timeout.as_secs_f64())
+    };
+    let wait = timeout + Duration::from_secs(30);
+    let answer = tokio::task::spawn_blocking(move || {
+        alpy::bed::registry::request_within(&info, &line, wait)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::conflict(e.to_string()))?;
+    if body.background {
+        Ok((StatusCode::CREATED, Json(json!({ "app_id": answer }))))
+    } else {
+        let v = serde_json::from_str(&answer)
+            .map_err(|e| ApiError::internal(format!("the supervisor's answer: {e}")))?;
+        Ok((StatusCode::OK, Json(v)))
+    }
+}
+
+async fn stop(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let (sid, info) = held_bed(&app, &headers)?;
+    if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::bad(format!("bad app id {id:?}")));
+    }
+    tracing::info!(session = %sid, bed = %info.id, app = %id, "app stop");
+    let line = format!("app-stop {id}");
+    tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
