@@ -187,9 +187,19 @@ async fn wait_while_starting(app: &Shared, hash: &str) -> ApiResult<Option<LabVi
 }
 
 /// Destroys idle labs until one more fits; 409 if every slot is held.
+/// A lab being destroyed frees its slot soon (a session that ends lets the
+/// next one in while its lab still goes down): that is waited for.
 async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
     let standing = |labs: &[LabView]| labs.iter().filter(|l| l.status != "gone").count();
-    let labs = app.db.labs()?;
+    let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s);
+    let mut labs = app.db.labs()?;
+    while standing(&labs) >= app.cfg.limits.max_labs
+        && labs.iter().any(|l| l.status == "destroying")
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        labs = app.db.labs()?;
+    }
     if standing(&labs) < app.cfg.limits.max_labs {
         return Ok(());
     }

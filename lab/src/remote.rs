@@ -62,7 +62,7 @@ async fn console(
     let sock = tokio::net::UnixStream::connect(&path)
         .await
         .map_err(|e| ApiError::internal(format!("connect to the console: {e}")))?;
-    tracing::info!(session = %sid, bed = %info.id, "console attached");
+    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, "console attached");
     Ok(ws.on_upgrade(move |socket| bridge(socket, sock)))
 }
 
@@ -123,7 +123,7 @@ async fn exec(
     if body.cmd.is_empty() {
         return Err(ApiError::bad("cmd is empty"));
     }
-    tracing::info!(session = %sid, bed = %info.id, node = %name, cmd = ?body.cmd, "exec");
+    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, node = %name, cmd = ?body.cmd, "exec");
     let mut child = tokio::process::Command::new(app.cfg.alpy_command())
         .arg("exec")
         .arg(&info.id)
@@ -210,7 +210,7 @@ async fn pcap(
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
-    tracing::info!(session = %sid, bed = %info.id, link = %name, "pcap followed");
+    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, link = %name, "pcap followed");
     let bed = info.id.clone();
     let follow = q.follow;
     // Follows the file while the bed runs (unless asked not to); after, it
@@ -270,7 +270,7 @@ async fn qmp(
     Json(body): Json<QmpBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (sid, info) = held_bed(&app, &headers)?;
-    tracing::info!(session = %sid, bed = %info.id, cmd = %body.execute, "qmp");
+    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, cmd = %body.execute, "qmp");
     Ok(Json(
         json!({ "return": qmp_call(&info, &body.execute, body.arguments.as_ref()).await? }),
     ))
@@ -292,7 +292,7 @@ async fn power(
             )))
         }
     };
-    tracing::info!(session = %sid, bed = %info.id, action = %action, "power");
+    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, action = %action, "power");
     let r = qmp_call(&info, cmd, None).await?;
     Ok(Json(json!({ "action": action, "return": r })))
 }

@@ -55,7 +55,7 @@ async fn start(
     let timeout = Duration::from_secs_f64(body.timeout_s.clamp(0.0, MAX_RUN.as_secs_f64()));
     let app_json = serde_json::to_string(&body.app)
         .map_err(|e| ApiError::internal(format!("encode the app: {e}")))?;
-    tracing::info!(session = %sid, bed = %info.id, node = %name, image = %body.app.image(), background = body.background, "app");
+    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, node = %name, image = %body.app.image(), background = body.background, "app");
     let line = if body.background {
         format!("app-start {name} {app_json}")
     } else {
@@ -86,7 +86,7 @@ async fn stop(
     if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(ApiError::bad(format!("bad app id {id:?}")));
     }
-    tracing::info!(session = %sid, bed = %info.id, app = %id, "app stop");
+    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, app = %id, "app stop");
     let line = format!("app-stop {id}");
     tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
         .await
