@@ -70,7 +70,6 @@ pub mod addr;
 pub mod bed;
 pub mod cache;
 pub mod error;
-pub mod lab;
 pub mod logging;
 pub mod net;
 pub mod nic;
@@ -81,6 +80,8 @@ pub mod vm;
 pub mod wait;
 
 pub use bed::doctor;
+/// The client of an `alpy-lab` server: [`bed::remote`] under its short name.
+pub use bed::remote as lab;
 
 pub use addr::Mac;
 pub use bed::builder::{PowerOff, TestBedBuilder};

@@ -30,7 +30,10 @@ fn create_with_logs(
         fixed_macs: false,
     };
     let nodes = Nodes::create(&docker, run, links, &opts).expect("create nodes");
-    eprintln!("nodes created in {:?} mode", nodes.mode());
+    eprintln!(
+        "nodes created in {:?} mode",
+        nodes.mode().expect("local nodes")
+    );
     (docker, nodes)
 }
 

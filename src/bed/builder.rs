@@ -194,7 +194,12 @@ impl TestBedBuilder {
         log::info!(target: "alpy::testbed", "test bed {} (run {run}), artifacts in {}", self.name, artifacts.display());
         let mut bed = TestBed::new(self.name.clone(), run, artifacts, log_sink, &self);
         bed.dir_lock = Some(dir_lock);
-        match bed.stand_up(&self, &dut) {
+        let stood_up = match crate::bed::remote::LabClient::from_env() {
+            Ok(Some(lab)) => bed.stand_up_remote(&self, &dut, lab),
+            Ok(None) => bed.stand_up(&self, &dut),
+            Err(e) => Err(e),
+        };
+        match stood_up {
             Ok(()) => {
                 bed.timings.record("setup", t_start.elapsed());
                 Ok(bed)

@@ -14,6 +14,9 @@ impl TestBed {
     /// `SystemTime::now()` taken around the traffic (to within a few ms),
     /// as long as the DUT ran without pause since [`TestBed::resume`].
     pub fn capture(&self, i: usize) -> Result<Capture> {
+        if let Some(cap) = self.remote_capture(i)? {
+            return Ok(cap);
+        }
         self.nodes()?.node(i)?;
         let cap = Capture::open(&self.pcap_path(i))?;
         Ok(cap.shifted(self.capture_offset.unwrap_or(0.0)))

@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod to_topology;
+pub(crate) use to_topology::rom_name;
+
 use crate::bed::config_drive::{ConfigDrive, DriveFormat};
 use crate::error::{Error, Result};
 use crate::nic::{DutNic, NicRom};

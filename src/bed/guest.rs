@@ -27,6 +27,9 @@ impl TestBed {
     /// [`crate::TestBedBuilder::login`] says, or waits for its
     /// [`crate::TestBedBuilder::prompt`].
     pub fn boot(&mut self, timeout: Duration) -> Result<()> {
+        if self.remote.is_some() {
+            return Ok(()); // the lab booted it and logged in
+        }
         if self.at_ready_point {
             // Restored: past boot and preparation already.
             self.at_ready_point = false;
@@ -76,6 +79,10 @@ impl TestBed {
     /// NIC `nic<i>`; the guest sees the carrier change).
     pub fn set_dut_link(&mut self, i: usize, up: bool) -> Result<()> {
         self.nodes()?.node(i)?;
+        if self.remote.is_some() {
+            let args = serde_json::json!({ "name": format!("nic{i}"), "up": up });
+            return self.qmp_execute("set_link", Some(args)).map(drop);
+        }
         self.qmp()?.set_link(&format!("nic{i}"), up)
     }
 

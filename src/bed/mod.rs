@@ -14,6 +14,7 @@ pub mod keep;
 pub mod leftovers;
 pub mod reap;
 pub mod registry;
+pub mod remote;
 pub mod testbed;
 pub mod timings;
 pub mod topology;

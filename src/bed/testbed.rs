@@ -62,6 +62,9 @@ pub struct TestBed {
     pub(crate) _log_sink: Option<SinkGuard>,
     /// The artifacts directory is this bed's while this is held.
     pub(crate) dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    /// The lab that runs this bed, with `REMOTE_LAB_URL` (see
+    /// [`crate::bed::remote`]).
+    pub(crate) remote: Option<crate::bed::remote::RemoteBed>,
     pub(crate) closed: bool,
 }
 
@@ -95,6 +98,7 @@ impl TestBed {
             dut_nics: b.links.iter().map(|l| l.dut_nic.clone()).collect(),
             _log_sink: Some(log_sink),
             dir_lock: None,
+            remote: None,
             closed: false,
         }
     }
@@ -321,19 +325,33 @@ impl TestBed {
 
     /// The serial console.
     pub fn console(&mut self) -> Result<&mut Console> {
+        if let Some(r) = self.remote.as_mut() {
+            return r.console();
+        }
         let name = &self.name;
         self.console
             .as_mut()
             .ok_or_else(|| Error::Closed(format!("the console of test bed {name}")))
     }
 
-    /// The QMP session.
+    /// The QMP session. A bed on a lab server has none here: use
+    /// [`TestBed::qmp_execute`], which works on both.
     pub fn qmp(&mut self) -> Result<&mut Qmp> {
+        if self.remote.is_some() {
+            return Err(Error::Config(format!(
+                "test bed {} runs on a lab server (REMOTE_LAB_URL): its QMP goes through the lab; \
+                 use bed.qmp_execute(command, arguments)",
+                self.name
+            )));
+        }
         Ok(self.qemu_mut()?.qmp())
     }
 
     /// Lets the vCPUs run.
     pub fn resume(&mut self) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return logging::step("Resume the DUT (on the lab)", || r.power("on"));
+        }
         let first = self.resumed_at.is_none();
         let before = std::time::SystemTime::now();
         logging::step("Resume the DUT", || self.qmp()?.cont())?;
@@ -382,6 +400,9 @@ impl TestBed {
     /// Powers the guest off (as configured) and waits for QEMU's SHUTDOWN
     /// event and exit.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
+        if self.remote.is_some() {
+            return self.timed("shutdown", |bed| bed.remote_shutdown(timeout));
+        }
         let how = self.poweroff.clone();
         self.timed("shutdown", |bed| -> Result<()> {
             match &how {
@@ -414,7 +435,7 @@ impl TestBed {
     /// returns the first error. Artifacts stay.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        let kept = crate::bed::keep::wanted(false)
+        let kept = (crate::bed::keep::wanted(false) && self.remote.is_none())
             .then(|| crate::bed::keep::keep(&mut self))
             .flatten();
         let r = self.teardown();
@@ -467,6 +488,9 @@ impl TestBed {
         if let Some(n) = self.nodes.take() {
             keep(n.close());
         }
+        if let Some(r) = self.remote.take() {
+            keep(r.close());
+        }
         match &first {
             None => drop(step.done()),
             Some(e) => drop(step.failed(e)),
@@ -489,7 +513,7 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         if !self.closed {
             self.closed = true;
-            let kept = crate::bed::keep::wanted(true)
+            let kept = (crate::bed::keep::wanted(true) && self.remote.is_none())
                 .then(|| crate::bed::keep::keep(self))
                 .flatten();
             let _ = self.teardown();

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::net::docker::{short, ContainerSpec, Docker, Output};
+use crate::net::remote::NodeService;
 
 /// A container that is removed when closed or dropped. Its logs are written
 /// to `log` (debug) and, if given, to a file when it is closed.
 pub struct Container {
-    docker: Arc<Docker>,
+    engine: Engine,
     id: String,
     name: String,
     log_file: Option<PathBuf>,
@@ -19,7 +20,37 @@ pub struct Container {
     closed: bool,
 }
 
+/// Where the container runs.
+enum Engine {
+    Local(Arc<Docker>),
+    /// An app in a node on a lab server (its id there).
+    Remote(Arc<dyn NodeService>),
+}
+
 impl Container {
+    /// An app started in a remote node (see [`crate::net::remote`]):
+    /// closing it stops it there.
+    pub(crate) fn remote(service: Arc<dyn NodeService>, id: String, name: String) -> Container {
+        Container {
+            engine: Engine::Remote(service),
+            id,
+            name,
+            log_file: None,
+            expect_clean_exit: false,
+            closed: false,
+        }
+    }
+
+    fn local(&self) -> Result<&Arc<Docker>> {
+        match &self.engine {
+            Engine::Local(d) => Ok(d),
+            Engine::Remote(_) => Err(crate::net::remote::local_only(
+                "this operation on a container",
+                &self.name,
+            )),
+        }
+    }
+
     /// Creates and starts a container from `spec`.
     pub fn run(
         docker: &Arc<Docker>,
@@ -28,7 +59,7 @@ impl Container {
     ) -> Result<Self> {
         let id = docker.create(spec)?;
         let c = Container {
-            docker: Arc::clone(docker),
+            engine: Engine::Local(Arc::clone(docker)),
             id,
             name: spec.name.clone(),
             log_file: log_file.map(Path::to_path_buf),
@@ -55,24 +86,28 @@ impl Container {
         &self.name
     }
 
-    /// The client this container belongs to.
-    pub fn docker(&self) -> &Arc<Docker> {
-        &self.docker
+    /// The client this container belongs to (`None` for an app on a lab
+    /// server).
+    pub fn docker(&self) -> Option<&Arc<Docker>> {
+        match &self.engine {
+            Engine::Local(d) => Some(d),
+            Engine::Remote(_) => None,
+        }
     }
 
     /// The host PID of its first process (it must be running).
     pub fn pid(&self) -> Result<i32> {
-        self.docker.pid(&self.id)
+        self.local()?.pid(&self.id)
     }
 
     /// Runs a program inside it.
     pub fn exec(&self, cmd: &[&str], timeout: Duration) -> Result<Output> {
-        self.docker.exec(&self.id, cmd, timeout)
+        self.local()?.exec(&self.id, cmd, timeout)
     }
 
     /// Fails with its last log lines if it is no longer running.
     pub fn ensure_running(&self) -> Result<()> {
-        let (running, status) = self.docker.state(&self.id)?;
+        let (running, status) = self.local()?.state(&self.id)?;
         if running {
             return Ok(());
         }
@@ -83,7 +118,7 @@ impl Container {
             ),
             status: status.to_string(),
             output: self
-                .docker
+                .local()?
                 .logs(&self.id)
                 .map(|o| o.tail())
                 .unwrap_or_default(),
@@ -93,8 +128,11 @@ impl Container {
     /// Fails like [`Container::ensure_running`] if it exits within `grace`
     /// (an app that dies at once: a bad command, a missing file).
     pub fn ensure_running_for(&self, grace: Duration) -> Result<()> {
+        if let Engine::Remote(_) = self.engine {
+            return Ok(()); // the lab server waited its grace before answering
+        }
         if !grace.is_zero() {
-            match self.docker.wait(&self.id, grace) {
+            match self.local()?.wait(&self.id, grace) {
                 Err(Error::Timeout { .. }) => {}
                 Err(e) => return Err(e),
                 Ok(_) => {} // exited: ensure_running says how
@@ -105,15 +143,16 @@ impl Container {
 
     /// Waits for it to exit; returns its status and output.
     pub fn wait(&mut self, timeout: Duration) -> Result<Output> {
-        let status = self.docker.wait(&self.id, timeout)?;
-        let mut out = self.docker.logs(&self.id)?;
+        let docker = self.local()?;
+        let status = docker.wait(&self.id, timeout)?;
+        let mut out = docker.logs(&self.id)?;
         out.status = status;
         self.expect_clean_exit = true;
         Ok(out)
     }
 
     fn save_logs(&self) -> Result<Output> {
-        let out = self.docker.logs(&self.id)?;
+        let out = self.local()?.logs(&self.id)?;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             log::debug!("[{}] {}", self.name, line);
         }
@@ -133,12 +172,19 @@ impl Container {
     /// Returns an error if it had exited on its own with a non-zero code, or
     /// if the engine failed to remove it.
     pub fn close(mut self) -> Result<()> {
+        if let Engine::Remote(service) = &self.engine {
+            service.stop_app(&self.id)?;
+            self.closed = true;
+            log::debug!("stopped remote app {} ({})", self.name, self.id);
+            return Ok(());
+        }
+        let docker = Arc::clone(self.local()?);
         // Whatever inspecting says, the container is removed; and it counts
         // as closed only once it is, so that Drop tries again otherwise.
-        let state = self.docker.state(&self.id);
+        let state = docker.state(&self.id);
         // A forced remove kills a running container (SIGKILL) itself.
         let logs = self.save_logs();
-        self.docker.remove(&self.id)?;
+        docker.remove(&self.id)?;
         self.closed = true;
         log::debug!("removed container {}", self.name);
         let (running, status) = state?;
@@ -156,10 +202,20 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if !self.closed {
-            let _ = self.save_logs();
-            if let Err(e) = self.docker.remove(&self.id) {
-                log::warn!("cannot remove container {}: {e}", self.name);
+        if self.closed {
+            return;
+        }
+        match &self.engine {
+            Engine::Remote(service) => {
+                if let Err(e) = service.stop_app(&self.id) {
+                    log::warn!("cannot stop remote app {}: {e}", self.name);
+                }
+            }
+            Engine::Local(docker) => {
+                let _ = self.save_logs();
+                if let Err(e) = docker.remove(&self.id) {
+                    log::warn!("cannot remove container {}: {e}", self.name);
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod node;
 pub mod nodes;
 pub mod output;
+pub mod remote;
 pub mod watchdog;
 
 pub use app::{App, TOOLS_IMAGE};
@@ -24,6 +25,7 @@ pub use link::Link;
 pub use netns::NetMode;
 pub use node::{Node, NODE_IMAGE};
 pub use nodes::{NodeOptions, Nodes};
+pub use remote::NodeService;
 
 /// The name of the tap inside each node.
 pub const TAP_NAME: &str = "eth0";

@@ -18,6 +18,7 @@ use crate::net::docker::{ContainerSpec, Docker, Output};
 use crate::net::helper::Helper;
 use crate::net::impair::{Direction, Impairment, Relay};
 use crate::net::netns::{self, NetCmd, NetMode};
+use crate::net::remote::{local_only, NodeService};
 use crate::net::{TAP_NAME, TOOLS_IMAGE};
 use crate::run::{owner_labels, RunId};
 use crate::util::{lock, shell_quote};
@@ -76,10 +77,42 @@ pub struct Node {
     pub(crate) shell: Mutex<Option<Container>>,
     /// Apps started so far, by default name counter.
     pub(crate) apps: Mutex<HashMap<String, usize>>,
-    pub(crate) shared: Arc<Shared>,
+    /// This host's engine and namespaces; `None` for a remote node.
+    pub(crate) shared: Option<Arc<Shared>>,
+    /// A node on a lab server: its commands and apps go there.
+    pub(crate) remote: Option<Arc<dyn NodeService>>,
 }
 
 impl Node {
+    /// A node of a bed on a lab server, named `name` there.
+    pub(crate) fn remote(index: usize, name: String, service: Arc<dyn NodeService>) -> Node {
+        Node {
+            index,
+            name,
+            container: None,
+            pid: 0,
+            mac: Mac([0; 6]),
+            tap: None,
+            relay: None,
+            shell: Mutex::new(None),
+            apps: Mutex::new(HashMap::new()),
+            shared: None,
+            remote: Some(service),
+        }
+    }
+
+    /// Whether the node is on a lab server (its pid, tap and container
+    /// are not on this host).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    fn shared(&self, what: &str) -> Result<&Arc<Shared>> {
+        self.shared
+            .as_ref()
+            .ok_or_else(|| local_only(what, &self.name))
+    }
+
     fn container(&self) -> Result<&Container> {
         self.container
             .as_ref()
@@ -153,9 +186,10 @@ impl Node {
                 format!("app{}", *n - 1)
             }
         };
-        let mut spec = self.shared.spec(
+        let shared = self.shared("an app")?;
+        let mut spec = shared.spec(
             &app.image,
-            self.shared.run.name(&format!("{}-{app_name}", self.name)),
+            shared.run.name(&format!("{}-{app_name}", self.name)),
             app.cmd.clone(),
         );
         spec.network_mode = Some(format!("container:{}", self.container()?.id()));
@@ -170,14 +204,21 @@ impl Node {
     fn app_log(&self, spec: &ContainerSpec) -> Option<PathBuf> {
         // `alpy-<run>-<node>-<app>` → `<node>-<app>.log`
         let short = spec.name.splitn(3, '-').nth(2).unwrap_or(&spec.name);
-        self.shared.log_file(short)
+        self.shared.as_ref().and_then(|s| s.log_file(short))
     }
 
     /// Runs an app in this node's namespace to completion; returns its exit
     /// status and output (check it with [`Output::checked`]).
     pub fn run_app(&self, app: &App, timeout: Duration) -> Result<Output> {
+        if let Some(r) = &self.remote {
+            return r.run_app(&self.name, app, timeout);
+        }
         let spec = self.app_spec(app)?;
-        let mut c = Container::run(&self.shared.docker, &spec, self.app_log(&spec).as_deref())?;
+        let mut c = Container::run(
+            &self.shared("an app")?.docker,
+            &spec,
+            self.app_log(&spec).as_deref(),
+        )?;
         let out = c.wait(timeout);
         c.close()?;
         out
@@ -188,8 +229,21 @@ impl Node {
     /// within its [`App::startup_grace`] is an error with its exit code and
     /// last log lines.
     pub fn spawn_app(&self, app: &App) -> Result<Container> {
+        if let Some(r) = &self.remote {
+            let id = r.start_app(&self.name, app)?;
+            let name = app.name.clone().unwrap_or_else(|| id.clone());
+            return Ok(Container::remote(
+                Arc::clone(r),
+                id,
+                format!("{}-{name}", self.name),
+            ));
+        }
         let spec = self.app_spec(app)?;
-        let c = Container::run(&self.shared.docker, &spec, self.app_log(&spec).as_deref())?;
+        let c = Container::run(
+            &self.shared("an app")?.docker,
+            &spec,
+            self.app_log(&spec).as_deref(),
+        )?;
         c.ensure_running_for(app.startup_grace)?;
         Ok(c)
     }
@@ -205,6 +259,12 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub fn execute(&self, cmd: &str) -> Result<Output> {
+        if let Some(r) = &self.remote {
+            log::debug!(target: "alpy::node", "[{} on the lab] $ {cmd}", self.name);
+            let out = r.execute(&self.name, &["sh", "-c", cmd])?;
+            log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
+            return Ok(out);
+        }
         let mut guard = lock(&self.shell);
         if guard.is_none() {
             let mut app = App::new(TOOLS_IMAGE)
@@ -266,7 +326,7 @@ impl Node {
 
     /// Runs `ip`/`tc` commands in the node's namespace.
     pub fn configure(&self, cmds: Vec<NetCmd>) -> Result<()> {
-        self.shared.in_node(self.pid, cmds)
+        self.shared("ip and tc commands")?.in_node(self.pid, cmds)
     }
 
     /// Applies delay, jitter, loss and rate to what the node sends to the

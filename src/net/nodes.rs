@@ -24,7 +24,8 @@ use crate::util::join_scoped;
 pub struct Nodes {
     /// Removes the run's containers if this process dies (disarmed on close).
     watchdog: Option<Watchdog>,
-    shared: Arc<Shared>,
+    /// `None` for the nodes of a bed on a lab server.
+    shared: Option<Arc<Shared>>,
     nodes: Vec<Node>,
     closed: bool,
     containers_took: Duration,
@@ -134,7 +135,7 @@ impl Nodes {
         });
         let mut nodes = Nodes {
             watchdog: Some(watchdog),
-            shared: Arc::clone(&shared),
+            shared: Some(Arc::clone(&shared)),
             nodes: Vec::new(),
             closed: false,
             containers_took: Duration::ZERO,
@@ -159,7 +160,8 @@ impl Nodes {
                     relay: None,
                     shell: Mutex::new(None),
                     apps: Mutex::new(HashMap::new()),
-                    shared: Arc::clone(&shared),
+                    shared: Some(Arc::clone(&shared)),
+                    remote: None,
                 }),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -186,7 +188,7 @@ impl Nodes {
     }
 
     fn make_taps(&mut self, links: &[Link]) -> Result<()> {
-        if let Some(helper) = &self.shared.helper {
+        if let Some(helper) = self.shared.as_ref().and_then(|s| s.helper.as_ref()) {
             let jobs: Vec<TapJob> = self
                 .nodes
                 .iter()
@@ -228,9 +230,25 @@ impl Nodes {
         self.watchdog.as_ref().and_then(Watchdog::pid)
     }
 
-    /// How namespace work is done for these nodes.
-    pub fn mode(&self) -> NetMode {
-        self.shared.mode
+    /// How namespace work is done for these nodes (`None`: they are on a
+    /// lab server).
+    pub fn mode(&self) -> Option<NetMode> {
+        self.shared.as_ref().map(|s| s.mode)
+    }
+
+    /// The nodes of a bed on a lab server, one per link, named as a local
+    /// bed names them.
+    pub(crate) fn remote(links: &[Link], service: Arc<dyn crate::net::NodeService>) -> Nodes {
+        Nodes {
+            watchdog: None,
+            shared: None,
+            nodes: (0..links.len())
+                .map(|i| Node::remote(i, node_name(links, i), Arc::clone(&service)))
+                .collect(),
+            closed: false,
+            containers_took: Duration::ZERO,
+            taps_took: Duration::ZERO,
+        }
     }
 
     /// Node `i`, or [`Error::NotFound`] naming the nodes there are.
@@ -298,7 +316,7 @@ impl Nodes {
                 .map(|h| join_scoped(h, "a node close thread"))
                 .collect()
         });
-        if let Some(h) = &self.shared.helper {
+        if let Some(h) = self.shared.as_ref().and_then(|s| s.helper.as_ref()) {
             results.push(h.close());
         }
         let all = results.into_iter().collect::<Result<Vec<()>>>().map(drop);

@@ -64,6 +64,11 @@ impl Server {
     /// Writes a configuration (with `limits` TOML lines) in a new directory
     /// and starts a server on it.
     pub fn start(name: &str, limits: &str) -> Server {
+        Server::start_with_store(name, limits, "")
+    }
+
+    /// [`Server::start`] with more `[store]` lines (`name = "path"`).
+    pub fn start_with_store(name: &str, limits: &str, store: &str) -> Server {
         let dir = temp_dir(name);
         let (k, i) = guest();
         let config = dir.join("lab.toml");
@@ -71,7 +76,7 @@ impl Server {
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\nalpy = \"{}\"\ndocker_images = [\"alpy/tools\"]\n\
-                 [limits]\n{limits}\n[store]\nguest-kernel = \"{}\"\nguest-initrd = \"{}\"\n",
+                 [limits]\n{limits}\n[store]\nguest-kernel = \"{}\"\nguest-initrd = \"{}\"\n{store}\n",
                 alpy_bin().display(),
                 k.display(),
                 i.display()

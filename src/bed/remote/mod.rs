@@ -17,6 +17,9 @@
 
 mod client;
 mod remote_bed;
+mod remote_nodes;
+mod testbed_mode;
+pub(crate) mod topology_out;
 
 pub use client::{LabClient, SessionInfo};
 pub use remote_bed::RemoteBed;

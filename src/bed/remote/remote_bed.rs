@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::bed::remote::client::{checked, net, LabClient};
+use crate::bed::remote::remote_nodes::{exec, LabNodes};
 use crate::error::{Error, Result};
-use crate::lab::client::{checked, net, LabClient};
 use crate::pcap::Capture;
 use crate::vm::console::Console;
 
@@ -25,6 +26,12 @@ pub struct RemoteBed {
     bridge_stop: Arc<AtomicBool>,
     bridge: Option<std::thread::JoinHandle<()>>,
     dir: PathBuf,
+    /// The directory is this bed's own (removed at the end), not a test
+    /// bed's artifacts.
+    own_dir: bool,
+    /// Destroy the lab at the end (a test bed's: never shared) instead of
+    /// releasing it.
+    destroy: bool,
 }
 
 impl LabClient {
@@ -32,10 +39,24 @@ impl LabClient {
     /// `topology` (TOML; file paths as `store:NAME`) and returns the lab:
     /// a running one with the same topology if there is one.
     pub fn acquire(self, topology: &str, timeout: Duration) -> Result<RemoteBed> {
+        self.acquire_lab(topology, timeout, true, None)
+    }
+
+    /// [`LabClient::acquire`], reusing a running lab or not; the console's
+    /// transcript and the captures go to `dir` (default: a temporary
+    /// directory, removed at the end). A lab that is not reused is
+    /// destroyed at the end instead of released.
+    pub(crate) fn acquire_lab(
+        self,
+        topology: &str,
+        timeout: Duration,
+        reuse: bool,
+        dir: Option<PathBuf>,
+    ) -> Result<RemoteBed> {
         self.wait_active(timeout)?;
         let form = reqwest::blocking::multipart::Form::new()
             .text("topology", topology.to_string())
-            .text("reuse", "true");
+            .text("reuse", reuse.to_string());
         let r = self
             .with_session(self.http.post(format!("{}/lab", self.url)))
             .multipart(form)
@@ -45,7 +66,10 @@ impl LabClient {
             .json()
             .map_err(net("read the lab"))?;
         log::info!(target: "alpy::lab", "lab {} ({}), reused: {}", v["lab"]["lab_id"], v["lab"]["name"], v["reused"]);
-        let dir = std::env::temp_dir().join(format!("alpy-remote-{}", &self.session[..16]));
+        let own_dir = dir.is_none();
+        let dir = dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("alpy-remote-{}", &self.session[..16]))
+        });
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         Ok(RemoteBed {
@@ -55,6 +79,8 @@ impl LabClient {
             bridge_stop: Arc::new(AtomicBool::new(false)),
             bridge: None,
             dir,
+            own_dir,
+            destroy: !reuse,
         })
     }
 
@@ -75,6 +101,21 @@ impl LabClient {
         let mut t: toml::Table = text
             .parse()
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        self.to_store_names(&mut t, &path.display().to_string(), |s| topology.resolve(s))?;
+        toml::to_string(&t)
+            .map_err(|e| Error::Internal(format!("re-encode {}: {e}", path.display())))
+    }
+
+    /// Replaces each file a topology boots (kernel, initrd, disks,
+    /// firmware) by the name of the lab store's entry with the same
+    /// SHA-256; `origin` names the topology in errors, `resolve` turns its
+    /// strings into paths.
+    pub(crate) fn to_store_names(
+        &self,
+        t: &mut toml::Table,
+        origin: &str,
+        resolve: impl Fn(&str) -> Result<PathBuf>,
+    ) -> Result<()> {
         let r = self
             .http
             .get(format!("{}/store", self.url))
@@ -99,12 +140,11 @@ impl LabClient {
             let Some(s) = v.as_str().filter(|s| !s.starts_with("store:")) else {
                 return Ok(());
             };
-            let file = topology.resolve(s)?;
+            let file = resolve(s)?;
             let sha = crate::bed::warm::file_hash(&file)?;
             let name = by_hash(&sha).ok_or_else(|| {
                 Error::Config(format!(
-                    "{}: {key} = {s:?}: the lab's store has no file like {} (sha256 {}): ask its operator to add it",
-                    path.display(),
+                    "{origin}: {key} = {s:?}: the lab's store has no file like {} (sha256 {}): ask its operator to add it",
                     file.display(),
                     &sha[..16]
                 ))
@@ -126,8 +166,7 @@ impl LabClient {
                 }
             }
         }
-        toml::to_string(&t)
-            .map_err(|e| Error::Internal(format!("re-encode {}: {e}", path.display())))
+        Ok(())
     }
 }
 
@@ -164,35 +203,28 @@ impl RemoteBed {
     /// Runs `cmd` in node `node`: (exit code, stdout, stderr).
     pub fn node_execute(&self, node: &str, cmd: &[&str]) -> Result<(i64, String, String)> {
         let c = self.client()?;
+        exec(&c.http, &c.url, &c.session, node, cmd)
+    }
+
+    /// The lab's nodes, for a test bed's [`crate::net::Node`]s.
+    pub(crate) fn node_service(&self) -> Result<Arc<dyn crate::net::NodeService>> {
+        let c = self.client()?;
+        Ok(Arc::new(LabNodes {
+            http: c.http.clone(),
+            url: c.url.clone(),
+            session: c.session.clone(),
+        }))
+    }
+
+    /// Presses the power button (`off`), resets (`cycle`) or lets the
+    /// vCPUs run (`on`).
+    pub fn power(&self, action: &str) -> Result<()> {
+        let c = self.client()?;
         let r = c
-            .with_session(c.http.post(format!("{}/lab/nodes/{node}/exec", c.url)))
-            .json(&serde_json::json!({ "cmd": cmd }))
+            .with_session(c.http.post(format!("{}/lab/power/{action}", c.url)))
             .send()
-            .map_err(net("exec"))?;
-        let text = checked(r, &format!("exec in node {node}"))?
-            .text()
-            .map_err(net("read exec output"))?;
-        let (mut out, mut err, mut code) = (String::new(), String::new(), None);
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).map_err(|e| {
-                Error::Internal(format!("lab server: exec output line {line:?}: {e}"))
-            })?;
-            if let Some(s) = v["stdout"].as_str() {
-                out.push_str(s);
-            }
-            if let Some(s) = v["stderr"].as_str() {
-                err.push_str(s);
-            }
-            if let Some(c) = v["exit_code"].as_i64() {
-                code = Some(c);
-            }
-        }
-        let code = code.ok_or_else(|| {
-            Error::Internal(format!(
-                "lab server: exec in {node} ended without an exit code"
-            ))
-        })?;
-        Ok((code, out, err))
+            .map_err(net("power"))?;
+        checked(r, &format!("power {action}")).map(drop)
     }
 
     /// Runs `cmd` in node `node` and returns its stdout; a non-zero exit
@@ -230,6 +262,11 @@ impl RemoteBed {
     /// Link `link`'s capture so far (name or index), read into a
     /// [`Capture`] (kept in a local directory).
     pub fn capture(&self, link: &str) -> Result<Capture> {
+        self.capture_to(link, &self.dir.join(format!("{link}.pcap")))
+    }
+
+    /// Link `link`'s capture so far, written to `path` and read.
+    pub(crate) fn capture_to(&self, link: &str, path: &Path) -> Result<Capture> {
         let c = self.client()?;
         let r = c
             .with_session(
@@ -241,10 +278,9 @@ impl RemoteBed {
         let bytes = checked(r, &format!("capture of link {link}"))?
             .bytes()
             .map_err(net("read the capture"))?;
-        let path = self.dir.join(format!("{link}.pcap"));
-        std::fs::write(&path, &bytes)
+        std::fs::write(path, &bytes)
             .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-        Capture::open(&path)
+        Capture::open(path)
     }
 
     /// The DUT's serial console: the expect engine over the server's
@@ -282,6 +318,11 @@ impl RemoteBed {
             .ok_or_else(|| Error::Internal("the console vanished".into()))
     }
 
+    /// The console's last lines (empty before it is attached).
+    pub(crate) fn console_tail(&self) -> String {
+        self.console.as_ref().map(|c| c.tail()).unwrap_or_default()
+    }
+
     /// Releases the lab and ends the session.
     pub fn close(mut self) -> Result<()> {
         self.end()
@@ -298,13 +339,19 @@ impl RemoteBed {
         let Some(client) = self.client.take() else {
             return Ok(());
         };
-        let r = client
-            .with_session(client.http.post(format!("{}/lab/release", client.url)))
-            .send()
-            .map_err(net("release the lab"));
-        let released = r.and_then(|r| checked(r, "release the lab").map(drop));
+        let (what, req) = if self.destroy {
+            let url = format!("{}/lab?force=true", client.url);
+            ("destroy the lab", client.http.delete(url))
+        } else {
+            let url = format!("{}/lab/release", client.url);
+            ("release the lab", client.http.post(url))
+        };
+        let r = client.with_session(req).send().map_err(net(what));
+        let released = r.and_then(|r| checked(r, what).map(drop));
         let ended = client.close();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.own_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         released.and(ended)
     }
 }

@@ -15,9 +15,19 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
     let exe = std::env::current_exe().map_err(|e| alpy::Error::io("find the alpy binary", e))?;
     let file = std::fs::canonicalize(file)
         .map_err(|e| alpy::Error::io(format!("find {}", file.display()), e))?;
+    if std::env::var_os(alpy::lab::URL_VAR).is_some() {
+        // `alpy up` stands beds up on this host (it is what a lab server
+        // runs): a test's remote switch must not send it elsewhere.
+        eprintln!(
+            "alpy up: {} is set; ignored here: `alpy up` stands the bed up on this host",
+            alpy::lab::URL_VAR
+        );
+    }
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["supervise", "--id", &id, "--timeout", &timeout.to_string()])
         .arg(&file)
+        .env_remove(alpy::lab::URL_VAR)
+        .env_remove(alpy::lab::TOKEN_VAR)
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2);

@@ -1,0 +1,154 @@
+//! End to end: Rabbit's suite, unchanged, with `REMOTE_LAB_URL` pointing
+//! at a real alpy-lab on a loopback port. Every test bed is a lab there:
+//! its console, its nodes' commands and apps, its captures and its power
+//! go through the server (its log says so), and after the suite no lab,
+//! bed or container is left.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+fn alpy_containers() -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.starts_with("alpy-"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn active_labs(s: &Server) -> u64 {
+    let text = s.get("/metrics").send().unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("alpy_lab_active_labs "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no alpy_lab_active_labs in {text}"))
+}
+
+/// `TestBed::from_topology` on the lab: the shipped forward topology (its
+/// files are the store's test guest), its background app started there,
+/// a ping through the DUT and its frames in the downloaded capture.
+fn topology_file_on_the_lab(s: &Server) {
+    // The only test of this binary, and no other thread reads the
+    // environment here.
+    std::env::set_var("REMOTE_LAB_URL", &s.url);
+    std::env::set_var("REMOTE_LAB_TOKEN", &s.token);
+    std::env::set_var("ALPY_ARTIFACTS", s.dir.join("artifacts"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/forward.toml");
+    let t = alpy::TestBed::from_topology(&path, Duration::from_secs(120));
+    for v in ["REMOTE_LAB_URL", "REMOTE_LAB_TOKEN", "ALPY_ARTIFACTS"] {
+        std::env::remove_var(v);
+    }
+    let t = t.unwrap_or_else(|e| panic!("forward.toml on the lab: {e}"));
+    assert!(t.bed.is_remote());
+    assert_eq!(t.apps.len(), 1, "the iperf server app");
+    let client = t.bed.node("client").unwrap();
+    assert!(client.is_remote());
+    client.succeed("ping -c 2 -W 3 192.168.2.2").unwrap();
+    client
+        .wait_for_open_port("192.168.2.2", 5201, Duration::from_secs(10))
+        .unwrap();
+    let echo = t
+        .bed
+        .capture(0)
+        .unwrap()
+        .count(alpy::pcap::Filter::new().icmp_type(8));
+    assert_eq!(echo, 2, "the client's echo requests on link 0");
+    t.close().unwrap();
+}
+
+#[test]
+fn the_rabbit_suite_passes_on_a_lab_server() {
+    let rabbit = alpy::cache::cache_dir().unwrap().join("rabbit");
+    let store = format!(
+        "rabbit-kernel = \"{}\"\nrabbit-initrd = \"{}\"\nrabbit-disk = \"{}\"\n",
+        rabbit.join("vmlinuz").display(),
+        rabbit.join("initrd.img").display(),
+        rabbit.join("rabbit.qcow2").display()
+    );
+    let before = alpy_containers();
+    let s = Server::start_with_store("remote-suite", "max_labs = 1", &store);
+    let artifacts = s.dir.join("artifacts");
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&workspace)
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "rabbit",
+            "--bin",
+            "rabbit-suite",
+            "--",
+            "--jobs",
+            "2",
+        ])
+        .env("REMOTE_LAB_URL", &s.url)
+        .env("REMOTE_LAB_TOKEN", &s.token)
+        .env("ALPY_ARTIFACTS", &artifacts)
+        .output()
+        .expect("run rabbit-suite");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the Rabbit suite failed on the lab:\n{stdout}\n{}\nserver log:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for test in [
+        "forward-ipv4",
+        "firewall",
+        "load-balancing",
+        "nat",
+        "rate-limit",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(test) && l.contains("PASS")),
+            "{test} did not pass:\n{stdout}"
+        );
+    }
+    topology_file_on_the_lab(&s);
+    let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
+    // Each test bed was a lab of its own, and everything went through it.
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("lab up"), 6, "{log}");
+    for what in [
+        "console attached",
+        "exec",
+        "app",
+        "pcap followed",
+        "power",
+        "qmp",
+    ] {
+        assert!(count(what) > 0, "no {what:?} in the server's log:\n{log}");
+    }
+    // Destroying is asynchronous: the labs and their beds go within a
+    // minute or two.
+    let beds = || -> Vec<String> {
+        alpy::bed::registry::list()
+            .into_iter()
+            .filter(|b| b.artifacts.starts_with(&s.dir))
+            .map(|b| b.id)
+            .collect()
+    };
+    let t0 = Instant::now();
+    while (active_labs(&s) > 0 || !beds().is_empty()) && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(active_labs(&s), 0, "labs are left on the server");
+    assert!(beds().is_empty(), "beds are left: {:?}", beds());
+    let left: Vec<String> = alpy_containers()
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    assert!(left.is_empty(), "containers are left: {left:?}");
+}

@@ -1,0 +1,120 @@
+//! A lab's nodes as [`NodeService`]: commands through
+//! `POST /lab/nodes/{name}/exec` (output as JSON lines, then the exit
+//! code), apps through `POST /lab/nodes/{name}/apps` and
+//! `DELETE /lab/apps/{id}`.
+
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+use crate::bed::remote::client::{checked, net};
+use crate::error::{Error, Result};
+use crate::net::output::ContainerExit;
+use crate::net::{App, NodeService, Output};
+
+/// The nodes of the lab a session holds.
+pub(crate) struct LabNodes {
+    pub(crate) http: Client,
+    pub(crate) url: String,
+    pub(crate) session: String,
+}
+
+impl LabNodes {
+    fn post(&self, path: &str, body: &Value) -> Result<reqwest::blocking::Response> {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("X-Session-ID", &self.session)
+            .json(body)
+            .send()
+            .map_err(net(path))
+    }
+}
+
+/// Runs `cmd` in node `node` of the held lab: (exit code, stdout, stderr).
+pub(crate) fn exec(
+    http: &Client,
+    url: &str,
+    session: &str,
+    node: &str,
+    cmd: &[&str],
+) -> Result<(i64, String, String)> {
+    let r = http
+        .post(format!("{url}/lab/nodes/{node}/exec"))
+        .header("X-Session-ID", session)
+        .json(&json!({ "cmd": cmd }))
+        .send()
+        .map_err(net("exec"))?;
+    let text = checked(r, &format!("exec in node {node}"))?
+        .text()
+        .map_err(net("read exec output"))?;
+    let (mut out, mut err, mut code) = (String::new(), String::new(), None);
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| Error::Internal(format!("lab server: exec output line {line:?}: {e}")))?;
+        if let Some(s) = v["stdout"].as_str() {
+            out.push_str(s);
+        }
+        if let Some(s) = v["stderr"].as_str() {
+            err.push_str(s);
+        }
+        if let Some(c) = v["exit_code"].as_i64() {
+            code = Some(c);
+        }
+    }
+    let code = code.ok_or_else(|| {
+        Error::Internal(format!(
+            "lab server: exec in {node} ended without an exit code"
+        ))
+    })?;
+    Ok((code, out, err))
+}
+
+fn output(code: i64, stdout: String, stderr: String) -> Output {
+    Output {
+        status: ContainerExit(code),
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
+    }
+}
+
+impl NodeService for LabNodes {
+    fn execute(&self, node: &str, argv: &[&str]) -> Result<Output> {
+        let (code, out, err) = exec(&self.http, &self.url, &self.session, node, argv)?;
+        Ok(output(code, out, err))
+    }
+
+    fn run_app(&self, node: &str, app: &App, timeout: Duration) -> Result<Output> {
+        let body = json!({ "app": app, "background": false, "timeout_s": timeout.as_secs_f64() });
+        let r = self.post(&format!("/lab/nodes/{node}/apps"), &body)?;
+        let v: Value = checked(r, &format!("run an app in node {node}"))?
+            .json()
+            .map_err(net("read the app's end"))?;
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let code = v["exit_code"].as_i64().ok_or_else(|| {
+            Error::Internal(format!("lab server: an app's end without exit_code: {v}"))
+        })?;
+        Ok(output(code, text("stdout"), text("stderr")))
+    }
+
+    fn start_app(&self, node: &str, app: &App) -> Result<String> {
+        let body = json!({ "app": app, "background": true });
+        let r = self.post(&format!("/lab/nodes/{node}/apps"), &body)?;
+        let v: Value = checked(r, &format!("start an app in node {node}"))?
+            .json()
+            .map_err(net("read the app's id"))?;
+        v["app_id"].as_str().map(str::to_string).ok_or_else(|| {
+            Error::Internal(format!("lab server: a started app without app_id: {v}"))
+        })
+    }
+
+    fn stop_app(&self, id: &str) -> Result<()> {
+        let r = self
+            .http
+            .delete(format!("{}/lab/apps/{id}", self.url))
+            .header("X-Session-ID", &self.session)
+            .send()
+            .map_err(net("stop an app"))?;
+        checked(r, &format!("stop app {id}")).map(drop)
+    }
+}

@@ -1,0 +1,152 @@
+//! A [`TestBed`] on a lab server. With `REMOTE_LAB_URL` set,
+//! [`crate::TestBedBuilder::start`] writes its builder as a topology file,
+//! names the files it boots by the lab store's entries, waits in the
+//! lab's queue (logging its place) and has the lab stand the bed up and
+//! log in. The bed it returns has the same API: its console is the expect
+//! engine over the lab's WebSocket, its nodes run commands and apps
+//! through the lab, its captures are downloaded into the artifacts, QMP
+//! and power go through the lab. A warm start's preparation runs here,
+//! once the lab is up. Closing destroys the lab (a test's lab is never
+//! shared) and ends the session.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::bed::builder::{PowerOff, TestBedBuilder};
+use crate::bed::dut::Dut;
+use crate::bed::remote::topology_out::builder_topology;
+use crate::bed::remote::LabClient;
+use crate::bed::testbed::TestBed;
+use crate::error::{Error, Result};
+use crate::logging;
+use crate::net::Nodes;
+use crate::pcap::Capture;
+
+/// How long a bed waits in the lab's queue, unless `REMOTE_LAB_WAIT`
+/// (seconds) says otherwise.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(1800);
+
+fn queue_timeout() -> Result<Duration> {
+    match std::env::var("REMOTE_LAB_WAIT") {
+        Err(_) => Ok(QUEUE_TIMEOUT),
+        Ok(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+            Error::Config(format!(
+                "REMOTE_LAB_WAIT={v:?}: expected how many seconds to wait in the lab's queue"
+            ))
+        }),
+    }
+}
+
+impl TestBed {
+    /// Stands the bed up on the lab server `client` has a session on.
+    pub(crate) fn stand_up_remote(
+        &mut self,
+        b: &TestBedBuilder,
+        dut: &Dut,
+        client: LabClient,
+    ) -> Result<()> {
+        let url = client.url.clone();
+        let mut t = builder_topology(b, dut)?;
+        let origin = format!("test bed {}", self.name);
+        client.to_store_names(&mut t, &origin, |s| Ok(PathBuf::from(s)))?;
+        let text = toml::to_string(&t)
+            .map_err(|e| Error::Internal(format!("encode the topology of {origin}: {e}")))?;
+        let sent = self.artifacts.join("topology.toml");
+        if let Err(e) = std::fs::write(&sent, &text) {
+            log::warn!(target: "alpy::lab", "write {}: {e}", sent.display());
+        }
+        log::info!(target: "alpy::lab", "test bed {} runs on the lab at {url} (REMOTE_LAB_URL); its topology is in {}", self.name, sent.display());
+        let wait = queue_timeout()?;
+        let t0 = Instant::now();
+        let remote = logging::step(format!("Acquire a lab at {url}"), || {
+            client.acquire_lab(&text, wait, false, Some(self.artifacts.clone()))
+        })?;
+        self.timings.record("lab", t0.elapsed());
+        self.nodes = Some(Nodes::remote(&b.links, remote.node_service()?));
+        self.remote = Some(remote);
+        let timeout = self.console_timeout;
+        self.console()?.set_timeout(timeout);
+        self.resumed_at = Some(Instant::now());
+        if let Some(w) = self.warm.clone() {
+            // The lab booted the DUT and logged in; the ready point is
+            // reached here.
+            self.timed("prepare", |bed| (w.prepare)(bed))?;
+            self.warm_outcome = Some("remote");
+        }
+        Ok(())
+    }
+
+    /// Whether the bed runs on a lab server (`REMOTE_LAB_URL`).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// A QMP command on the DUT's QEMU, here or on a lab server: its
+    /// `return`.
+    ///
+    /// ```no_run
+    /// # fn f(bed: &mut alpy::TestBed) -> alpy::Result<()> {
+    /// let status = bed.qmp_execute("query-status", None)?;
+    /// assert_eq!(status["status"], "running");
+    /// # Ok(()) }
+    /// ```
+    pub fn qmp_execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
+        match &self.remote {
+            Some(r) => r.qmp(command, arguments),
+            None => self.qmp()?.execute(command, arguments),
+        }
+    }
+
+    /// Link `i`'s capture from the lab, saved as the artifacts' `linkN.pcap`.
+    pub(crate) fn remote_capture(&self, i: usize) -> Result<Option<Capture>> {
+        let Some(r) = &self.remote else {
+            return Ok(None);
+        };
+        self.nodes()?.node(i)?;
+        r.capture_to(&i.to_string(), &self.pcap_path(i)).map(Some)
+    }
+
+    /// Powers a remote DUT off as configured and waits until its QEMU has
+    /// stopped: QMP answers `shutdown`, or no longer answers (it exited).
+    pub(crate) fn remote_shutdown(&mut self, timeout: Duration) -> Result<()> {
+        let how = self.poweroff.clone();
+        match &how {
+            PowerOff::Console(cmd) => self.console()?.send_line(cmd)?,
+            PowerOff::AcpiButton => self.remote_bed()?.power("off")?,
+        }
+        let tail = || {
+            self.remote
+                .as_ref()
+                .map(|r| r.console_tail())
+                .unwrap_or_default()
+        };
+        let what = format!("the DUT of {} to power off on the lab", self.name);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.remote_bed()?.qmp("query-status", None) {
+                Ok(v) if v["status"] == "shutdown" => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    log::info!(target: "alpy::lab", "QMP no longer answers after power-off: {e}");
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what,
+                    timeout,
+                    tail: tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn remote_bed(&self) -> Result<&crate::bed::remote::RemoteBed> {
+        self.remote
+            .as_ref()
+            .ok_or_else(|| Error::Closed(format!("the lab of test bed {}", self.name)))
+    }
+}

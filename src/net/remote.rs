@@ -1,0 +1,31 @@
+//! Nodes whose namespaces are on another host: a [`NodeService`] carries a
+//! node's commands and apps there. The lab client implements it
+//! ([`crate::bed::remote`]), so a test bed on an `alpy-lab` server has
+//! nodes with the same verbs as local ones (`execute`, `succeed`,
+//! `run_app`, `spawn_app`, the waits).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::net::app::App;
+use crate::net::docker::Output;
+
+/// Where a remote node's commands and apps run.
+pub trait NodeService: Send + Sync {
+    /// Runs `argv` in node `node`'s namespace: its status and output.
+    fn execute(&self, node: &str, argv: &[&str]) -> Result<Output>;
+    /// Runs `app` in node `node` to completion, within `timeout`.
+    fn run_app(&self, node: &str, app: &App, timeout: Duration) -> Result<Output>;
+    /// Starts `app` in node `node` in the background: its id.
+    fn start_app(&self, node: &str, app: &App) -> Result<String>;
+    /// Stops the app with this id.
+    fn stop_app(&self, id: &str) -> Result<()>;
+}
+
+/// The error for what only a node on this host can do.
+pub(crate) fn local_only(what: &str, node: &str) -> Error {
+    Error::Config(format!(
+        "{what} of node {node}: not available when the bed runs on a lab server \
+         (REMOTE_LAB_URL is set); unset it to run the bed here"
+    ))
+}
