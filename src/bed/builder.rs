@@ -167,6 +167,11 @@ impl TestBedBuilder {
 
     /// Stands everything up; the DUT stays paused until
     /// [`TestBed::resume`].
+    ///
+    /// With `REMOTE_LAB_URL` (and `REMOTE_LAB_TOKEN`) set, the bed runs on
+    /// that alpy-lab server instead, with the same API: see
+    /// [`crate::bed::remote`]. The lab boots the DUT and logs in, so
+    /// [`TestBed::boot`] returns at once.
     pub fn start(self) -> Result<TestBed> {
         logging::init();
         let t_start = Instant::now();

@@ -1,8 +1,31 @@
 //! The client of an `alpy-lab` server: tests stay here, beds run on the
-//! lab host. [`LabClient`] holds a session (created with an API token,
+//! lab host.
+//!
+//! Existing tests need no change: with `REMOTE_LAB_URL` and
+//! `REMOTE_LAB_TOKEN` set, [`crate::TestBedBuilder::start`] and
+//! [`crate::TestBed::from_topology`] stand their bed up on the lab and
+//! return a [`crate::TestBed`] whose console, nodes, apps, captures, QMP
+//! ([`crate::TestBed::qmp_execute`]) and power go through the server. A
+//! test's lab is its own, destroyed when the bed closes.
+//!
+//! ```no_run
+//! # fn main() -> alpy::Result<()> {
+//! // REMOTE_LAB_URL=http://lab-host:8300 REMOTE_LAB_TOKEN=alpylab_... cargo test
+//! let t = alpy::TestBed::from_topology(
+//!     std::path::Path::new("topologies/forward.toml"),
+//!     std::time::Duration::from_secs(120),
+//! )?;
+//! assert!(t.bed.is_remote() == std::env::var_os("REMOTE_LAB_URL").is_some());
+//! t.bed.node("client")?.succeed("ping -c 1 192.168.2.2")?;
+//! t.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Below that, [`LabClient`] holds a session (created with an API token,
 //! kept alive by a heartbeat thread, released on drop); [`RemoteBed`] is a
-//! lab acquired from a topology, whose console, nodes, captures and QMP go
-//! through the server.
+//! lab acquired from a topology (shared with other sessions that ask for
+//! the same one), whose console, nodes, captures and QMP go through the
+//! server.
 //!
 //! ```no_run
 //! # fn main() -> alpy::Result<()> {
