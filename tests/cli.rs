@@ -34,7 +34,8 @@ fn graph_draws_a_topology_and_names_bad_input() {
         err.contains("alpy graph: error") && err.contains("no-such.toml"),
         "{err}"
     );
-    let bad = common::temp_dir("cli-graph").join("bad.toml");
+    let tmp = common::temp_dir("cli-graph");
+    let bad = tmp.join("bad.toml");
     std::fs::write(
         &bad,
         "[dut]\nkernel = \"/proc/self/exe\"\n[[link]]\nadrs = []\n",

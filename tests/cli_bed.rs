@@ -18,7 +18,7 @@ struct Registry(PathBuf);
 
 impl Registry {
     fn new() -> Registry {
-        Registry(common::temp_dir("cli-bed"))
+        Registry(common::temp_dir("cli-bed").keep())
     }
 
     fn cmd(&self, args: &[&str]) -> Command {

@@ -248,7 +248,7 @@ fn apps_run_to_completion_and_in_the_background() {
         Link::new().node_addr("192.168.60.2/24"),
     ];
     let logs = common::temp_dir("net-logs");
-    let (docker, nodes) = create_with_logs(&run, &links, Some(logs.clone()));
+    let (docker, nodes) = create_with_logs(&run, &links, Some(logs.to_path_buf()));
 
     let app = App::tools(["sh", "-c", "echo out; echo err >&2; exit 4"]).name("exit4");
     let out = nodes.node(0).unwrap().run_app(&app, APP_TIMEOUT).unwrap();

@@ -102,11 +102,54 @@ impl Drop for Shuttle {
     }
 }
 
-/// A temporary directory anyone can use (tests may run as another user).
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
+/// A temporary directory, removed with everything in it when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Its path, to be removed by whoever takes it.
+    pub fn keep(self) -> std::path::PathBuf {
+        let p = self.0.clone();
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl From<&TempDir> for std::path::PathBuf {
+    fn from(d: &TempDir) -> std::path::PathBuf {
+        d.0.clone()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A temporary directory anyone can use (tests may run as another user),
+/// removed when the guard drops.
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("alpy-test-{name}-{}", RunId::new()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+    TempDir(dir)
 }
 
 /// Kernel command line of the test guest as a router between two links.
