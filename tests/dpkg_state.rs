@@ -89,7 +89,7 @@ fn a_newer_installed_package_never_reaches_a_build() {
     // no repository has, and asking it for them fails as it did for users.
     let plain = with_status(
         &status,
-        "cd \"$(mktemp -d)\"; apt-get download -q libjansson4",
+        "d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; cd \"$d\"; apt-get download -q libjansson4",
     );
     assert!(!plain.status.success(), "{}", text(&plain));
     assert!(
@@ -114,13 +114,15 @@ fn a_newer_installed_package_never_reaches_a_build() {
     assert!(!listing.contains("99.0-alpy-fake"), "{listing}");
     // ...and resolves the same package set as on a host without the fakes:
     // two machines with different installed packages build the same guest.
-    let clean = fake_status(&temp("clean"), &["busybox-static", "libjansson4"], &[]);
+    let clean_dir = temp("clean");
+    let clean = fake_status(&clean_dir, &["busybox-static", "libjansson4"], &[]);
     let (a, b) = (with_status(&status, PINS), with_status(&clean, PINS));
     assert!(a.status.success(), "{}", text(&a));
     assert!(b.status.success(), "{}", text(&b));
     assert_eq!(a.stdout, b.stdout, "package sets differ");
     assert!(String::from_utf8_lossy(&a.stdout).lines().count() >= 4);
     std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&clean_dir).ok();
 }
 
 #[test]
