@@ -109,6 +109,10 @@ fn from_env_needs_a_token() {
     }
     let e = alpy::lab::LabClient::from_env().err().unwrap().to_string();
     assert!(e.contains("REMOTE_LAB_TOKEN is not"), "{e}");
+    // An empty URL is no URL: the beds run here (this child runs this
+    // test alone).
+    std::env::set_var("REMOTE_LAB_URL", "");
+    assert!(alpy::lab::LabClient::from_env().unwrap().is_none());
 }
 
 #[test]

@@ -58,9 +58,9 @@ pub(crate) fn net(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
 
 impl LabClient {
     /// A session on the server at `REMOTE_LAB_URL` with the token in
-    /// `REMOTE_LAB_TOKEN`; `None` when `REMOTE_LAB_URL` is unset.
+    /// `REMOTE_LAB_TOKEN`; `None` when `REMOTE_LAB_URL` is unset or empty.
     pub fn from_env() -> Result<Option<LabClient>> {
-        let Ok(url) = std::env::var(super::URL_VAR) else {
+        let Some(url) = std::env::var(super::URL_VAR).ok().filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
         let token = std::env::var(super::TOKEN_VAR).map_err(|_| {
