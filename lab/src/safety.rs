@@ -83,22 +83,13 @@ pub fn check_topology(
         *v = toml::Value::String(path.to_string_lossy().into_owned());
         Ok(())
     };
+    for (key, v) in alpy::bed::topology::boot_files_mut(&mut t) {
+        from_store(&key, v)?;
+    }
     let dut = t
-        .get_mut("dut")
-        .and_then(|d| d.as_table_mut())
+        .get("dut")
+        .and_then(|d| d.as_table())
         .ok_or("topology: [dut] is missing")?;
-    for key in ["kernel", "initrd", "firmware_code", "firmware_vars"] {
-        if let Some(v) = dut.get_mut(key) {
-            from_store(&format!("dut.{key}"), v)?;
-        }
-    }
-    if let Some(disks) = dut.get_mut("disks").and_then(|d| d.as_array_mut()) {
-        for (i, d) in disks.iter_mut().enumerate() {
-            if let Some(p) = d.as_table_mut().and_then(|d| d.get_mut("path")) {
-                from_store(&format!("dut.disks[{i}].path"), p)?;
-            }
-        }
-    }
     for arg in dut
         .get("extra_args")
         .and_then(|a| a.as_array())

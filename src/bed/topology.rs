@@ -57,6 +57,44 @@ use crate::vm::login::Login;
 use crate::vm::qemu::DiskBus;
 use crate::vm::qemu::NicModel;
 
+/// The keys of `[dut]` that name a file the DUT boots, in the order they
+/// are reported; disks' `path`s come after them.
+const BOOT_FILE_KEYS: [&str; 4] = ["kernel", "initrd", "firmware_code", "firmware_vars"];
+
+/// The values of a topology (as TOML) that name a file the DUT boots:
+/// `dut.kernel`, `dut.initrd`, `dut.firmware_code`, `dut.firmware_vars`,
+/// then each `dut.disks[i].path`, with the key as errors name it. What a
+/// lab client maps to store names and a lab server maps back to paths.
+///
+/// ```
+/// let mut t: toml::Table = "[dut]\nkernel = \"k\"\ndisks = [{ path = \"d\" }]".parse().unwrap();
+/// let keys: Vec<String> = alpy::bed::topology::boot_files_mut(&mut t)
+///     .into_iter()
+///     .map(|(k, _)| k)
+///     .collect();
+/// assert_eq!(keys, ["dut.kernel", "dut.disks[0].path"]);
+/// ```
+pub fn boot_files_mut(t: &mut toml::Table) -> Vec<(String, &mut toml::Value)> {
+    let mut files: Vec<(usize, String, &mut toml::Value)> = Vec::new();
+    let Some(dut) = t.get_mut("dut").and_then(|d| d.as_table_mut()) else {
+        return Vec::new();
+    };
+    for (key, value) in dut.iter_mut() {
+        if let Some(rank) = BOOT_FILE_KEYS.iter().position(|k| k == key) {
+            files.push((rank, format!("dut.{key}"), value));
+        } else if key == "disks" {
+            let disks = value.as_array_mut().into_iter().flatten().enumerate();
+            for (i, d) in disks {
+                if let Some(p) = d.as_table_mut().and_then(|d| d.get_mut("path")) {
+                    files.push((BOOT_FILE_KEYS.len() + i, format!("dut.disks[{i}].path"), p));
+                }
+            }
+        }
+    }
+    files.sort_by_key(|(rank, _, _)| *rank);
+    files.into_iter().map(|(_, k, v)| (k, v)).collect()
+}
+
 /// A test bed described by a topology file.
 #[derive(Debug, Clone)]
 pub struct Topology {

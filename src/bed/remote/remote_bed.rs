@@ -136,9 +136,9 @@ impl LabClient {
                         .flatten()
                 })
         };
-        let map = |key: &str, v: &mut toml::Value| -> Result<()> {
+        for (key, v) in crate::bed::topology::boot_files_mut(t) {
             let Some(s) = v.as_str().filter(|s| !s.starts_with("store:")) else {
-                return Ok(());
+                continue;
             };
             let file = resolve(s)?;
             let sha = crate::bed::warm::file_hash(&file)?;
@@ -150,21 +150,6 @@ impl LabClient {
                 ))
             })?;
             *v = toml::Value::String(format!("store:{name}"));
-            Ok(())
-        };
-        if let Some(dut) = t.get_mut("dut").and_then(|d| d.as_table_mut()) {
-            for key in ["kernel", "initrd", "firmware_code", "firmware_vars"] {
-                if let Some(v) = dut.get_mut(key) {
-                    map(&format!("dut.{key}"), v)?;
-                }
-            }
-            if let Some(disks) = dut.get_mut("disks").and_then(|d| d.as_array_mut()) {
-                for (i, d) in disks.iter_mut().enumerate() {
-                    if let Some(p) = d.as_table_mut().and_then(|d| d.get_mut("path")) {
-                        map(&format!("dut.disks[{i}].path"), p)?;
-                    }
-                }
-            }
         }
         Ok(())
     }
