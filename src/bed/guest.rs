@@ -79,11 +79,8 @@ impl TestBed {
     /// NIC `nic<i>`; the guest sees the carrier change).
     pub fn set_dut_link(&mut self, i: usize, up: bool) -> Result<()> {
         self.nodes()?.node(i)?;
-        if self.remote.is_some() {
-            let args = serde_json::json!({ "name": format!("nic{i}"), "up": up });
-            return self.qmp_execute("set_link", Some(args)).map(drop);
-        }
-        self.qmp()?.set_link(&format!("nic{i}"), up)
+        let args = serde_json::json!({ "name": format!("nic{i}"), "up": up });
+        self.qmp_execute("set_link", Some(args)).map(drop)
     }
 
     /// Sets the guest's clock to the host's (`date -u -s @SECONDS` in the
