@@ -50,8 +50,16 @@ fn timeout() -> Duration {
 /// Publishes the bed, prints how to reach it, and waits for `alpy down`
 /// or the timeout. Errors are printed: keeping is best effort. Returns the
 /// registry entry, to withdraw once the bed is torn down (so that
-/// `alpy down` returns when nothing is left).
+/// `alpy down` returns when nothing is left). A bed on a lab server is not
+/// kept: its lab is destroyed with it.
 pub fn keep(bed: &mut TestBed) -> Option<Published> {
+    if bed.is_remote() {
+        say!(
+            "alpy: test bed {} runs on a lab server: not kept (its lab goes down with it)",
+            bed.name()
+        );
+        return None;
+    }
     let id = bed.run_id().to_string();
     let dir = match bed_dir(&id) {
         Ok(d) => d,

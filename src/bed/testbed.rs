@@ -435,7 +435,7 @@ impl TestBed {
     /// returns the first error. Artifacts stay.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        let kept = (crate::bed::keep::wanted(false) && self.remote.is_none())
+        let kept = crate::bed::keep::wanted(false)
             .then(|| crate::bed::keep::keep(&mut self))
             .flatten();
         let r = self.teardown();
@@ -513,7 +513,7 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         if !self.closed {
             self.closed = true;
-            let kept = (crate::bed::keep::wanted(true) && self.remote.is_none())
+            let kept = crate::bed::keep::wanted(true)
                 .then(|| crate::bed::keep::keep(self))
                 .flatten();
             let _ = self.teardown();
