@@ -167,6 +167,15 @@ impl LabClient {
         }
     }
 
+    /// The nodes of the lab this session holds.
+    pub(crate) fn nodes(&self) -> crate::bed::remote::remote_nodes::LabNodes {
+        crate::bed::remote::remote_nodes::LabNodes {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            session: self.session.clone(),
+        }
+    }
+
     /// A request with this session's header.
     pub(crate) fn with_session(&self, b: RequestBuilder) -> RequestBuilder {
         b.header("X-Session-ID", &self.session)

@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::bed::remote::client::{checked, net, LabClient};
-use crate::bed::remote::remote_nodes::{exec, LabNodes};
 use crate::error::{Error, Result};
 use crate::pcap::Capture;
 use crate::vm::console::Console;
@@ -187,18 +186,12 @@ impl RemoteBed {
 
     /// Runs `cmd` in node `node`: (exit code, stdout, stderr).
     pub fn node_execute(&self, node: &str, cmd: &[&str]) -> Result<(i64, String, String)> {
-        let c = self.client()?;
-        exec(&c.http, &c.url, &c.session, node, cmd)
+        self.client()?.nodes().exec(node, cmd)
     }
 
     /// The lab's nodes, for a test bed's [`crate::net::Node`]s.
     pub(crate) fn node_service(&self) -> Result<Arc<dyn crate::net::NodeService>> {
-        let c = self.client()?;
-        Ok(Arc::new(LabNodes {
-            http: c.http.clone(),
-            url: c.url.clone(),
-            session: c.session.clone(),
-        }))
+        Ok(Arc::new(self.client()?.nodes()))
     }
 
     /// Presses the power button (`off`), resets (`cycle`) or lets the

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use reqwest::blocking::Client;
+use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{json, Value};
 
 use crate::bed::remote::client::{checked, net};
@@ -21,53 +21,45 @@ pub(crate) struct LabNodes {
 }
 
 impl LabNodes {
+    fn with_session(&self, b: RequestBuilder) -> RequestBuilder {
+        b.header("X-Session-ID", &self.session)
+    }
+
     fn post(&self, path: &str, body: &Value) -> Result<reqwest::blocking::Response> {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .header("X-Session-ID", &self.session)
+        self.with_session(self.http.post(format!("{}{path}", self.url)))
             .json(body)
             .send()
             .map_err(net(path))
     }
-}
 
-/// Runs `cmd` in node `node` of the held lab: (exit code, stdout, stderr).
-pub(crate) fn exec(
-    http: &Client,
-    url: &str,
-    session: &str,
-    node: &str,
-    cmd: &[&str],
-) -> Result<(i64, String, String)> {
-    let r = http
-        .post(format!("{url}/lab/nodes/{node}/exec"))
-        .header("X-Session-ID", session)
-        .json(&json!({ "cmd": cmd }))
-        .send()
-        .map_err(net("exec"))?;
-    let text = checked(r, &format!("exec in node {node}"))?
-        .text()
-        .map_err(net("read exec output"))?;
-    let (mut out, mut err, mut code) = (String::new(), String::new(), None);
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| Error::Internal(format!("lab server: exec output line {line:?}: {e}")))?;
-        if let Some(s) = v["stdout"].as_str() {
-            out.push_str(s);
+    /// Runs `cmd` in node `node`: (exit code, stdout, stderr).
+    pub(crate) fn exec(&self, node: &str, cmd: &[&str]) -> Result<(i64, String, String)> {
+        let r = self.post(&format!("/lab/nodes/{node}/exec"), &json!({ "cmd": cmd }))?;
+        let text = checked(r, &format!("exec in node {node}"))?
+            .text()
+            .map_err(net("read exec output"))?;
+        let (mut out, mut err, mut code) = (String::new(), String::new(), None);
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).map_err(|e| {
+                Error::Internal(format!("lab server: exec output line {line:?}: {e}"))
+            })?;
+            if let Some(s) = v["stdout"].as_str() {
+                out.push_str(s);
+            }
+            if let Some(s) = v["stderr"].as_str() {
+                err.push_str(s);
+            }
+            if let Some(c) = v["exit_code"].as_i64() {
+                code = Some(c);
+            }
         }
-        if let Some(s) = v["stderr"].as_str() {
-            err.push_str(s);
-        }
-        if let Some(c) = v["exit_code"].as_i64() {
-            code = Some(c);
-        }
+        let code = code.ok_or_else(|| {
+            Error::Internal(format!(
+                "lab server: exec in {node} ended without an exit code"
+            ))
+        })?;
+        Ok((code, out, err))
     }
-    let code = code.ok_or_else(|| {
-        Error::Internal(format!(
-            "lab server: exec in {node} ended without an exit code"
-        ))
-    })?;
-    Ok((code, out, err))
 }
 
 fn output(code: i64, stdout: String, stderr: String) -> Output {
@@ -80,7 +72,7 @@ fn output(code: i64, stdout: String, stderr: String) -> Output {
 
 impl NodeService for LabNodes {
     fn execute(&self, node: &str, argv: &[&str]) -> Result<Output> {
-        let (code, out, err) = exec(&self.http, &self.url, &self.session, node, argv)?;
+        let (code, out, err) = self.exec(node, argv)?;
         Ok(output(code, out, err))
     }
 
@@ -110,9 +102,7 @@ impl NodeService for LabNodes {
 
     fn stop_app(&self, id: &str) -> Result<()> {
         let r = self
-            .http
-            .delete(format!("{}/lab/apps/{id}", self.url))
-            .header("X-Session-ID", &self.session)
+            .with_session(self.http.delete(format!("{}/lab/apps/{id}", self.url)))
             .send()
             .map_err(net("stop an app"))?;
         checked(r, &format!("stop app {id}")).map(drop)
