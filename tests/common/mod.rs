@@ -112,10 +112,8 @@ impl TempDir {
     }
 
     /// Its path, to be removed by whoever takes it.
-    pub fn keep(self) -> std::path::PathBuf {
-        let p = self.0.clone();
-        std::mem::forget(self);
-        p
+    pub fn keep(mut self) -> std::path::PathBuf {
+        std::mem::take(&mut self.0)
     }
 }
 
@@ -140,7 +138,10 @@ impl From<&TempDir> for std::path::PathBuf {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // Empty once kept.
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
