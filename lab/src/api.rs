@@ -28,13 +28,28 @@ pub struct App {
 }
 
 /// The store's entries: name, SHA-256 and size of each file that exists.
+/// An entry whose file cannot be read is left out, with a warning that
+/// names it (topologies that use it are refused until it is there).
 pub fn hash_store(cfg: &Config) -> Vec<serde_json::Value> {
     cfg.store
         .iter()
         .filter_map(|(name, path)| {
-            let size = std::fs::metadata(path).ok()?.len();
-            let sha256 = alpy::bed::warm::file_hash(path).ok()?;
-            Some(json!({ "name": name, "sha256": sha256, "size": size }))
+            let hashed = std::fs::metadata(path).and_then(|m| {
+                alpy::bed::warm::file_hash(path)
+                    .map(|sha256| (m.len(), sha256))
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            });
+            match hashed {
+                Ok((size, sha256)) => Some(json!({ "name": name, "sha256": sha256, "size": size })),
+                Err(e) => {
+                    tracing::warn!(
+                        store = %name,
+                        path = %path.display(),
+                        "store entry left out: {e}; fix [store] in the configuration and restart"
+                    );
+                    None
+                }
+            }
         })
         .collect()
 }

@@ -301,3 +301,60 @@ fn heartbeats_keep_sessions_and_a_killed_clients_session_expires() {
         "{metrics}"
     );
 }
+
+/// `lab/lab.example.toml` as shipped: a server starts from it unchanged
+/// (copied beside a state directory of its own), `--listen` overrides its
+/// address, a token made for it opens a session, and nothing of its store
+/// (files that do not exist here) is offered: the log names them.
+#[test]
+fn the_shipped_example_configuration_starts_as_it_is() {
+    let dir = common::temp_dir("example");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab.example.toml");
+    let config = dir.join("lab.toml");
+    std::fs::copy(&shipped, &config).unwrap();
+    let token = common::create_token(&config);
+    assert!(token.starts_with("alpylab_"), "{token}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !written.contains(&token),
+        "the configuration keeps the token itself, not its hash"
+    );
+    let (mut child, url) = common::serve(&dir, &config, &["--listen", "127.0.0.1:0"]);
+    let stop = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let client = common::client();
+    let healthz = client
+        .get(format!("{url}/healthz"))
+        .send()
+        .unwrap()
+        .status();
+    let session = client
+        .post(format!("{url}/session"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .status();
+    let store: serde_json::Value = client
+        .get(format!("{url}/store"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    stop(&mut child);
+    let state = dir.join("alpy-lab-state/alpy-lab.sqlite").exists();
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(port, 8300, "--listen overrides the configuration's address");
+    assert_eq!(healthz, 204);
+    assert_eq!(session, 201);
+    assert_eq!(store["files"], serde_json::json!([]), "{store}");
+    assert!(
+        log.contains("store entry left out") && log.contains("guest-kernel"),
+        "a missing store file is named in the log:\n{log}"
+    );
+    assert!(state, "the state lives beside the configuration");
+}

@@ -83,17 +83,7 @@ impl Server {
             ),
         )
         .unwrap();
-        let out = Command::new(lab_bin())
-            .args(["token", "create", "tests", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let token = create_token(&config);
         let (child, url) = spawn(&dir, &config);
         Server {
             dir,
@@ -211,7 +201,28 @@ pub fn client() -> Client {
         .unwrap()
 }
 
+/// `alpy-lab token create tests --config CONFIG`: the token it printed.
+pub fn create_token(config: &Path) -> String {
+    let out = Command::new(lab_bin())
+        .args(["token", "create", "tests", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn spawn(dir: &Path, config: &Path) -> (Child, String) {
+    serve(dir, config, &[])
+}
+
+/// `alpy-lab serve --config CONFIG ARGS..`, its log in `dir/server.log`;
+/// returns the child and the URL it printed.
+pub fn serve(dir: &Path, config: &Path, args: &[&str]) -> (Child, String) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -220,6 +231,7 @@ fn spawn(dir: &Path, config: &Path) -> (Child, String) {
     let mut child = Command::new(lab_bin())
         .args(["serve", "--config"])
         .arg(config)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
