@@ -45,17 +45,12 @@ fn status_codes_auth_and_refusals() {
     );
     // Heartbeats.
     assert_eq!(
-        s.post("/session/heartbeat")
-            .header("X-Session-ID", &b)
-            .send()
-            .unwrap()
-            .status(),
+        s.post_as("/session/heartbeat", &b).send().unwrap().status(),
         204
     );
     assert_eq!(s.post("/session/heartbeat").send().unwrap().status(), 400);
     assert_eq!(
-        s.post("/session/heartbeat")
-            .header("X-Session-ID", "nope")
+        s.post_as("/session/heartbeat", "nope")
             .send()
             .unwrap()
             .status(),
@@ -92,21 +87,13 @@ fn status_codes_auth_and_refusals() {
     }
     assert_eq!(s.acquire(&b, common::TOPOLOGY, true).status(), 423);
     let qmp = s
-        .post("/lab/qmp")
-        .header("X-Session-ID", &b)
+        .post_as("/lab/qmp", &b)
         .json(&serde_json::json!({"execute": "query-status"}))
         .send()
         .unwrap();
     assert_eq!(qmp.status(), 423);
     // The active session: nothing held yet.
-    assert_eq!(
-        s.get("/lab")
-            .header("X-Session-ID", &a)
-            .send()
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(s.get_as("/lab", &a).send().unwrap().status(), 404);
     // Uploads that reach for the host are refused, with the reason.
     let refused = |topology: &str, needle: &str| {
         let r = s.acquire(&a, topology, true);
@@ -142,12 +129,7 @@ fn status_codes_auth_and_refusals() {
                 "extra_files",
                 reqwest::blocking::multipart::Part::bytes(b"x".to_vec()).file_name(name),
             );
-        let r = s
-            .post("/lab")
-            .header("X-Session-ID", &a)
-            .multipart(form)
-            .send()
-            .unwrap();
+        let r = s.post_as("/lab", &a).multipart(form).send().unwrap();
         assert_eq!(r.status(), 400, "{name}");
         assert!(r.text().unwrap().contains("without `..`"), "{name}");
     }
@@ -248,13 +230,7 @@ fn heartbeats_keep_sessions_and_a_killed_clients_session_expires() {
         .spawn()
         .unwrap();
     // B heartbeats from here; the silent one never does.
-    let beat = |id: &str| {
-        s.post("/session/heartbeat")
-            .header("X-Session-ID", id)
-            .send()
-            .unwrap()
-            .status()
-    };
+    let beat = |id: &str| s.post_as("/session/heartbeat", id).send().unwrap().status();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(4) {
         assert_eq!(beat(&b), 204);

@@ -58,13 +58,7 @@ fn a_remote_bed_through_the_client_library() {
     // Closing released the lab (idle) and ended the session: the second
     // client is promoted.
     second.wait_active(Duration::from_secs(10)).unwrap();
-    let q: serde_json::Value = s
-        .get("/queue")
-        .bearer_auth(&s.token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let q: serde_json::Value = s.queue();
     assert_eq!(q["labs"][0]["status"], "idle", "{q}");
     // A dropped client (a panicking test) ends its session too.
     let id = second.session_id().to_string();

@@ -20,8 +20,7 @@ fn lab_of(r: reqwest::blocking::Response) -> Value {
 
 fn exec(s: &Server, sid: &str, node: &str, cmd: &[&str]) -> (i64, String) {
     let text = s
-        .post(&format!("/lab/nodes/{node}/exec"))
-        .header("X-Session-ID", sid)
+        .post_as(&format!("/lab/nodes/{node}/exec"), sid)
         .json(&serde_json::json!({ "cmd": cmd }))
         .send()
         .unwrap()
@@ -65,13 +64,7 @@ fn acquire_reuse_release_and_destroy_real_labs() {
         (Value::Bool(true), Value::String(lab_id.clone()))
     );
     assert_eq!(second["lab"]["refcount"], 2);
-    let devices: Value = s
-        .get("/lab/devices")
-        .header("X-Session-ID", &b)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let devices: Value = s.json_as("/lab/devices", &b);
     assert_eq!(devices["nodes"], serde_json::json!(["client", "server"]));
 
     // The remote bed: exec, QMP, pcap, console.
@@ -86,8 +79,7 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     // Apps: one in the background, one to completion, then stopped; only
     // allow-listed images, no host mounts.
     let apps = |node: &str, app: alpy::App, background: bool| {
-        s.post(&format!("/lab/nodes/{node}/apps"))
-            .header("X-Session-ID", &a)
+        s.post_as(&format!("/lab/nodes/{node}/apps"), &a)
             .json(&serde_json::json!({ "app": app, "background": background, "timeout_s": 60 }))
             .send()
             .unwrap()
@@ -125,8 +117,7 @@ fn acquire_reuse_release_and_destroy_real_labs() {
         "{run}"
     );
     let stop = |id: &str| {
-        s.delete(&format!("/lab/apps/{id}"))
-            .header("X-Session-ID", &a)
+        s.delete_as(&format!("/lab/apps/{id}"), &a)
             .send()
             .unwrap()
             .status()
@@ -143,19 +134,14 @@ fn acquire_reuse_release_and_destroy_real_labs() {
         assert_eq!(r.status(), 400, "{}", r.text().unwrap());
     }
     let q: Value = s
-        .post("/lab/qmp")
-        .header("X-Session-ID", &b)
+        .post_as("/lab/qmp", &b)
         .json(&serde_json::json!({"execute": "query-status"}))
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(q["return"]["status"], "running", "{q}");
-    let mut pcap = s
-        .get("/lab/links/client/pcap")
-        .header("X-Session-ID", &a)
-        .send()
-        .unwrap();
+    let mut pcap = s.get_as("/lab/links/client/pcap", &a).send().unwrap();
     assert_eq!(pcap.status(), 200);
     let mut magic = [0u8; 4];
     pcap.read_exact(&mut magic).unwrap();
@@ -185,18 +171,17 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     }
     ws.close(None).ok();
     let off: Value = s
-        .post("/lab/power/cycle")
-        .header("X-Session-ID", &b)
+        .post_as("/lab/power/cycle", &b)
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(off["action"], "cycle", "{off}");
 
-    // Release: 2 -> 1; B's destroy without force is refused while A holds it? No: B holds it with A.
+    // Release: 2 -> 1; A takes it again, and a destroy without force is
+    // refused while two sessions hold it.
     let r: Value = s
-        .post("/lab/release")
-        .header("X-Session-ID", &a)
+        .post_as("/lab/release", &a)
         .send()
         .unwrap()
         .json()
@@ -205,20 +190,12 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     let again = lab_of(s.acquire(&a, common::TOPOLOGY, true));
     assert_eq!(again["lab"]["refcount"], 2);
     assert_eq!(
-        s.delete("/lab")
-            .header("X-Session-ID", &b)
-            .send()
-            .unwrap()
-            .status(),
+        s.delete_as("/lab", &b).send().unwrap().status(),
         409,
         "held by two: force needed"
     );
     assert_eq!(
-        s.delete("/lab?force=true")
-            .header("X-Session-ID", &b)
-            .send()
-            .unwrap()
-            .status(),
+        s.delete_as("/lab?force=true", &b).send().unwrap().status(),
         202
     );
     let t0 = Instant::now();
@@ -237,33 +214,19 @@ fn acquire_reuse_release_and_destroy_real_labs() {
             .contains("destroyed"),
         "A is told: {va}"
     );
-    assert_eq!(
-        s.get("/lab")
-            .header("X-Session-ID", &a)
-            .send()
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(s.get_as("/lab", &a).send().unwrap().status(), 404);
 
     // Reference count to zero: the lab stays up, idle, and is reused.
     let lab = lab_of(s.acquire(&a, common::TOPOLOGY, true));
     let bed2 = lab["lab"]["bed_id"].as_str().unwrap().to_string();
     let r: Value = s
-        .post("/lab/release")
-        .header("X-Session-ID", &a)
+        .post_as("/lab/release", &a)
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(r["refcount"], 0);
-    let q: Value = s
-        .get("/queue")
-        .bearer_auth(&s.token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let q: Value = s.queue();
     assert_eq!(q["labs"][0]["status"], "idle", "{q}");
     assert!(
         alpy::bed::registry::find(&bed2).is_ok(),
@@ -313,13 +276,7 @@ fn a_killed_server_restarts_with_its_sessions_and_labs() {
         );
     }
     // The lab's bed lived on: still owned by A.
-    let held: Value = s
-        .get("/lab")
-        .header("X-Session-ID", &a)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let held: Value = s.json_as("/lab", &a);
     assert_eq!(held["bed_id"], bed.as_str(), "{held}");
     let (code, _) = exec(
         &s,
@@ -366,13 +323,7 @@ fn a_lab_comes_up_even_if_its_client_hangs_up() {
     assert!(hung.is_err(), "the client gave up before the lab was up");
     let t0 = Instant::now();
     loop {
-        let held: Value = s
-            .get("/lab")
-            .header("X-Session-ID", &a)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let held: Value = s.json_as("/lab", &a);
         if held["status"] == "up" {
             assert!(alpy::bed::registry::find(held["bed_id"].as_str().unwrap()).is_ok());
             break;

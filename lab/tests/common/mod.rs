@@ -120,6 +120,36 @@ impl Server {
         client().delete(format!("{}{path}", self.url))
     }
 
+    /// GET as session `sid` (its `X-Session-ID` header).
+    pub fn get_as(&self, path: &str, sid: &str) -> reqwest::blocking::RequestBuilder {
+        self.get(path).header("X-Session-ID", sid)
+    }
+
+    /// POST as session `sid`.
+    pub fn post_as(&self, path: &str, sid: &str) -> reqwest::blocking::RequestBuilder {
+        self.post(path).header("X-Session-ID", sid)
+    }
+
+    /// DELETE as session `sid`.
+    pub fn delete_as(&self, path: &str, sid: &str) -> reqwest::blocking::RequestBuilder {
+        self.delete(path).header("X-Session-ID", sid)
+    }
+
+    /// GET as session `sid`: the answer's JSON.
+    pub fn json_as(&self, path: &str, sid: &str) -> serde_json::Value {
+        self.get_as(path, sid).send().unwrap().json().unwrap()
+    }
+
+    /// The operator's view: `GET /queue` with the token.
+    pub fn queue(&self) -> serde_json::Value {
+        self.get("/queue")
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     /// A new session: (id, status, position).
     pub fn session(&self) -> (String, String, i64) {
         let r = self
@@ -173,11 +203,7 @@ impl Server {
         let form = reqwest::blocking::multipart::Form::new()
             .text("topology", topology.to_string())
             .text("reuse", reuse.to_string());
-        self.post("/lab")
-            .header("X-Session-ID", sid)
-            .multipart(form)
-            .send()
-            .unwrap()
+        self.post_as("/lab", sid).multipart(form).send().unwrap()
     }
 }
 
