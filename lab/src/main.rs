@@ -1,7 +1,7 @@
 //! `alpy-lab`: a lab manager for alpy test beds on a shared host.
 //!
 //! ```text
-//! alpy-lab serve --config lab/lab.example.toml [--listen 127.0.0.1:8300]
+//! alpy-lab serve --config lab/lab.example.toml [--listen 127.0.0.1:8300] [--log-json]
 //! alpy-lab token create ci-runner --config lab.toml   # prints the token once
 //! ```
 //!
@@ -48,6 +48,10 @@ enum Command {
         /// free port; the address is printed).
         #[arg(long)]
         listen: Option<String>,
+        /// Log one JSON object per line (fields: session, topology, lab,
+        /// bed, ...) for a log collector, instead of text.
+        #[arg(long)]
+        log_json: bool,
     },
     /// API tokens.
     Token {
@@ -88,15 +92,23 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config, listen } => {
-            tracing_subscriber::fmt()
+        Command::Serve {
+            config,
+            listen,
+            log_json,
+        } => {
+            let logs = tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| "alpy_lab=info".into()),
                 )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+                .with_writer(std::io::stderr);
+            if log_json {
+                logs.json().init();
+            } else {
+                logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .init();
+            }
             match serve(&config, listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -280,8 +280,9 @@ fn heartbeats_keep_sessions_and_a_killed_clients_session_expires() {
 
 /// `lab/lab.example.toml` as shipped: a server starts from it unchanged
 /// (copied beside a state directory of its own), `--listen` overrides its
-/// address, a token made for it opens a session, and nothing of its store
-/// (files that do not exist here) is offered: the log names them.
+/// address, `--log-json` logs JSON lines, a token made for it opens a
+/// session, and nothing of its store (files that do not exist here) is
+/// offered: the log names them.
 #[test]
 fn the_shipped_example_configuration_starts_as_it_is() {
     let dir = common::temp_dir("example");
@@ -295,7 +296,7 @@ fn the_shipped_example_configuration_starts_as_it_is() {
         !written.contains(&token),
         "the configuration keeps the token itself, not its hash"
     );
-    let (mut child, url) = common::serve(&dir, &config, &["--listen", "127.0.0.1:0"]);
+    let (mut child, url) = common::serve(&dir, &config, &["--listen", "127.0.0.1:0", "--log-json"]);
     let stop = |child: &mut std::process::Child| {
         let _ = child.kill();
         let _ = child.wait();
@@ -328,8 +329,17 @@ fn the_shipped_example_configuration_starts_as_it_is() {
     assert_eq!(healthz, 204);
     assert_eq!(session, 201);
     assert_eq!(store["files"], serde_json::json!([]), "{store}");
+    // --log-json: one object per line, the store entry a field of its own.
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
     assert!(
-        log.contains("store entry left out") && log.contains("guest-kernel"),
+        lines.iter().any(|v| v["level"] == "WARN"
+            && v["fields"]["store"] == "guest-kernel"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("store entry left out"))),
         "a missing store file is named in the log:\n{log}"
     );
     assert!(state, "the state lives beside the configuration");

@@ -2,7 +2,7 @@
 //! at a real alpy-lab on a loopback port. Every test bed is a lab there:
 //! its console, its nodes' commands and apps, its captures and its power
 //! go through the server (its log says so), and after the suite no lab,
-//! bed or container is left.
+//! bed, container or process is left.
 
 mod common;
 
@@ -151,4 +151,25 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
         .filter(|c| !before.contains(c))
         .collect();
     assert!(left.is_empty(), "containers are left: {left:?}");
+    // No process of a lab (its supervisor, QEMU, a watchdog) is left:
+    // each names the lab's directory, under this server's, on its command
+    // line; the server itself is the only one.
+    let dir = s.dir.to_string_lossy().into_owned();
+    let server = s.child.id().to_string();
+    let procs: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| p.file_name().to_string_lossy() != server.as_str())
+        .filter_map(|p| {
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(&dir)
+                .then(|| format!("{:?}: {cmdline}", p.file_name()))
+        })
+        .collect();
+    assert!(
+        procs.is_empty(),
+        "processes of the labs are left: {procs:?}"
+    );
 }
