@@ -143,6 +143,11 @@ fn up_exec_capture_console_down() {
     let reg = Registry::new();
     let (code, out, err) = reg.run(&["up", "topologies/forward.toml"]);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("alpy up: Create 2 nodes... done")
+            && err.contains("alpy up: Wait for \"guest# \"... done"),
+        "the supervisor's steps are shown while the bed comes up:\n{err}"
+    );
     let id = out
         .lines()
         .find_map(|l| {

@@ -50,8 +50,11 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
         log_path.display()
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let mut progress = Progress::new(&log_path);
     loop {
+        progress.show();
         if let Ok(info) = alpy::bed::registry::find(&id) {
+            progress.show();
             if json {
                 println!(
                     "{}",
@@ -91,6 +94,37 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
             });
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The supervisor's steps (`Create 2 nodes... done (0.23 s)`), shown on
+/// stderr as they reach its log, so a slow boot is seen to progress.
+struct Progress {
+    log: Option<std::io::BufReader<std::fs::File>>,
+    partial: String,
+}
+
+impl Progress {
+    fn new(path: &std::path::Path) -> Progress {
+        Progress {
+            log: std::fs::File::open(path).ok().map(std::io::BufReader::new),
+            partial: String::new(),
+        }
+    }
+
+    /// Prints the step lines written since the last call.
+    fn show(&mut self) {
+        use std::io::BufRead;
+        let Some(log) = self.log.as_mut() else { return };
+        while let Ok(n) = log.read_line(&mut self.partial) {
+            if n == 0 || !self.partial.ends_with('\n') {
+                break; // the rest of a line comes later
+            }
+            if let Some((_, step)) = self.partial.split_once(" alpy::step] ") {
+                eprintln!("alpy up: {}", step.trim_end());
+            }
+            self.partial.clear();
+        }
     }
 }
 
