@@ -193,6 +193,33 @@ fn up_exec_capture_console_down() {
     assert!(code == 0 && n.trim() == "17", "{n}{err}");
     let (_, n, _) = reg.run_with_input(&["exec", &id, "client", "--", "wc", "-c"], Some(input));
     assert_eq!(n.trim(), "0", "without -i the command gets no input");
+    // Every exec runs in the node's one kept tools container: no container
+    // per call, and what one call leaves the next one sees.
+    let run = artifacts
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string();
+    let containers = || {
+        common::docker()
+            .list_by_label(alpy::run::LABEL_RUN, Some(&run))
+            .unwrap()
+    };
+    let before = containers().len();
+    let (code, _, err) = reg.run(&[
+        "exec",
+        &id,
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /tmp/mark",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, mark, err) = reg.run(&["exec", &id, "client", "--", "cat", "/tmp/mark"]);
+    assert!(code == 0 && mark.trim() == "kept", "{mark}{err}");
+    assert_eq!(containers().len(), before, "an exec started a container");
     let (code, _, err) = reg.run(&["exec", "-t", &id, "client", "--", "true"]);
     assert!(code == 1 && err.contains("--tty needs a terminal"), "{err}");
     let mut tty = Pty::spawn(reg.cmd(&[
@@ -302,15 +329,7 @@ fn up_exec_capture_console_down() {
     assert!(watcher.wait(Duration::from_secs(10)).success());
     let (_, listed, _) = reg.run(&["ls", "--json"]);
     assert_eq!(listed.trim(), "[]");
-    let run = artifacts
-        .to_string_lossy()
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .to_string();
-    let left = common::docker()
-        .list_by_label(alpy::run::LABEL_RUN, Some(&run))
-        .unwrap();
+    let left = containers();
     assert!(left.is_empty(), "containers of {run} left after alpy down");
     assert!(
         alpy::run::process_start_time(supervisor as u32).is_none(),

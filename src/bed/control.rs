@@ -7,6 +7,8 @@
 //!   completion; `{"exit_code":N,"stdout":..,"stderr":..}`.
 //! - `app-start NODE APP-JSON`: starts an app in the background; its id.
 //! - `app-stop ID`: stops it, saves its log; an error if it had failed.
+//! - `tools NODE`: the id of node `NODE`'s kept tools container (started on
+//!   first use), for `docker exec` (`alpy exec`).
 //!
 //! Apps started here belong to the bed: they run under its owner, log into
 //! its artifacts, and are stopped when the bed goes down.
@@ -38,6 +40,7 @@ impl Control {
         let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
         match verb {
             "qmp" => qmp(bed, rest),
+            "tools" => bed.node(rest.trim())?.tools_container_id(),
             "app-run" => {
                 let (node, rest) = split(rest, "app-run NODE TIMEOUT_S APP-JSON")?;
                 let (secs, app) = split(rest, "app-run NODE TIMEOUT_S APP-JSON")?;
@@ -76,7 +79,7 @@ impl Control {
                 c.close().map(|()| String::new())
             }
             _ => Err(Error::Config(format!(
-                "unknown command {line:?} (known: qmp, app-run, app-start, app-stop, down)"
+                "unknown command {line:?} (known: qmp, app-run, app-start, app-stop, tools, down)"
             ))),
         }
     }

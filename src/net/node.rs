@@ -265,6 +265,34 @@ impl Node {
             log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
             return Ok(out);
         }
+        let guard = self.shell()?;
+        let shell = guard
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the node's shell container is gone".into()))?;
+        log::debug!(target: "alpy::node", "[{}] $ {cmd}", self.name);
+        let out = shell.exec(&["sh", "-c", cmd], COMMAND_TIMEOUT)?;
+        log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
+        Ok(out)
+    }
+
+    /// The id of the tools container kept in the node's namespace (the
+    /// one [`Node::execute`] runs in), started on first use and removed
+    /// with the node: for `docker exec` from another process, as `alpy
+    /// exec` does through a bed's supervisor. Not for a node on a lab
+    /// server.
+    pub fn tools_container_id(&self) -> Result<String> {
+        if self.remote.is_some() {
+            return Err(local_only("its tools container", &self.name));
+        }
+        let guard = self.shell()?;
+        guard
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .ok_or_else(|| Error::Internal("the node's shell container is gone".into()))
+    }
+
+    /// The kept tools container, started if this is its first use.
+    fn shell(&self) -> Result<std::sync::MutexGuard<'_, Option<Container>>> {
         let mut guard = lock(&self.shell);
         if guard.is_none() {
             let mut app = App::new(TOOLS_IMAGE)
@@ -275,13 +303,7 @@ impl Node {
             app.startup_grace = Duration::ZERO;
             *guard = Some(self.spawn_app(&app)?);
         }
-        let shell = guard
-            .as_ref()
-            .ok_or_else(|| Error::Internal("the node's shell container is gone".into()))?;
-        log::debug!(target: "alpy::node", "[{}] $ {cmd}", self.name);
-        let out = shell.exec(&["sh", "-c", cmd], COMMAND_TIMEOUT)?;
-        log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
-        Ok(out)
+        Ok(guard)
     }
 
     /// Runs `cmd` like [`Node::execute`] and returns its standard output;

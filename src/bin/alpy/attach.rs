@@ -149,8 +149,9 @@ pub(crate) fn console(id: &str, read_only: bool, escape: &str) -> alpy::Result<(
     Ok(())
 }
 
-/// Runs a command in a node's namespace (in a fresh tools container) with
-/// our standard streams; returns its exit code.
+/// Runs a command in a node's namespace (in the node's kept tools
+/// container, asked of the bed's supervisor) with our standard streams;
+/// returns its exit code.
 pub(crate) fn exec(
     id: &str,
     node: &str,
@@ -159,7 +160,7 @@ pub(crate) fn exec(
     tty: bool,
 ) -> alpy::Result<i32> {
     let info = alpy::bed::registry::find(id)?;
-    let (_, container) = &info.nodes[info.index_of(node, "node", false)?];
+    let (name, _) = &info.nodes[info.index_of(node, "node", false)?];
     let size = if tty {
         if !std::io::stdin().is_terminal() {
             return Err(alpy::Error::Config(
@@ -171,17 +172,9 @@ pub(crate) fn exec(
         None
     };
     let docker = alpy::net::Docker::connect()?;
-    let run = alpy::run::RunId::new();
-    let spec = alpy::net::docker::ContainerSpec {
-        image: alpy::TOOLS_IMAGE.into(),
-        name: run.name("exec"),
-        cmd: vec!["sleep".into(), "infinity".into()],
-        network_mode: Some(format!("container:{container}")),
-        cap_add: vec!["NET_ADMIN".into(), "NET_RAW".into()],
-        labels: alpy::run::owner_labels(&run),
-        ..Default::default()
-    };
-    let c = alpy::net::Container::run(&docker, &spec, None)?;
+    // The node's kept tools container, owned by the bed (removed with it):
+    // no container start per call.
+    let tools = alpy::bed::registry::request(&info, &format!("tools {name}"))?;
     let raw = if tty {
         Some(RawTerminal::enter()?)
     } else {
@@ -192,7 +185,7 @@ pub(crate) fn exec(
         tty: size,
     };
     let code = docker.exec_attached(
-        c.id(),
+        &tools,
         cmd,
         attach,
         std::io::stdin(),
@@ -200,10 +193,7 @@ pub(crate) fn exec(
         &mut std::io::stderr(),
     );
     drop(raw);
-    let closed = c.close();
-    let code = code?;
-    closed?;
-    Ok(i32::try_from(code).unwrap_or(-1))
+    Ok(i32::try_from(code?).unwrap_or(-1))
 }
 
 /// The terminal's (rows, columns), or 24x80.
