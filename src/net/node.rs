@@ -265,12 +265,8 @@ impl Node {
             log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
             return Ok(out);
         }
-        let guard = self.shell()?;
-        let shell = guard
-            .as_ref()
-            .ok_or_else(|| Error::Internal("the node's shell container is gone".into()))?;
         log::debug!(target: "alpy::node", "[{}] $ {cmd}", self.name);
-        let out = shell.exec(&["sh", "-c", cmd], COMMAND_TIMEOUT)?;
+        let out = self.with_shell(|shell| shell.exec(&["sh", "-c", cmd], COMMAND_TIMEOUT))?;
         log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
         Ok(out)
     }
@@ -284,26 +280,26 @@ impl Node {
         if self.remote.is_some() {
             return Err(local_only("its tools container", &self.name));
         }
-        let guard = self.shell()?;
-        guard
-            .as_ref()
-            .map(|c| c.id().to_string())
-            .ok_or_else(|| Error::Internal("the node's shell container is gone".into()))
+        self.with_shell(|shell| Ok(shell.id().to_string()))
     }
 
-    /// The kept tools container, started if this is its first use.
-    fn shell(&self) -> Result<std::sync::MutexGuard<'_, Option<Container>>> {
+    /// Calls `f` with the kept tools container, started if this is its
+    /// first use (under the lock, so concurrent callers start one).
+    fn with_shell<T>(&self, f: impl FnOnce(&Container) -> Result<T>) -> Result<T> {
         let mut guard = lock(&self.shell);
-        if guard.is_none() {
-            let mut app = App::new(TOOLS_IMAGE)
-                .name("sh")
-                .cmd(["sleep", "infinity"])
-                .cap("NET_ADMIN")
-                .cap("NET_RAW");
-            app.startup_grace = Duration::ZERO;
-            *guard = Some(self.spawn_app(&app)?);
-        }
-        Ok(guard)
+        let shell = match &mut *guard {
+            Some(shell) => shell,
+            None => {
+                let mut app = App::new(TOOLS_IMAGE)
+                    .name("sh")
+                    .cmd(["sleep", "infinity"])
+                    .cap("NET_ADMIN")
+                    .cap("NET_RAW");
+                app.startup_grace = Duration::ZERO;
+                guard.insert(self.spawn_app(&app)?)
+            }
+        };
+        f(shell)
     }
 
     /// Runs `cmd` like [`Node::execute`] and returns its standard output;
