@@ -286,10 +286,33 @@ impl Dut {
         &self.firmware
     }
 
+    /// Every string that will reach QEMU's command line is of its kind
+    /// (no value can add an option; see [`crate::vm::argv_check`]).
+    fn check_strings(&self) -> Result<()> {
+        use crate::vm::argv_check as argv;
+        argv::check_machine(self.machine_name())?;
+        if let Some(c) = &self.config.cpu {
+            argv::check_cpu(c)?;
+        }
+        if let Some(u) = &self.config.uuid {
+            argv::check_uuid(u)?;
+        }
+        for s in &self.config.smbios {
+            s.parse::<argv::Smbios>()?;
+        }
+        for d in &self.disks {
+            if let Some(f) = &d.format {
+                argv::check_disk_format(f)?;
+            }
+        }
+        argv::check_device(self.nic_model.device())
+    }
+
     /// Whether QEMU can run it as described: firmware files exist, Secure
     /// Boot has q35, CD-ROMs have a bus that takes them.
     pub fn check(&self) -> Result<()> {
         self.firmware.check()?;
+        self.check_strings()?;
         if self.firmware.secure_boot_on() && !self.machine_name().contains("q35") {
             return Err(Error::Config(format!(
                 "Secure Boot needs the q35 machine (SMM), not {:?}: drop .machine() or use q35",

@@ -2,6 +2,7 @@
 //! client, the serial console's expect engine and a shell on it. Nothing
 //! here knows about Docker or test beds.
 
+pub mod argv_check;
 pub mod console;
 pub mod console_share;
 pub mod devices;

@@ -83,7 +83,10 @@ pub struct QemuConfig {
     pub cpus: u32,
     /// `-cpu` model; `None`: `host` under KVM, QEMU's default under TCG.
     pub cpu: Option<String>,
-    /// `-smbios` values, e.g. `type=1,manufacturer=Acme,serial=A1`.
+    /// `-smbios` tables in QEMU's syntax, e.g.
+    /// `type=1,manufacturer=Acme,serial=A1`; each is parsed into a typed
+    /// [`crate::vm::argv_check::Smbios`] (known keys only, no `file=`)
+    /// before it reaches the command line.
     pub smbios: Vec<String>,
     /// `-uuid`: the machine's fixed UUID.
     pub uuid: Option<String>,
@@ -153,8 +156,16 @@ pub struct ControlFds {
 
 impl QemuConfig {
     /// The argument list (without the binary), given the accelerator and the
-    /// control fds QEMU will inherit.
-    pub fn args(&self, accel: Accel, fds: ControlFds) -> Vec<String> {
+    /// control fds QEMU will inherit. Every string that reaches an option
+    /// list is checked first ([`crate::vm::argv_check`]): a value can never
+    /// add an option.
+    pub fn args(&self, accel: Accel, fds: ControlFds) -> Result<Vec<String>> {
+        crate::vm::argv_check::check(self)?;
+        let smbios = self
+            .smbios
+            .iter()
+            .map(|s| s.parse::<crate::vm::argv_check::Smbios>().map(|t| t.to_arg()))
+            .collect::<Result<Vec<_>>>()?;
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         push(&["-nodefaults", "-no-user-config", "-display", "none"]);
@@ -172,7 +183,7 @@ impl QemuConfig {
         if let Some(u) = &self.uuid {
             push(&["-uuid", u]);
         }
-        for s in &self.smbios {
+        for s in &smbios {
             push(&["-smbios", s]);
         }
         push(&[
@@ -236,7 +247,7 @@ impl QemuConfig {
         a.extend(crate::vm::devices::disk_args(&self.disks, &self.machine));
         a.extend(crate::vm::devices::nic_args(&self.nics));
         a.extend(self.extra_args.iter().cloned());
-        a
+        Ok(a)
     }
 }
 
@@ -278,7 +289,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            cfg.args(Accel::Tcg, FDS).join(" "),
+            cfg.args(Accel::Tcg, FDS).unwrap().join(" "),
             "-nodefaults -no-user-config -display none -machine pc,accel=tcg -m 256 -smp 1 -S \
              -chardev socket,id=qmp,fd=3,server=off -mon chardev=qmp,mode=control \
              -chardev socket,id=serial0,fd=4,server=off,logfile=/run/a/console-qemu.log,logappend=on \
@@ -325,7 +336,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            cfg.args(Accel::Kvm, FDS).join(" "),
+            cfg.args(Accel::Kvm, FDS).unwrap().join(" "),
             "-nodefaults -no-user-config -display none -machine q35,accel=kvm -cpu host -m 1024 -smp 2 \
              -no-shutdown \
              -chardev socket,id=qmp,fd=3,server=off -mon chardev=qmp,mode=control \
@@ -383,7 +394,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let args = cfg.args(Accel::Tcg, FDS).join(" ");
+        let args = cfg.args(Accel::Tcg, FDS).unwrap().join(" ");
         for want in [
             "-machine q35,accel=tcg,smm=on -cpu Skylake-Client",
             "-uuid 6a2b4c1e-0000-4000-8000-00000000a1a1 -smbios type=1,manufacturer=Acme,serial=A1",

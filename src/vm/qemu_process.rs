@@ -98,7 +98,7 @@ impl QemuProcess {
             qmp: qmp_theirs.as_raw_fd(),
             serial: serial_theirs.as_raw_fd(),
         };
-        let args = config.args(accel, fds);
+        let args = config.args(accel, fds)?;
         let command_line = std::iter::once(config.binary.to_string_lossy().into_owned())
             .chain(args.iter().cloned())
             .map(|a| shell_quote(&a))
