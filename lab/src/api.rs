@@ -1,26 +1,32 @@
-//! The HTTP API: the state every handler shares, errors as
-//! `{"detail": "..."}` with the reference's status codes, and the session
-//! and service endpoints. Lab endpoints are in [`crate::lab_api`], the
-//! remote bed's in [`crate::remote`].
+//! The HTTP API: the state every handler shares, the route table, and the
+//! session and service endpoints. Who may call what is in
+//! [`crate::auth`]; lab endpoints are in [`crate::lab_api`], the remote
+//! bed's in [`crate::remote`], the operator's in [`crate::operator`].
+//! Status codes follow the lab API alpy's remote client was written
+//! against: 201 for a new session, 423 for a call that needs the active
+//! session, 409 for a conflict, 413 for a body over the limit.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::Config;
-use crate::db::{Db, SessionView};
+use crate::auth::{own_session, Caller, OwnSession};
+use crate::config::{Config, Role};
+use crate::db::{handle, session_key, Db, DbError};
+pub use crate::error::{ApiError, ApiResult};
+use crate::wire::{LabOut, SessionOut};
 
 /// What every handler shares.
 pub struct App {
     /// The configuration.
     pub cfg: Config,
-    /// The state.
-    pub db: Db,
+    /// The state (call it through [`App::db`]).
+    pub db: Arc<Db>,
     /// Wakes housekeeping (a session was created or ended).
     pub wake: tokio::sync::Notify,
     /// The store's files with their SHA-256 (computed at start).
@@ -57,93 +63,36 @@ pub fn hash_store(cfg: &Config) -> Vec<serde_json::Value> {
 /// Shared app state.
 pub type Shared = Arc<App>;
 
-/// An error answer: a status and a reason.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
-
-impl ApiError {
-    /// 400 with a reason.
-    pub fn bad(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, msg.into())
+impl App {
+    /// `msg` without host paths: store files by their store name, the
+    /// state directory as `<state>` (for answers to clients).
+    pub fn redact(&self, msg: &str) -> String {
+        let mut m = msg.to_string();
+        for (name, path) in &self.cfg.store {
+            m = m.replace(&*path.to_string_lossy(), &format!("store:{name}"));
+        }
+        m.replace(&*self.cfg.state_dir.to_string_lossy(), "<state>")
     }
-    /// 404 with a reason.
-    pub fn not_found(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::NOT_FOUND, msg.into())
-    }
-    /// 409 with a reason.
-    pub fn conflict(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::CONFLICT, msg.into())
-    }
-    /// 500 with a reason.
-    pub fn internal(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.into())
-    }
-}
 
-impl From<String> for ApiError {
-    fn from(s: String) -> Self {
-        ApiError::internal(s)
+    /// Runs `f` on the database off the async workers (a lock held by
+    /// another process must not stall the server): a lock held past the
+    /// busy timeout is 503 with Retry-After.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<T, DbError> + Send + 'static,
+    ) -> ApiResult<T> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| ApiError::internal(format!("a database call failed: {e}")))?
+            .map_err(ApiError::from)
     }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "detail": self.1 }))).into_response()
-    }
-}
-
-/// A handler's result.
-pub type ApiResult<T> = Result<T, ApiError>;
-
-/// The token's name, or 401.
-pub fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                "send Authorization: Bearer <token> (alpy-lab token create NAME makes one)".into(),
-            )
-        })?;
-    app.cfg
-        .token_name(token.trim())
-        .map(str::to_string)
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown API token".into()))
-}
-
-/// The `X-Session-ID` header, or 400.
-pub fn session_header(headers: &HeaderMap) -> ApiResult<String> {
-    headers
-        .get("x-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::bad("send the session's id in X-Session-ID"))
-}
-
-/// The session in `X-Session-ID`, which must exist (404) and be active (423).
-pub fn active_session(app: &App, headers: &HeaderMap) -> ApiResult<SessionView> {
-    let id = session_header(headers)?;
-    let s = app
-        .db
-        .session(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
-    if s.status != "active" {
-        return Err(ApiError(
-            StatusCode::LOCKED,
-            format!(
-                "session {id} is {} (position {}): /lab calls need the active session",
-                s.status, s.position
-            ),
-        ));
-    }
-    Ok(s)
 }
 
 /// All routes.
 pub fn router(app: Shared) -> Router {
     let limit = app.cfg.limits.max_body_bytes;
+    let body_timeout = std::time::Duration::from_secs_f64(app.cfg.timeouts.body_s);
     Router::new()
         .route("/session", post(create_session))
         .route("/session/heartbeat", post(heartbeat))
@@ -155,16 +104,20 @@ pub fn router(app: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
-            get(|| async { Json(crate::openapi::document()) }),
+            get(|_: Caller| async { Json(crate::openapi::document()) }),
         )
         .merge(crate::lab_api::routes())
         .merge(crate::remote::routes())
-        .route("/labs/{id}", delete(crate::lab_api::destroy_any))
+        .merge(crate::operator::routes())
         // The extractors' own limit covers bodies of unknown length; the
         // layer refuses a declared Content-Length over the limit before
         // reading any of it, so the client gets its 413 instead of a reset.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
+        .layer(axum::middleware::map_response(crate::error::json_errors))
         .with_state(app)
 }
 
@@ -175,92 +128,105 @@ pub fn new_id() -> ApiResult<String> {
     Ok(hex::encode(b))
 }
 
-async fn create_session(State(app): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
-    let owner = bearer(&app, &headers)?;
+async fn create_session(State(app): State<Shared>, caller: Caller) -> ApiResult<Response> {
+    caller.at_least(Role::User)?;
     let id = new_id()?;
+    let key = session_key(&id);
+    let (owner, capacity, per_token) = (
+        caller.name.clone(),
+        app.cfg.limits.max_labs,
+        app.cfg.limits.max_sessions_per_token,
+    );
     let s = app
-        .db
-        .create_session(&id, &owner, app.cfg.limits.max_labs)?;
-    tracing::info!(session = %id, owner = %owner, status = %s.status, position = s.position, "session created");
+        .db(move |db| db.create_session(&key, &owner, capacity, per_token))
+        .await?;
+    tracing::info!(session = %handle(&s.key), owner = %caller.name, status = %s.status, position = s.position, "session created");
     app.wake.notify_one();
-    Ok((StatusCode::CREATED, Json(s)).into_response())
+    Ok((StatusCode::CREATED, Json(SessionOut::of(&s, Some(&id)))).into_response())
 }
 
 async fn get_session(
     State(app): State<Shared>,
+    caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<SessionView>> {
-    app.db
-        .session(&id)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))
+) -> ApiResult<Json<SessionOut>> {
+    let s = own_session(&app, &caller, &id).await?;
+    Ok(Json(SessionOut::of(&s, Some(&id))))
 }
 
-async fn get_active_session(State(app): State<Shared>) -> ApiResult<Json<SessionView>> {
-    app.db
-        .queue()?
+/// The active session, by its handle (an id is a credential: its owner
+/// has it already).
+async fn get_active_session(State(app): State<Shared>, _: Caller) -> ApiResult<Json<SessionOut>> {
+    let q = app.db(|db| db.queue()).await?;
+    let s = q
         .into_iter()
         .find(|s| s.status == "active")
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("no session is active"))
+        .ok_or_else(|| ApiError::not_found("no session is active"))?;
+    Ok(Json(SessionOut::of(&s, None)))
 }
 
 async fn delete_session(
     State(app): State<Shared>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let s = own_session(&app, &caller, &id).await?;
+    end_session(&app, &s.key, &format!("its client ({})", caller.name)).await
+}
+
+/// Ends live session `key` (409 if it has ended already); `by` says who.
+pub async fn end_session(app: &Shared, key: &str, by: &str) -> ApiResult<StatusCode> {
+    let k = key.to_string();
     let s = app
-        .db
-        .session(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+        .db(move |db| db.session(&k))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such session"))?;
     if s.status != "active" && s.status != "waiting" {
         return Err(ApiError::conflict(format!(
-            "session {id} is {} already",
+            "session {} is {} already",
+            handle(key),
             s.status
         )));
     }
+    let capacity = app.cfg.limits.max_labs;
+    let (k, note) = (key.to_string(), format!("ended by {by}"));
     let released = app
-        .db
-        .end_session(&id, "ended", None, app.cfg.limits.max_labs)?;
-    tracing::info!(session = %id, lab = ?released, "session ended by its client");
+        .db(move |db| db.end_session(&k, "ended", Some(&note), capacity))
+        .await?;
+    tracing::info!(session = %handle(key), lab = ?released, by = %by, "session ended");
     app.wake.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn heartbeat(State(app): State<Shared>, headers: HeaderMap) -> ApiResult<StatusCode> {
-    let id = session_header(&headers)?;
-    if app.db.heartbeat(&id)? {
+async fn heartbeat(State(app): State<Shared>, own: OwnSession) -> ApiResult<StatusCode> {
+    let key = own.session.key.clone();
+    if app.db(move |db| db.heartbeat(&key)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        let why = match app.db.session(&id)? {
-            Some(s) => format!("session {id} is {}", s.status),
-            None => format!("no session {id}"),
-        };
-        Err(ApiError::not_found(why))
+        Err(ApiError::not_found(format!(
+            "session {} is {}",
+            own.handle(),
+            own.session.status
+        )))
     }
 }
 
-async fn queue(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
-    bearer(&app, &headers)?;
-    let sessions = app.db.queue()?;
-    let labs = app.db.labs()?;
+/// Sessions (handles, no ids) and labs, as the caller may see them.
+async fn queue(State(app): State<Shared>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+    let (sessions, labs) = app.db(|db| Ok((db.queue()?, db.labs()?))).await?;
+    let sessions: Vec<SessionOut> = sessions.iter().map(|s| SessionOut::of(s, None)).collect();
+    let labs: Vec<LabOut> = labs.iter().map(|l| LabOut::of(l, &caller)).collect();
     Ok(Json(json!({ "sessions": sessions, "labs": labs })))
 }
 
-async fn store(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
-    bearer(&app, &headers)?;
+async fn store(State(app): State<Shared>, _: Caller) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(json!({ "files": app.store_hashes })))
 }
 
-async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
-    let sessions = app.db.queue()?;
-    let labs = app.db.labs()?;
+async fn metrics(State(app): State<Shared>, _: Caller) -> ApiResult<Response> {
+    let (sessions, labs, expiries) = app
+        .db(|db| Ok((db.queue()?, db.labs()?, db.counter("heartbeat_expiries")?)))
+        .await?;
     let now = crate::db::now();
     let waiting = sessions.iter().filter(|s| s.status == "waiting").count();
     let active = sessions.iter().filter(|s| s.status == "active").count();
@@ -313,7 +279,7 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
         "alpy_lab_heartbeat_expiries_total",
         "Sessions ended because their heartbeats stopped.",
         "counter",
-        vec![format!(" {}", app.db.counter("heartbeat_expiries")?)],
+        vec![format!(" {expiries}")],
     );
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
 }

@@ -36,6 +36,72 @@ pub struct Config {
     /// Docker images topologies' apps may use.
     #[serde(default)]
     pub docker_images: Vec<String>,
+    /// Capabilities an app may be given (default `NET_ADMIN`, `NET_RAW`).
+    #[serde(default = "default_app_caps")]
+    pub app_caps: Vec<String>,
+    /// Which sessions may share a running lab with the same topology:
+    /// `owner` (default: sessions of the token that stood it up) or `any`
+    /// (every session: a second user sees what the first left in the
+    /// lab's nodes and guest).
+    #[serde(default)]
+    pub lab_reuse: Reuse,
+    /// TLS: certificate chain and key (PEM). Without it the server speaks
+    /// plain HTTP, which it does only on a loopback address unless
+    /// `insecure_plain_http` says otherwise.
+    pub tls: Option<Tls>,
+    /// Serve plain HTTP on a non-loopback address (behind a reverse proxy
+    /// that terminates TLS, say).
+    #[serde(default)]
+    pub insecure_plain_http: bool,
+    /// How long a client may take.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// Which sessions share a lab.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Reuse {
+    /// Only sessions of the token that stood the lab up.
+    #[default]
+    Owner,
+    /// Any session.
+    Any,
+}
+
+/// The server's certificate and key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain, PEM (relative to the configuration file).
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// Client timeouts, in seconds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// From a connection's start (or its previous answer) to the end of a
+    /// request's headers; also the TLS handshake's limit. An idle
+    /// keep-alive connection is closed after it.
+    pub header_s: f64,
+    /// For a whole request body.
+    pub body_s: f64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_s: 10.0,
+            body_s: 120.0,
+        }
+    }
+}
+
+fn default_app_caps() -> Vec<String> {
+    vec!["NET_ADMIN".into(), "NET_RAW".into()]
 }
 
 /// Capacity, heartbeats and sizes.
@@ -53,6 +119,29 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long a lab may take to come up, in seconds.
     pub lab_up_timeout_s: u64,
+    /// Live (waiting or active) sessions one token may have.
+    pub max_sessions_per_token: usize,
+    /// Guest memory a lab's machine may ask for (default: the host's).
+    pub max_memory_mib: u64,
+    /// vCPUs a lab's machine may ask for (default: the host's cores).
+    pub max_cpus: u64,
+    /// Serial ports beyond the console.
+    pub max_serials: u64,
+    /// How long a database call waits for a lock held by another process
+    /// before the request gets 503 with Retry-After, in milliseconds.
+    pub db_busy_ms: u64,
+}
+
+/// The host's memory in MiB (1 GiB if /proc/meminfo says nothing).
+fn host_memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(1024, |kib| kib / 1024)
 }
 
 impl Default for Limits {
@@ -63,6 +152,11 @@ impl Default for Limits {
             active_heartbeat_s: 300.0,
             max_body_bytes: 16 << 20,
             lab_up_timeout_s: 600,
+            max_sessions_per_token: 16,
+            max_memory_mib: host_memory_mib(),
+            max_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            max_serials: 4,
+            db_busy_ms: 1000,
         }
     }
 }
@@ -86,6 +180,46 @@ pub struct Token {
     pub name: String,
     /// Hex SHA-256 of the token.
     pub sha256: String,
+    /// What it may do (default `user`).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What a token may do; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read the queue, labs, store and metrics; no session ids, no host
+    /// paths, no changes.
+    Viewer,
+    /// Create sessions, hold labs, use its own sessions' labs.
+    #[default]
+    User,
+    /// Destroy any lab, end any session, reorder the queue; sees host
+    /// paths.
+    Operator,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::User => "user",
+            Role::Operator => "operator",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "user" => Ok(Role::User),
+            "operator" => Ok(Role::Operator),
+            _ => Err(format!("role {s:?}: expected viewer, user or operator")),
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -141,6 +275,13 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        if let Some(tls) = &mut c.tls {
+            for p in [&mut tls.cert, &mut tls.key] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         if c.limits.max_labs == 0 {
             return Err(format!(
                 "{}: limits.max_labs must be at least 1",
@@ -150,15 +291,15 @@ impl Config {
         Ok(c)
     }
 
-    /// The name of the token `presented` (a bearer token), if it is one.
-    pub fn token_name(&self, presented: &str) -> Option<&str> {
+    /// The token `presented` (a bearer token), if it is one.
+    pub fn token(&self, presented: &str) -> Option<&Token> {
         let h = hash_token(presented);
         // Every hash is compared, so the time taken says nothing of which
         // one matched.
         let mut found = None;
         for t in &self.tokens {
             if constant_eq(t.sha256.as_bytes(), h.as_bytes()) {
-                found = Some(t.name.as_str());
+                found = Some(t);
             }
         }
         found
@@ -184,7 +325,7 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 /// Adds a token named `name` to the configuration file at `path`
 /// (appending a `[[token]]` table) and returns the token, which is shown
 /// once and never stored.
-pub fn create_token(path: &Path, name: &str) -> Result<String, String> {
+pub fn create_token(path: &Path, name: &str, role: Role) -> Result<String, String> {
     let c = Config::load(path)?;
     if c.tokens.iter().any(|t| t.name == name) {
         return Err(format!("{}: a token named {name:?} exists", path.display()));
@@ -205,7 +346,7 @@ pub fn create_token(path: &Path, name: &str) -> Result<String, String> {
         text.push('\n');
     }
     text.push_str(&format!(
-        "\n[[token]]\nname = \"{name}\"\nsha256 = \"{}\"\n",
+        "\n[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
         hash_token(&token)
     ));
     let tmp = path.with_extension("toml.tmp");
@@ -234,12 +375,13 @@ mod tests {
             c.state_dir
         );
         assert!(c.store["k"].is_absolute());
-        let token = create_token(&dir.join("lab.toml"), "ci").unwrap();
+        let token = create_token(&dir.join("lab.toml"), "ci", Role::Operator).unwrap();
         let text = std::fs::read_to_string(dir.join("lab.toml")).unwrap();
         assert!(!text.contains(&token) && text.contains(&hash_token(&token)));
         let c = Config::load(&dir.join("lab.toml")).unwrap();
-        assert_eq!(c.token_name(&token), Some("ci"));
-        assert_eq!(c.token_name("alpylab_guess"), None);
+        assert_eq!(c.token(&token).map(|t| t.name.as_str()), Some("ci"));
+        assert_eq!(c.token(&token).map(|t| t.role), Some(Role::Operator));
+        assert!(c.token("alpylab_guess").is_none());
         let e = Config::load(Path::new("/nonexistent/lab.toml")).unwrap_err();
         assert!(e.contains("/nonexistent"), "{e}");
         std::fs::write(dir.join("bad.toml"), "listen = \"x\"\nlsten = 1\n").unwrap();

@@ -1,13 +1,19 @@
 //! The server's state in SQLite (WAL): sessions in FIFO order, labs with
-//! their reference counts, which session holds which lab, and counters.
-//! Every change is one transaction, so a server killed at any moment
-//! restarts with its queue, sessions and labs as they were.
+//! their reference counts and owners, which session holds which lab, and
+//! counters. Every change is one transaction, so a server killed at any
+//! moment restarts with its queue, sessions and labs as they were.
+//!
+//! Session ids are bearer credentials: the database keeps only their
+//! SHA-256 (the session's *key*); the first 12 hex digits of the key are
+//! its *handle*, safe to show and log. The calls here block: the API runs
+//! them off the async workers ([`crate::api::App::db`]).
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// Seconds since the epoch.
 pub fn now() -> f64 {
@@ -16,11 +22,54 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A session as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SessionView {
-    /// The session's id (256 random bits, hex).
-    pub session_id: String,
+/// A session id's key: its hex SHA-256, what the database stores.
+pub fn session_key(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// A key's handle: its first 12 hex digits, shown in logs and queues.
+pub fn handle(key: &str) -> &str {
+    &key[..key.len().min(12)]
+}
+
+/// What went wrong with the database.
+#[derive(Debug)]
+pub enum DbError {
+    /// Another process holds a lock past the busy timeout: try again.
+    Busy,
+    /// A limit refuses the change (the message says which).
+    Limit(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Busy => write!(f, "the database is locked by another process"),
+            DbError::Limit(m) | DbError::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(x: rusqlite::Error) -> Self {
+        match x.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                DbError::Busy
+            }
+            _ => DbError::Other(format!("database: {x}")),
+        }
+    }
+}
+
+type R<T> = Result<T, DbError>;
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// SHA-256 of its id.
+    pub key: String,
     /// `waiting`, `active`, `ended` or `expired`.
     pub status: String,
     /// 0 when active, else the place in the queue (1 = next).
@@ -33,20 +82,21 @@ pub struct SessionView {
     pub last_heartbeat: f64,
     /// The lab it holds, if any.
     pub lab_id: Option<String>,
-    /// What happened to it, for a client that asks later (expired,
-    /// its lab was lost at a restart, ...).
+    /// What happened to it (expired, its lab was lost at a restart, ...).
     pub note: Option<String>,
 }
 
-/// A lab as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LabView {
+/// A lab as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabRow {
     /// The lab's id.
     pub lab_id: String,
     /// SHA-256 of its (checked) topology and extra files.
     pub topology_hash: String,
     /// The topology's name.
     pub name: String,
+    /// The token name whose session stood it up.
+    pub owner: String,
     /// `starting`, `up`, `idle` (nobody holds it) or `destroying`.
     pub status: String,
     /// Sessions holding it.
@@ -98,23 +148,55 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 ";
 
+/// Version 2: session ids hashed, a queue order an operator can change,
+/// labs with their owner.
+fn migrate(c: &mut Connection) -> R<()> {
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= 2 {
+        return Ok(());
+    }
+    let t = c.transaction()?;
+    t.execute_batch(
+        "ALTER TABLE sessions ADD COLUMN ord INTEGER;
+         UPDATE sessions SET ord = seq;
+         ALTER TABLE labs ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
+    )?;
+    let ids = {
+        let mut st = t.prepare("SELECT id FROM sessions")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    for id in ids {
+        let key = session_key(&id);
+        t.execute(
+            "UPDATE sessions SET id = ?2 WHERE id = ?1",
+            params![id, key],
+        )?;
+        t.execute(
+            "UPDATE holdings SET session_id = ?2 WHERE session_id = ?1",
+            params![id, key],
+        )?;
+    }
+    t.execute_batch("PRAGMA user_version = 2;")?;
+    t.commit()?;
+    Ok(())
+}
+
 fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type R<T> = Result<T, String>;
-
-fn e(x: rusqlite::Error) -> String {
-    format!("database: {x}")
-}
-
 impl Db {
-    /// Opens (creating) the database at `path`.
-    pub fn open(path: &Path) -> R<Db> {
-        let conn = Connection::open(path).map_err(e)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(e)?;
-        conn.execute_batch(SCHEMA).map_err(e)?;
+    /// Opens (creating) the database at `path`, readable by its owner
+    /// only; a lock held longer than `busy` is [`DbError::Busy`].
+    pub fn open(path: &Path, busy: Duration) -> R<Db> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(busy)?;
+        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| DbError::Other(format!("chmod {}: {e}", path.display())))?;
         Ok(Db {
             conn: Mutex::new(conn),
         })
@@ -122,316 +204,363 @@ impl Db {
 
     /// The journal mode (`wal`).
     pub fn journal_mode(&self) -> R<String> {
-        lock(&self.conn)
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(e)
+        Ok(lock(&self.conn).query_row("PRAGMA journal_mode", [], |r| r.get(0))?)
     }
 
-    /// Queues a new session for `owner` and promotes as capacity allows.
-    pub fn create_session(&self, id: &str, owner: &str, capacity: usize) -> R<SessionView> {
+    /// Queues a new session (key `key`) for `owner` and promotes as
+    /// capacity allows; [`DbError::Limit`] if `owner` has `max_per_owner`
+    /// live sessions already.
+    pub fn create_session(
+        &self,
+        key: &str,
+        owner: &str,
+        capacity: usize,
+        max_per_owner: usize,
+    ) -> R<SessionRow> {
         let mut c = lock(&self.conn);
-        let t = c.transaction().map_err(e)?;
+        let t = c.transaction()?;
+        let live: i64 = t.query_row(
+            "SELECT COUNT(*) FROM sessions WHERE owner = ?1 AND status IN ('active','waiting')",
+            [owner],
+            |r| r.get(0),
+        )?;
+        if live as usize >= max_per_owner {
+            return Err(DbError::Limit(format!(
+                "token {owner:?} has {live} live sessions, the most limits.max_sessions_per_token allows: end one first"
+            )));
+        }
         let now = now();
         t.execute(
             "INSERT INTO sessions (id, owner, status, created, last_heartbeat) VALUES (?1, ?2, 'waiting', ?3, ?3)",
-            params![id, owner, now],
-        )
-        .map_err(e)?;
+            params![key, owner, now],
+        )?;
+        t.execute("UPDATE sessions SET ord = seq WHERE id = ?1", params![key])?;
         promote(&t, capacity)?;
-        t.commit().map_err(e)?;
-        view(&c, id)?.ok_or_else(|| "the new session vanished".to_string())
+        t.commit()?;
+        view(&c, key)?.ok_or_else(|| DbError::Other("the new session vanished".into()))
     }
 
-    /// A session.
-    pub fn session(&self, id: &str) -> R<Option<SessionView>> {
-        view(&lock(&self.conn), id)
+    /// A session, by key.
+    pub fn session(&self, key: &str) -> R<Option<SessionRow>> {
+        view(&lock(&self.conn), key)
+    }
+
+    /// A live session by its handle (an operator's reference).
+    pub fn session_by_handle(&self, handle: &str) -> R<Option<SessionRow>> {
+        let c = lock(&self.conn);
+        let pattern = format!("{}%", handle.replace(['%', '_'], ""));
+        let keys = all_ids(
+            &c,
+            "SELECT id FROM sessions WHERE id LIKE ?1 AND status IN ('active','waiting')",
+            &pattern,
+        )?;
+        match keys.as_slice() {
+            [k] if handle.len() >= 8 => view(&c, k),
+            _ => Ok(None),
+        }
     }
 
     /// Sessions waiting or active, in queue order.
-    pub fn queue(&self) -> R<Vec<SessionView>> {
+    pub fn queue(&self) -> R<Vec<SessionRow>> {
         let c = lock(&self.conn);
-        let ids = all_ids(
+        let keys = all_ids(
             &c,
-            "SELECT id FROM sessions WHERE status IN ('active','waiting') ORDER BY status = 'waiting', seq",
+            "SELECT id FROM sessions WHERE status IN ('active','waiting') AND ?1 = ?1 ORDER BY status = 'waiting', ord",
+            "",
         )?;
-        ids.iter()
-            .filter_map(|id| view(&c, id).transpose())
+        keys.iter()
+            .filter_map(|k| view(&c, k).transpose())
             .collect()
     }
 
     /// Records a heartbeat; false if the session is not waiting or active.
-    pub fn heartbeat(&self, id: &str) -> R<bool> {
-        let n = lock(&self.conn)
-            .execute(
-                "UPDATE sessions SET last_heartbeat = ?2 WHERE id = ?1 AND status IN ('active','waiting')",
-                params![id, now()],
-            )
-            .map_err(e)?;
+    pub fn heartbeat(&self, key: &str) -> R<bool> {
+        let n = lock(&self.conn).execute(
+            "UPDATE sessions SET last_heartbeat = ?2 WHERE id = ?1 AND status IN ('active','waiting')",
+            params![key, now()],
+        )?;
         Ok(n == 1)
+    }
+
+    /// At start: every live session's heartbeat clock starts again, so a
+    /// server that was down longer than the limit ends none of them.
+    pub fn grace_at_start(&self) -> R<usize> {
+        Ok(lock(&self.conn).execute(
+            "UPDATE sessions SET last_heartbeat = MAX(last_heartbeat, ?1) WHERE status IN ('active','waiting')",
+            params![now()],
+        )?)
     }
 
     /// Ends a session (`status` = `ended` or `expired`, with a note),
     /// releases its lab (returned, with its refcount after) and promotes.
     pub fn end_session(
         &self,
-        id: &str,
+        key: &str,
         status: &str,
         note: Option<&str>,
         capacity: usize,
     ) -> R<Option<(String, i64)>> {
         let mut c = lock(&self.conn);
-        let t = c.transaction().map_err(e)?;
+        let t = c.transaction()?;
         t.execute(
             "UPDATE sessions SET status = ?2, note = COALESCE(?3, note) WHERE id = ?1 AND status IN ('active','waiting')",
-            params![id, status, note],
-        )
-        .map_err(e)?;
-        let released = release_in(&t, id)?;
+            params![key, status, note],
+        )?;
+        let released = release_in(&t, key)?;
         promote(&t, capacity)?;
-        t.commit().map_err(e)?;
+        t.commit()?;
         Ok(released)
     }
 
-    /// Sessions whose heartbeat is older than their limit: (id, was active).
+    /// Moves waiting session `key` to queue position `position` (1 =
+    /// next); false if it is not waiting.
+    pub fn move_waiting(&self, key: &str, position: usize) -> R<bool> {
+        let mut c = lock(&self.conn);
+        let t = c.transaction()?;
+        let mut keys = all_ids(
+            &t,
+            "SELECT id FROM sessions WHERE status = 'waiting' AND ?1 = ?1 ORDER BY ord",
+            "",
+        )?;
+        let Some(at) = keys.iter().position(|k| k == key) else {
+            return Ok(false);
+        };
+        let k = keys.remove(at);
+        keys.insert(position.clamp(1, keys.len() + 1) - 1, k);
+        let base: i64 = t.query_row(
+            "SELECT COALESCE(MIN(ord), 0) FROM sessions WHERE status = 'waiting'",
+            [],
+            |r| r.get(0),
+        )?;
+        for (i, k) in keys.iter().enumerate() {
+            t.execute(
+                "UPDATE sessions SET ord = ?2 WHERE id = ?1",
+                params![k, base + i as i64],
+            )?;
+        }
+        t.commit()?;
+        Ok(true)
+    }
+
+    /// Sessions whose heartbeat is older than their limit: (key, was active).
     pub fn overdue(&self, waiting_s: f64, active_s: f64) -> R<Vec<(String, bool)>> {
         let c = lock(&self.conn);
         let now = now();
-        let mut st = c
-            .prepare(
-                "SELECT id, status = 'active' FROM sessions WHERE
-                 (status = 'waiting' AND last_heartbeat < ?1) OR (status = 'active' AND last_heartbeat < ?2)
-                 ORDER BY seq",
-            )
-            .map_err(e)?;
-        let rows = st
-            .query_map(params![now - waiting_s, now - active_s], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+        let mut st = c.prepare(
+            "SELECT id, status = 'active' FROM sessions WHERE
+             (status = 'waiting' AND last_heartbeat < ?1) OR (status = 'active' AND last_heartbeat < ?2)
+             ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![now - waiting_s, now - active_s], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Adds `n` to counter `name`.
     pub fn count(&self, name: &str, n: i64) -> R<()> {
-        lock(&self.conn)
-            .execute(
-                "INSERT INTO counters (name, value) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET value = value + ?2",
-                params![name, n],
-            )
-            .map(drop)
-            .map_err(e)
+        lock(&self.conn).execute(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+            params![name, n],
+        )?;
+        Ok(())
     }
 
     /// Counter `name`.
     pub fn counter(&self, name: &str) -> R<i64> {
-        lock(&self.conn)
+        Ok(lock(&self.conn)
             .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
-            .optional()
-            .map(|v| v.unwrap_or(0))
-            .map_err(e)
+            .optional()?
+            .unwrap_or(0))
     }
 
-    /// The lab session `id` holds.
-    pub fn held_lab(&self, session: &str) -> R<Option<LabView>> {
+    /// The lab session `key` holds.
+    pub fn held_lab(&self, key: &str) -> R<Option<LabRow>> {
         let c = lock(&self.conn);
-        match held_lab_id(&c, session)? {
+        match held_lab_id(&c, key)? {
             Some(l) => lab_view(&c, &l),
             None => Ok(None),
         }
     }
 
-    /// A lab with this topology hash that is starting, up or idle.
-    pub fn lab_by_hash(&self, hash: &str) -> R<Option<LabView>> {
+    /// A lab with this topology hash that is starting, up or idle; of
+    /// `owner`'s labs only, unless `owner` is `None`.
+    pub fn lab_by_hash(&self, hash: &str, owner: Option<&str>) -> R<Option<LabRow>> {
         let c = lock(&self.conn);
-        let sql =
-            "SELECT id FROM labs WHERE topology_hash = ?1 AND status IN ('starting','up','idle')";
-        match one_id(&c, sql, hash)? {
+        let id: Option<String> = c
+            .query_row(
+                "SELECT id FROM labs WHERE topology_hash = ?1 AND status IN ('starting','up','idle')
+                 AND (?2 IS NULL OR owner = ?2)",
+                params![hash, owner],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match id {
             Some(id) => lab_view(&c, &id),
             None => Ok(None),
         }
     }
 
     /// Every lab.
-    pub fn labs(&self) -> R<Vec<LabView>> {
+    pub fn labs(&self) -> R<Vec<LabRow>> {
         let c = lock(&self.conn);
-        let ids = all_ids(&c, "SELECT id FROM labs ORDER BY created")?;
+        let ids = all_ids(&c, "SELECT id FROM labs WHERE ?1 = ?1 ORDER BY created", "")?;
         ids.iter()
             .filter_map(|id| lab_view(&c, id).transpose())
             .collect()
     }
 
     /// A lab.
-    pub fn lab(&self, id: &str) -> R<Option<LabView>> {
+    pub fn lab(&self, id: &str) -> R<Option<LabRow>> {
         lab_view(&lock(&self.conn), id)
     }
 
-    /// Session `session` takes a hold on lab `lab` (refcount + 1).
-    pub fn hold(&self, session: &str, lab: &str) -> R<()> {
+    /// Session `key` takes a hold on lab `lab` (refcount + 1).
+    pub fn hold(&self, key: &str, lab: &str) -> R<()> {
         let mut c = lock(&self.conn);
-        let t = c.transaction().map_err(e)?;
+        let t = c.transaction()?;
         t.execute(
             "INSERT INTO holdings (session_id, lab_id) VALUES (?1, ?2)",
-            params![session, lab],
-        )
-        .map_err(e)?;
+            params![key, lab],
+        )?;
         t.execute(
             "UPDATE labs SET refcount = refcount + 1, status = CASE status WHEN 'idle' THEN 'up' ELSE status END WHERE id = ?1",
             [lab],
-        )
-        .map_err(e)?;
-        t.commit().map_err(e)
+        )?;
+        t.commit()?;
+        Ok(())
     }
 
-    /// Records a new lab, starting, held by `session`.
-    pub fn new_lab(&self, id: &str, hash: &str, name: &str, dir: &str, session: &str) -> R<()> {
+    /// Records a new lab of `owner`, starting, held by session `key`.
+    pub fn new_lab(&self, lab: &LabRow, key: &str) -> R<()> {
         let mut c = lock(&self.conn);
-        let t = c.transaction().map_err(e)?;
+        let t = c.transaction()?;
         t.execute(
-            "INSERT INTO labs (id, topology_hash, name, dir, status, refcount, created) VALUES (?1, ?2, ?3, ?4, 'starting', 1, ?5)",
-            params![id, hash, name, dir, now()],
-        )
-        .map_err(e)?;
+            "INSERT INTO labs (id, topology_hash, name, dir, owner, status, refcount, created) VALUES (?1, ?2, ?3, ?4, ?5, 'starting', 1, ?6)",
+            params![lab.lab_id, lab.topology_hash, lab.name, lab.dir, lab.owner, now()],
+        )?;
         t.execute(
             "INSERT INTO holdings (session_id, lab_id) VALUES (?1, ?2)",
-            params![session, id],
-        )
-        .map_err(e)?;
-        t.commit().map_err(e)
+            params![key, lab.lab_id],
+        )?;
+        t.commit()?;
+        Ok(())
     }
 
     /// A lab is up: its bed's id and description.
     pub fn lab_up(&self, id: &str, bed_id: &str, bed: &serde_json::Value) -> R<()> {
-        lock(&self.conn)
-            .execute(
-                "UPDATE labs SET status = CASE WHEN refcount > 0 THEN 'up' ELSE 'idle' END, bed_id = ?2, bed = ?3 WHERE id = ?1",
-                params![id, bed_id, bed.to_string()],
-            )
-            .map(drop)
-            .map_err(e)
+        lock(&self.conn).execute(
+            "UPDATE labs SET status = CASE WHEN refcount > 0 THEN 'up' ELSE 'idle' END, bed_id = ?2, bed = ?3 WHERE id = ?1",
+            params![id, bed_id, bed.to_string()],
+        )?;
+        Ok(())
     }
 
     /// Sets a lab's status.
     pub fn lab_status(&self, id: &str, status: &str) -> R<()> {
-        lock(&self.conn)
-            .execute(
-                "UPDATE labs SET status = ?2 WHERE id = ?1",
-                params![id, status],
-            )
-            .map(drop)
-            .map_err(e)
+        lock(&self.conn).execute(
+            "UPDATE labs SET status = ?2 WHERE id = ?1",
+            params![id, status],
+        )?;
+        Ok(())
     }
 
-    /// Releases session `session`'s hold: (lab, refcount after).
-    pub fn release(&self, session: &str) -> R<Option<(String, i64)>> {
+    /// Releases session `key`'s hold: (lab, refcount after).
+    pub fn release(&self, key: &str) -> R<Option<(String, i64)>> {
         let mut c = lock(&self.conn);
-        let t = c.transaction().map_err(e)?;
-        let r = release_in(&t, session)?;
-        t.commit().map_err(e)?;
+        let t = c.transaction()?;
+        let r = release_in(&t, key)?;
+        t.commit()?;
         Ok(r)
     }
 
     /// Forgets a lab and every hold on it; notes `note` on its holders.
     pub fn drop_lab(&self, id: &str, note: Option<&str>) -> R<()> {
         let mut c = lock(&self.conn);
-        let t = c.transaction().map_err(e)?;
+        let t = c.transaction()?;
         if let Some(n) = note {
             t.execute(
                 "UPDATE sessions SET note = ?2 WHERE id IN (SELECT session_id FROM holdings WHERE lab_id = ?1)",
                 params![id, n],
-            )
-            .map_err(e)?;
+            )?;
         }
-        t.execute("DELETE FROM holdings WHERE lab_id = ?1", [id])
-            .map_err(e)?;
-        t.execute("DELETE FROM labs WHERE id = ?1", [id])
-            .map_err(e)?;
-        t.commit().map_err(e)
+        t.execute("DELETE FROM holdings WHERE lab_id = ?1", [id])?;
+        t.execute("DELETE FROM labs WHERE id = ?1", [id])?;
+        t.commit()?;
+        Ok(())
     }
 }
 
-/// The first column of every row of `sql`.
-fn all_ids(c: &Connection, sql: &str) -> R<Vec<String>> {
-    let mut st = c.prepare(sql).map_err(e)?;
-    let rows = st.query_map([], |r| r.get(0)).map_err(e)?;
-    rows.collect::<Result<_, _>>().map_err(e)
+/// The first column of every row of `sql` (one parameter).
+fn all_ids(c: &Connection, sql: &str, param: &str) -> R<Vec<String>> {
+    let mut st = c.prepare(sql)?;
+    let rows = st.query_map([param], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The first column of the one row `sql` finds for `param`, if any.
-fn one_id(c: &Connection, sql: &str, param: &str) -> R<Option<String>> {
-    c.query_row(sql, [param], |r| r.get(0))
-        .optional()
-        .map_err(e)
-}
-
-/// The lab session `session` holds.
-fn held_lab_id(c: &Connection, session: &str) -> R<Option<String>> {
-    one_id(
-        c,
+/// The lab session `key` holds.
+fn held_lab_id(c: &Connection, key: &str) -> R<Option<String>> {
+    Ok(c.query_row(
         "SELECT lab_id FROM holdings WHERE session_id = ?1",
-        session,
+        [key],
+        |r| r.get(0),
     )
+    .optional()?)
 }
 
-fn release_in(t: &rusqlite::Transaction<'_>, session: &str) -> R<Option<(String, i64)>> {
-    let Some(lab) = held_lab_id(t, session)? else {
+fn release_in(t: &rusqlite::Transaction<'_>, key: &str) -> R<Option<(String, i64)>> {
+    let Some(lab) = held_lab_id(t, key)? else {
         return Ok(None);
     };
-    t.execute("DELETE FROM holdings WHERE session_id = ?1", [session])
-        .map_err(e)?;
+    t.execute("DELETE FROM holdings WHERE session_id = ?1", [key])?;
     t.execute(
         "UPDATE labs SET refcount = MAX(refcount - 1, 0), status = CASE WHEN refcount - 1 <= 0 AND status = 'up' THEN 'idle' ELSE status END WHERE id = ?1",
         [&lab],
-    )
-    .map_err(e)?;
+    )?;
     let n: i64 = t
         .query_row("SELECT refcount FROM labs WHERE id = ?1", [&lab], |r| {
             r.get(0)
         })
-        .optional()
-        .map_err(e)?
+        .optional()?
         .unwrap_or(0);
     Ok(Some((lab, n)))
 }
 
-/// Promotes the oldest waiting sessions while fewer than `capacity` are active.
+/// Promotes the first waiting sessions while fewer than `capacity` are active.
 fn promote(t: &rusqlite::Transaction<'_>, capacity: usize) -> R<()> {
     loop {
-        let active: i64 = t
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE status = 'active'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(e)?;
+        let active: i64 = t.query_row(
+            "SELECT COUNT(*) FROM sessions WHERE status = 'active'",
+            [],
+            |r| r.get(0),
+        )?;
         if active as usize >= capacity {
             return Ok(());
         }
         let next: Option<i64> = t
             .query_row(
-                "SELECT seq FROM sessions WHERE status = 'waiting' ORDER BY seq LIMIT 1",
+                "SELECT seq FROM sessions WHERE status = 'waiting' ORDER BY ord LIMIT 1",
                 [],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(e)?;
+            .optional()?;
         let Some(seq) = next else { return Ok(()) };
         // Its heartbeat clock starts at its promotion.
         t.execute(
             "UPDATE sessions SET status = 'active', last_heartbeat = ?2 WHERE seq = ?1",
             params![seq, now()],
-        )
-        .map_err(e)?;
+        )?;
     }
 }
 
-fn view(c: &Connection, id: &str) -> R<Option<SessionView>> {
+fn view(c: &Connection, key: &str) -> R<Option<SessionRow>> {
     let row: Option<(i64, String, String, f64, f64, Option<String>)> = c
         .query_row(
-            "SELECT seq, status, owner, created, last_heartbeat, note FROM sessions WHERE id = ?1",
-            [id],
+            "SELECT ord, status, owner, created, last_heartbeat, note FROM sessions WHERE id = ?1",
+            [key],
             |r| {
                 Ok((
                     r.get(0)?,
@@ -443,52 +572,50 @@ fn view(c: &Connection, id: &str) -> R<Option<SessionView>> {
                 ))
             },
         )
-        .optional()
-        .map_err(e)?;
-    let Some((seq, status, owner, created, last_heartbeat, note)) = row else {
+        .optional()?;
+    let Some((ord, status, owner, created, last_heartbeat, note)) = row else {
         return Ok(None);
     };
     let position = if status == "waiting" {
         c.query_row(
-            "SELECT COUNT(*) FROM sessions WHERE status = 'waiting' AND seq <= ?1",
-            [seq],
+            "SELECT COUNT(*) FROM sessions WHERE status = 'waiting' AND ord <= ?1",
+            [ord],
             |r| r.get(0),
-        )
-        .map_err(e)?
+        )?
     } else {
         0
     };
-    let lab_id = held_lab_id(c, id)?;
-    Ok(Some(SessionView {
-        session_id: id.to_string(),
+    Ok(Some(SessionRow {
+        key: key.to_string(),
         status,
         position,
         owner,
         created,
         last_heartbeat,
-        lab_id,
+        lab_id: held_lab_id(c, key)?,
         note,
     }))
 }
 
-fn lab_view(c: &Connection, id: &str) -> R<Option<LabView>> {
-    c.query_row(
-        "SELECT id, topology_hash, name, status, refcount, bed_id, bed, dir FROM labs WHERE id = ?1",
-        [id],
-        |r| {
-            let bed: Option<String> = r.get(6)?;
-            Ok(LabView {
-                lab_id: r.get(0)?,
-                topology_hash: r.get(1)?,
-                name: r.get(2)?,
-                status: r.get(3)?,
-                refcount: r.get(4)?,
-                bed_id: r.get(5)?,
-                bed: bed.and_then(|b| serde_json::from_str(&b).ok()),
-                dir: r.get(7)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(e)
+fn lab_view(c: &Connection, id: &str) -> R<Option<LabRow>> {
+    Ok(c
+        .query_row(
+            "SELECT id, topology_hash, name, status, refcount, bed_id, bed, dir, owner FROM labs WHERE id = ?1",
+            [id],
+            |r| {
+                let bed: Option<String> = r.get(6)?;
+                Ok(LabRow {
+                    lab_id: r.get(0)?,
+                    topology_hash: r.get(1)?,
+                    name: r.get(2)?,
+                    status: r.get(3)?,
+                    refcount: r.get(4)?,
+                    bed_id: r.get(5)?,
+                    bed: bed.and_then(|b| serde_json::from_str(&b).ok()),
+                    dir: r.get(7)?,
+                    owner: r.get(8)?,
+                })
+            },
+        )
+        .optional()?)
 }

@@ -2,12 +2,20 @@
 //! one after its limit, an active one after its own, its lab released and
 //! destroyed if nobody else holds it, the next session promoted). It runs
 //! often while sessions exist and seldom when the server is idle; a new
-//! session wakes it. At start, labs whose bed died while the server was
-//! down are forgotten and their sessions told.
+//! session wakes it.
+//!
+//! At start: every live session's heartbeat clock starts again (an outage
+//! longer than the limit ends none of them); labs whose bed died while
+//! the server was down are forgotten and their sessions told; a lab caught
+//! starting is taken down once its `alpy up` has finished, and so is any
+//! bed under the labs' directory that no lab lists, so no bed runs that
+//! the server does not count against `max_labs`.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::api::Shared;
+use crate::db::handle;
 
 /// How long to sleep: a quarter of the shortest limit while busy (within
 /// 0.2-5 s), 30 s when idle.
@@ -22,29 +30,43 @@ fn interval(app: &Shared, busy: bool) -> Duration {
 
 /// One pass; returns whether any session is waiting or active.
 pub async fn pass(app: &Shared) -> bool {
-    let l = &app.cfg.limits;
-    match app.db.overdue(l.waiting_heartbeat_s, l.active_heartbeat_s) {
+    let (w, a, max) = (
+        app.cfg.limits.waiting_heartbeat_s,
+        app.cfg.limits.active_heartbeat_s,
+        app.cfg.limits.max_labs,
+    );
+    match app.db(move |db| db.overdue(w, a)).await {
         Ok(overdue) => {
-            for (id, was_active) in overdue {
-                let limit = l.heartbeat(was_active).as_secs_f64();
+            for (key, was_active) in overdue {
+                let limit = app.cfg.limits.heartbeat(was_active).as_secs_f64();
                 let note = format!("no heartbeat for {limit:.0} s");
-                match app.db.end_session(&id, "expired", Some(&note), l.max_labs) {
+                let (k, n) = (key.clone(), note.clone());
+                let ended = app
+                    .db(move |db| {
+                        let r = db.end_session(&k, "expired", Some(&n), max)?;
+                        db.count("heartbeat_expiries", 1)?;
+                        Ok(r)
+                    })
+                    .await;
+                match ended {
                     Ok(released) => {
-                        let _ = app.db.count("heartbeat_expiries", 1);
-                        tracing::warn!(session = %id, active = was_active, lab = ?released, "session expired: {note}");
+                        tracing::warn!(session = %handle(&key), active = was_active, lab = ?released, "session expired: {note}");
                         if let Some((lab, 0)) = released {
-                            if let Ok(Some(view)) = app.db.lab(&lab) {
+                            if let Ok(Some(view)) = app.db(move |db| db.lab(&lab)).await {
                                 crate::lab_api::destroy_now(app, &view, None).await;
                             }
                         }
                     }
-                    Err(e) => tracing::error!(session = %id, "expiring: {e}"),
+                    Err(e) => tracing::error!(session = %handle(&key), "expiring: {}", e.1),
                 }
             }
         }
-        Err(e) => tracing::error!("housekeeping: {e}"),
+        Err(e) => tracing::error!("housekeeping: {}", e.1),
     }
-    app.db.queue().map(|q| !q.is_empty()).unwrap_or(true)
+    app.db(|db| db.queue())
+        .await
+        .map(|q| !q.is_empty())
+        .unwrap_or(true)
 }
 
 /// Runs forever.
@@ -59,35 +81,94 @@ pub async fn run(app: Shared) {
     }
 }
 
-/// At start: labs whose bed is gone are forgotten (their sessions get a
-/// note); labs caught starting or destroying are finished off.
+/// At start (see the module's text).
 pub async fn reap_at_start(app: &Shared) {
-    let labs = match app.db.labs() {
+    match app.db(|db| db.grace_at_start()).await {
+        Ok(n) if n > 0 => {
+            tracing::info!(
+                sessions = n,
+                "live sessions' heartbeat clocks start again after the restart"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("extending heartbeats at start: {}", e.1),
+    }
+    let labs = match app.db(|db| db.labs()).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!("reading labs at start: {e}");
+            tracing::error!("reading labs at start: {}", e.1);
             return;
         }
     };
-    for l in labs {
+    for l in &labs {
         let alive = l.bed_id.as_deref().is_some_and(crate::labs::alive);
         match (l.status.as_str(), alive) {
             ("up" | "idle", true) => {
-                tracing::info!(lab = %l.lab_id, topology = %l.name, "lab still up after the restart");
+                tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab still up after the restart");
             }
             _ => {
-                let lost = crate::labs::beds_under(std::path::Path::new(&l.dir));
-                for bed in &lost {
-                    let _ = crate::labs::take_down(bed);
-                }
                 let note = format!(
-                    "lab {} was lost while the server was down ({}); it was reaped",
+                    "lab {} was lost while the server was down ({}); it is taken down",
                     l.lab_id, l.status
                 );
-                tracing::warn!(lab = %l.lab_id, topology = %l.name, "{note}");
-                let _ = app.db.drop_lab(&l.lab_id, Some(&note));
-                let _ = std::fs::remove_dir_all(&l.dir);
+                tracing::warn!(lab = %l.lab_id, topology = ?l.name, "{note}");
+                let dir = std::path::PathBuf::from(&l.dir);
+                if !crate::labs::busy(&dir) {
+                    reap_dir(app, &dir).await;
+                    let id = l.lab_id.clone();
+                    let _ = app.db(move |db| db.drop_lab(&id, Some(&note))).await;
+                    continue;
+                }
+                // Its `alpy up` still runs: the lab counts against
+                // max_labs (as `destroying`) until that is over and what
+                // it left is down.
+                let id = l.lab_id.clone();
+                let _ = app.db(move |db| db.lab_status(&id, "destroying")).await;
+                let (app, l) = (app.clone(), l.clone());
+                tokio::spawn(async move {
+                    reap_dir(&app, &dir).await;
+                    let id = l.lab_id.clone();
+                    let _ = app.db(move |db| db.drop_lab(&id, Some(&note))).await;
+                });
             }
         }
     }
+    // Directories of labs the database does not know (a server killed
+    // between making a lab's directory and recording it).
+    let known: Vec<String> = labs.iter().map(|l| l.dir.clone()).collect();
+    let root = app.cfg.state_dir.join("labs");
+    for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        if !known.iter().any(|k| Path::new(k) == dir) {
+            tracing::warn!(dir = %dir.display(), "a lab directory no lab lists: taking down what runs there");
+            let app = app.clone();
+            tokio::spawn(async move { reap_dir(&app, &dir).await });
+        }
+    }
+}
+
+/// Takes down every bed under `dir` until no process works there any
+/// more (an `alpy up` the server lost may still be standing one up; its
+/// bed is listed only once up), within the lab timeout; then removes it.
+async fn reap_dir(app: &Shared, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s + 30);
+    loop {
+        let d = dir.to_path_buf();
+        let busy = tokio::task::spawn_blocking(move || {
+            for bed in crate::labs::beds_under(&d) {
+                if let Err(e) = crate::labs::take_down(&bed) {
+                    tracing::warn!(bed = %bed, "taking down a lost lab's bed: {e}");
+                }
+            }
+            crate::labs::busy(&d)
+        })
+        .await
+        .unwrap_or(false);
+        if !busy || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    tracing::info!(dir = %dir.display(), "lost lab reaped");
 }

@@ -1,12 +1,12 @@
 //! The lab endpoints: acquire (upload a topology, or reuse a running lab
 //! with the same checked topology), show, release (reference count down;
 //! a lab nobody holds stays up, idle, for the next session that asks for
-//! it), and destroy.
+//! it), and destroy. Every one needs the caller's own active session.
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Multipart, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,10 +14,13 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::api::{active_session, bearer, new_id, ApiError, ApiResult, Shared};
-use crate::db::LabView;
+use crate::api::{new_id, ApiError, ApiResult, Shared};
+use crate::auth::ActiveSession;
+use crate::config::Reuse;
+use crate::db::LabRow;
 use crate::labs;
 use crate::safety::{check_topology, extra_file_path};
+use crate::wire::LabOut;
 
 /// The lab routes.
 pub fn routes() -> Router<Shared> {
@@ -36,7 +39,15 @@ struct Upload {
 
 async fn read_upload(mut m: Multipart) -> ApiResult<Upload> {
     let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError(e.status(), format!("the upload: {}", e.body_text()))
+        // A chunked body over the limit fails while it is read: that is a
+        // 413 too, not the 500 of a failed read.
+        let text = e.body_text();
+        let status = if text.contains("length limit exceeded") {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            e.status()
+        };
+        ApiError(status, format!("the upload: {text}"))
     };
     let mut up = Upload {
         topology: String::new(),
@@ -72,14 +83,33 @@ async fn read_upload(mut m: Multipart) -> ApiResult<Upload> {
     Ok(up)
 }
 
+/// SHA-256 of a checked topology and its extra files.
+fn topology_hash(text: &str, extra: &[(String, Vec<u8>)]) -> String {
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    let mut sorted: Vec<_> = extra.iter().collect();
+    sorted.sort();
+    for (n, data) in sorted {
+        h.update([0]);
+        h.update(n.as_bytes());
+        h.update([0]);
+        h.update(data);
+    }
+    hex::encode(h.finalize())
+}
+
 async fn acquire(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    ActiveSession(own): ActiveSession,
     m: Multipart,
 ) -> ApiResult<Response> {
-    let s = active_session(&app, &headers)?;
-    let sid = s.session_id.clone();
-    if let Some(l) = app.db.held_lab(&sid)? {
+    let key = own.session.key.clone();
+    let sid = own.handle().to_string();
+    let held = {
+        let key = key.clone();
+        app.db(move |db| db.held_lab(&key)).await?
+    };
+    if let Some(l) = held {
         return Err(ApiError::conflict(format!(
             "session {sid} holds lab {} already: POST /lab/release first",
             l.lab_id
@@ -88,95 +118,122 @@ async fn acquire(
     let up = read_upload(m).await?;
     let lab_id = new_id()?[..20].to_string();
     let dir = labs::lab_dir(&app.cfg, &lab_id);
-    let (text, name) = check_topology(
-        &up.topology,
-        &app.cfg.store,
-        &app.cfg.docker_images,
-        &dir.join("topology.toml"),
-    )
-    .map_err(ApiError::bad)?;
+    let (text, name) = check_topology(&up.topology, &app.cfg, &dir.join("topology.toml"))
+        .map_err(|e| ApiError::bad(app.redact(&e)))?;
     let files_dir = dir.join("files");
     let mut extra = Vec::new();
     for (n, data) in &up.extra {
-        extra.push((
-            extra_file_path(&files_dir, n).map_err(ApiError::bad)?,
-            n,
-            data,
-        ));
+        extra.push((extra_file_path(&files_dir, n).map_err(ApiError::bad)?, data));
     }
-    let mut h = Sha256::new();
-    h.update(text.as_bytes());
-    let mut sorted: Vec<_> = up.extra.iter().collect();
-    sorted.sort();
-    for (n, data) in sorted {
-        h.update([0]);
-        h.update(n.as_bytes());
-        h.update([0]);
-        h.update(data);
-    }
-    let hash = hex::encode(h.finalize());
-    tracing::info!(session = %sid, topology = %name, hash = %&hash[..12], reuse = up.reuse, "lab asked for");
+    let hash = topology_hash(&text, &up.extra);
+    let owner = own.caller.name.clone();
+    tracing::info!(session = %sid, topology = ?name, hash = %&hash[..12], reuse = up.reuse, "lab asked for");
     if up.reuse {
-        if let Some(lab) = wait_while_starting(&app, &hash).await? {
-            app.db.hold(&sid, &lab.lab_id)?;
-            tracing::info!(session = %sid, topology = %name, lab = %lab.lab_id, "lab reused");
-            let lab = app.db.lab(&lab.lab_id)?.unwrap_or(lab);
-            return Ok(Json(json!({ "reused": true, "lab": lab })).into_response());
+        let among = (app.cfg.lab_reuse == Reuse::Owner).then(|| owner.clone());
+        if let Some(lab) = wait_while_starting(&app, &hash, among).await? {
+            let (k, id) = (key.clone(), lab.lab_id.clone());
+            let lab = app
+                .db(move |db| {
+                    db.hold(&k, &id)?;
+                    db.lab(&id)
+                })
+                .await?
+                .unwrap_or(lab);
+            tracing::info!(session = %sid, topology = ?name, lab = %lab.lab_id, "lab reused");
+            return Ok(
+                Json(json!({ "reused": true, "lab": LabOut::of(&lab, &own.caller) }))
+                    .into_response(),
+            );
         }
     }
     make_room(&app, &sid, &name).await?;
-    std::fs::create_dir_all(&files_dir)
-        .map_err(|e| ApiError::internal(format!("create {}: {e}", files_dir.display())))?;
-    let topology_path = dir.join("topology.toml");
-    std::fs::write(&topology_path, &text).map_err(|e| ApiError::internal(e.to_string()))?;
-    for (path, _, data) in &extra {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| ApiError::internal(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&files_dir)?;
+        std::fs::write(dir.join("topology.toml"), &text)?;
+        for (path, data) in &extra {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, data)?;
         }
-        std::fs::write(path, data).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(ApiError::internal(format!("write the lab's files: {e}")));
     }
-    app.db
-        .new_lab(&lab_id, &hash, &name, &dir.to_string_lossy(), &sid)?;
+    let row = LabRow {
+        lab_id: lab_id.clone(),
+        topology_hash: hash,
+        name: name.clone(),
+        owner,
+        status: "starting".into(),
+        refcount: 1,
+        bed_id: None,
+        bed: None,
+        dir: dir.to_string_lossy().into_owned(),
+    };
+    {
+        let (row, key) = (row.clone(), key.clone());
+        app.db(move |db| db.new_lab(&row, &key)).await?;
+    }
     // In a task of its own: if the client goes away mid-way, the lab is
     // still recorded as up (or dropped), never left `starting`.
     let task = {
         let (app, lab_id, sid, name) = (app.clone(), lab_id.clone(), sid.clone(), name.clone());
         tokio::spawn(async move {
             let cfg = app.cfg.clone();
-            let stood =
-                tokio::task::spawn_blocking(move || labs::stand_up(&cfg, &dir, &topology_path))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r);
+            let d = dir.clone();
+            let stood = tokio::task::spawn_blocking(move || {
+                labs::stand_up(&cfg, &d, &d.join("topology.toml"))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
             match stood {
                 Ok(st) => {
-                    app.db.lab_up(&lab_id, &st.bed_id, &st.bed)?;
-                    tracing::info!(session = %sid, topology = %name, lab = %lab_id, bed = %st.bed_id, "lab up");
+                    let id = lab_id.clone();
+                    let bed_id = st.bed_id.clone();
+                    app.db(move |db| db.lab_up(&id, &st.bed_id, &st.bed))
+                        .await
+                        .map_err(|e| e.1)?;
+                    tracing::info!(session = %sid, topology = ?name, lab = %lab_id, bed = %bed_id, "lab up");
                     Ok(())
                 }
                 Err(why) => {
-                    tracing::error!(session = %sid, topology = %name, lab = %lab_id, "lab failed: {why}");
-                    app.db
-                        .drop_lab(&lab_id, Some("the lab failed to come up"))?;
-                    Err(why)
+                    // Its uploads go with it; the reason stays in the log.
+                    tracing::error!(session = %sid, topology = ?name, lab = %lab_id, "lab failed: {}", why.escape_debug());
+                    let id = lab_id.clone();
+                    let _ = app
+                        .db(move |db| db.drop_lab(&id, Some("the lab failed to come up")))
+                        .await;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    Err(app.redact(&why))
                 }
             }
         })
     };
     match task.await.map_err(|e| ApiError::internal(e.to_string()))? {
         Ok(()) => {
-            let lab = app.db.lab(&lab_id)?;
+            let lab = app.db(move |db| db.lab(&lab_id)).await?;
+            let lab = lab.map(|l| LabOut::of(&l, &own.caller));
             Ok(Json(json!({ "reused": false, "lab": lab })).into_response())
         }
         Err(why) => Err(ApiError::internal(why)),
     }
 }
 
-/// A running lab with this hash, once it is past `starting`.
-async fn wait_while_starting(app: &Shared, hash: &str) -> ApiResult<Option<LabView>> {
+/// A running lab with this hash (of `owner`'s, unless `None`), once it is
+/// past `starting`.
+async fn wait_while_starting(
+    app: &Shared,
+    hash: &str,
+    owner: Option<String>,
+) -> ApiResult<Option<LabRow>> {
     let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s);
     loop {
-        match app.db.lab_by_hash(hash)? {
+        let (h, o) = (hash.to_string(), owner.clone());
+        match app.db(move |db| db.lab_by_hash(&h, o.as_deref())).await? {
             Some(l) if l.status == "starting" && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -190,63 +247,65 @@ async fn wait_while_starting(app: &Shared, hash: &str) -> ApiResult<Option<LabVi
 /// A lab being destroyed frees its slot soon (a session that ends lets the
 /// next one in while its lab still goes down): that is waited for.
 async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
-    let standing = |labs: &[LabView]| labs.iter().filter(|l| l.status != "gone").count();
+    let standing = |labs: &[LabRow]| labs.iter().filter(|l| l.status != "gone").count();
     let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s);
-    let mut labs = app.db.labs()?;
-    while standing(&labs) >= app.cfg.limits.max_labs
+    let max = app.cfg.limits.max_labs;
+    let mut labs = app.db(|db| db.labs()).await?;
+    while standing(&labs) >= max
         && labs.iter().any(|l| l.status == "destroying")
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        labs = app.db.labs()?;
+        labs = app.db(|db| db.labs()).await?;
     }
-    if standing(&labs) < app.cfg.limits.max_labs {
+    if standing(&labs) < max {
         return Ok(());
     }
     for l in labs.iter().filter(|l| l.status == "idle") {
-        tracing::info!(session = %sid, topology = %name, lab = %l.lab_id, "destroying idle lab to make room");
+        tracing::info!(session = %sid, topology = ?name, lab = %l.lab_id, "destroying idle lab to make room");
         destroy_now(app, l, None).await;
-        if standing(&app.db.labs()?) < app.cfg.limits.max_labs {
+        if standing(&app.db(|db| db.labs()).await?) < max {
             return Ok(());
         }
     }
     Err(ApiError::conflict(format!(
-        "all {} lab slots are held by other sessions",
-        app.cfg.limits.max_labs
+        "all {max} lab slots are held by other sessions"
     )))
 }
 
 /// Takes lab `l` down and forgets it (its holders get `note`).
-pub async fn destroy_now(app: &Shared, l: &LabView, note: Option<&str>) {
-    let _ = app.db.lab_status(&l.lab_id, "destroying");
+pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) {
+    let id = l.lab_id.clone();
+    let _ = app.db(move |db| db.lab_status(&id, "destroying")).await;
     if let Some(bed) = l.bed_id.clone() {
         let down = tokio::task::spawn_blocking(move || labs::take_down(&bed)).await;
         if let Ok(Err(e)) | Err(e) = down.map_err(|e| e.to_string()) {
-            tracing::warn!(lab = %l.lab_id, topology = %l.name, "taking the lab down: {e}");
+            tracing::warn!(lab = %l.lab_id, topology = ?l.name, "taking the lab down: {e}");
         }
     }
-    let _ = app.db.drop_lab(&l.lab_id, note);
+    let (id, note) = (l.lab_id.clone(), note.map(str::to_string));
+    let _ = app.db(move |db| db.drop_lab(&id, note.as_deref())).await;
     let _ = std::fs::remove_dir_all(&l.dir);
-    tracing::info!(lab = %l.lab_id, topology = %l.name, "lab destroyed");
+    tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab destroyed");
 }
 
-async fn show(State(app): State<Shared>, headers: HeaderMap) -> ApiResult<Json<LabView>> {
-    let s = active_session(&app, &headers)?;
-    app.db
-        .held_lab(&s.session_id)?
-        .map(Json)
+/// The lab the session holds, or 404.
+async fn held(app: &Shared, s: &ActiveSession) -> ApiResult<LabRow> {
+    let key = s.session.key.clone();
+    app.db(move |db| db.held_lab(&key))
+        .await?
         .ok_or_else(|| ApiError::not_found("this session holds no lab: POST /lab first"))
+}
+
+async fn show(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<LabOut>> {
+    Ok(Json(LabOut::of(&held(&app, &s).await?, &s.caller)))
 }
 
 async fn devices(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let s = active_session(&app, &headers)?;
-    let lab = app
-        .db
-        .held_lab(&s.session_id)?
-        .ok_or_else(|| ApiError::not_found("this session holds no lab: POST /lab first"))?;
+    let lab = held(&app, &s).await?;
     let bed = lab.bed.unwrap_or_default();
     let nodes: Vec<String> = bed["nodes"]
         .as_array()
@@ -264,14 +323,14 @@ async fn devices(
 
 async fn release(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let s = active_session(&app, &headers)?;
+    let key = s.session.key.clone();
     let (lab, refcount) = app
-        .db
-        .release(&s.session_id)?
+        .db(move |db| db.release(&key))
+        .await?
         .ok_or_else(|| ApiError::not_found("this session holds no lab"))?;
-    tracing::info!(session = %s.session_id, lab = %lab, refcount, "lab released");
+    tracing::info!(session = %s.handle(), lab = %lab, refcount, "lab released");
     Ok(Json(json!({ "lab_id": lab, "refcount": refcount })))
 }
 
@@ -279,38 +338,26 @@ async fn release(
 #[derive(Deserialize)]
 pub(crate) struct Force {
     #[serde(default)]
-    force: bool,
+    pub(crate) force: bool,
 }
 
 async fn destroy(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     Query(f): Query<Force>,
 ) -> ApiResult<Response> {
-    let s = active_session(&app, &headers)?;
-    let lab = app
-        .db
-        .held_lab(&s.session_id)?
-        .ok_or_else(|| ApiError::not_found("this session holds no lab"))?;
-    start_destroy(app, lab, f.force, &s.session_id)
+    let lab = held(&app, &s).await?;
+    start_destroy(app, lab, f.force, &format!("session {}", s.handle())).await
 }
 
-/// `DELETE /labs/{id}` with an API token: `alpy lab destroy`.
-pub async fn destroy_any(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(f): Query<Force>,
+/// Destroys `lab` in the background (202); 409 if others hold it and not
+/// `force`, or it is going already.
+pub(crate) async fn start_destroy(
+    app: Shared,
+    lab: LabRow,
+    force: bool,
+    by: &str,
 ) -> ApiResult<Response> {
-    let who = bearer(&app, &headers)?;
-    let lab = app
-        .db
-        .lab(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no lab {id}")))?;
-    start_destroy(app, lab, f.force, &format!("token {who}"))
-}
-
-fn start_destroy(app: Shared, lab: LabView, force: bool, by: &str) -> ApiResult<Response> {
     if lab.refcount > 1 && !force {
         return Err(ApiError::conflict(format!(
             "lab {} is held by {} sessions: ?force=true destroys it for all",
@@ -323,8 +370,9 @@ fn start_destroy(app: Shared, lab: LabView, force: bool, by: &str) -> ApiResult<
             lab.lab_id
         )));
     }
-    tracing::info!(lab = %lab.lab_id, topology = %lab.name, by = %by, force, "destroy");
-    let _ = app.db.lab_status(&lab.lab_id, "destroying");
+    tracing::info!(lab = %lab.lab_id, topology = ?lab.name, by = %by, force, "destroy");
+    let id = lab.lab_id.clone();
+    app.db(move |db| db.lab_status(&id, "destroying")).await?;
     let note = format!("lab {} destroyed by {by}", lab.lab_id);
     let id = lab.lab_id.clone();
     tokio::spawn(async move {

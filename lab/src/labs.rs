@@ -8,6 +8,22 @@ use std::time::Duration;
 
 use crate::config::Config;
 
+/// Whether a process works on the lab in `dir`: its `alpy up`, or the
+/// bed's supervisor (starting or up), whose command lines name the
+/// topology file inside `dir`.
+pub fn busy(dir: &Path) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let dir = dir.as_os_str().as_encoded_bytes();
+    procs.flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline")).is_ok_and(|cmd| {
+            cmd.split(|b| *b == 0)
+                .any(|arg| arg.starts_with(dir) && arg.get(dir.len()) == Some(&b'/'))
+        })
+    })
+}
+
 /// A bed that is up: its id and its description (`alpy up --json`).
 pub struct Stood {
     /// The bed's id in this user's registry.
@@ -20,7 +36,7 @@ pub struct Stood {
 /// go to `dir/artifacts`. Blocks until the bed is ready or fails.
 pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, String> {
     let alpy = cfg.alpy_command();
-    let out = Command::new(&alpy)
+    let child = Command::new(&alpy)
         .args(["up", "--json", "--timeout"])
         .arg(cfg.limits.lab_up_timeout_s.to_string())
         .arg(topology)
@@ -29,8 +45,13 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Stri
         // The lab is the bed: it must not be sent to a lab server itself.
         .env_remove(alpy::lab::URL_VAR)
         .env_remove(alpy::lab::TOKEN_VAR)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run {} up: {e}", alpy.display()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for {} up: {e}", alpy.display()))?;
     if !out.status.success() {
         return Err(format!(
             "the lab did not come up ({}): {}",

@@ -3,6 +3,7 @@
 //! ```text
 //! alpy-lab serve --config lab/lab.example.toml [--listen 127.0.0.1:8300] [--log-json]
 //! alpy-lab token create ci-runner --config lab.toml   # prints the token once
+//! alpy-lab token create alice --role operator --config lab.toml
 //! ```
 //!
 //! State lives in SQLite (WAL) under the configuration's `state_dir`; a
@@ -16,15 +17,20 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod api;
+mod auth;
 mod config;
 mod db;
+mod error;
 mod housekeeping;
 mod lab_api;
 mod labs;
 mod openapi;
+mod operator;
 mod remote;
 mod remote_apps;
 mod safety;
+mod serve;
+mod wire;
 
 /// alpy-lab: sessions in a FIFO queue, heartbeats, reference-counted test
 /// beds on a shared host.
@@ -68,6 +74,11 @@ enum TokenCommand {
     Create {
         /// Who the token is for.
         name: String,
+        /// viewer (read-only, no session ids or host paths), user (the
+        /// default: sessions and labs), or operator (destroy any lab, end
+        /// any session, reorder the queue).
+        #[arg(long, default_value = "user")]
+        role: config::Role,
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
@@ -78,20 +89,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Token {
-            command: TokenCommand::Create { name, config },
-        } => {
-            match config::create_token(&config, &name) {
-                Ok(token) => {
-                    println!("{token}");
-                    eprintln!("alpy-lab: token {name:?} stored (as its SHA-256) in {}; it is shown only now", config.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("alpy-lab token create: error: {e}");
-                    ExitCode::FAILURE
-                }
+            command: TokenCommand::Create { name, role, config },
+        } => match config::create_token(&config, &name, role) {
+            Ok(token) => {
+                println!("{token}");
+                eprintln!("alpy-lab: {role} token {name:?} stored (as its SHA-256) in {}; it is shown only now", config.display());
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("alpy-lab token create: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve {
             config,
             listen,
@@ -125,10 +134,19 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
     if let Some(l) = listen {
         cfg.listen = l;
     }
+    let tls = cfg.tls.as_ref().map(serve::acceptor).transpose()?;
     std::fs::create_dir_all(cfg.state_dir.join("labs"))
         .map_err(|e| format!("cannot create {}: {e}", cfg.state_dir.display()))?;
-    let db = db::Db::open(&cfg.state_dir.join("alpy-lab.sqlite"))?;
-    let journal = db.journal_mode()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Uploads, lab logs and the database: the server's user only.
+        std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("chmod {}: {e}", cfg.state_dir.display()))?;
+    }
+    let busy = std::time::Duration::from_millis(cfg.limits.db_busy_ms);
+    let db =
+        db::Db::open(&cfg.state_dir.join("alpy-lab.sqlite"), busy).map_err(|e| e.to_string())?;
+    let journal = db.journal_mode().map_err(|e| e.to_string())?;
     if journal != "wal" {
         return Err(format!("the database is in {journal} mode, not WAL"));
     }
@@ -138,34 +156,40 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        serve::check_listen(&cfg, &addr)?;
         let store_hashes = {
             let cfg = cfg.clone();
             tokio::task::spawn_blocking(move || api::hash_store(&cfg))
                 .await
                 .map_err(|e| e.to_string())?
         };
+        let header_timeout = std::time::Duration::from_secs_f64(cfg.timeouts.header_s);
         let app = Arc::new(api::App {
             cfg,
-            db,
+            db: Arc::new(db),
             wake: tokio::sync::Notify::new(),
             store_hashes,
         });
         housekeeping::reap_at_start(&app).await;
         tokio::spawn(housekeeping::run(Arc::clone(&app)));
-        tracing::info!(%addr, tokens = app.cfg.tokens.len(), max_labs = app.cfg.limits.max_labs, "serving");
-        println!("alpy-lab: listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, tls = tls.is_some(), tokens = app.cfg.tokens.len(), max_labs = app.cfg.limits.max_labs, "serving");
+        println!("alpy-lab: listening on {scheme}://{addr}");
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("a SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
+            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+            match term {
+                Ok(mut term) => tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                },
+                Err(e) => {
+                    tracing::warn!("no SIGTERM handler ({e}): stop with Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
             tracing::info!("shutting down; labs keep running (their supervisors own them)");
         };
-        axum::serve(listener, api::router(app))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| format!("serving: {e}"))
+        serve::serve(listener, api::router(app), tls, header_timeout, shutdown).await;
+        Ok(())
     })
 }

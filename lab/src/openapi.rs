@@ -4,7 +4,12 @@ use serde_json::{json, Value};
 
 fn op(summary: &str, codes: &[(&str, &str)], session: bool, token: bool) -> Value {
     let mut responses = serde_json::Map::new();
-    for (code, what) in codes {
+    let auth = [
+        ("401", "no valid token"),
+        ("403", "the token's role may not"),
+    ];
+    let shared = if token { &auth[..] } else { &[] };
+    for (code, what) in codes.iter().chain(shared) {
         responses.insert((*code).into(), json!({ "description": what }));
     }
     let mut o = json!({ "summary": summary, "responses": responses });
@@ -30,7 +35,7 @@ pub fn document() -> Value {
                 locked,
             ],
             true,
-            false,
+            true,
         )
     };
     json!({
@@ -39,15 +44,15 @@ pub fn document() -> Value {
                   "description": "Sessions in a FIFO queue, heartbeats, and reference-counted alpy test beds on a shared host." },
         "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } } },
         "paths": {
-            "/session": { "post": op("Create a session (joins the queue)", &[("201", "session_id, status, position"), ("401", "no valid token")], false, true) },
+            "/session": { "post": op("Create a session (joins the queue); user or operator tokens", &[("201", "session_id, handle, status, position"), ("429", "the token has limits.max_sessions_per_token live sessions")], false, true) },
             "/session/{id}": {
-                "get": op("A session's status and position", &[("200", "the session"), ("404", "no such session")], false, false),
-                "delete": op("End a session (releases its lab)", &[("204", "ended"), ("404", "no such session"), ("409", "ended already")], false, false)
+                "get": op("One of the token's sessions: status and position", &[("200", "the session"), ("404", "no such session for this token")], false, true),
+                "delete": op("End one of the token's sessions (releases its lab)", &[("204", "ended"), ("404", "no such session for this token"), ("409", "ended already")], false, true)
             },
-            "/active-session": { "get": op("The active session", &[("200", "the session"), ("404", "none is active")], false, false) },
-            "/session/heartbeat": { "post": op("Keep a session alive", &[("204", "noted"), ("404", "no such live session")], true, false) },
-            "/store": { "get": op("The image store: name, sha256 and size of each file", &[("200", "files"), ("401", "no valid token")], false, true) },
-            "/queue": { "get": op("Sessions and labs", &[("200", "sessions and labs"), ("401", "no valid token")], false, true) },
+            "/active-session": { "get": op("The active session, by handle (no id)", &[("200", "the session"), ("404", "none is active")], false, true) },
+            "/session/heartbeat": { "post": op("Keep one of the token's sessions alive", &[("204", "noted"), ("404", "no such live session for this token")], true, true) },
+            "/store": { "get": op("The image store: name, sha256 and size of each file", &[("200", "files")], false, true) },
+            "/queue": { "get": op("Sessions (handles, no ids) and labs (host paths for operators only)", &[("200", "sessions and labs")], false, true) },
             "/lab": {
                 "post": lab("Acquire a lab: multipart topology, extra_files, reuse=true", ("200", "the lab (reused or stood up)")),
                 "get": lab("The session's lab", ("200", "the lab")),
@@ -58,13 +63,16 @@ pub fn document() -> Value {
             "/lab/console": { "get": lab("The DUT's serial console, both ways (WebSocket)", ("101", "switching protocols")) },
             "/lab/nodes/{name}/exec": { "post": lab("Run {\"cmd\": [..]} in a node: JSON lines of output, then the exit code", ("200", "application/x-ndjson")) },
             "/lab/links/{name}/pcap": { "get": lab("A link's capture: live while the bed runs (?follow=false: as it is now)", ("200", "application/vnd.tcpdump.pcap")) },
-            "/lab/qmp": { "post": lab("{\"execute\": .., \"arguments\": ..} to the bed's QEMU", ("200", "QMP's return")) },
+            "/lab/qmp": { "post": lab("{\"execute\": .., \"arguments\": ..} to the bed's QEMU: an allow-listed command (403 names the list)", ("200", "QMP's return")) },
             "/lab/power/{action}": { "post": lab("off, on or cycle", ("200", "QMP's return")) },
             "/lab/nodes/{name}/apps": { "post": lab("{\"app\": alpy App, \"background\": bool, \"timeout_s\": s}: 201 {\"app_id\"} in the background, else 200 {\"exit_code\", \"stdout\", \"stderr\"}; allow-listed images only", ("200", "the app's end")) },
             "/lab/apps/{id}": { "delete": lab("Stop a background app (409 if it had failed)", ("204", "stopped")) },
-            "/labs/{id}": { "delete": op("Destroy any lab (an operator's call)", &[("202", "being destroyed"), ("401", "no valid token"), ("404", "no such lab"), ("409", "held by others without force")], false, true) },
-            "/healthz": { "get": op("Liveness", &[("204", "alive")], false, false) },
-            "/metrics": { "get": op("Prometheus metrics", &[("200", "text/plain")], false, false) }
+            "/labs/{id}": { "delete": op("Operator: destroy any lab", &[("202", "being destroyed"), ("404", "no such lab"), ("409", "held by others without force")], false, true) },
+            "/sessions/{handle}": { "delete": op("Operator: end any session, by handle", &[("204", "ended"), ("404", "no live session with that handle")], false, true) },
+            "/sessions/{handle}/position": { "post": op("Operator: move a waiting session to {\"position\": N}", &[("200", "its new position"), ("404", "no live session with that handle"), ("409", "not waiting")], false, true) },
+            "/healthz": { "get": op("Liveness (no token)", &[("204", "alive")], false, false) },
+            "/metrics": { "get": op("Prometheus metrics", &[("200", "text/plain")], false, true) },
+            "/openapi.json": { "get": op("This document", &[("200", "OpenAPI 3.0")], false, true) }
         }
     })
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,7 +16,27 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::api::{active_session, ApiError, ApiResult, Shared};
+use crate::api::{ApiError, ApiResult, Shared};
+use crate::auth::ActiveSession;
+
+/// The QMP commands a session may send through the lab: what tests need
+/// (status, run control, power, link state), nothing that reads or writes
+/// host files or runs host commands (`migrate`, `human-monitor-command`,
+/// `blockdev-*`, `dump-guest-memory`, ... are never on it).
+pub const QMP_ALLOWED: &[&str] = &[
+    "query-status",
+    "query-name",
+    "query-uuid",
+    "query-version",
+    "query-kvm",
+    "query-cpus-fast",
+    "query-rx-filter",
+    "stop",
+    "cont",
+    "system_reset",
+    "system_powerdown",
+    "set_link",
+];
 
 /// The remote bed's routes.
 pub fn routes() -> Router<Shared> {
@@ -30,31 +49,32 @@ pub fn routes() -> Router<Shared> {
         .merge(crate::remote_apps::routes())
 }
 
-/// The bed of the lab the caller's active session holds.
-pub(crate) fn held_bed(
+/// The bed of the lab the caller's active session holds: (the session's
+/// handle, the bed).
+pub(crate) async fn held_bed(
     app: &Shared,
-    headers: &HeaderMap,
+    s: &ActiveSession,
 ) -> ApiResult<(String, alpy::bed::registry::BedInfo)> {
-    let s = active_session(app, headers)?;
+    let key = s.session.key.clone();
     let lab = app
-        .db
-        .held_lab(&s.session_id)?
+        .db(move |db| db.held_lab(&key))
+        .await?
         .ok_or_else(|| ApiError::not_found("this session holds no lab: POST /lab first"))?;
     let bed = lab
         .bed_id
         .ok_or_else(|| ApiError::conflict(format!("lab {} is {}", lab.lab_id, lab.status)))?;
     let info = alpy::bed::registry::find(&bed)
         .map_err(|e| ApiError::conflict(format!("lab {}'s bed is gone: {e}", lab.lab_id)))?;
-    Ok((s.session_id, info))
+    Ok((s.handle().to_string(), info))
 }
 
 async fn console(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     // The session first: a waiting session gets its 423 whatever it sent.
-    let (sid, info) = held_bed(&app, &headers)?;
+    let (sid, info) = held_bed(&app, &s).await?;
     let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
     let path = info
         .console
@@ -62,7 +82,7 @@ async fn console(
     let sock = tokio::net::UnixStream::connect(&path)
         .await
         .map_err(|e| ApiError::internal(format!("connect to the console: {e}")))?;
-    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, "console attached");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, "console attached");
     Ok(ws.on_upgrade(move |socket| bridge(socket, sock)))
 }
 
@@ -113,17 +133,17 @@ struct ExecBody {
 
 async fn exec(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     Path(name): Path<String>,
     Json(body): Json<ExecBody>,
 ) -> ApiResult<Response> {
-    let (sid, info) = held_bed(&app, &headers)?;
+    let (sid, info) = held_bed(&app, &s).await?;
     info.index_of(&name, "node", false)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     if body.cmd.is_empty() {
         return Err(ApiError::bad("cmd is empty"));
     }
-    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, node = %name, cmd = ?body.cmd, "exec");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, cmd = ?body.cmd, "exec");
     let mut child = tokio::process::Command::new(app.cfg.alpy_command())
         .arg("exec")
         .arg(&info.id)
@@ -198,11 +218,11 @@ fn yes() -> bool {
 
 async fn pcap(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<Follow>,
 ) -> ApiResult<Response> {
-    let (sid, info) = held_bed(&app, &headers)?;
+    let (sid, info) = held_bed(&app, &s).await?;
     let index = info
         .index_of(&name, "link", true)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
@@ -210,7 +230,7 @@ async fn pcap(
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
-    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, link = %name, "pcap followed");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, link = ?name, "pcap followed");
     let bed = info.id.clone();
     let follow = q.follow;
     // Follows the file while the bed runs (unless asked not to); after, it
@@ -266,11 +286,21 @@ async fn qmp_call(
 
 async fn qmp(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     Json(body): Json<QmpBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (sid, info) = held_bed(&app, &headers)?;
-    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, cmd = %body.execute, "qmp");
+    let (sid, info) = held_bed(&app, &s).await?;
+    let args = body.arguments.as_ref().map(|a| a.to_string());
+    let allowed = QMP_ALLOWED.contains(&body.execute.as_str());
+    // The audit log: every call, with its arguments, allowed or not.
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, cmd = ?body.execute, args = ?args, allowed, "qmp");
+    if !allowed {
+        return Err(ApiError::forbidden(format!(
+            "QMP command {:?} is not allowed through the lab; allowed: {}",
+            body.execute,
+            QMP_ALLOWED.join(", ")
+        )));
+    }
     Ok(Json(
         json!({ "return": qmp_call(&info, &body.execute, body.arguments.as_ref()).await? }),
     ))
@@ -278,10 +308,10 @@ async fn qmp(
 
 async fn power(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     Path(action): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (sid, info) = held_bed(&app, &headers)?;
+    let (sid, info) = held_bed(&app, &s).await?;
     let cmd = match action.as_str() {
         "off" => "system_powerdown",
         "on" => "cont",
@@ -292,7 +322,7 @@ async fn power(
             )))
         }
     };
-    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, action = %action, "power");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, action = ?action, "power");
     let r = qmp_call(&info, cmd, None).await?;
     Ok(Json(json!({ "action": action, "return": r })))
 }

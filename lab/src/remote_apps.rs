@@ -2,18 +2,19 @@
 //! completion, or start one in the background and stop it later. The
 //! lab's supervisor runs them (they belong to its bed: its owner, its
 //! artifacts, stopped when it goes down); the server only checks them:
-//! allow-listed images, no host mounts, network capabilities only.
+//! allow-listed images, no host mounts, the configured capabilities only.
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{ApiError, ApiResult, Shared};
+use crate::auth::ActiveSession;
 use crate::remote::held_bed;
 
 /// The longest an app may run to completion.
@@ -44,18 +45,19 @@ fn default_timeout() -> f64 {
 
 async fn start(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     Path(name): Path<String>,
     Json(body): Json<AppBody>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let (sid, info) = held_bed(&app, &headers)?;
+    let (sid, info) = held_bed(&app, &s).await?;
     info.index_of(&name, "node", false)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    crate::safety::check_app(&body.app, &app.cfg.docker_images).map_err(ApiError::bad)?;
+    crate::safety::check_app(&body.app, &app.cfg.docker_images, &app.cfg.app_caps)
+        .map_err(ApiError::bad)?;
     let timeout = Duration::from_secs_f64(body.timeout_s.clamp(0.0, MAX_RUN.as_secs_f64()));
     let app_json = serde_json::to_string(&body.app)
         .map_err(|e| ApiError::internal(format!("encode the app: {e}")))?;
-    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, node = %name, image = %body.app.image(), background = body.background, "app");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, image = %body.app.image(), background = body.background, "app");
     let line = if body.background {
         format!("app-start {name} {app_json}")
     } else {
@@ -79,14 +81,14 @@ async fn start(
 
 async fn stop(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    s: ActiveSession,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let (sid, info) = held_bed(&app, &headers)?;
+    let (sid, info) = held_bed(&app, &s).await?;
     if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(ApiError::bad(format!("bad app id {id:?}")));
     }
-    tracing::info!(session = %sid, bed = %info.id, topology = %info.name, app = %id, "app stop");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, app = ?id, "app stop");
     let line = format!("app-stop {id}");
     tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
         .await

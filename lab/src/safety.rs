@@ -1,11 +1,15 @@
 //! What an uploaded topology may use. A remote lab boots only files of the
 //! server's image store (`kernel = "store:NAME"`), runs only Docker images
-//! on its allow-list, takes no raw QEMU arguments and no ROM files, and
-//! keeps extra files inside the lab's own directory. Anything that names
-//! a host path is refused with a 400 that says what to write instead.
+//! on its allow-list, takes no raw QEMU arguments and no ROM files, stays
+//! within the configured memory, vCPUs and serial ports, and keeps extra
+//! files inside the lab's own directory. Anything that names a host path
+//! is refused with a 400 that says what to write instead. Every string
+//! that reaches QEMU's command line is checked by alpy itself
+//! (`alpy::vm::argv_check`), here before the lab starts.
 
-use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+
+use crate::config::{Config, Limits};
 
 /// A refusal, for a 400.
 pub type Refusal = String;
@@ -14,12 +18,14 @@ pub type Refusal = String;
 /// file and reach nothing outside the guest.
 pub const SAFE_QEMU_ARGS: &[&str] = &["-no-reboot"];
 
-/// The capabilities an app started through the API may add.
-pub const SAFE_APP_CAPS: &[&str] = &["NET_ADMIN", "NET_RAW"];
-
 /// Whether an app asked for through the API may run: an allow-listed
-/// image, no host bind mounts, no capabilities beyond the network's.
-pub fn check_app(app: &alpy::App, docker_images: &[String]) -> Result<(), Refusal> {
+/// image, no host bind mounts, no capabilities beyond `caps` (the
+/// configuration's `app_caps`).
+pub fn check_app(
+    app: &alpy::App,
+    docker_images: &[String],
+    caps: &[String],
+) -> Result<(), Refusal> {
     if !docker_images.iter().any(|a| a == app.image()) {
         return Err(format!(
             "app image {:?}: not on this lab's Docker allow-list ({})",
@@ -32,14 +38,10 @@ pub fn check_app(app: &alpy::App, docker_images: &[String]) -> Result<(), Refusa
             "app bind {b:?}: a remote lab mounts no host path into an app"
         ));
     }
-    if let Some(c) = app
-        .caps()
-        .iter()
-        .find(|c| !SAFE_APP_CAPS.contains(&c.as_str()))
-    {
+    if let Some(c) = app.caps().iter().find(|c| !caps.contains(c)) {
         return Err(format!(
-            "app capability {c:?}: a remote lab grants only {}",
-            SAFE_APP_CAPS.join(", ")
+            "app capability {c:?}: this lab grants only {} (its operator sets app_caps)",
+            caps.join(", ")
         ));
     }
     Ok(())
@@ -47,12 +49,8 @@ pub fn check_app(app: &alpy::App, docker_images: &[String]) -> Result<(), Refusa
 
 /// The topology with store names replaced by the store's paths, checked
 /// by alpy's own parser as if it were at `at`. Returns (text, name).
-pub fn check_topology(
-    text: &str,
-    store: &BTreeMap<String, PathBuf>,
-    docker_images: &[String],
-    at: &Path,
-) -> Result<(String, String), Refusal> {
+pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, String), Refusal> {
+    let (store, docker_images) = (&cfg.store, &cfg.docker_images);
     let mut t: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| format!("topology: {}", e.message()))?;
@@ -90,6 +88,7 @@ pub fn check_topology(
         .get("dut")
         .and_then(|d| d.as_table())
         .ok_or("topology: [dut] is missing")?;
+    check_sizes(dut, &cfg.limits)?;
     for arg in dut
         .get("extra_args")
         .and_then(|a| a.as_array())
@@ -146,7 +145,36 @@ pub fn check_topology(
         return Err("topology: {cache} names the lab host's cache: use \"store:NAME\"".into());
     }
     let parsed = alpy::Topology::parse(at, &text).map_err(|e| format!("topology: {e}"))?;
+    if parsed.name.chars().any(char::is_control) {
+        return Err(format!(
+            "topology: name {:?} holds a control character",
+            parsed.name
+        ));
+    }
+    parsed
+        .check_machine()
+        .map_err(|e| format!("topology: {e}"))?;
     Ok((text, parsed.name))
+}
+
+/// Memory, vCPUs and serial ports within the configured limits.
+fn check_sizes(dut: &toml::Table, limits: &Limits) -> Result<(), Refusal> {
+    let int = |k: &str| dut.get(k).and_then(|v| v.as_integer());
+    let caps = [
+        ("memory_mib", limits.max_memory_mib, "limits.max_memory_mib"),
+        ("cpus", limits.max_cpus, "limits.max_cpus"),
+        ("aux_serials", limits.max_serials, "limits.max_serials"),
+    ];
+    for (key, max, setting) in caps {
+        if let Some(n) = int(key) {
+            if n < 0 || n as u64 > max {
+                return Err(format!(
+                    "dut.{key} = {n}: this lab allows at most {max} ({setting})"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where extra file `name` goes in `dir`: relative, without `..`, its
@@ -166,41 +194,62 @@ pub fn extra_file_path(dir: &Path, name: &str) -> Result<PathBuf, Refusal> {
 mod tests {
     use super::*;
 
-    fn store() -> BTreeMap<String, PathBuf> {
-        BTreeMap::from([("k".to_string(), PathBuf::from("/proc/self/exe"))])
+    fn cfg() -> Config {
+        let mut c: Config = toml::from_str("docker_images = [\"alpy/tools\"]").unwrap();
+        c.store
+            .insert("k".to_string(), PathBuf::from("/proc/self/exe"));
+        c.limits.max_memory_mib = 2048;
+        c.limits.max_cpus = 2;
+        c
     }
 
     #[test]
     fn host_paths_are_refused_and_store_names_resolved() {
         let at = Path::new("/x/topology.toml");
-        let e = check_topology("[dut]\nkernel = \"/etc/shadow\"\n", &store(), &[], at).unwrap_err();
+        let c = cfg();
+        let e = check_topology("[dut]\nkernel = \"/etc/shadow\"\n", &c, at).unwrap_err();
         assert!(e.contains("image store") && e.contains("store:NAME"), "{e}");
-        let e = check_topology("[dut]\nkernel = \"store:nope\"\n", &store(), &[], at).unwrap_err();
+        let e = check_topology("[dut]\nkernel = \"store:nope\"\n", &c, at).unwrap_err();
         assert!(e.contains("no \"nope\""), "{e}");
         let e = check_topology(
             "[dut]\nkernel = \"store:k\"\nextra_args = [\"-drive\"]\n",
-            &store(),
-            &[],
+            &c,
             at,
         )
         .unwrap_err();
         assert!(e.contains("raw QEMU"), "{e}");
         let e = check_topology(
             "[dut]\nkernel = \"store:k\"\n[[link]]\napps = [{ image = \"evil/miner\" }]\n",
-            &store(),
-            &["alpy/tools".into()],
+            &c,
             at,
         )
         .unwrap_err();
         assert!(e.contains("allow-list"), "{e}");
-        let (text, name) = check_topology(
-            "name = \"t\"\n[dut]\nkernel = \"store:k\"\n",
-            &store(),
-            &[],
+        let (text, name) =
+            check_topology("name = \"t\"\n[dut]\nkernel = \"store:k\"\n", &c, at).unwrap();
+        assert!(text.contains("/proc/self/exe") && name == "t", "{text}");
+    }
+
+    #[test]
+    fn sizes_and_names_are_bounded() {
+        let at = Path::new("/x/topology.toml");
+        let c = cfg();
+        for (line, needle) in [
+            ("memory_mib = 999999999", "max_memory_mib"),
+            ("cpus = 10000", "max_cpus"),
+            ("aux_serials = 100000000", "max_serials"),
+        ] {
+            let e = check_topology(&format!("[dut]\nkernel = \"store:k\"\n{line}\n"), &c, at)
+                .unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        let e = check_topology(
+            "name = \"a\\nforged\"\n[dut]\nkernel = \"store:k\"\n",
+            &c,
             at,
         )
-        .unwrap();
-        assert!(text.contains("/proc/self/exe") && name == "t", "{text}");
+        .unwrap_err();
+        assert!(e.contains("control character"), "{e}");
     }
 
     #[test]

@@ -11,8 +11,8 @@ use common::Server;
 #[test]
 fn status_codes_auth_and_refusals() {
     let s = Server::start("codes", "");
-    assert_eq!(s.get("/healthz").send().unwrap().status(), 204);
-    let r = s.post("/session").send().unwrap();
+    assert_eq!(s.req("GET", "/healthz", None).send().unwrap().status(), 204);
+    let r = s.req("POST", "/session", None).send().unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().unwrap();
     assert!(
@@ -20,14 +20,13 @@ fn status_codes_auth_and_refusals() {
         "{body}"
     );
     assert_eq!(
-        s.post("/session")
-            .bearer_auth("alpylab_wrong")
+        s.req("POST", "/session", Some("alpylab_wrong"))
             .send()
             .unwrap()
             .status(),
         401
     );
-    assert_eq!(s.get("/queue").send().unwrap().status(), 401);
+    assert_eq!(s.req("GET", "/queue", None).send().unwrap().status(), 401);
     let (a, status, pos) = s.session();
     assert_eq!((status.as_str(), pos), ("active", 0));
     assert!(a.len() >= 32, "session ids carry at least 128 bits: {a}");
@@ -35,14 +34,9 @@ fn status_codes_auth_and_refusals() {
     assert_eq!((status.as_str(), pos), ("waiting", 1));
     assert_eq!(s.status(&b)["position"], 1);
     assert_eq!(s.get("/session/nope").send().unwrap().status(), 404);
-    assert_eq!(
-        s.get("/active-session")
-            .send()
-            .unwrap()
-            .json::<serde_json::Value>()
-            .unwrap()["session_id"],
-        a.as_str()
-    );
+    let active: serde_json::Value = s.get("/active-session").send().unwrap().json().unwrap();
+    assert!(active["session_id"].is_null(), "{active}");
+    assert_eq!(active["handle"], s.status(&a)["handle"], "{active}");
     // Heartbeats.
     assert_eq!(
         s.post_as("/session/heartbeat", &b).send().unwrap().status(),
@@ -159,19 +153,12 @@ fn status_codes_auth_and_refusals() {
             && metrics.contains("alpy_lab_active_sessions 1"),
         "{metrics}"
     );
-    assert_eq!(
-        s.get("/queue")
-            .bearer_auth(&s.token)
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(s.get("/queue").send().unwrap().status(), 200);
 }
 
 #[test]
 fn fifo_holds_exactly_with_50_concurrent_clients() {
-    let s = Server::start("fifo", "");
+    let s = Server::start("fifo", "max_sessions_per_token = 50");
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
     let handles: Vec<_> = (0..50)
         .map(|_| {
@@ -226,7 +213,7 @@ fn heartbeats_keep_sessions_and_a_killed_clients_session_expires() {
     let (silent, _, _) = s.session();
     // A's client is a process that heartbeats, then is SIGKILLed.
     let mut client = std::process::Command::new("sh")
-        .args(["-c", &format!("while curl -fsS -X POST -H 'X-Session-ID: {a}' {}/session/heartbeat; do sleep 0.5; done", s.url)])
+        .args(["-c", &format!("while curl -fsS -X POST -H 'X-Session-ID: {a}' -H 'Authorization: Bearer {}' {}/session/heartbeat; do sleep 0.5; done", s.token, s.url)])
         .spawn()
         .unwrap();
     // B heartbeats from here; the silent one never does.
@@ -289,7 +276,7 @@ fn the_shipped_example_configuration_starts_as_it_is() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab.example.toml");
     let config = dir.join("lab.toml");
     std::fs::copy(&shipped, &config).unwrap();
-    let token = common::create_token(&config);
+    let token = common::create_token(&config, "tests", "user");
     assert!(token.starts_with("alpylab_"), "{token}");
     let written = std::fs::read_to_string(&config).unwrap();
     assert!(

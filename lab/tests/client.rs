@@ -72,7 +72,7 @@ fn a_remote_bed_through_the_client_library() {
             "--url",
             &s.url,
             "--token",
-            &s.token,
+            &s.operator,
         ])
         .output()
         .unwrap();

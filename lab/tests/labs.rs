@@ -154,6 +154,10 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     let mut req =
         tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
     req.headers_mut().insert("X-Session-ID", a.parse().unwrap());
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", s.token).parse().unwrap(),
+    );
     let (mut ws, _) = tungstenite::connect(req).unwrap();
     ws.send(tungstenite::Message::Text("echo ws-$((6*7))\n".into()))
         .unwrap();
@@ -244,12 +248,14 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     // An operator destroys a lab by id.
     let id = fresh["lab"]["lab_id"].as_str().unwrap();
     assert_eq!(
-        s.delete(&format!("/labs/{id}")).send().unwrap().status(),
+        s.req("DELETE", &format!("/labs/{id}"), None)
+            .send()
+            .unwrap()
+            .status(),
         401
     );
     assert_eq!(
-        s.delete(&format!("/labs/{id}"))
-            .bearer_auth(&s.token)
+        s.req("DELETE", &format!("/labs/{id}"), Some(&s.operator))
             .send()
             .unwrap()
             .status(),
@@ -318,6 +324,7 @@ fn a_lab_comes_up_even_if_its_client_hangs_up() {
         .unwrap()
         .post(format!("{}/lab", s.url))
         .header("X-Session-ID", &a)
+        .bearer_auth(&s.token)
         .multipart(form)
         .send();
     assert!(hung.is_err(), "the client gave up before the lab was up");

@@ -288,7 +288,7 @@ impl Dut {
 
     /// Every string that will reach QEMU's command line is of its kind
     /// (no value can add an option; see [`crate::vm::argv_check`]).
-    fn check_strings(&self) -> Result<()> {
+    pub(crate) fn check_strings(&self) -> Result<()> {
         use crate::vm::argv_check as argv;
         argv::check_machine(self.machine_name())?;
         if let Some(c) = &self.config.cpu {

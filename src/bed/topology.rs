@@ -281,6 +281,22 @@ impl Topology {
         Ok(())
     }
 
+    /// Whether every string it gives QEMU is of its kind (disk formats,
+    /// machine, CPU, SMBIOS, NIC models; see [`crate::vm::argv_check`]),
+    /// without starting anything. A lab server checks an upload with it.
+    pub fn check_machine(&self) -> Result<()> {
+        let b = self.builder()?;
+        if let Some(d) = &b.dut {
+            d.check_strings()?;
+        }
+        for l in &b.links {
+            if let Some(m) = &l.dut_nic.model {
+                crate::vm::argv_check::check_device(m.device())?;
+            }
+        }
+        Ok(())
+    }
+
     /// The test bed builder this topology describes.
     pub fn builder(&self) -> Result<TestBedBuilder> {
         self.apply(TestBed::builder(&self.name))

@@ -44,8 +44,7 @@ fn check_name(what: &str, s: &str, example: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
     if ok {
         return Ok(());
@@ -93,8 +92,7 @@ pub fn check_uuid(s: &str) -> Result<()> {
 pub fn check_mac(s: &str) -> Result<()> {
     let ok = s.len() == 17
         && s.split(':').count() == 6
-        && s
-            .split(':')
+        && s.split(':')
             .all(|g| g.len() == 2 && g.chars().all(|c| c.is_ascii_hexdigit()));
     if ok {
         return Ok(());

@@ -150,14 +150,20 @@ fn same_shape(argv: &[String], benign: &[String]) -> std::result::Result<(), Str
         if takes_value {
             let (v, b) = (&argv[i + 1], &benign[i + 1]);
             if KEYVAL.contains(&flag.as_str()) && keys(v) != keys(b) {
-                return Err(format!("{flag} {v:?} has keys {:?}, not {:?}", keys(v), keys(b)));
+                return Err(format!(
+                    "{flag} {v:?} has keys {:?}, not {:?}",
+                    keys(v),
+                    keys(b)
+                ));
             }
             if flag == "-cpu" && split_opts(v).len() != 1 {
                 return Err(format!("-cpu {v:?} adds CPU features"));
             }
             if flag == "-smbios" {
                 let k = keys(v);
-                if k.iter().any(|k| k == "file" || k == "path") || k.first().map(String::as_str) != Some("type") {
+                if k.iter().any(|k| k == "file" || k == "path")
+                    || k.first().map(String::as_str) != Some("type")
+                {
                     return Err(format!("-smbios {v:?} has keys {k:?}"));
                 }
             }
@@ -216,8 +222,15 @@ fn the_injections_found_are_refused() {
 fn free_text_passes_escaped() {
     let (cfg, _) = with_field(4, "A1,,file=/x");
     let argv = cfg.args(Accel::Tcg, FDS).unwrap();
-    assert!(argv.contains(&"type=1,serial=A1,,file=/x".to_string()), "{argv:?}");
+    assert!(
+        argv.contains(&"type=1,serial=A1,,file=/x".to_string()),
+        "{argv:?}"
+    );
     let (cfg, _) = with_field(6, "/img/a,b.img");
     let argv = cfg.args(Accel::Tcg, FDS).unwrap();
-    assert!(argv.iter().any(|a| a.contains("file=/img/a,,b.img,snapshot=on")), "{argv:?}");
+    assert!(
+        argv.iter()
+            .any(|a| a.contains("file=/img/a,,b.img,snapshot=on")),
+        "{argv:?}"
+    );
 }

@@ -164,7 +164,10 @@ impl QemuConfig {
         let smbios = self
             .smbios
             .iter()
-            .map(|s| s.parse::<crate::vm::argv_check::Smbios>().map(|t| t.to_arg()))
+            .map(|s| {
+                s.parse::<crate::vm::argv_check::Smbios>()
+                    .map(|t| t.to_arg())
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));

@@ -56,7 +56,14 @@ pub struct Server {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub url: String,
+    /// A `user` token ("tests"): what get/post/delete send.
     pub token: String,
+    /// Another `user` token ("other").
+    pub other: String,
+    /// A `viewer` token.
+    pub viewer: String,
+    /// An `operator` token.
+    pub operator: String,
     pub child: Child,
 }
 
@@ -83,13 +90,19 @@ impl Server {
             ),
         )
         .unwrap();
-        let token = create_token(&config);
+        let token = create_token(&config, "tests", "user");
+        let other = create_token(&config, "other", "user");
+        let viewer = create_token(&config, "watcher", "viewer");
+        let operator = create_token(&config, "ops", "operator");
         let (child, url) = spawn(&dir, &config);
         Server {
             dir,
             config,
             url,
             token,
+            other,
+            viewer,
+            operator,
             child,
         }
     }
@@ -108,16 +121,34 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// A request with `token` (none: `None`).
+    pub fn req(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::blocking::RequestBuilder {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let b = client().request(m, format!("{}{path}", self.url));
+        match token {
+            Some(t) => b.bearer_auth(t),
+            None => b,
+        }
+    }
+
+    /// GET with the `user` token.
     pub fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
-        client().get(format!("{}{path}", self.url))
+        self.req("GET", path, Some(&self.token))
     }
 
+    /// POST with the `user` token.
     pub fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
-        client().post(format!("{}{path}", self.url))
+        self.req("POST", path, Some(&self.token))
     }
 
+    /// DELETE with the `user` token.
     pub fn delete(&self, path: &str) -> reqwest::blocking::RequestBuilder {
-        client().delete(format!("{}{path}", self.url))
+        self.req("DELETE", path, Some(&self.token))
     }
 
     /// GET as session `sid` (its `X-Session-ID` header).
@@ -140,10 +171,9 @@ impl Server {
         self.get_as(path, sid).send().unwrap().json().unwrap()
     }
 
-    /// The operator's view: `GET /queue` with the token.
+    /// The operator's view: `GET /queue` with the operator's token.
     pub fn queue(&self) -> serde_json::Value {
-        self.get("/queue")
-            .bearer_auth(&self.token)
+        self.req("GET", "/queue", Some(&self.operator))
             .send()
             .unwrap()
             .json()
@@ -152,11 +182,7 @@ impl Server {
 
     /// A new session: (id, status, position).
     pub fn session(&self) -> (String, String, i64) {
-        let r = self
-            .post("/session")
-            .bearer_auth(&self.token)
-            .send()
-            .unwrap();
+        let r = self.post("/session").send().unwrap();
         assert_eq!(r.status(), 201);
         let v: serde_json::Value = r.json().unwrap();
         (
@@ -186,8 +212,9 @@ impl Server {
             .unwrap();
         write!(
             stream,
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-Session-ID: {sid}\r\n\
-             Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len}\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-Session-ID: {sid}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len}\r\n\r\n",
+            self.token
         )
         .unwrap();
         let mut line = String::new();
@@ -227,10 +254,11 @@ pub fn client() -> Client {
         .unwrap()
 }
 
-/// `alpy-lab token create tests --config CONFIG`: the token it printed.
-pub fn create_token(config: &Path) -> String {
+/// `alpy-lab token create NAME --role ROLE --config CONFIG`: the token it
+/// printed.
+pub fn create_token(config: &Path, name: &str, role: &str) -> String {
     let out = Command::new(lab_bin())
-        .args(["token", "create", "tests", "--config"])
+        .args(["token", "create", name, "--role", role, "--config"])
         .arg(config)
         .output()
         .unwrap();

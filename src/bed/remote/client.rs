@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
+
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -73,16 +74,13 @@ impl LabClient {
         LabClient::connect(&url, &token).map(Some)
     }
 
-    /// Creates a session on the server at `url`.
+    /// Creates a session on the server at `url` (`https://` is checked
+    /// against the system's CAs and `REMOTE_LAB_CA`'s).
     pub fn connect(url: &str, token: &str) -> Result<LabClient> {
         let url = url.trim_end_matches('/').to_string();
-        let http = Client::builder()
-            .timeout(Duration::from_secs(900))
-            .build()
-            .map_err(net("build an HTTP client"))?;
+        let http = super::tls::http_client(token, Duration::from_secs(900))?;
         let r = http
             .post(format!("{url}/session"))
-            .bearer_auth(token)
             .send()
             .map_err(net(&format!("reach {url}")))?;
         let info: SessionInfo = checked(r, "create a session")?

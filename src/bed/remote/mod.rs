@@ -42,10 +42,12 @@ mod client;
 mod remote_bed;
 mod remote_nodes;
 mod testbed_mode;
+mod tls;
 pub(crate) mod topology_out;
 
 pub use client::{LabClient, SessionInfo};
 pub use remote_bed::RemoteBed;
+pub use tls::{http_client, CA_VAR};
 
 /// The environment variable that points tests at a lab server.
 pub const URL_VAR: &str = "REMOTE_LAB_URL";

@@ -118,7 +118,6 @@ impl LabClient {
         let r = self
             .http
             .get(format!("{}/store", self.url))
-            .bearer_auth(&self.token)
             .send()
             .map_err(net("list the store"))?;
         let store: Value = checked(r, "list the store")?
@@ -274,8 +273,11 @@ impl RemoteBed {
                 .parse()
                 .map_err(|_| Error::Internal("a session id that is no header value".into()))?;
             req.headers_mut().insert("X-Session-ID", sid);
-            let (ws, _) = tungstenite::connect(req)
-                .map_err(|e| Error::Config(format!("lab console {url}: {e}")))?;
+            let auth = format!("Bearer {}", c.token)
+                .parse()
+                .map_err(|_| Error::Config("a lab token that is no header value".into()))?;
+            req.headers_mut().insert("Authorization", auth);
+            let ws = connect_ws(req, &url)?;
             let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
             let stop = Arc::clone(&self.bridge_stop);
             self.bridge = Some(
@@ -344,10 +346,31 @@ impl Drop for RemoteBed {
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
+/// Opens the WebSocket `req` to `url` (`ws://` or `wss://`, checked like
+/// the HTTP client's TLS).
+fn connect_ws(req: tungstenite::handshake::client::Request, url: &str) -> Result<Ws> {
+    let bad = |e: String| Error::Config(format!("lab console {url}: {e}"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    let host = parsed.host_str().ok_or_else(|| bad("no host".into()))?;
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| bad("no port".into()))?;
+    let tcp = std::net::TcpStream::connect((host, port)).map_err(|e| bad(e.to_string()))?;
+    let connector = tungstenite::Connector::Rustls(crate::bed::remote::tls::client_config()?);
+    let (ws, _) = tungstenite::client_tls_with_config(req, tcp, None, Some(connector))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(ws)
+}
+
 /// Copies between the WebSocket and the console's socket, polling both
 /// (a tungstenite socket is not split across threads).
 fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) {
-    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+    let tcp = match ws.get_ref() {
+        tungstenite::stream::MaybeTlsStream::Plain(s) => Some(s),
+        tungstenite::stream::MaybeTlsStream::Rustls(s) => Some(s.get_ref()),
+        _ => None,
+    };
+    if let Some(s) = tcp {
         let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
     }
     let _ = local.set_nonblocking(true);

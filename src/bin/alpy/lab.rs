@@ -17,9 +17,8 @@ fn target(url: Option<String>, token: Option<String>) -> alpy::Result<(String, S
 }
 
 fn get(url: &str, token: &str, path: &str) -> alpy::Result<Value> {
-    let r = reqwest::blocking::Client::new()
+    let r = alpy::lab::http_client(token, std::time::Duration::from_secs(60))?
         .get(format!("{url}{path}"))
-        .bearer_auth(token)
         .send()
         .map_err(|e| alpy::Error::Config(format!("lab server {url}: {e}")))?;
     let status = r.status();
@@ -45,6 +44,9 @@ pub(crate) fn run(
     token: Option<String>,
 ) -> alpy::Result<()> {
     let (url, token) = target(url, token)?;
+    if what == "destroy" {
+        return destroy(&url, &token, id, force);
+    }
     let q = get(&url, &token, "/queue")?;
     let empty = Vec::new();
     let sessions = q["sessions"].as_array().unwrap_or(&empty);
@@ -87,35 +89,12 @@ pub(crate) fn run(
                 println!(
                     "{:<4} {:<14} {:<8} {:<12} {}",
                     s["position"],
-                    s["session_id"]
-                        .as_str()
-                        .unwrap_or("?")
-                        .get(..12)
-                        .unwrap_or("?"),
+                    s["handle"].as_str().unwrap_or("?"),
                     s["status"].as_str().unwrap_or("?"),
                     s["owner"].as_str().unwrap_or("?"),
                     s["lab_id"].as_str().unwrap_or("-")
                 );
             }
-        }
-        "destroy" => {
-            let id = id.ok_or_else(|| {
-                alpy::Error::Config("say which lab: alpy lab destroy LAB_ID".into())
-            })?;
-            let r = reqwest::blocking::Client::new()
-                .delete(format!("{url}/labs/{id}?force={force}"))
-                .bearer_auth(&token)
-                .send()
-                .map_err(|e| alpy::Error::Config(format!("lab server {url}: {e}")))?;
-            let status = r.status();
-            let v: Value = r.json().unwrap_or_default();
-            if !status.is_success() {
-                return Err(alpy::Error::Config(format!(
-                    "destroy lab {id}: {status}: {}",
-                    v["detail"]
-                )));
-            }
-            println!("lab {id} is being destroyed");
         }
         other => {
             return Err(alpy::Error::Config(format!(
@@ -123,5 +102,25 @@ pub(crate) fn run(
             )))
         }
     }
+    Ok(())
+}
+
+/// `alpy lab destroy LAB_ID` (an operator's token).
+fn destroy(url: &str, token: &str, id: Option<&str>, force: bool) -> alpy::Result<()> {
+    let id =
+        id.ok_or_else(|| alpy::Error::Config("say which lab: alpy lab destroy LAB_ID".into()))?;
+    let r = alpy::lab::http_client(token, std::time::Duration::from_secs(60))?
+        .delete(format!("{url}/labs/{id}?force={force}"))
+        .send()
+        .map_err(|e| alpy::Error::Config(format!("lab server {url}: {e}")))?;
+    let status = r.status();
+    let v: Value = r.json().unwrap_or_default();
+    if !status.is_success() {
+        return Err(alpy::Error::Config(format!(
+            "destroy lab {id}: {status}: {}",
+            v["detail"]
+        )));
+    }
+    println!("lab {id} is being destroyed");
     Ok(())
 }
