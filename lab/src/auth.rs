@@ -40,6 +40,21 @@ impl Caller {
     }
 }
 
+/// A caller with an `operator` token (403 otherwise), checked before a
+/// handler reads any body.
+#[derive(Debug, Clone)]
+pub struct Operator(pub Caller);
+
+impl FromRequestParts<Shared> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> ApiResult<Operator> {
+        let caller = Caller::from_request_parts(parts, app).await?;
+        caller.at_least(Role::Operator)?;
+        Ok(Operator(caller))
+    }
+}
+
 fn unauthorized(msg: &str) -> ApiError {
     ApiError(StatusCode::UNAUTHORIZED, msg.into())
 }

@@ -42,10 +42,21 @@ async fn read_upload(mut m: Multipart) -> ApiResult<Upload> {
         // A chunked body over the limit fails while it is read: that is a
         // 413 too, not the 500 of a failed read.
         let text = e.body_text();
-        let status = if text.contains("length limit exceeded") {
+        let mut cause: Option<&dyn std::error::Error> = Some(&e);
+        let mut over = false;
+        while let Some(c) = cause {
+            over |= c.to_string().contains("length limit exceeded");
+            cause = c.source();
+        }
+        let status = if over {
             StatusCode::PAYLOAD_TOO_LARGE
         } else {
             e.status()
+        };
+        let text = if over {
+            "the body is over limits.max_body_bytes".to_string()
+        } else {
+            text
         };
         ApiError(status, format!("the upload: {text}"))
     };

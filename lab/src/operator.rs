@@ -12,8 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{end_session, ApiError, ApiResult, Shared};
-use crate::auth::Caller;
-use crate::config::Role;
+use crate::auth::Operator;
 use crate::db::SessionRow;
 use crate::lab_api::{start_destroy, Force};
 
@@ -28,11 +27,10 @@ pub fn routes() -> Router<Shared> {
 /// `DELETE /labs/{id}`: `alpy lab destroy`.
 async fn destroy_any(
     State(app): State<Shared>,
-    caller: Caller,
+    Operator(caller): Operator,
     Path(id): Path<String>,
     Query(f): Query<Force>,
 ) -> ApiResult<Response> {
-    caller.at_least(Role::Operator)?;
     let lab = {
         let id = id.clone();
         app.db(move |db| db.lab(&id)).await?
@@ -55,10 +53,9 @@ async fn by_handle(app: &Shared, handle: &str) -> ApiResult<SessionRow> {
 /// `DELETE /sessions/{handle}`: ends a session, releasing its lab.
 async fn end_any(
     State(app): State<Shared>,
-    caller: Caller,
+    Operator(caller): Operator,
     Path(handle): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.at_least(Role::Operator)?;
     let s = by_handle(&app, &handle).await?;
     end_session(&app, &s.key, &format!("operator {}", caller.name)).await
 }
@@ -73,11 +70,10 @@ struct Position {
 /// session to place N of the queue.
 async fn move_session(
     State(app): State<Shared>,
-    caller: Caller,
+    Operator(caller): Operator,
     Path(handle): Path<String>,
     Json(p): Json<Position>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.at_least(Role::Operator)?;
     let s = by_handle(&app, &handle).await?;
     let key = s.key.clone();
     let moved = app.db(move |db| db.move_waiting(&key, p.position)).await?;

@@ -76,13 +76,19 @@ impl Server {
 
     /// [`Server::start`] with more `[store]` lines (`name = "path"`).
     pub fn start_with_store(name: &str, limits: &str, store: &str) -> Server {
+        Server::start_config(name, "", limits, store)
+    }
+
+    /// [`Server::start`] with top-level configuration lines (`top`: keys,
+    /// then tables such as `[timeouts]`) and `[store]` lines.
+    pub fn start_config(name: &str, top: &str, limits: &str, store: &str) -> Server {
         let dir = temp_dir(name);
         let (k, i) = guest();
         let config = dir.join("lab.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\nalpy = \"{}\"\ndocker_images = [\"alpy/tools\"]\n\
+                "listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\nalpy = \"{}\"\ndocker_images = [\"alpy/tools\"]\n{top}\n\
                  [limits]\n{limits}\n[store]\nguest-kernel = \"{}\"\nguest-initrd = \"{}\"\n{store}\n",
                 alpy_bin().display(),
                 k.display(),
