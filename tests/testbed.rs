@@ -617,3 +617,75 @@ fn two_beds_cannot_share_an_artifacts_directory() {
         .unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A relay link's capture holds frames a node sent while the DUT was
+/// still paused, and QEMU writes them at once: the file's modification
+/// time moves to a later second than the one QEMU stamps from. Stamps
+/// must stay host time all the same (they were 1 s early when the offset
+/// came from the file's time).
+#[test]
+fn capture_stamps_stay_host_time_when_a_node_sends_before_boot() {
+    let (kernel, initrd) = common::guest();
+    let mut bed = TestBed::builder("pcap-early")
+        .dut(alpy::Dut::kernel(kernel, Some(initrd)).append(common::ROUTER_APPEND))
+        .link(
+            alpy::Link::new()
+                .node_addr("192.168.1.2/24")
+                .gateway("192.168.1.1")
+                .relay(),
+        )
+        .link(
+            alpy::Link::new()
+                .node_addr("192.168.2.2/24")
+                .gateway("192.168.2.1"),
+        )
+        .prompt(PROMPT)
+        .poweroff(alpy::PowerOff::Console("poweroff -f".into()))
+        .start()
+        .expect("start");
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    // Into the next whole second after QEMU started, then a frame from
+    // the node (an ARP request for the paused DUT).
+    std::thread::sleep(Duration::from_secs_f64(1.1 - wall().fract()));
+    let _ = bed.node(0).unwrap().execute("ping -c 1 -W 1 192.168.1.1");
+    bed.boot(BOOT).unwrap();
+    let node = bed.node(0).unwrap();
+    node.succeed("ping -c 1 -W 5 192.168.2.2").unwrap();
+    let before = wall();
+    node.succeed("ping -c 3 -i 0.3 -W 5 192.168.2.2").unwrap();
+    let after = wall();
+    let req = Filter::new()
+        .ip_dst("192.168.2.2".parse().unwrap())
+        .icmp_type(8);
+    let cap = bed.capture(0).unwrap();
+    assert!(
+        cap.frames()
+            .first()
+            .is_some_and(|f| f.timestamp.as_secs_f64() < before - 1.0),
+        "the frame sent before boot is in the capture"
+    );
+    let stamps: Vec<f64> = cap
+        .filter(&req)
+        .map(|f| f.timestamp.as_secs_f64())
+        .collect();
+    eprintln!(
+        "pings between {before:.3} and {after:.3}: {:?}",
+        stamps.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>()
+    );
+    assert_eq!(stamps.len(), 4, "{stamps:?}");
+    let outside: Vec<&f64> = stamps[1..]
+        .iter()
+        .filter(|s| **s < before - 0.005 || **s > after + 0.005)
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "stamps outside [{before:.3}, {after:.3}]: {outside:?}"
+    );
+    bed.shutdown(Duration::from_secs(60)).unwrap();
+    bed.close().unwrap();
+}

@@ -29,17 +29,39 @@ impl TestBed {
         self.capture_offset
     }
 
-    /// QEMU stamps frames with the whole second of wall time at which it
-    /// set up the capture (the file's first write: its header) plus the
-    /// virtual clock, which starts at zero when the vCPUs first run.
+    /// QEMU stamps a frame with the second it set the capture up in (a
+    /// whole second, from its own clock) plus the virtual clock, which
+    /// stands at `virtual_clock_base` until the vCPUs run. Returned: that
+    /// second, as an offset from `resumed_wall` (the caller takes
+    /// `virtual_clock_base` off).
+    ///
+    /// A frame captured while the DUT was paused (relay links capture
+    /// what nodes send before boot) carries that second exactly, whenever
+    /// it was written, so the first frame of any link is used when there
+    /// is one. Only with no frame yet does the file's time say when its
+    /// header was written; it is read before the frames, so a frame
+    /// written in between is seen and used instead.
     pub(crate) fn measure_capture_offset(&self, resumed_wall: f64) -> Option<f64> {
-        let meta = std::fs::metadata(self.pcap_path(0)).ok()?;
-        let created = meta
+        let header_written = std::fs::metadata(self.pcap_path(0))
+            .ok()?
             .modified()
             .ok()?
             .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
-        let start_ts = created.as_secs() as f64;
-        Some(resumed_wall - start_ts)
+            .ok()?
+            .as_secs() as f64;
+        let first_frame = (0..)
+            .map(|i| self.pcap_path(i))
+            .take_while(|p| p.exists())
+            .filter_map(|p| Capture::open(&p).ok())
+            .filter_map(|c| c.frames().first().map(|f| f.timestamp.as_secs_f64()))
+            .reduce(f64::min);
+        let start = match first_frame {
+            Some(stamp) => {
+                log::debug!(target: "alpy::testbed", "capture clock from a frame captured while paused ({stamp:.6})");
+                stamp - self.virtual_clock_base
+            }
+            None => header_written,
+        };
+        Some(resumed_wall - start)
     }
 }
