@@ -329,6 +329,8 @@ async fn devices(
         "nodes": nodes,
         "links": nodes,
         "console": "/lab/console",
+        "dut_macs": bed["dut_macs"],
+        "capture_offset": bed["capture_offset"],
     })))
 }
 

@@ -50,16 +50,45 @@ fn topology_file_on_the_lab(s: &Server) {
     assert_eq!(t.apps.len(), 1, "the iperf server app");
     let client = t.bed.node("client").unwrap();
     assert!(client.is_remote());
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = wall();
     client.succeed("ping -c 2 -W 3 192.168.2.2").unwrap();
+    let after = wall();
     client
         .wait_for_open_port("192.168.2.2", 5201, Duration::from_secs(10))
         .unwrap();
-    let echo = t
-        .bed
-        .capture(0)
-        .unwrap()
-        .count(alpy::pcap::Filter::new().icmp_type(8));
-    assert_eq!(echo, 2, "the client's echo requests on link 0");
+    let cap = t.bed.capture(0).unwrap();
+    let echo: Vec<f64> = cap
+        .filter(&alpy::pcap::Filter::new().icmp_type(8))
+        .map(|f| f.timestamp.as_secs_f64())
+        .collect();
+    assert_eq!(echo.len(), 2, "the client's echo requests on link 0");
+    // Host time (the lab runs on this host): within the ping's window.
+    let offset = t.bed.capture_offset().expect("a lab bed has an offset");
+    eprintln!(
+        "lab capture offset {offset:.3} s; echo stamps {echo:?} in [{before:.3}, {after:.3}]"
+    );
+    assert!(
+        echo.iter()
+            .all(|s| *s >= before - 0.005 && *s <= after + 0.005),
+        "echo stamps {echo:?} outside [{before:.3}, {after:.3}]"
+    );
+    // The DUT's MAC is the lab bed's: the replies come from it.
+    let replies: Vec<_> = cap
+        .filter(&alpy::pcap::Filter::new().icmp_type(0))
+        .filter_map(|f| f.src_mac)
+        .collect();
+    assert!(!replies.is_empty());
+    assert!(
+        replies.iter().all(|m| *m == t.bed.dut_mac(0)),
+        "replies from {replies:?}, dut_mac(0) = {}",
+        t.bed.dut_mac(0)
+    );
     t.close().unwrap();
 }
 

@@ -43,6 +43,12 @@ pub struct BedInfo {
     /// `ALPY_KEEP`).
     #[serde(default)]
     pub state: String,
+    /// The DUT's MAC on each link, in link order.
+    #[serde(default)]
+    pub dut_macs: Vec<String>,
+    /// What to add to the raw `linkN.pcap` stamps for this host's time.
+    #[serde(default)]
+    pub capture_offset: Option<f64>,
 }
 
 impl BedInfo {
@@ -60,6 +66,10 @@ impl BedInfo {
             nodes: bed.nodes_info(),
             console: None,
             state: "up".into(),
+            dut_macs: (0..bed.nodes_info().len())
+                .map(|i| bed.dut_mac(i).to_string())
+                .collect(),
+            capture_offset: bed.capture_offset(),
         }
     }
 

@@ -310,6 +310,9 @@ impl TestBed {
 
     /// The DUT's MAC on link `i`.
     pub fn dut_mac(&self, i: usize) -> Mac {
+        if let Some(m) = self.remote.as_ref().and_then(|r| r.dut_mac(i)) {
+            return m;
+        }
         if self.warm.is_some() {
             fixed_mac(i, true)
         } else {

@@ -31,6 +31,8 @@ pub struct RemoteBed {
     /// Destroy the lab at the end (a test bed's: never shared) instead of
     /// releasing it.
     destroy: bool,
+    /// What the lab says of its bed: the DUT's MACs and capture offset.
+    devices: Value,
 }
 
 impl LabClient {
@@ -71,7 +73,7 @@ impl LabClient {
         });
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        Ok(RemoteBed {
+        let mut bed = RemoteBed {
             client: Some(self),
             lab: v["lab"].clone(),
             console: None,
@@ -80,7 +82,10 @@ impl LabClient {
             dir,
             own_dir,
             destroy: !reuse,
-        })
+            devices: Value::Null,
+        };
+        bed.devices = bed.devices()?;
+        Ok(bed)
     }
 
     /// [`LabClient::acquire`] with a topology file as a local test bed
@@ -165,16 +170,33 @@ impl RemoteBed {
         &self.lab
     }
 
-    /// The nodes' names.
-    pub fn nodes(&self) -> Result<Vec<String>> {
+    /// `GET /lab/devices`: nodes, links, the DUT's MACs, the capture
+    /// offset.
+    fn devices(&self) -> Result<Value> {
         let c = self.client()?;
         let r = c
             .with_session(c.http.get(format!("{}/lab/devices", c.url)))
             .send()
             .map_err(net("list devices"))?;
-        let v: Value = checked(r, "list devices")?
+        checked(r, "list devices")?
             .json()
-            .map_err(net("read devices"))?;
+            .map_err(net("read devices"))
+    }
+
+    /// The DUT's MAC on link `i`, as the lab's bed has it.
+    pub fn dut_mac(&self, i: usize) -> Option<crate::addr::Mac> {
+        self.devices["dut_macs"][i].as_str()?.parse().ok()
+    }
+
+    /// What to add to the lab's raw capture stamps for the lab host's
+    /// time (its bed measured it when the DUT was resumed).
+    pub fn capture_offset(&self) -> Option<f64> {
+        self.devices["capture_offset"].as_f64()
+    }
+
+    /// The nodes' names.
+    pub fn nodes(&self) -> Result<Vec<String>> {
+        let v = self.devices()?;
         Ok(v["nodes"]
             .as_array()
             .into_iter()

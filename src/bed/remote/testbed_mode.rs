@@ -65,6 +65,8 @@ impl TestBed {
         })?;
         self.timings.record("lab", t0.elapsed());
         self.nodes = Some(Nodes::remote(&b.links, remote.node_service()?));
+        // Stamps and MACs are the lab's bed's, not ones derived here.
+        self.capture_offset = remote.capture_offset();
         self.remote = Some(remote);
         let timeout = self.console_timeout;
         self.console()?.set_timeout(timeout);
@@ -105,7 +107,8 @@ impl TestBed {
             return Ok(None);
         };
         self.nodes()?.node(i)?;
-        r.capture_to(&i.to_string(), &self.pcap_path(i)).map(Some)
+        let cap = r.capture_to(&i.to_string(), &self.pcap_path(i))?;
+        Ok(Some(cap.shifted(self.capture_offset.unwrap_or(0.0))))
     }
 
     /// Powers a remote DUT off as configured and waits until its QEMU has
