@@ -66,6 +66,7 @@ pub fn document() -> Value {
             "/lab/qmp": { "post": lab("{\"execute\": .., \"arguments\": ..} to the bed's QEMU: an allow-listed command (403 names the list)", ("200", "QMP's return")) },
             "/lab/power/{action}": { "post": lab("off, on or cycle", ("200", "QMP's return")) },
             "/lab/nodes/{name}/apps": { "post": lab("{\"app\": alpy App, \"background\": bool, \"timeout_s\": s}: 201 {\"app_id\"} in the background, else 200 {\"exit_code\", \"stdout\", \"stderr\"}; allow-listed images only", ("200", "the app's end")) },
+            "/lab/nodes/{name}/link": { "post": lab("A node's link: {\"change\": \"impair\", \"direction\": \"to_dut|to_node|both\", \"impairment\": {..}}, {\"change\": \"clear\"} or {\"change\": \"carrier\", \"up\": bool}", ("204", "done")) },
             "/lab/apps/{id}": { "delete": lab("Stop a background app (409 if it had failed)", ("204", "stopped")) },
             "/labs/{id}": { "delete": op("Operator: destroy any lab", &[("202", "being destroyed"), ("404", "no such lab"), ("409", "held by others without force")], false, true) },
             "/sessions/{handle}": { "delete": op("Operator: end any session, by handle", &[("204", "ended"), ("404", "no live session with that handle")], false, true) },

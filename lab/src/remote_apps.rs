@@ -1,5 +1,6 @@
 //! Apps in a lab's nodes, for the active session that holds it: run one to
-//! completion, or start one in the background and stop it later. The
+//! completion, or start one in the background and stop it later; and
+//! changes to a node's link (impairment, carrier). The
 //! lab's supervisor runs them (they belong to its bed: its owner, its
 //! artifacts, stopped when it goes down); the server only checks them:
 //! allow-listed images, no host mounts, the configured capabilities only.
@@ -25,6 +26,37 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/lab/nodes/{name}/apps", post(start))
         .route("/lab/apps/{id}", delete(stop))
+        .route("/lab/nodes/{name}/link", post(link))
+}
+
+/// `POST /lab/nodes/{name}/link`: impairment or carrier on a node's link
+/// (alpy's `LinkChange` as JSON), done by the lab's supervisor.
+async fn link(
+    State(app): State<Shared>,
+    s: ActiveSession,
+    Path(name): Path<String>,
+    Json(change): Json<alpy::net::LinkChange>,
+) -> ApiResult<StatusCode> {
+    let (sid, info) = held_bed(&app, &s).await?;
+    info.index_of(&name, "node", false)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    if let alpy::net::LinkChange::Impair { impairment, .. } = &change {
+        if impairment
+            .loss_percent
+            .is_some_and(|l| !(0.0..=100.0).contains(&l))
+        {
+            return Err(ApiError::bad("loss_percent: from 0 to 100"));
+        }
+    }
+    let json = serde_json::to_string(&change)
+        .map_err(|e| ApiError::internal(format!("encode the change: {e}")))?;
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, change = ?json, "link");
+    let line = format!("link {name} {json}");
+    tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

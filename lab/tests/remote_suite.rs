@@ -89,6 +89,24 @@ fn topology_file_on_the_lab(s: &Server) {
         "replies from {replies:?}, dut_mac(0) = {}",
         t.bed.dut_mac(0)
     );
+    // Carrier and impairment through the lab, as locally.
+    let flags = || client.succeed("ip -o link show dev eth0").unwrap();
+    client.set_link(false).unwrap();
+    let down = flags();
+    assert!(!down.contains(",UP"), "{down}");
+    client.set_link(true).unwrap();
+    let up = flags();
+    assert!(up.contains(",UP"), "{up}");
+    let shaped = alpy::net::Impairment {
+        rate_kbit: Some(512),
+        ..Default::default()
+    };
+    client.impair(&shaped).unwrap();
+    let q = client.succeed("tc qdisc show dev eth0").unwrap();
+    assert!(q.contains("tbf") && q.contains("512Kbit"), "{q}");
+    client.clear_impairment().unwrap();
+    let q = client.succeed("tc qdisc show dev eth0").unwrap();
+    assert!(q.contains("pfifo") && !q.contains("tbf"), "{q}");
     t.close().unwrap();
 }
 

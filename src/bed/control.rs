@@ -9,6 +9,8 @@
 //! - `app-stop ID`: stops it, saves its log; an error if it had failed.
 //! - `tools NODE`: the id of node `NODE`'s kept tools container (started on
 //!   first use), for `docker exec` (`alpy exec`).
+//! - `link NODE CHANGE-JSON`: a [`crate::net::LinkChange`] on node `NODE`'s
+//!   link (impairment, carrier).
 //!
 //! Apps started here belong to the bed: they run under its owner, log into
 //! its artifacts, and are stopped when the bed goes down.
@@ -41,6 +43,12 @@ impl Control {
         match verb {
             "qmp" => qmp(bed, rest),
             "tools" => bed.node(rest.trim())?.tools_container_id(),
+            "link" => {
+                let (node, change) = split(rest, "link NODE CHANGE-JSON")?;
+                let change: crate::net::LinkChange = serde_json::from_str(change)
+                    .map_err(|e| Error::Config(format!("a link change as JSON: {e}")))?;
+                bed.node(node)?.change_link(&change).map(|()| String::new())
+            }
             "app-run" => {
                 let (node, rest) = split(rest, "app-run NODE TIMEOUT_S APP-JSON")?;
                 let (secs, app) = split(rest, "app-run NODE TIMEOUT_S APP-JSON")?;
@@ -79,7 +87,7 @@ impl Control {
                 c.close().map(|()| String::new())
             }
             _ => Err(Error::Config(format!(
-                "unknown command {line:?} (known: qmp, app-run, app-start, app-stop, tools, down)"
+                "unknown command {line:?} (known: qmp, app-run, app-start, app-stop, tools, link, down)"
             ))),
         }
     }

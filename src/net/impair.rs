@@ -27,7 +27,8 @@ use crate::net::TAP_NAME;
 use crate::util::lock;
 
 /// Which way frames travel on a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// From the node to the DUT (what `tc` on the node's `eth0` shapes).
     ToDut,
@@ -40,7 +41,8 @@ pub enum Direction {
 /// Link impairment: delay, jitter, loss and rate, applied in one
 /// [`Direction`] of a link (with `tc` on the node's `eth0`, or in the
 /// link's relay).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Impairment {
     /// Added delay.
     pub delay: Option<Duration>,

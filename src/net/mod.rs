@@ -25,7 +25,7 @@ pub use link::Link;
 pub use netns::NetMode;
 pub use node::{Node, NODE_IMAGE};
 pub use nodes::{NodeOptions, Nodes};
-pub use remote::NodeService;
+pub use remote::{LinkChange, NodeService};
 
 /// The name of the tap inside each node.
 pub const TAP_NAME: &str = "eth0";

@@ -18,7 +18,7 @@ use crate::net::docker::{ContainerSpec, Docker, Output};
 use crate::net::helper::Helper;
 use crate::net::impair::{Direction, Impairment, Relay};
 use crate::net::netns::{self, NetCmd, NetMode};
-use crate::net::remote::{local_only, NodeService};
+use crate::net::remote::{local_only, LinkChange, NodeService};
 use crate::net::{TAP_NAME, TOOLS_IMAGE};
 use crate::run::{owner_labels, RunId};
 use crate::util::{lock, shell_quote};
@@ -358,6 +358,13 @@ impl Node {
     /// Frames towards the node can only be shaped by the link's relay
     /// ([`crate::Link::relay`]).
     pub fn impair_direction(&self, dir: Direction, imp: &Impairment) -> Result<()> {
+        if let Some(r) = &self.remote {
+            let change = LinkChange::Impair {
+                direction: dir,
+                impairment: imp.clone(),
+            };
+            return r.change_link(&self.name, &change);
+        }
         if let Some(r) = self.relay() {
             r.set_direction(dir, imp);
             return Ok(());
@@ -387,6 +394,9 @@ impl Node {
 
     /// Removes any impairment, in both directions.
     pub fn clear_impairment(&self) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return r.change_link(&self.name, &LinkChange::Clear);
+        }
         if let Some(r) = self.relay() {
             r.set_direction(Direction::Both, &Impairment::default());
             return Ok(());
@@ -399,10 +409,25 @@ impl Node {
 
     /// Sets `eth0` up or down (seen from the node side).
     pub fn set_link(&self, up: bool) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return r.change_link(&self.name, &LinkChange::Carrier { up });
+        }
         let state = if up { "up" } else { "down" };
         self.configure(vec![NetCmd::ip(&format!(
             "link set dev {TAP_NAME} {state}"
         ))])
+    }
+
+    /// Applies `change` (what a lab's supervisor does for a remote node).
+    pub fn change_link(&self, change: &LinkChange) -> Result<()> {
+        match change {
+            LinkChange::Impair {
+                direction,
+                impairment,
+            } => self.impair_direction(*direction, impairment),
+            LinkChange::Clear => self.clear_impairment(),
+            LinkChange::Carrier { up } => self.set_link(*up),
+        }
     }
 
     /// Stops the relay and the shell container, closes the tap fd and

@@ -20,6 +20,30 @@ pub trait NodeService: Send + Sync {
     fn start_app(&self, node: &str, app: &App) -> Result<String>;
     /// Stops the app with this id.
     fn stop_app(&self, id: &str) -> Result<()>;
+    /// Changes node `node`'s link: impairment or carrier.
+    fn change_link(&self, node: &str, change: &LinkChange) -> Result<()>;
+}
+
+/// A change to a node's link, as [`crate::net::Node::impair_direction`],
+/// [`crate::net::Node::clear_impairment`] and
+/// [`crate::net::Node::set_link`] make it (and a lab carries it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LinkChange {
+    /// Impair one direction, or both.
+    Impair {
+        /// Which way.
+        direction: crate::net::Direction,
+        /// What to apply.
+        impairment: crate::net::Impairment,
+    },
+    /// No impairment, both ways.
+    Clear,
+    /// The node's `eth0` up or down.
+    Carrier {
+        /// Up (`true`) or down.
+        up: bool,
+    },
 }
 
 /// The error for what only a node on this host can do.

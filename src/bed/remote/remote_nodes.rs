@@ -1,7 +1,8 @@
 //! A lab's nodes as [`NodeService`]: commands through
 //! `POST /lab/nodes/{name}/exec` (output as JSON lines, then the exit
 //! code), apps through `POST /lab/nodes/{name}/apps` and
-//! `DELETE /lab/apps/{id}`.
+//! `DELETE /lab/apps/{id}`, impairment and carrier through
+//! `POST /lab/nodes/{name}/link`.
 
 use std::time::Duration;
 
@@ -106,5 +107,12 @@ impl NodeService for LabNodes {
             .send()
             .map_err(net("stop an app"))?;
         checked(r, &format!("stop app {id}")).map(drop)
+    }
+
+    fn change_link(&self, node: &str, change: &crate::net::LinkChange) -> Result<()> {
+        let body = serde_json::to_value(change)
+            .map_err(|e| Error::Internal(format!("encode a link change: {e}")))?;
+        let r = self.post(&format!("/lab/nodes/{node}/link"), &body)?;
+        checked(r, &format!("change the link of node {node}")).map(drop)
     }
 }
