@@ -23,6 +23,7 @@ mod db;
 mod error;
 mod housekeeping;
 mod lab_api;
+mod lab_logs;
 mod labs;
 mod openapi;
 mod operator;

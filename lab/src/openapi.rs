@@ -67,6 +67,8 @@ pub fn document() -> Value {
             "/lab/power/{action}": { "post": lab("off, on or cycle", ("200", "QMP's return")) },
             "/lab/nodes/{name}/apps": { "post": lab("{\"app\": alpy App, \"background\": bool, \"timeout_s\": s}: 201 {\"app_id\"} in the background, else 200 {\"exit_code\", \"stdout\", \"stderr\"}; allow-listed images only", ("200", "the app's end")) },
             "/lab/nodes/{name}/link": { "post": lab("A node's link: {\"change\": \"impair\", \"direction\": \"to_dut|to_node|both\", \"impairment\": {..}}, {\"change\": \"clear\"} or {\"change\": \"carrier\", \"up\": bool}", ("204", "done")) },
+            "/lab/logs": { "get": lab("The lab bed's logs: {\"files\": [{\"name\", \"size\"}]} (*.log of its artifacts)", ("200", "the list")) },
+            "/lab/logs/{name}": { "get": lab("One log of the lab's bed", ("200", "text/plain")) },
             "/lab/apps/{id}": { "delete": lab("Stop a background app (409 if it had failed)", ("204", "stopped")) },
             "/labs/{id}": { "delete": op("Operator: destroy any lab", &[("202", "being destroyed"), ("404", "no such lab"), ("409", "held by others without force")], false, true) },
             "/sessions/{handle}": { "delete": op("Operator: end any session, by handle", &[("204", "ended"), ("404", "no live session with that handle")], false, true) },

@@ -47,6 +47,7 @@ pub fn routes() -> Router<Shared> {
         .route("/lab/qmp", post(qmp))
         .route("/lab/power/{action}", post(power))
         .merge(crate::remote_apps::routes())
+        .merge(crate::lab_logs::routes())
 }
 
 /// The bed of the lab the caller's active session holds: (the session's

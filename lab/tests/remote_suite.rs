@@ -41,6 +41,7 @@ fn topology_file_on_the_lab(s: &Server) {
     std::env::set_var("REMOTE_LAB_TOKEN", &s.token);
     std::env::set_var("ALPY_ARTIFACTS", s.dir.join("artifacts"));
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/forward.toml");
+    let containers_before = alpy_containers();
     let t = alpy::TestBed::from_topology(&path, Duration::from_secs(120));
     for v in ["REMOTE_LAB_URL", "REMOTE_LAB_TOKEN", "ALPY_ARTIFACTS"] {
         std::env::remove_var(v);
@@ -107,7 +108,28 @@ fn topology_file_on_the_lab(s: &Server) {
     client.clear_impairment().unwrap();
     let q = client.succeed("tc qdisc show dev eth0").unwrap();
     assert!(q.contains("pfifo") && !q.contains("tbf"), "{q}");
+    let artifacts = t.bed.artifacts_dir().to_path_buf();
+
     t.close().unwrap();
+    // close() returned once the lab's bed was down: none of its
+    // containers is left.
+    let new: Vec<String> = alpy_containers()
+        .into_iter()
+        .filter(|c| !containers_before.contains(c))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "containers left right after close(): {new:?}"
+    );
+    // The lab's logs came back: the iperf app's, QEMU's, the lab bed's.
+    let logs: Vec<String> = std::fs::read_dir(artifacts.join("lab"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l == "server-iperf.log") && logs.iter().any(|l| l == "qemu.log"),
+        "{logs:?}"
+    );
 }
 
 #[test]

@@ -341,6 +341,14 @@ impl RemoteBed {
         let Some(client) = self.client.take() else {
             return Ok(());
         };
+        if !self.own_dir {
+            // A test bed's artifacts keep the lab's logs (nodes, apps,
+            // QEMU), as they keep its captures.
+            let dest = self.dir.join("lab");
+            if let Err(e) = fetch_logs(&client, &dest) {
+                log::warn!(target: "alpy::lab", "keeping the lab's logs in {}: {e}", dest.display());
+            }
+        }
         let (what, req) = if self.destroy {
             let url = format!("{}/lab?force=true", client.url);
             ("destroy the lab", client.http.delete(url))
@@ -349,7 +357,11 @@ impl RemoteBed {
             ("release the lab", client.http.post(url))
         };
         let r = client.with_session(req).send().map_err(net(what));
-        let released = r.and_then(|r| checked(r, what).map(drop));
+        let mut released = r.and_then(|r| checked(r, what).map(drop));
+        if self.destroy && released.is_ok() {
+            // Closing returns once the lab's bed is down, as a local one.
+            released = wait_gone(&client, Duration::from_secs(180));
+        }
         let ended = client.close();
         if self.own_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -363,6 +375,68 @@ impl Drop for RemoteBed {
         if let Err(e) = self.end() {
             log::warn!(target: "alpy::lab", "{e}");
         }
+    }
+}
+
+/// Copies the lab bed's `*.log` files into `dest` (at most 256 MiB).
+fn fetch_logs(client: &LabClient, dest: &Path) -> Result<()> {
+    const MAX_TOTAL: u64 = 256 << 20;
+    let r = client
+        .with_session(client.http.get(format!("{}/lab/logs", client.url)))
+        .send()
+        .map_err(net("list the lab's logs"))?;
+    let list: Value = checked(r, "list the lab's logs")?
+        .json()
+        .map_err(net("read the list of logs"))?;
+    std::fs::create_dir_all(dest)
+        .map_err(|e| Error::io(format!("create {}", dest.display()), e))?;
+    let mut total = 0;
+    for f in list["files"].as_array().into_iter().flatten() {
+        let (Some(name), size) = (f["name"].as_str(), f["size"].as_u64().unwrap_or(0)) else {
+            continue;
+        };
+        if total + size > MAX_TOTAL {
+            log::warn!(target: "alpy::lab", "the lab's {name} ({size} bytes) left on the lab: over 256 MiB of logs");
+            continue;
+        }
+        total += size;
+        let r = client
+            .with_session(client.http.get(format!("{}/lab/logs/{name}", client.url)))
+            .send()
+            .map_err(net("fetch a log"))?;
+        let data = checked(r, &format!("the lab's {name}"))?
+            .bytes()
+            .map_err(net("read a log"))?;
+        let path = dest.join(name);
+        std::fs::write(&path, &data)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Waits until the session's lab is gone (destroyed and forgotten).
+fn wait_gone(client: &LabClient, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let r = client
+            .with_session(client.http.get(format!("{}/lab", client.url)))
+            .send()
+            .map_err(net("ask for the lab"))?;
+        if r.status().as_u16() == 404 {
+            return Ok(());
+        }
+        let status = checked(r, "ask for the lab")?
+            .json::<Value>()
+            .map_err(net("read the lab"))?["status"]
+            .clone();
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!("the lab to go down (it is {status})"),
+                timeout,
+                tail: String::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

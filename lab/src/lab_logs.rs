@@ -1,0 +1,99 @@
+//! The held lab's logs, for its session's client to keep before the lab
+//! goes: `GET /lab/logs` lists the `*.log` files at the top of the bed's
+//! artifacts (nodes, apps, QEMU, the console, debug), `GET
+//! /lab/logs/{name}` sends one. Only plain files named `*.log` directly in
+//! that directory are served: no paths, no links.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::api::{ApiError, ApiResult, Shared};
+use crate::auth::ActiveSession;
+use crate::remote::held_bed;
+
+/// The routes.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/lab/logs", get(list))
+        .route("/lab/logs/{name}", get(one))
+}
+
+/// Whether `name` is a log the API serves: `*.log`, one plain name.
+fn servable(name: &str) -> bool {
+    name.ends_with(".log")
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+async fn list(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<serde_json::Value>> {
+    let (_, info) = held_bed(&app, &s).await?;
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&info.artifacts)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if servable(&name) && meta.is_file() {
+            files.push(json!({ "name": name, "size": meta.len() }));
+        }
+    }
+    files.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(json!({ "files": files })))
+}
+
+async fn one(
+    State(app): State<Shared>,
+    s: ActiveSession,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let (sid, info) = held_bed(&app, &s).await?;
+    if !servable(&name) {
+        return Err(ApiError::bad(format!(
+            "log {name:?}: a name from GET /lab/logs (*.log, no path)"
+        )));
+    }
+    let path = info.artifacts.join(&name);
+    let plain = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+    if !plain {
+        return Err(ApiError::not_found(format!("no log {name:?} in this lab")));
+    }
+    let data = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("read log {name:?}: {e}")))?;
+    tracing::debug!(session = %sid, bed = %info.id, log = ?name, "log sent");
+    Ok((
+        [("content-type", "text/plain; charset=utf-8")],
+        Body::from(data),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_log_names_are_served() {
+        for ok in ["node0.log", "client-app1.log", "debug.log"] {
+            assert!(super::servable(ok), "{ok}");
+        }
+        for bad in [
+            "../x.log",
+            "a/b.log",
+            ".hidden.log",
+            "link0.pcap",
+            "x.log/",
+            "x\n.log",
+        ] {
+            assert!(!super::servable(bad), "{bad}");
+        }
+    }
+}
