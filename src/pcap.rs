@@ -35,6 +35,16 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 /// IP protocol number of ICMPv6.
 pub const PROTO_ICMPV6: u8 = 58;
+/// IP protocol number of GRE.
+pub const PROTO_GRE: u8 = 47;
+/// IP protocol number of ESP (IPsec).
+pub const PROTO_ESP: u8 = 50;
+/// IP protocol number of OSPF.
+pub const PROTO_OSPF: u8 = 89;
+/// IP protocol number of VRRP.
+pub const PROTO_VRRP: u8 = 112;
+/// IP protocol number of SCTP.
+pub const PROTO_SCTP: u8 = 132;
 
 /// One captured frame, with what could be decoded of it.
 #[derive(Debug, Clone, PartialEq, Eq)]

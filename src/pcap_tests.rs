@@ -125,3 +125,40 @@ fn garbage_is_not_a_capture() {
         .contains("not a pcap file"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An IPv4 frame (to 224.0.0.5) carrying `proto` with a few payload bytes.
+fn ip_proto(proto: u8) -> Vec<u8> {
+    let mut ip = etherparse::Ipv4Header::new(
+        4,
+        1,
+        etherparse::IpNumber(proto),
+        [10, 0, 0, 1],
+        [224, 0, 0, 5],
+    )
+    .unwrap();
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut v = vec![1, 0, 0x5e, 0, 0, 5, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    ip.write(&mut v).unwrap();
+    v.extend_from_slice(&[0, 1, 2, 3]);
+    v
+}
+
+#[test]
+fn routing_and_tunnel_protocols_filter_by_number() {
+    let numbers = [
+        (PROTO_GRE, 47),
+        (PROTO_ESP, 50),
+        (PROTO_OSPF, 89),
+        (PROTO_VRRP, 112),
+        (PROTO_SCTP, 132),
+    ];
+    for (constant, iana) in numbers {
+        let f = Frame::decode(Duration::ZERO, ip_proto(iana));
+        assert_eq!(f.protocol, Some(iana));
+        assert!(
+            Filter::new().protocol(constant).matches(&f),
+            "protocol {iana}"
+        );
+        assert!(!Filter::new().protocol(PROTO_UDP).matches(&f));
+    }
+}

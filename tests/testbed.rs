@@ -686,6 +686,12 @@ fn capture_stamps_stay_host_time_when_a_node_sends_before_boot() {
         outside.is_empty(),
         "stamps outside [{before:.3}, {after:.3}]: {outside:?}"
     );
+    // A link that does not exist is named with the ones that do.
+    let e = bed.set_dut_link(5, false).unwrap_err().to_string();
+    assert!(
+        e.contains("node 5") && e.contains("2 nodes: node0 (index 0), node1 (index 1)"),
+        "{e}"
+    );
     bed.shutdown(Duration::from_secs(60)).unwrap();
     bed.close().unwrap();
 }

@@ -253,6 +253,19 @@ mod tests {
     }
 
     #[test]
+    fn app_capabilities_are_the_configured_ones() {
+        let images = vec!["frr".to_string()];
+        let zebra = alpy::App::new("frr").cap("SYS_ADMIN").cap("NET_ADMIN");
+        let e = check_app(&zebra, &images, &cfg().app_caps).unwrap_err();
+        assert!(e.contains("SYS_ADMIN") && e.contains("app_caps"), "{e}");
+        let mut c = cfg();
+        c.app_caps.push("SYS_ADMIN".into());
+        check_app(&zebra, &images, &c.app_caps).unwrap();
+        let mounted = alpy::App::new("frr").bind("/etc:/host-etc");
+        assert!(check_app(&mounted, &images, &c.app_caps).is_err());
+    }
+
+    #[test]
     fn extra_files_stay_inside() {
         let d = Path::new("/lab/files");
         assert!(extra_file_path(d, "../../etc/passwd").is_err());

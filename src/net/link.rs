@@ -73,7 +73,12 @@ impl Link {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
-                self.invalid.push(e.to_string());
+                // The message alone: check() says "invalid configuration"
+                // once, for all of them.
+                self.invalid.push(match e {
+                    Error::Config(m) => m,
+                    e => e.to_string(),
+                });
                 None
             }
         }
@@ -331,6 +336,11 @@ mod tests {
         ] {
             assert!(e.contains(part), "{part} missing in {e}");
         }
+        assert_eq!(
+            e.matches("invalid configuration").count(),
+            1,
+            "said once: {e}"
+        );
     }
 
     #[test]

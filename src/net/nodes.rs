@@ -275,11 +275,16 @@ impl Nodes {
         let names: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| format!("{} {}", n.index, n.name))
+            .map(|n| format!("{} (index {})", n.name, n.index))
             .collect();
+        let hint = match names.len() {
+            0 => "this test bed has no nodes".to_string(),
+            1 => format!("this test bed has one node: {}", names[0]),
+            n => format!("this test bed has {n} nodes: {}", names.join(", ")),
+        };
         Error::NotFound {
             what: format!("node {what}"),
-            hint: format!("this test bed has {}", names.join(", ")),
+            hint,
         }
     }
 
