@@ -395,6 +395,28 @@ impl TestBed {
         r
     }
 
+    /// Records a duration the test measured itself (config → route, say)
+    /// as phase `name` in `timings.json`, beside the ones alpy and
+    /// [`TestBed::timed`] record.
+    ///
+    /// ```no_run
+    /// # fn f(bed: &mut alpy::TestBed) {
+    /// let t0 = std::time::Instant::now();
+    /// // ... change the config, wait for the route ...
+    /// bed.record("converge", t0.elapsed());
+    /// # }
+    /// ```
+    pub fn record(&mut self, name: &str, took: Duration) {
+        self.timings.record(name, took);
+    }
+
+    /// Notes a measured value (a frame count, a rate) as `name`: written
+    /// to `timings.json` under `"notes"`.
+    pub fn note(&mut self, name: &str, value: f64) {
+        log::info!(target: "alpy::testbed", "note {name} = {value}");
+        self.timings.note(name, value);
+    }
+
     /// The phase durations so far (written to `timings.json` on close).
     pub fn timings(&self) -> &Timings {
         &self.timings

@@ -10,11 +10,25 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
     phases: Vec<(String, Duration)>,
+    notes: Vec<(String, f64)>,
 }
 
 impl Timings {
     pub(crate) fn record(&mut self, phase: &str, took: Duration) {
         self.phases.push((phase.to_string(), took));
+    }
+
+    pub(crate) fn note(&mut self, name: &str, value: f64) {
+        self.notes.push((name.to_string(), value));
+    }
+
+    /// The value noted as `name` (the last one).
+    pub fn get_note(&self, name: &str) -> Option<f64> {
+        self.notes
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     /// The duration of `phase` (the last one, if it ran more than once).
@@ -31,17 +45,26 @@ impl Timings {
         self.phases.iter().map(|(p, d)| (p.as_str(), *d))
     }
 
-    /// The JSON object of `timings.json`: phase → seconds (4 decimals).
+    /// The JSON object of `timings.json`: phase → seconds (4 decimals),
+    /// and, if any value was noted, `"notes"`: name → value.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::Value::Object(
-            self.phases
+        let mut o: serde_json::Map<String, serde_json::Value> = self
+            .phases
+            .iter()
+            .map(|(k, v)| {
+                let secs = (v.as_secs_f64() * 1e4).round() / 1e4;
+                (k.clone(), serde_json::json!(secs))
+            })
+            .collect();
+        if !self.notes.is_empty() {
+            let notes = self
+                .notes
                 .iter()
-                .map(|(k, v)| {
-                    let secs = (v.as_secs_f64() * 1e4).round() / 1e4;
-                    (k.clone(), serde_json::json!(secs))
-                })
-                .collect(),
-        )
+                .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                .collect();
+            o.insert("notes".into(), serde_json::Value::Object(notes));
+        }
+        serde_json::Value::Object(o)
     }
 }
 
@@ -61,5 +84,13 @@ mod tests {
             ["setup", "boot", "setup"]
         );
         assert_eq!(t.to_json()["boot"], serde_json::json!(7.5));
+        assert!(t.to_json().get("notes").is_none(), "no notes, no key");
+        t.note("frames", 12.0);
+        t.note("rate_mbit", 94.5);
+        t.note("frames", 13.0);
+        assert_eq!(t.get_note("frames"), Some(13.0));
+        let j = t.to_json();
+        assert_eq!(j["notes"]["rate_mbit"], serde_json::json!(94.5));
+        assert_eq!(j["notes"]["frames"], serde_json::json!(13.0));
     }
 }
