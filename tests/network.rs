@@ -258,6 +258,19 @@ fn apps_run_to_completion_and_in_the_background() {
     let err = out.checked("the exit-4 app").unwrap_err().to_string();
     assert!(err.contains("exit code 4") && err.contains("err"), "{err}");
 
+    // A command's own timeout, instead of the fixed 120 s.
+    let node0 = nodes.node(0).unwrap();
+    let e = node0
+        .execute_within("sleep 5", Duration::from_secs(1))
+        .unwrap_err();
+    assert!(matches!(e, alpy::Error::Timeout { .. }), "{e}");
+    assert_eq!(
+        node0
+            .succeed_within("echo within", Duration::from_secs(30))
+            .unwrap(),
+        "within\n"
+    );
+
     let wire = common::Shuttle::new(
         nodes.node(0).unwrap().tap_dup().unwrap(),
         nodes.node(1).unwrap().tap_dup().unwrap(),

@@ -130,6 +130,10 @@ async fn bridge(ws: WebSocket, sock: tokio::net::UnixStream) {
 #[derive(Deserialize)]
 struct ExecBody {
     cmd: Vec<String>,
+    /// How long to wait for it (default 120 s, at most an hour); past it
+    /// the stream ends with `{"timed_out": true}`.
+    #[serde(default)]
+    timeout_s: Option<f64>,
 }
 
 async fn exec(
@@ -145,6 +149,7 @@ async fn exec(
         return Err(ApiError::bad("cmd is empty"));
     }
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, cmd = ?body.cmd, "exec");
+    let wait = Duration::from_secs_f64(body.timeout_s.unwrap_or(120.0).clamp(0.0, 3600.0));
     let mut child = tokio::process::Command::new(app.cfg.alpy_command())
         .arg("exec")
         .arg(&info.id)
@@ -185,16 +190,19 @@ async fn exec(
         let b = err
             .take()
             .map(|e| tokio::spawn(pump("stderr", tx.clone(), Box::new(e))));
-        for h in [a, b].into_iter().flatten() {
-            let _ = h.await;
-        }
-        let code = match child.wait().await {
-            Ok(s) => s.code().unwrap_or(-1),
-            Err(_) => -1,
+        let pumps: Vec<_> = [a, b].into_iter().flatten().collect();
+        let finished = async {
+            for h in pumps {
+                let _ = h.await;
+            }
+            child.wait().await
         };
-        let _ = tx
-            .send(json!({ "exit_code": code }).to_string() + "\n")
-            .await;
+        let end = match tokio::time::timeout(wait, finished).await {
+            Ok(Ok(s)) => json!({ "exit_code": s.code().unwrap_or(-1) }),
+            Ok(Err(_)) => json!({ "exit_code": -1 }),
+            Err(_) => json!({ "timed_out": true }),
+        };
+        let _ = tx.send(end.to_string() + "\n").await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|l| (Ok::<_, std::io::Error>(l), rx))

@@ -91,6 +91,11 @@ fn topology_file_on_the_lab(s: &Server) {
         t.bed.dut_mac(0)
     );
     // Carrier and impairment through the lab, as locally.
+    // A command's own timeout holds through the lab too.
+    let e = client
+        .execute_within("sleep 5", Duration::from_secs(1))
+        .unwrap_err();
+    assert!(matches!(e, alpy::Error::Timeout { .. }), "{e}");
     let flags = || client.succeed("ip -o link show dev eth0").unwrap();
     client.set_link(false).unwrap();
     let down = flags();

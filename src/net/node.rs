@@ -259,14 +259,27 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub fn execute(&self, cmd: &str) -> Result<Output> {
+        self.execute_within(cmd, COMMAND_TIMEOUT)
+    }
+
+    /// [`Node::execute`] within `timeout` ([`Error::Timeout`] after it)
+    /// instead of [`COMMAND_TIMEOUT`].
+    ///
+    /// ```no_run
+    /// # fn f(bed: &alpy::TestBed) -> alpy::Result<()> {
+    /// use std::time::Duration;
+    /// let out = bed.node(0)?.execute_within("ping -c 20 192.168.2.2", Duration::from_secs(30))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output> {
         if let Some(r) = &self.remote {
             log::debug!(target: "alpy::node", "[{} on the lab] $ {cmd}", self.name);
-            let out = r.execute(&self.name, &["sh", "-c", cmd])?;
+            let out = r.execute(&self.name, &["sh", "-c", cmd], timeout)?;
             log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
             return Ok(out);
         }
         log::debug!(target: "alpy::node", "[{}] $ {cmd}", self.name);
-        let out = self.with_shell(|shell| shell.exec(&["sh", "-c", cmd], COMMAND_TIMEOUT))?;
+        let out = self.with_shell(|shell| shell.exec(&["sh", "-c", cmd], timeout))?;
         log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
         Ok(out)
     }
@@ -305,8 +318,13 @@ impl Node {
     /// Runs `cmd` like [`Node::execute`] and returns its standard output;
     /// a non-zero exit is [`Error::CommandFailed`] with the output's tail.
     pub fn succeed(&self, cmd: &str) -> Result<String> {
+        self.succeed_within(cmd, COMMAND_TIMEOUT)
+    }
+
+    /// [`Node::succeed`] within `timeout`.
+    pub fn succeed_within(&self, cmd: &str, timeout: Duration) -> Result<String> {
         let out = self
-            .execute(cmd)?
+            .execute_within(cmd, timeout)?
             .checked(&format!("`{cmd}` on node {}", self.name))?;
         Ok(out.stdout_str())
     }

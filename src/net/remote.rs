@@ -12,8 +12,9 @@ use crate::net::docker::Output;
 
 /// Where a remote node's commands and apps run.
 pub trait NodeService: Send + Sync {
-    /// Runs `argv` in node `node`'s namespace: its status and output.
-    fn execute(&self, node: &str, argv: &[&str]) -> Result<Output>;
+    /// Runs `argv` in node `node`'s namespace: its status and output;
+    /// [`crate::Error::Timeout`] past `timeout`.
+    fn execute(&self, node: &str, argv: &[&str], timeout: Duration) -> Result<Output>;
     /// Runs `app` in node `node` to completion, within `timeout`.
     fn run_app(&self, node: &str, app: &App, timeout: Duration) -> Result<Output>;
     /// Starts `app` in node `node` in the background: its id.

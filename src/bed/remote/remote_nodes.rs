@@ -35,7 +35,19 @@ impl LabNodes {
 
     /// Runs `cmd` in node `node`: (exit code, stdout, stderr).
     pub(crate) fn exec(&self, node: &str, cmd: &[&str]) -> Result<(i64, String, String)> {
-        let r = self.post(&format!("/lab/nodes/{node}/exec"), &json!({ "cmd": cmd }))?;
+        self.exec_within(node, cmd, crate::net::node::COMMAND_TIMEOUT)
+    }
+
+    /// [`LabNodes::exec`], given up after `timeout` (the server stops
+    /// waiting and says so).
+    pub(crate) fn exec_within(
+        &self,
+        node: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> Result<(i64, String, String)> {
+        let body = json!({ "cmd": cmd, "timeout_s": timeout.as_secs_f64() });
+        let r = self.post(&format!("/lab/nodes/{node}/exec"), &body)?;
         let text = checked(r, &format!("exec in node {node}"))?
             .text()
             .map_err(net("read exec output"))?;
@@ -52,6 +64,13 @@ impl LabNodes {
             }
             if let Some(c) = v["exit_code"].as_i64() {
                 code = Some(c);
+            }
+            if v["timed_out"] == true {
+                return Err(Error::Timeout {
+                    what: format!("{cmd:?} in remote node {node}"),
+                    timeout,
+                    tail: format!("{out}{err}"),
+                });
             }
         }
         let code = code.ok_or_else(|| {
@@ -72,8 +91,8 @@ fn output(code: i64, stdout: String, stderr: String) -> Output {
 }
 
 impl NodeService for LabNodes {
-    fn execute(&self, node: &str, argv: &[&str]) -> Result<Output> {
-        let (code, out, err) = self.exec(node, argv)?;
+    fn execute(&self, node: &str, argv: &[&str], timeout: Duration) -> Result<Output> {
+        let (code, out, err) = self.exec_within(node, argv, timeout)?;
         Ok(output(code, out, err))
     }
 
