@@ -695,3 +695,26 @@ fn capture_stamps_stay_host_time_when_a_node_sends_before_boot() {
     bed.shutdown(Duration::from_secs(60)).unwrap();
     bed.close().unwrap();
 }
+
+/// The login steps after the login prompt have their own timeout: a
+/// shell prompt that never comes fails after it, not after the boot's.
+#[test]
+fn login_steps_have_their_own_timeout() {
+    let mut bed = common::router_bed("login-steps")
+        .login(
+            alpy::Login::new("root")
+                .login_prompt("alpy guest ready")
+                .prompt("never-this-prompt# ")
+                .steps_within(Duration::from_secs(2)),
+        )
+        .start()
+        .expect("start");
+    let e = bed.boot(BOOT).unwrap_err();
+    match &e {
+        alpy::Error::Timeout { timeout, .. } => {
+            assert_eq!(*timeout, Duration::from_secs(2), "{e}")
+        }
+        other => panic!("not a timeout: {other}"),
+    }
+    bed.close().unwrap();
+}

@@ -42,7 +42,8 @@ impl TestBed {
         match (self.login.clone(), self.prompt.clone()) {
             (Some(login), _) => {
                 self.wait_prompt(&login.login_prompt, timeout)?;
-                self.timed("login", |bed| login.answer(bed.console()?, timeout))
+                let steps = login.step_timeout.unwrap_or(timeout);
+                self.timed("login", |bed| login.answer(bed.console()?, steps))
             }
             (None, Some(prompt)) => self.wait_prompt(&prompt, timeout),
             (None, None) => Err(Error::Config(

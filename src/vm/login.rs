@@ -24,6 +24,10 @@ pub struct Login {
     pub password_prompt: String,
     /// The shell prompt after a successful login (`# `).
     pub shell_prompt: String,
+    /// How long each step after the login prompt may take (the password
+    /// prompt, the shell prompt) when [`crate::TestBed::boot`] logs in;
+    /// `None`: the boot's timeout.
+    pub step_timeout: Option<Duration>,
 }
 
 impl Login {
@@ -35,7 +39,22 @@ impl Login {
             login_prompt: "login: ".into(),
             password_prompt: "Password: ".into(),
             shell_prompt: "# ".into(),
+            step_timeout: None,
         }
+    }
+
+    /// Each step after the login prompt within `timeout` when
+    /// [`crate::TestBed::boot`] logs in ("boot within 300 s, but once the
+    /// login prompt is there, the shell must answer within 60 s").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let l = alpy::Login::new("root").steps_within(Duration::from_secs(60));
+    /// assert_eq!(l.step_timeout, Some(Duration::from_secs(60)));
+    /// ```
+    pub fn steps_within(mut self, timeout: Duration) -> Login {
+        self.step_timeout = Some(timeout);
+        self
     }
 
     /// The password to give.
