@@ -49,6 +49,50 @@ fn leave_scope(scope: u64) {
     SCOPES.with(|s| s.borrow_mut().retain(|x| *x != scope));
 }
 
+/// A log scope entered for one call: records of the call carry the bed
+/// they concern, whatever thread makes it (a test's own thread, say).
+/// Dropping it leaves the scope again if the call entered it.
+#[must_use = "the scope is left when the guard is dropped"]
+pub struct CallScope(Option<u64>);
+
+/// Enters `scope` for a call, unless it is the thread's innermost already.
+pub fn enter_for_call(scope: Option<u64>) -> CallScope {
+    match scope {
+        Some(s) if current_scope() != Some(s) => {
+            enter_scope(s);
+            CallScope(Some(s))
+        }
+        _ => CallScope(None),
+    }
+}
+
+impl Drop for CallScope {
+    fn drop(&mut self) {
+        if let Some(id) = self.0 {
+            SCOPES.with(|s| {
+                let mut v = s.borrow_mut();
+                if let Some(pos) = v.iter().rposition(|x| *x == id) {
+                    v.remove(pos);
+                }
+            });
+        }
+    }
+}
+
+/// Spawns a thread whose records go to log scope `scope` (a bed's:
+/// [`crate::TestBed::spawn`]), like the threads alpy spawns for a bed.
+pub fn spawn_in<T: Send + 'static>(
+    scope: Option<u64>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        if let Some(s) = scope {
+            enter_scope(s);
+        }
+        f()
+    })
+}
+
 /// Wraps a thread's body so that it runs in the log scope of the thread
 /// that calls this (the spawner): use it on every thread a bed starts.
 ///
@@ -191,6 +235,11 @@ pub struct SinkGuard {
 }
 
 impl SinkGuard {
+    /// This sink's scope, if it is a scoped sink.
+    pub fn scope(&self) -> Option<u64> {
+        self.scoped.then_some(self.id)
+    }
+
     /// Makes this (scoped) sink's scope the current thread's innermost,
     /// until the guard is dropped.
     pub fn enter(&self) {

@@ -407,3 +407,53 @@ fn without_root_through_the_helper() {
         "{text}"
     );
 }
+
+/// A node's calls log to its own bed's log, whichever thread makes them
+/// (here the test's main thread, in neither bed's scope), and a thread
+/// spawned for a bed logs there only.
+#[test]
+fn a_nodes_calls_log_to_its_own_bed_from_any_thread() {
+    let dir = common::temp_dir("net-scopes");
+    let make = |tag: &'static str, subnet: u8| {
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            let sink = alpy::logging::add_scoped_sink(&dir.join(format!("{tag}.log"))).unwrap();
+            sink.enter();
+            let run = RunId::new();
+            let addr = format!("192.168.{subnet}.1/24");
+            let (_, nodes) = create(&run, &[Link::new().node_addr(&addr)]);
+            (sink, nodes)
+        })
+        .join()
+        .unwrap()
+    };
+    let (sink_a, nodes_a) = make("a", 61);
+    let (sink_b, nodes_b) = make("b", 62);
+    nodes_a
+        .node(0)
+        .unwrap()
+        .succeed("echo marker-of-a")
+        .unwrap();
+    nodes_b
+        .node(0)
+        .unwrap()
+        .succeed("echo marker-of-b")
+        .unwrap();
+    alpy::logging::spawn_in(sink_a.scope(), || log::info!("a thread of bed a"))
+        .join()
+        .unwrap();
+    nodes_a.close().unwrap();
+    nodes_b.close().unwrap();
+    drop((sink_a, sink_b));
+    let read = |tag: &str| std::fs::read_to_string(dir.join(format!("{tag}.log"))).unwrap();
+    let (a, b) = (read("a"), read("b"));
+    assert!(
+        a.contains("marker-of-a") && !a.contains("marker-of-b"),
+        "a:\n{a}"
+    );
+    assert!(
+        b.contains("marker-of-b") && !b.contains("marker-of-a"),
+        "b:\n{b}"
+    );
+    assert!(a.contains("a thread of bed a") && !b.contains("a thread of bed a"));
+}

@@ -395,6 +395,24 @@ impl TestBed {
         r
     }
 
+    /// Spawns a thread that belongs to this bed: what it logs goes to the
+    /// bed's `debug.log` (and to no other bed's). Nodes' calls log to their
+    /// bed from any thread; use this for a test's own threads that log
+    /// about the bed.
+    ///
+    /// ```no_run
+    /// # fn f(bed: &alpy::TestBed) {
+    /// let h = bed.spawn(|| log::info!("load generator started"));
+    /// h.join().unwrap();
+    /// # }
+    /// ```
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        crate::logging::spawn_in(self._log_sink.as_ref().and_then(|s| s.scope()), f)
+    }
+
     /// Records a duration the test measured itself (config → route, say)
     /// as phase `name` in `timings.json`, beside the ones alpy and
     /// [`TestBed::timed`] record.

@@ -81,6 +81,9 @@ pub struct Node {
     pub(crate) shared: Option<Arc<Shared>>,
     /// A node on a lab server: its commands and apps go there.
     pub(crate) remote: Option<Arc<dyn NodeService>>,
+    /// The log scope of the bed it belongs to: its calls log there,
+    /// whichever thread makes them.
+    pub(crate) log_scope: Option<u64>,
 }
 
 impl Node {
@@ -98,6 +101,7 @@ impl Node {
             apps: Mutex::new(HashMap::new()),
             shared: None,
             remote: Some(service),
+            log_scope: crate::logging::current_scope(),
         }
     }
 
@@ -210,6 +214,7 @@ impl Node {
     /// Runs an app in this node's namespace to completion; returns its exit
     /// status and output (check it with [`Output::checked`]).
     pub fn run_app(&self, app: &App, timeout: Duration) -> Result<Output> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Some(r) = &self.remote {
             return r.run_app(&self.name, app, timeout);
         }
@@ -229,6 +234,7 @@ impl Node {
     /// within its [`App::startup_grace`] is an error with its exit code and
     /// last log lines.
     pub fn spawn_app(&self, app: &App) -> Result<Container> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Some(r) = &self.remote {
             let id = r.start_app(&self.name, app)?;
             let name = app.name.clone().unwrap_or_else(|| id.clone());
@@ -272,6 +278,7 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Some(r) = &self.remote {
             log::debug!(target: "alpy::node", "[{} on the lab] $ {cmd}", self.name);
             let out = r.execute(&self.name, &["sh", "-c", cmd], timeout)?;
@@ -332,6 +339,7 @@ impl Node {
     /// Retries `cmd` until it succeeds (returns its standard output) or
     /// `timeout` passes (the error quotes the last failure).
     pub fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         crate::wait::wait_until(
             &format!("`{cmd}` to succeed on node {}", self.name),
             timeout,
@@ -362,6 +370,7 @@ impl Node {
 
     /// Runs `ip`/`tc` commands in the node's namespace.
     pub fn configure(&self, cmds: Vec<NetCmd>) -> Result<()> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         self.shared("ip and tc commands")?.in_node(self.pid, cmds)
     }
 
@@ -376,6 +385,7 @@ impl Node {
     /// Frames towards the node can only be shaped by the link's relay
     /// ([`crate::Link::relay`]).
     pub fn impair_direction(&self, dir: Direction, imp: &Impairment) -> Result<()> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Some(r) = &self.remote {
             let change = LinkChange::Impair {
                 direction: dir,
@@ -412,6 +422,7 @@ impl Node {
 
     /// Removes any impairment, in both directions.
     pub fn clear_impairment(&self) -> Result<()> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Some(r) = &self.remote {
             return r.change_link(&self.name, &LinkChange::Clear);
         }
@@ -427,6 +438,7 @@ impl Node {
 
     /// Sets `eth0` up or down (seen from the node side).
     pub fn set_link(&self, up: bool) -> Result<()> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Some(r) = &self.remote {
             return r.change_link(&self.name, &LinkChange::Carrier { up });
         }

@@ -162,6 +162,7 @@ impl Nodes {
                     apps: Mutex::new(HashMap::new()),
                     shared: Some(Arc::clone(&shared)),
                     remote: None,
+                    log_scope: crate::logging::current_scope(),
                 }),
                 Err(e) => {
                     first_err.get_or_insert(e);
