@@ -120,6 +120,8 @@ impl FromRequestParts<Shared> for OwnSession {
 
     async fn from_request_parts(parts: &mut Parts, app: &Shared) -> ApiResult<OwnSession> {
         let caller = Caller::from_request_parts(parts, app).await?;
+        // A viewer has no sessions; a token moved to viewer loses its own.
+        caller.at_least(Role::User)?;
         let id = parts
             .headers
             .get("x-session-id")

@@ -127,6 +127,8 @@ pub struct Limits {
     pub max_cpus: u64,
     /// Serial ports beyond the console.
     pub max_serials: u64,
+    /// Open connections at once (past it, new ones wait to be accepted).
+    pub max_connections: usize,
     /// How long a database call waits for a lock held by another process
     /// before the request gets 503 with Retry-After, in milliseconds.
     pub db_busy_ms: u64,
@@ -157,6 +159,7 @@ impl Default for Limits {
             max_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             max_serials: 4,
             db_busy_ms: 1000,
+            max_connections: 256,
         }
     }
 }
@@ -282,6 +285,18 @@ impl Config {
                 }
             }
         }
+        // Sessions belong to a token's name: two tokens of one name would
+        // share them.
+        let mut names = std::collections::BTreeSet::new();
+        for t in &c.tokens {
+            if !names.insert(t.name.as_str()) {
+                return Err(format!(
+                    "{}: two [[token]] entries are named {:?}: each token needs its own name",
+                    path.display(),
+                    t.name
+                ));
+            }
+        }
         if c.limits.max_labs == 0 {
             return Err(format!(
                 "{}: limits.max_labs must be at least 1",
@@ -390,6 +405,13 @@ mod tests {
             e.contains("bad.toml:2:1") && e.contains("unknown field"),
             "{e}"
         );
+        std::fs::write(
+            dir.join("twice.toml"),
+            "[[token]]\nname = \"ci\"\nsha256 = \"aa\"\n[[token]]\nname = \"ci\"\nsha256 = \"bb\"\n",
+        )
+        .unwrap();
+        let e = Config::load(&dir.join("twice.toml")).unwrap_err();
+        assert!(e.contains("two [[token]] entries are named \"ci\""), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

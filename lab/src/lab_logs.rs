@@ -62,18 +62,35 @@ async fn one(
             "log {name:?}: a name from GET /lab/logs (*.log, no path)"
         )));
     }
-    let path = info.artifacts.join(&name);
-    let plain = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
-    if !plain {
-        return Err(ApiError::not_found(format!("no log {name:?} in this lab")));
+    use std::os::unix::fs::OpenOptionsExt;
+    let missing = || ApiError::not_found(format!("no log {name:?} in this lab"));
+    // Opened without following a link, then checked: what is read is the
+    // plain file that was checked.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(info.artifacts.join(&name))
+        .map_err(|_| missing())?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(missing());
     }
-    let data = tokio::fs::read(&path)
-        .await
-        .map_err(|e| ApiError::internal(format!("read log {name:?}: {e}")))?;
     tracing::debug!(session = %sid, bed = %info.id, log = ?name, "log sent");
+    // Streamed: a log may be large.
+    let stream = futures_util::stream::unfold(tokio::fs::File::from_std(file), |mut f| async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 65536];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
     Ok((
         [("content-type", "text/plain; charset=utf-8")],
-        Body::from(data),
+        Body::from_stream(stream),
     )
         .into_response())
 }

@@ -165,6 +165,7 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
         };
         let header_timeout = std::time::Duration::from_secs_f64(cfg.timeouts.header_s);
+        let max_connections = cfg.limits.max_connections;
         let app = Arc::new(api::App {
             cfg,
             db: Arc::new(db),
@@ -190,7 +191,15 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
             }
             tracing::info!("shutting down; labs keep running (their supervisors own them)");
         };
-        serve::serve(listener, api::router(app), tls, header_timeout, shutdown).await;
+        serve::serve(
+            listener,
+            api::router(app),
+            tls,
+            header_timeout,
+            max_connections,
+            shutdown,
+        )
+        .await;
         Ok(())
     })
 }

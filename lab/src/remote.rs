@@ -19,6 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::api::{ApiError, ApiResult, Shared};
 use crate::auth::ActiveSession;
 
+/// How long a stream waits for a client that stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The QMP commands a session may send through the lab: what tests need
 /// (status, run control, power, link state), nothing that reads or writes
 /// host files or runs host commands (`migrate`, `human-monitor-command`,
@@ -56,6 +59,14 @@ pub(crate) async fn held_bed(
     app: &Shared,
     s: &ActiveSession,
 ) -> ApiResult<(String, alpy::bed::registry::BedInfo)> {
+    held_lab_bed(app, s).await.map(|(sid, info, _)| (sid, info))
+}
+
+/// [`held_bed`], with the lab's id.
+async fn held_lab_bed(
+    app: &Shared,
+    s: &ActiveSession,
+) -> ApiResult<(String, alpy::bed::registry::BedInfo, String)> {
     let key = s.session.key.clone();
     let lab = app
         .db(move |db| db.held_lab(&key))
@@ -64,9 +75,37 @@ pub(crate) async fn held_bed(
     let bed = lab
         .bed_id
         .ok_or_else(|| ApiError::conflict(format!("lab {} is {}", lab.lab_id, lab.status)))?;
-    let info = alpy::bed::registry::find(&bed)
-        .map_err(|e| ApiError::conflict(format!("lab {}'s bed is gone: {e}", lab.lab_id)))?;
-    Ok((s.handle().to_string(), info))
+    let info = alpy::bed::registry::find(&bed).map_err(|e| {
+        tracing::warn!(lab = %lab.lab_id, "its bed is gone: {e}");
+        ApiError::conflict(format!("lab {}'s bed is gone", lab.lab_id))
+    })?;
+    Ok((s.handle().to_string(), info, lab.lab_id))
+}
+
+/// Resolves once session `key` no longer holds lab `lab` as the active
+/// session (ended, expired, released, destroyed, moved): a console or a
+/// followed capture then ends, within half a second.
+async fn hold_ends(app: Shared, key: String, lab: String) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !still_holds(&app, &key, &lab).await {
+            return;
+        }
+    }
+}
+
+/// Whether session `key` is active and holds lab `lab` (a busy database
+/// says nothing of it: yes).
+async fn still_holds(app: &Shared, key: &str, lab: &str) -> bool {
+    let k = key.to_string();
+    let now = app
+        .db(move |db| Ok((db.session(&k)?, db.held_lab(&k)?)))
+        .await;
+    match now {
+        Ok((Some(s), Some(l))) => s.status == "active" && l.lab_id == lab,
+        Err(e) => e.0 == axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        _ => false,
+    }
 }
 
 async fn console(
@@ -75,19 +114,32 @@ async fn console(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     // The session first: a waiting session gets its 423 whatever it sent.
-    let (sid, info) = held_bed(&app, &s).await?;
+    let (sid, info, lab) = held_lab_bed(&app, &s).await?;
     let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
     let path = info
         .console
         .ok_or_else(|| ApiError::conflict("the bed does not share its console"))?;
-    let sock = tokio::net::UnixStream::connect(&path)
-        .await
-        .map_err(|e| ApiError::internal(format!("connect to the console: {e}")))?;
+    let sock = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+        tracing::error!(bed = %info.id, "connect to the console: {e}");
+        ApiError::internal("the lab's console does not answer")
+    })?;
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, "console attached");
-    Ok(ws.on_upgrade(move |socket| bridge(socket, sock)))
+    let ends = hold_ends(app.clone(), s.session.key.clone(), lab);
+    Ok(ws.on_upgrade(move |socket| async move {
+        if bridge(socket, sock, ends).await {
+            tracing::info!(session = %sid, "console cut: the session no longer holds the lab");
+        }
+    }))
 }
 
-async fn bridge(ws: WebSocket, sock: tokio::net::UnixStream) {
+/// Copies between the WebSocket and the console socket until either
+/// side ends or `ends` does (then the client gets a close frame with
+/// the reason); true if `ends` did.
+async fn bridge(
+    ws: WebSocket,
+    sock: tokio::net::UnixStream,
+    ends: impl std::future::Future<Output = ()>,
+) -> bool {
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (mut rd, mut wr) = sock.into_split();
     let to_client = async {
@@ -106,7 +158,6 @@ async fn bridge(ws: WebSocket, sock: tokio::net::UnixStream) {
                 }
             }
         }
-        let _ = ws_tx.close().await;
     };
     let to_bed = async {
         while let Some(Ok(m)) = ws_rx.next().await {
@@ -121,10 +172,23 @@ async fn bridge(ws: WebSocket, sock: tokio::net::UnixStream) {
             }
         }
     };
-    tokio::select! {
-        _ = to_client => {},
-        _ = to_bed => {},
-    }
+    let cut = tokio::select! {
+        _ = to_client => false,
+        _ = to_bed => false,
+        _ = ends => true,
+    };
+    let reason = if cut {
+        "the session no longer holds this lab"
+    } else {
+        "the console ended"
+    };
+    let _ = ws_tx
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: if cut { 1008 } else { 1000 },
+            reason: reason.into(),
+        })))
+        .await;
+    cut
 }
 
 #[derive(Deserialize)]
@@ -177,7 +241,9 @@ async fn exec(
                         let line = json!({ stream: String::from_utf8_lossy(&buf[..n]) })
                             .to_string()
                             + "\n";
-                        if tx.send(line).await.is_err() {
+                        // A client that stops reading is let go of.
+                        let sent = tokio::time::timeout(SEND_TIMEOUT, tx.send(line)).await;
+                        if !matches!(sent, Ok(Ok(()))) {
                             break;
                         }
                     }
@@ -191,6 +257,7 @@ async fn exec(
             .take()
             .map(|e| tokio::spawn(pump("stderr", tx.clone(), Box::new(e))));
         let pumps: Vec<_> = [a, b].into_iter().flatten().collect();
+        let aborts: Vec<_> = pumps.iter().map(|p| p.abort_handle()).collect();
         let finished = async {
             for h in pumps {
                 let _ = h.await;
@@ -202,7 +269,12 @@ async fn exec(
             Ok(Err(_)) => json!({ "exit_code": -1 }),
             Err(_) => json!({ "timed_out": true }),
         };
-        let _ = tx.send(end.to_string() + "\n").await;
+        // Past its time (or done): nothing of it keeps running here.
+        let _ = child.start_kill();
+        for a in aborts {
+            a.abort();
+        }
+        let _ = tokio::time::timeout(SEND_TIMEOUT, tx.send(end.to_string() + "\n")).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|l| (Ok::<_, std::io::Error>(l), rx))
@@ -231,34 +303,46 @@ async fn pcap(
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<Follow>,
 ) -> ApiResult<Response> {
-    let (sid, info) = held_bed(&app, &s).await?;
+    let (sid, info, lab) = held_lab_bed(&app, &s).await?;
     let index = info
         .index_of(&name, "link", true)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     let path = info.artifacts.join(format!("link{index}.pcap"));
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(bed = %info.id, "open {}: {e}", path.display());
+        ApiError::internal(format!("link {name:?} has no capture to read"))
+    })?;
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, link = ?name, "pcap followed");
     let bed = info.id.clone();
     let follow = q.follow;
-    // Follows the file while the bed runs (unless asked not to); after, it
-    // ends at its end.
-    let stream = futures_util::stream::unfold((file, bed), move |(mut f, bed)| async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            match f.read(&mut buf).await {
-                Ok(0) => {
-                    if !follow || !crate::labs::alive(&bed) {
+    let key = s.session.key.clone();
+    // Follows the file while the bed runs (unless asked not to) and the
+    // session holds the lab; after, it ends at its end.
+    let state = (file, bed, std::time::Instant::now());
+    let stream = futures_util::stream::unfold(state, move |(mut f, bed, mut checked)| {
+        let (app, key, lab) = (app.clone(), key.clone(), lab.clone());
+        async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                if checked.elapsed() >= Duration::from_millis(500) {
+                    if !still_holds(&app, &key, &lab).await {
                         return None;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    checked = std::time::Instant::now();
                 }
-                Ok(n) => {
-                    buf.truncate(n);
-                    return Some((Ok::<_, std::io::Error>(buf), (f, bed)));
+                match f.read(&mut buf).await {
+                    Ok(0) => {
+                        if !follow || !crate::labs::alive(&bed) {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Some((Ok::<_, std::io::Error>(buf), (f, bed, checked)));
+                    }
+                    Err(e) => return Some((Err(e), (f, bed, checked))),
                 }
-                Err(e) => return Some((Err(e), (f, bed))),
             }
         }
     });

@@ -61,8 +61,12 @@ pub async fn serve(
     router: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     header_timeout: Duration,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // Past this many open connections the server stops accepting until
+    // one closes (clients wait in the kernel's backlog).
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
@@ -71,6 +75,13 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         while tasks.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -85,6 +96,7 @@ pub async fn serve(
         let svc = TowerToHyperService::new(router.clone());
         let (http, tls, mut stop) = (http.clone(), tls.clone(), stop_rx.clone());
         tasks.spawn(async move {
+            let _slot = slot;
             let io: Box<dyn Io> = match tls {
                 None => Box::new(stream),
                 Some(acceptor) => {

@@ -50,40 +50,40 @@ fn every_route_answers_each_role_as_its_rules_say() {
             "POST",
             "/session/heartbeat".into(),
             Some(&a),
-            [401, 404, 404, 204, 404],
+            [401, 403, 404, 204, 404],
         ),
-        ("GET", "/lab".into(), Some(&a), [401, 404, 404, 404, 404]),
+        ("GET", "/lab".into(), Some(&a), [401, 403, 404, 404, 404]),
         (
             "GET",
             "/lab/devices".into(),
             Some(&a),
-            [401, 404, 404, 404, 404],
+            [401, 403, 404, 404, 404],
         ),
         (
             "POST",
             "/lab/release".into(),
             Some(&a),
-            [401, 404, 404, 404, 404],
+            [401, 403, 404, 404, 404],
         ),
         (
             "GET",
             "/lab/console".into(),
             Some(&a),
-            [401, 404, 404, 404, 404],
+            [401, 403, 404, 404, 404],
         ),
         (
             "POST",
             "/lab/power/off".into(),
             Some(&a),
-            [401, 404, 404, 404, 404],
+            [401, 403, 404, 404, 404],
         ),
         (
             "GET",
             "/lab/links/client/pcap".into(),
             Some(&a),
-            [401, 404, 404, 404, 404],
+            [401, 403, 404, 404, 404],
         ),
-        ("GET", "/lab".into(), Some(&b), [401, 404, 404, 423, 404]),
+        ("GET", "/lab".into(), Some(&b), [401, 403, 404, 423, 404]),
         (
             "DELETE",
             "/labs/nope".into(),
@@ -270,15 +270,30 @@ fn topology_qmp_and_upload_attacks_are_refused() {
         &format!("name = \"x\\nforged line\"\n{base}"),
         "control character",
     );
-    // A chunked upload over the limit: 413, not 500.
-    let big = vec![b'x'; (1 << 20) + (64 << 10)];
-    let form = reqwest::blocking::multipart::Form::new()
-        .text("topology", common::TOPOLOGY.to_string())
-        .part(
-            "extra_files",
-            reqwest::blocking::multipart::Part::reader(std::io::Cursor::new(big)).file_name("big"),
-        );
-    let (code, why) = detail(s.post_as("/lab", &a).multipart(form).send().unwrap());
+    // Numbers that would have panicked a request's thread.
+    refused(
+        &format!("{base}[[link]]\nimpair = {{ delay_ms = inf }}\n"),
+        "an hour",
+    );
+    // A chunked upload over the limit: 413, not 500. Just over it, so the
+    // client has sent all of it when the answer comes (the server closes
+    // a connection whose body it did not read: a client still sending
+    // then sees the close instead of the answer).
+    let upload = || {
+        let big = vec![b'x'; (1 << 20) + 1024];
+        let form = reqwest::blocking::multipart::Form::new()
+            .text("topology", common::TOPOLOGY.to_string())
+            .part(
+                "extra_files",
+                reqwest::blocking::multipart::Part::reader(std::io::Cursor::new(big))
+                    .file_name("big"),
+            );
+        s.post_as("/lab", &a).multipart(form).send()
+    };
+    let answer = (0..3)
+        .find_map(|_| upload().ok())
+        .expect("an answer to the chunked upload");
+    let (code, why) = detail(answer);
     assert_eq!(code, 413, "{why}");
     // A real lab: QMP that would reach the host is refused and logged.
     let lab: Value = s.acquire(&a, common::TOPOLOGY, true).json().unwrap();
@@ -318,6 +333,50 @@ fn topology_qmp_and_upload_attacks_are_refused() {
     );
     // Session ids never reach the log; handles do.
     assert!(!log.contains(&a), "a session id in the log");
+    // A log name that is a link to a host file is not served, nor listed.
+    let q = s.queue();
+    let artifacts = std::path::PathBuf::from(q["labs"][0]["bed"]["artifacts"].as_str().unwrap());
+    std::os::unix::fs::symlink("/etc/passwd", artifacts.join("evil.log")).unwrap();
+    let r = s.get_as("/lab/logs/evil.log", &a).send().unwrap();
+    assert_eq!(r.status(), 404);
+    let listed = s.get_as("/lab/logs", &a).send().unwrap().text().unwrap();
+    assert!(
+        !listed.contains("evil.log") && listed.contains("qemu.log"),
+        "{listed}"
+    );
+    // The console is cut once the session no longer holds the lab.
+    let ws_url = s.url.replacen("http://", "ws://", 1) + "/lab/console";
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
+    req.headers_mut().insert("X-Session-ID", a.parse().unwrap());
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", s.token).parse().unwrap(),
+    );
+    let (mut ws, _) = tungstenite::connect(req).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(t) = ws.get_ref() {
+        t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    assert_eq!(s.post_as("/lab/release", &a).send().unwrap().status(), 200);
+    let released = Instant::now();
+    let reason = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => break f.map(|f| f.reason.to_string()),
+            Ok(_) => continue,
+            Err(e) => panic!("the console was not cut with a reason: {e}"),
+        }
+    };
+    println!(
+        "console cut {:.2} s after the release",
+        released.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        reason.as_deref(),
+        Some("the session no longer holds this lab")
+    );
+    // Held again for what follows.
+    let again: Value = s.acquire(&a, common::TOPOLOGY, true).json().unwrap();
+    assert_eq!(again["lab"]["lab_id"], lab_id.as_str(), "{again}");
     // A plain user cannot destroy a lab, even its own, by id.
     let r = s.delete(&format!("/labs/{lab_id}")).send().unwrap();
     assert_eq!(r.status(), 403);
@@ -456,7 +515,12 @@ fn a_locked_database_slows_nothing_and_writes_get_503() {
 /// header timeout, and so is one that sends nothing.
 #[test]
 fn slow_and_idle_clients_are_cut_after_the_header_timeout() {
-    let s = Server::start_config("slow", "[timeouts]\nheader_s = 2.0", "", "");
+    let s = Server::start_config(
+        "slow",
+        "[timeouts]\nheader_s = 2.0",
+        "max_connections = 2",
+        "",
+    );
     let addr = s.url.trim_start_matches("http://").to_string();
     let cut_after = |drip: bool| {
         let mut c = std::net::TcpStream::connect(&addr).unwrap();
@@ -493,6 +557,25 @@ fn slow_and_idle_clients_are_cut_after_the_header_timeout() {
         );
         assert!(took < Duration::from_secs(10), "cut late: {took:?}");
     }
+    // Two idle connections fill max_connections = 2: a third request is
+    // served only once the header timeout has cut one of them.
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let r = s.req("GET", "/healthz", None).send().unwrap();
+    assert_eq!(r.status(), 204);
+    let waited = t0.elapsed();
+    println!(
+        "third connection served after {:.1} s",
+        waited.as_secs_f64()
+    );
+    assert!(
+        waited >= Duration::from_secs(1),
+        "not held back: {waited:?}"
+    );
+    drop(idle);
 }
 
 /// The server down longer than the heartbeat limits: its sessions live on.

@@ -140,7 +140,9 @@ impl ImpairSection {
     }
 
     pub(super) fn impairment(&self) -> Impairment {
-        let ms = |v: Option<f64>| v.map(|m| Duration::from_secs_f64(m.max(0.0) / 1000.0));
+        // check_impair bounds them; a value it did not see is dropped,
+        // never a panic.
+        let ms = |v: Option<f64>| v.and_then(|m| Duration::try_from_secs_f64(m / 1000.0).ok());
         Impairment {
             delay: ms(self.delay_ms),
             jitter: ms(self.jitter_ms),
@@ -333,6 +335,14 @@ pub(super) fn check_impair(imp: &ImpairSection, relay: bool, place: &Place<'_>) 
     if let Some(l) = &imp.loss_percent {
         if !(0.0..=100.0).contains(l.get_ref()) {
             return Err(place.spanned(l, "loss_percent must be between 0 and 100"));
+        }
+    }
+    for (key, v) in [("delay_ms", imp.delay_ms), ("jitter_ms", imp.jitter_ms)] {
+        if let Some(v) = v.filter(|v| !(0.0..=3_600_000.0).contains(v)) {
+            return Err(Error::Config(format!(
+                "{}: impair.{key} = {v}: from 0 to 3600000 (an hour)",
+                place.path.display()
+            )));
         }
     }
     Ok(())

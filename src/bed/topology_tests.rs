@@ -103,6 +103,13 @@ fn links_may_be_impaired_and_down() {
         e.contains("t.toml:5:27") && e.contains("between 0 and 100"),
         "{e}"
     );
+    for v in ["inf", "1e300", "-5", "nan"] {
+        let e = err(&format!("{DUT}[[link]]\nimpair = {{ delay_ms = {v} }}\n"));
+        assert!(
+            e.contains("impair.delay_ms") && e.contains("an hour"),
+            "{e}"
+        );
+    }
     let e = err(&format!("{DUT}[[link]]\nimpair = {{ dealy_ms = 5 }}\n"));
     assert!(
         e.contains("t.toml:5") && e.contains("unknown field `dealy_ms`"),
