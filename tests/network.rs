@@ -344,7 +344,7 @@ fn an_app_that_dies_at_once_is_an_error_with_its_exit_code_and_log() {
         .by_name("server")
         .err()
         .expect("no node called server");
-    assert!(e.to_string().contains("0 node0"), "{e}");
+    assert!(e.to_string().contains("one node: node0 (index 0)"), "{e}");
     // Frames towards a node can only be shaped by a relay.
     let e = node
         .impair_direction(alpy::Direction::ToNode, &Impairment::default())
