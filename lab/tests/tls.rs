@@ -68,7 +68,16 @@ fn a_tls_lab_on_a_non_loopback_address_serves_the_client_and_the_cli() {
         "",
     );
     // The helper started it on 127.0.0.1; start a second on 0.0.0.0.
-    let (mut child, url) = common::serve(&s.dir, &s.config, &["--listen", "0.0.0.0:0"]);
+    let (child, url) = common::serve(&s.dir, &s.config, &["--listen", "0.0.0.0:0"]);
+    // Killed however the test ends, like the helper's own server.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _second = Killed(child);
     assert!(url.starts_with("https://0.0.0.0:"), "{url}");
     let url = url.replace("0.0.0.0", "localhost");
     // Without the CA the client refuses the certificate.
@@ -112,7 +121,5 @@ fn a_tls_lab_on_a_non_loopback_address_serves_the_client_and_the_cli() {
         String::from_utf8_lossy(&cli.stderr)
     );
     bed.close().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
