@@ -83,6 +83,48 @@ fn every_route_answers_each_role_as_its_rules_say() {
             Some(&a),
             [401, 403, 404, 404, 404],
         ),
+        (
+            "GET",
+            "/lab/logs".into(),
+            Some(&a),
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/lab/logs/qemu.log".into(),
+            Some(&a),
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            "POST",
+            "/lab/nodes/client/link".into(),
+            Some(&a),
+            [401, 403, 404, 415, 404],
+        ),
+        (
+            "POST",
+            "/lab/nodes/client/exec".into(),
+            Some(&a),
+            [401, 403, 404, 415, 404],
+        ),
+        (
+            "POST",
+            "/lab/nodes/client/apps".into(),
+            Some(&a),
+            [401, 403, 404, 415, 404],
+        ),
+        (
+            "DELETE",
+            "/lab/apps/app1".into(),
+            Some(&a),
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            "POST",
+            "/lab/qmp".into(),
+            Some(&a),
+            [401, 403, 404, 415, 404],
+        ),
         ("GET", "/lab".into(), Some(&b), [401, 403, 404, 423, 404]),
         (
             "DELETE",
