@@ -457,3 +457,48 @@ fn a_nodes_calls_log_to_its_own_bed_from_any_thread() {
     );
     assert!(a.contains("a thread of bed a") && !b.contains("a thread of bed a"));
 }
+
+/// The tools container that `execute` runs in starts in the background
+/// once the nodes exist, before any verb asks for it; closing the nodes
+/// while those starts are under way leaves nothing behind.
+#[test]
+fn tools_containers_start_in_the_background_and_go_with_the_nodes() {
+    let links = [
+        Link::new().node_addr("192.168.1.2/24"),
+        Link::new().node_addr("192.168.2.2/24"),
+    ];
+    let tools = |docker: &Docker, run: &RunId| -> alpy::Result<usize> {
+        let all = docker.list_by_label(LABEL_RUN, Some(run.as_str()))?;
+        Ok(all
+            .iter()
+            .filter(|c| c.names.iter().flatten().any(|n| n.ends_with("-sh")))
+            .count())
+    };
+    let run = RunId::new();
+    let (docker, nodes) = create(&run, &links);
+    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    // No verb has been called on either node.
+    alpy::wait::wait_until(
+        "both tools containers to run",
+        Duration::from_secs(30),
+        || match tools(&docker, &run).map_err(|e| e.to_string())? {
+            2 => Ok(()),
+            n => Err(format!("{n} of 2 running")),
+        },
+    )
+    .expect("tools containers started in the background");
+    nodes.close().expect("close");
+    assert_gone(&docker, &run, &pids);
+
+    // Closed soon after: a start still under way is waited for and
+    // removed, and one not begun never begins.
+    for delay_ms in [0, 300] {
+        let run = RunId::new();
+        let (docker, nodes) = create(&run, &links);
+        let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        nodes.close().expect("close");
+        std::thread::sleep(Duration::from_secs(1));
+        assert_gone(&docker, &run, &pids);
+    }
+}

@@ -198,6 +198,16 @@ impl Container {
         }
         Ok(())
     }
+    /// Removes it without reading its state or logs first: for a container
+    /// whose own process only sleeps (a node's tools container), where
+    /// both are empty and cost two engine calls.
+    pub(crate) fn discard(mut self) -> Result<()> {
+        let docker = Arc::clone(self.local()?);
+        docker.remove(&self.id)?;
+        self.closed = true;
+        log::debug!("removed container {}", self.name);
+        Ok(())
+    }
 }
 
 impl Drop for Container {

@@ -14,6 +14,7 @@ pub mod node;
 pub mod nodes;
 pub mod output;
 pub mod remote;
+mod tools;
 pub mod watchdog;
 
 pub use app::{App, TOOLS_IMAGE};

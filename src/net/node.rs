@@ -19,9 +19,10 @@ use crate::net::helper::Helper;
 use crate::net::impair::{Direction, Impairment, Relay};
 use crate::net::netns::{self, NetCmd, NetMode};
 use crate::net::remote::{local_only, LinkChange, NodeService};
+use crate::net::tools::Tools;
 use crate::net::{TAP_NAME, TOOLS_IMAGE};
 use crate::run::{owner_labels, RunId};
-use crate::util::{lock, shell_quote};
+use crate::util::{join_scoped, lock, shell_quote};
 
 /// The image of node containers.
 pub const NODE_IMAGE: &str = "alpy/node";
@@ -72,9 +73,9 @@ pub struct Node {
     pub(crate) tap: Option<OwnedFd>,
     /// With [`crate::Link::relay`]: the relay and the socket end QEMU gets.
     pub(crate) relay: Option<(Relay, OwnedFd)>,
-    /// A tools container in the node's namespace for `execute` and friends,
-    /// started on first use.
-    pub(crate) shell: Mutex<Option<Container>>,
+    /// The tools container in the node's namespace for `execute` and
+    /// friends (local nodes).
+    pub(crate) tools: Option<Arc<Tools>>,
     /// Apps started so far, by default name counter.
     pub(crate) apps: Mutex<HashMap<String, usize>>,
     /// This host's engine and namespaces; `None` for a remote node.
@@ -97,7 +98,7 @@ impl Node {
             mac: Mac([0; 6]),
             tap: None,
             relay: None,
-            shell: Mutex::new(None),
+            tools: None,
             apps: Mutex::new(HashMap::new()),
             shared: None,
             remote: Some(service),
@@ -303,23 +304,26 @@ impl Node {
         self.with_shell(|shell| Ok(shell.id().to_string()))
     }
 
-    /// Calls `f` with the kept tools container, started if this is its
-    /// first use (under the lock, so concurrent callers start one).
+    /// Calls `f` with the kept tools container (started if it has not
+    /// been yet).
     fn with_shell<T>(&self, f: impl FnOnce(&Container) -> Result<T>) -> Result<T> {
-        let mut guard = lock(&self.shell);
-        let shell = match &mut *guard {
-            Some(shell) => shell,
-            None => {
-                let mut app = App::new(TOOLS_IMAGE)
-                    .name("sh")
-                    .cmd(["sleep", "infinity"])
-                    .cap("NET_ADMIN")
-                    .cap("NET_RAW");
-                app.startup_grace = Duration::ZERO;
-                guard.insert(self.spawn_app(&app)?)
-            }
-        };
-        f(shell)
+        match &self.tools {
+            Some(tools) => tools.with(f),
+            None => Err(local_only("its tools container", &self.name)),
+        }
+    }
+
+    /// The tools container's spec (built once the node's own
+    /// container runs).
+    pub(crate) fn tools_for(&self) -> Result<Arc<Tools>> {
+        let app = App::new(TOOLS_IMAGE)
+            .name("sh")
+            .cmd(["sleep", "infinity"])
+            .cap("NET_ADMIN")
+            .cap("NET_RAW");
+        let spec = self.app_spec(&app)?;
+        let docker = Arc::clone(&self.shared("a tools container")?.docker);
+        Ok(Tools::new(docker, spec, self.name.clone()))
     }
 
     /// Runs `cmd` like [`Node::execute`] and returns its standard output;
@@ -460,19 +464,24 @@ impl Node {
         }
     }
 
-    /// Stops the relay and the shell container, closes the tap fd and
-    /// removes the container.
+    /// Stops the relay, closes the tap fd and removes the tools container
+    /// and the node's container, those two at once (the engine lets the
+    /// namespace's owner go first).
     pub(crate) fn close(mut self) -> Result<()> {
-        let shell = lock(&self.shell).take().map_or(Ok(()), Container::close);
         let relayed = match self.relay.take() {
             Some((r, _)) => r.close(),
             None => Ok(()),
         };
         self.tap = None;
-        let removed = match self.container.take() {
-            Some(c) => c.close(),
-            None => Ok(()),
-        };
+        let tools = self.tools.take();
+        let container = self.container.take();
+        let (shell, removed) = std::thread::scope(|s| {
+            let shell = s.spawn(crate::logging::inherit(move || {
+                tools.map_or(Ok(()), |t| t.close())
+            }));
+            let removed = container.map_or(Ok(()), Container::close);
+            (join_scoped(shell, "a tools close thread"), removed)
+        });
         shell.and(relayed).and(removed)
     }
 }

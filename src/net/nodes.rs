@@ -15,6 +15,7 @@ use crate::net::impair::Relay;
 use crate::net::link::{default_mac, fixed_mac, Link};
 use crate::net::netns::{self, NetMode};
 use crate::net::node::{Node, Shared, NODE_IMAGE};
+use crate::net::tools::Tools;
 use crate::net::watchdog::Watchdog;
 use crate::net::TAP_NAME;
 use crate::run::RunId;
@@ -158,7 +159,7 @@ impl Nodes {
                     container: Some(c),
                     tap: None,
                     relay: None,
-                    shell: Mutex::new(None),
+                    tools: None,
                     apps: Mutex::new(HashMap::new()),
                     shared: Some(Arc::clone(&shared)),
                     remote: None,
@@ -185,6 +186,13 @@ impl Nodes {
             }
         }
         nodes.taps_took = t1.elapsed();
+        let mut all = Vec::new();
+        for n in &mut nodes.nodes {
+            let tools = n.tools_for()?;
+            n.tools = Some(Arc::clone(&tools));
+            all.push(tools);
+        }
+        Tools::start_in_background(all);
         Ok(nodes)
     }
 
