@@ -87,7 +87,7 @@ fn one_run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>>
         bed.shutdown(Duration::from_secs(60))?;
     }
     let artifacts = bed.artifacts_dir().display().to_string();
-    let bed_warm = bed.warm_outcome().unwrap_or("off");
+    let bed_warm = bed.warm_outcome().map_or("off", |w| w.as_str());
     let t = bed.timings().clone();
     let get = |k: &str| t.get(k).map_or(f64::NAN, |d| d.as_secs_f64());
     let closing = Instant::now();

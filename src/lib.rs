@@ -86,6 +86,7 @@ pub use bed::remote as lab;
 pub use addr::Mac;
 pub use bed::builder::{PowerOff, TestBedBuilder};
 pub use bed::dut::Dut;
+pub use bed::state::{PowerState, WarmOutcome};
 pub use bed::testbed::TestBed;
 pub use bed::topology::{Topology, TopologyBed};
 pub use error::{Error, Result};

@@ -39,7 +39,9 @@ fn forward_once(name: &str, count: u32) -> std::path::PathBuf {
 fn forward_and_the_pcaps_show_it() {
     let mut bed = common::router_bed("forward").start().expect("start");
     let (node0_mac, dut0_mac) = (bed.node(0).unwrap().mac(), bed.dut_mac(0));
+    assert_eq!(bed.power_state(), alpy::PowerState::Paused);
     bed.boot(BOOT).unwrap();
+    assert_eq!(bed.power_state(), alpy::PowerState::Running);
     assert_eq!(
         bed.shell()
             .unwrap()
@@ -80,6 +82,8 @@ fn forward_and_the_pcaps_show_it() {
         Err(alpy::Error::NotFound { .. })
     ));
     bed.shutdown(Duration::from_secs(60)).unwrap();
+    assert!(bed.is_powered_off());
+    assert_eq!(bed.power_state(), alpy::PowerState::Off);
     let dir = bed.artifacts_dir().to_path_buf();
     let (cap0, cap1) = (bed.capture(0), bed.capture(1));
     bed.close().unwrap();
@@ -716,5 +720,9 @@ fn login_steps_have_their_own_timeout() {
         }
         other => panic!("not a timeout: {other}"),
     }
+    // A shutdown that fails (no SHUTDOWN event in time) is not a power-off.
+    assert!(bed.shutdown(Duration::from_millis(1)).is_err());
+    assert!(!bed.is_powered_off());
+    assert_eq!(bed.power_state(), alpy::PowerState::Running);
     bed.close().unwrap();
 }

@@ -41,7 +41,10 @@ fn ping(bed: &TestBed, count: u32) -> String {
 /// in this bed's own captures; returns the outcome.
 fn forward_warm(name: &str, version: &str, count: u32) -> &'static str {
     let mut bed = warm_bed(name, version).start().expect("start");
-    let outcome = bed.warm_outcome().expect("a warm bed says how it started");
+    let outcome = bed
+        .warm_outcome()
+        .expect("a warm bed says how it started")
+        .as_str();
     bed.boot(BOOT).unwrap();
     assert_eq!(
         bed.shell().unwrap().succeed("cat /tmp/mark").unwrap(),
@@ -170,7 +173,7 @@ fn a_corrupt_snapshot_is_rebuilt_with_a_warning() {
     let mut bed = warm_bed("warm-rebuilt", &v)
         .start()
         .expect("falls back to a cold boot");
-    assert_eq!(bed.warm_outcome(), Some("built"));
+    assert_eq!(bed.warm_outcome(), Some(alpy::WarmOutcome::Built));
     let log = std::fs::read_to_string(bed.artifacts_dir().join("debug.log")).unwrap();
     assert!(
         log.contains("restoring snapshot") && log.contains("booting cold"),
@@ -292,7 +295,10 @@ fn child_role() {
     }));
     match bed.start() {
         Ok(bed) if std::env::var("ALPY_WARM").is_ok() => {
-            println!("\nOUTCOME {}", bed.warm_outcome().unwrap_or("none"));
+            println!(
+                "\nOUTCOME {}",
+                bed.warm_outcome().map_or("none", |w| w.as_str())
+            );
             bed.close().unwrap();
         }
         _ => std::thread::sleep(Duration::from_secs(300)),

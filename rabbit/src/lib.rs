@@ -159,11 +159,11 @@ impl Rabbit {
     /// is disposable, and quitting QEMU is enough (2.4 s less per test).
     pub fn finish(mut self) -> Result<std::path::PathBuf> {
         let dir = self.bed.artifacts_dir().to_path_buf();
-        let running = self
-            .bed
-            .qemu_pid()
-            .is_some_and(|_| !self.bed.is_powered_off());
-        if running && self.bed.warm_outcome() == Some("cold") {
+        let running = matches!(
+            self.bed.power_state(),
+            alpy::PowerState::Running | alpy::PowerState::Paused
+        );
+        if running && self.bed.warm_outcome() == Some(alpy::WarmOutcome::Cold) {
             self.power_off()?;
         }
         self.bed.close()?;

@@ -35,7 +35,7 @@ impl TestBed {
             self.at_ready_point = false;
             return self.resume();
         }
-        if self.warm_outcome == Some("cold") {
+        if self.warm_outcome == Some(crate::bed::state::WarmOutcome::Cold) {
             return Ok(()); // ALPY_WARM=off: booted and prepared in start()
         }
         self.resume()?;

@@ -15,6 +15,7 @@ pub mod leftovers;
 pub mod reap;
 pub mod registry;
 pub mod remote;
+pub mod state;
 pub mod testbed;
 pub mod timings;
 pub mod topology;

@@ -15,6 +15,7 @@ use crate::addr::Mac;
 use crate::bed::builder::{PowerOff, TestBedBuilder};
 use crate::bed::dut::DiskPlan;
 use crate::bed::dut::Dut;
+use crate::bed::state::{PowerState, WarmOutcome};
 use crate::bed::timings::Timings;
 use crate::bed::warm::WarmStart;
 use crate::error::{Error, Result};
@@ -55,7 +56,8 @@ pub struct TestBed {
     /// point until `boot()`.
     pub(crate) warm: Option<WarmStart>,
     pub(crate) at_ready_point: bool,
-    pub(crate) warm_outcome: Option<&'static str>,
+    pub(crate) warm_outcome: Option<WarmOutcome>,
+    pub(crate) power: PowerState,
     pub(crate) console_timeout: Duration,
     /// Each link's choices for the DUT's NIC.
     pub(crate) dut_nics: Vec<crate::nic::DutNic>,
@@ -94,6 +96,7 @@ impl TestBed {
             warm: b.warm.clone(),
             at_ready_point: false,
             warm_outcome: None,
+            power: PowerState::Absent,
             console_timeout: b.console_timeout,
             dut_nics: b.links.iter().map(|l| l.dut_nic.clone()).collect(),
             _log_sink: Some(log_sink),
@@ -133,7 +136,7 @@ impl TestBed {
                 self.start_qemu(dut, DiskPlan::AsConfigured)?;
                 self.boot(w.boot_timeout)?;
                 self.timed("prepare", |bed| (w.prepare)(bed))?;
-                self.warm_outcome = Some("cold");
+                self.warm_outcome = Some(WarmOutcome::Cold);
                 Ok(())
             }
             None => self.start_qemu(dut, DiskPlan::AsConfigured),
@@ -213,6 +216,7 @@ impl TestBed {
         })?;
         self.timings.record("qemu", t0.elapsed());
         self.qemu = Some(qemu);
+        self.power = PowerState::Paused;
         let serial = self
             .qemu_mut()?
             .take_serial()
@@ -242,11 +246,6 @@ impl TestBed {
     /// The run id that names everything of this test bed.
     pub fn run_id(&self) -> &RunId {
         &self.run
-    }
-
-    /// Whether the guest powered off ([`TestBed::shutdown`] returned).
-    pub fn is_powered_off(&self) -> bool {
-        self.timings.get("shutdown").is_some()
     }
 
     /// QEMU's PID, while it runs.
@@ -320,12 +319,6 @@ impl TestBed {
         }
     }
 
-    /// With warm start: `"built"` (this bed made the snapshot), `"restored"`
-    /// or `"cold"` (`ALPY_WARM=off`); `None` without warm start.
-    pub fn warm_outcome(&self) -> Option<&'static str> {
-        self.warm_outcome
-    }
-
     /// The serial console.
     pub fn console(&mut self) -> Result<&mut Console> {
         if let Some(r) = self.remote.as_mut() {
@@ -353,11 +346,14 @@ impl TestBed {
     /// Lets the vCPUs run.
     pub fn resume(&mut self) -> Result<()> {
         if let Some(r) = &self.remote {
-            return logging::step("Resume the DUT (on the lab)", || r.power("on"));
+            logging::step("Resume the DUT (on the lab)", || r.power("on"))?;
+            self.power = PowerState::Running;
+            return Ok(());
         }
         let first = self.resumed_at.is_none();
         let before = std::time::SystemTime::now();
         logging::step("Resume the DUT", || self.qmp()?.cont())?;
+        self.power = PowerState::Running;
         self.resumed_at = Some(Instant::now());
         if first {
             // The virtual clock starts between sending `cont` and its reply.
@@ -444,7 +440,9 @@ impl TestBed {
     /// event and exit.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
         if self.remote.is_some() {
-            return self.timed("shutdown", |bed| bed.remote_shutdown(timeout));
+            self.timed("shutdown", |bed| bed.remote_shutdown(timeout))?;
+            self.power = PowerState::Off;
+            return Ok(());
         }
         let how = self.poweroff.clone();
         self.timed("shutdown", |bed| -> Result<()> {
@@ -470,6 +468,7 @@ impl TestBed {
                     crate::vm::qemu_process::describe_exit(&status)
                 )));
             }
+            bed.power = PowerState::Off;
             Ok(())
         })
     }

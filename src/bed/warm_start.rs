@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::bed::dut::{DiskPlan, Dut};
+use crate::bed::state::{PowerState, WarmOutcome};
 use crate::bed::testbed::TestBed;
 use crate::bed::warm::{Key, Meta, Snapshot, Store, WarmStart};
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ impl TestBed {
                 match self.restore(dut, &snap) {
                     Ok(()) => {
                         store.touch(&snap);
-                        self.warm_outcome.get_or_insert("restored");
+                        self.warm_outcome.get_or_insert(WarmOutcome::Restored);
                         return Ok(());
                     }
                     Err(e) => {
@@ -42,7 +43,7 @@ impl TestBed {
                 let t0 = Instant::now();
                 self.build_snapshot(w, dut, &store, &key)?;
                 self.timings.record("snapshot_build", t0.elapsed());
-                self.warm_outcome = Some("built");
+                self.warm_outcome = Some(WarmOutcome::Built);
             }
             drop(lock);
         }
@@ -112,5 +113,6 @@ impl TestBed {
         if let Some(q) = self.qemu.take() {
             let _ = q.close();
         }
+        self.power = PowerState::Absent;
     }
 }

@@ -71,11 +71,12 @@ impl TestBed {
         let timeout = self.console_timeout;
         self.console()?.set_timeout(timeout);
         self.resumed_at = Some(Instant::now());
+        self.power = crate::bed::state::PowerState::Running;
         if let Some(w) = self.warm.clone() {
             // The lab booted the DUT and logged in; the ready point is
             // reached here.
             self.timed("prepare", |bed| (w.prepare)(bed))?;
-            self.warm_outcome = Some("remote");
+            self.warm_outcome = Some(crate::bed::state::WarmOutcome::Remote);
         }
         Ok(())
     }
