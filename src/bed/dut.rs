@@ -157,7 +157,11 @@ impl Dut {
         self
     }
 
-    /// Boot through UEFI (Debian's OVMF, with a private variable store).
+    /// Boot through UEFI (Debian's 4 MiB OVMF, with a private variable
+    /// store), on `q35` unless [`Dut::machine`] says otherwise. Before the
+    /// second wave this was `pc` with the 2 MiB `OVMF_CODE.fd` and QEMU's
+    /// NIC ROMs: [`Firmware::uefi_with`] + `.machine("pc")` +
+    /// `.nic_rom(NicRom::QemuDefault)` (see `CHANGELOG.md`).
     pub fn uefi(self) -> Self {
         self.firmware(Firmware::uefi())
     }
