@@ -132,7 +132,11 @@ fn traffic_across_a_wire_of_two_taps() {
     let run = RunId::new();
     let links = [
         Link::new().node_addr("192.168.50.1/24"),
-        Link::new().node_addr("192.168.50.2/24"),
+        Link::new()
+            .node_addr("192.168.50.2/24")
+            .node_addr("fd00:50::2/64")
+            .gateway("192.168.50.1")
+            .route("10.9.0.0/16", "192.168.50.3"),
     ];
     let (docker, nodes) = create(&run, &links);
     let wire = common::Shuttle::new(
@@ -177,6 +181,18 @@ fn traffic_across_a_wire_of_two_taps() {
     );
     nodes.node(1).unwrap().set_link(true).unwrap();
     sh(&nodes, 0, ping).checked("ping after link up").unwrap();
+    // Up again with its routes and its IPv6 address, as created.
+    let routes = sh(&nodes, 1, "ip route; ip -6 addr show dev eth0").stdout_str();
+    for want in [
+        "default via 192.168.50.1",
+        "10.9.0.0/16 via 192.168.50.3",
+        "fd00:50::2/64",
+    ] {
+        assert!(
+            routes.contains(want),
+            "{want} is gone after down/up:\n{routes}"
+        );
+    }
 
     drop(wire);
     let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();

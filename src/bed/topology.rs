@@ -10,7 +10,8 @@
 //! append = "console=ttyS0,115200 quiet alpy.forward=1"
 //! nic_model = "e1000"                   # also: memory_mib, cpus, machine, uefi,
 //! prompt = "guest# "                    # disks = [{ path = "..", format = "qcow2" }],
-//! poweroff = "console:poweroff -f"      # login = { user, password, prompt }, warm
+//! poweroff = "console:poweroff -f"      # login = { user, password, prompt, login_prompt,
+//!                                       #   password_prompt, step_timeout_s }, warm
 //!
 //! [[link]]
 //! name = "client"
@@ -178,6 +179,15 @@ impl Topology {
         }
         if let Some(p) = &dut.poweroff {
             parse_poweroff(p.get_ref()).map_err(|e| place.spanned(p, &e))?;
+        }
+        if let Some(t) = dut.login.as_ref().and_then(|l| l.step_timeout_s.as_ref()) {
+            let s = *t.get_ref();
+            if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+                return Err(place.spanned(
+                    t,
+                    &format!("step_timeout_s = {s}: give seconds above 0 (at most a day)"),
+                ));
+            }
         }
         self.check_vendor(place)?;
         let mut names: Vec<(String, &Spanned<String>)> = Vec::new();
@@ -381,6 +391,15 @@ impl Topology {
             }
             if let Some(p) = &l.prompt {
                 login = login.prompt(p);
+            }
+            if let Some(p) = &l.login_prompt {
+                login = login.login_prompt(p);
+            }
+            if let Some(p) = &l.password_prompt {
+                login = login.password_prompt(p);
+            }
+            if let Some(t) = &l.step_timeout_s {
+                login = login.steps_within(Duration::from_secs_f64(*t.get_ref()));
             }
             b = b.login(login);
         }

@@ -95,6 +95,10 @@ pub(super) struct LoginSection {
     pub(super) user: String,
     pub(super) password: Option<String>,
     pub(super) prompt: Option<String>,
+    pub(super) login_prompt: Option<String>,
+    pub(super) password_prompt: Option<String>,
+    /// Seconds each step after the login prompt may take.
+    pub(super) step_timeout_s: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -155,3 +155,24 @@ fn vendor_options_parse_and_errors_say_where() {
     let e = err("[dut]\nkernel = \"/proc/self/exe\"\nfirmware = \"uefi\"\nfirmware_code = \"/nonexistent/CODE.fd\"\nfirmware_vars = \"/nonexistent/VARS.fd\"\n");
     assert!(e.contains("t.toml:4:17") && e.contains("is missing"), "{e}");
 }
+
+#[test]
+fn a_login_has_its_prompts_and_step_timeout() {
+    let dut = DUT.replace(
+        "[dut]\n",
+        "[dut]\nlogin = { user = \"admin\", login_prompt = \"fw login: \", password = \"x\", password_prompt = \"Passcode: \", prompt = \"fw> \", step_timeout_s = 30 }\n",
+    );
+    let text = format!("name = \"l\"\n{dut}");
+    let t = Topology::parse(Path::new("/x/t.toml"), &text).unwrap();
+    let login = t.builder().unwrap().login.unwrap();
+    assert_eq!(login.login_prompt, "fw login: ");
+    assert_eq!(login.password_prompt, "Passcode: ");
+    assert_eq!(login.shell_prompt, "fw> ");
+    assert_eq!(login.step_timeout, Some(std::time::Duration::from_secs(30)));
+    let bad = text.replace("step_timeout_s = 30", "step_timeout_s = 0");
+    let e = err(&bad);
+    assert!(
+        e.contains("t.toml:3:") && e.contains("step_timeout_s = 0"),
+        "{e}"
+    );
+}

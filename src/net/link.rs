@@ -217,6 +217,11 @@ impl Link {
                 format!("net.ipv6.conf.{TAP_NAME}.disable_ipv6"),
                 "0".into(),
             ));
+            // Else setting the link down flushes its IPv6 addresses.
+            c.push(NetCmd::Sysctl(
+                format!("net.ipv6.conf.{TAP_NAME}.keep_addr_on_down"),
+                "1".into(),
+            ));
         }
         c.push(NetCmd::ip(&format!(
             "link set dev {TAP_NAME} address {mac}"
@@ -229,16 +234,25 @@ impl Link {
             let nodad = if a.addr().is_ipv6() { " nodad" } else { "" };
             c.push(NetCmd::ip(&format!("addr add {a} dev {TAP_NAME}{nodad}")));
         }
+        c.extend(self.route_commands());
+        c
+    }
+
+    /// The link's routes on the node (default gateways, then the others),
+    /// as `replace`: what setting `eth0` up again re-applies, since the
+    /// kernel drops a device's routes when it goes down.
+    pub(crate) fn route_commands(&self) -> Vec<NetCmd> {
+        let mut c = Vec::new();
         // The family follows from the gateway's address (`ip -batch` takes
         // no options).
         for g in [&self.gateway, &self.gateway6].into_iter().flatten() {
             c.push(NetCmd::ip(&format!(
-                "route add default via {g} dev {TAP_NAME}"
+                "route replace default via {g} dev {TAP_NAME}"
             )));
         }
         for (dest, via) in &self.routes {
             c.push(NetCmd::ip(&format!(
-                "route add {dest} via {via} dev {TAP_NAME}"
+                "route replace {dest} via {via} dev {TAP_NAME}"
             )));
         }
         c

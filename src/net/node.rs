@@ -73,6 +73,8 @@ pub struct Node {
     pub(crate) tap: Option<OwnedFd>,
     /// With [`crate::Link::relay`]: the relay and the socket end QEMU gets.
     pub(crate) relay: Option<(Relay, OwnedFd)>,
+    /// The link's routes, re-applied when `eth0` is set up again.
+    pub(crate) routes: Vec<NetCmd>,
     /// The tools container in the node's namespace for `execute` and
     /// friends (local nodes).
     pub(crate) tools: Option<Arc<Tools>>,
@@ -98,6 +100,7 @@ impl Node {
             mac: Mac([0; 6]),
             tap: None,
             relay: None,
+            routes: Vec::new(),
             tools: None,
             apps: Mutex::new(HashMap::new()),
             shared: None,
@@ -440,16 +443,20 @@ impl Node {
         ))])
     }
 
-    /// Sets `eth0` up or down (seen from the node side).
+    /// Sets `eth0` up or down (seen from the node side). Up again, the
+    /// link's gateways and routes come back with it (the kernel drops
+    /// them on down), and its IPv6 addresses were kept.
     pub fn set_link(&self, up: bool) -> Result<()> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Some(r) = &self.remote {
             return r.change_link(&self.name, &LinkChange::Carrier { up });
         }
         let state = if up { "up" } else { "down" };
-        self.configure(vec![NetCmd::ip(&format!(
-            "link set dev {TAP_NAME} {state}"
-        ))])
+        let mut cmds = vec![NetCmd::ip(&format!("link set dev {TAP_NAME} {state}"))];
+        if up {
+            cmds.extend(self.routes.iter().cloned());
+        }
+        self.configure(cmds)
     }
 
     /// Applies `change` (what a lab's supervisor does for a remote node).

@@ -159,6 +159,7 @@ impl Nodes {
                     container: Some(c),
                     tap: None,
                     relay: None,
+                    routes: links.get(i).map(Link::route_commands).unwrap_or_default(),
                     tools: None,
                     apps: Mutex::new(HashMap::new()),
                     shared: Some(Arc::clone(&shared)),

@@ -75,6 +75,12 @@ impl Login {
         self
     }
 
+    /// What the guest prints to ask for the password.
+    pub fn password_prompt(mut self, prompt: &str) -> Login {
+        self.password_prompt = prompt.to_string();
+        self
+    }
+
     /// Waits for the login prompt, types the user (and the password when
     /// asked), and waits for the shell prompt. A refused login is an error
     /// that says so, not a timeout.

@@ -30,7 +30,7 @@ pub(crate) fn builder_topology(b: &TestBedBuilder, dut: &Dut) -> Result<Table> {
         d.insert("prompt".into(), s(p));
     }
     if let Some(l) = &b.login {
-        d.insert("login".into(), Value::Table(login_table(l)?));
+        d.insert("login".into(), Value::Table(login_table(l)));
     }
     let poweroff = match &b.poweroff {
         PowerOff::AcpiButton => "acpi".to_string(),
@@ -45,22 +45,19 @@ pub(crate) fn builder_topology(b: &TestBedBuilder, dut: &Dut) -> Result<Table> {
     Ok(t)
 }
 
-fn login_table(l: &Login) -> Result<Table> {
-    let default = Login::new(&l.user);
-    if l.login_prompt != default.login_prompt || l.password_prompt != default.password_prompt {
-        return Err(Error::Config(format!(
-            "a login with its own login or password prompt ({:?}, {:?}) cannot be sent to a lab \
-             server (REMOTE_LAB_URL is set): a topology's login has user, password and prompt",
-            l.login_prompt, l.password_prompt
-        )));
-    }
+fn login_table(l: &Login) -> Table {
     let mut t = Table::new();
     t.insert("user".into(), s(&l.user));
     if let Some(p) = &l.password {
         t.insert("password".into(), s(p));
     }
     t.insert("prompt".into(), s(&l.shell_prompt));
-    Ok(t)
+    t.insert("login_prompt".into(), s(&l.login_prompt));
+    t.insert("password_prompt".into(), s(&l.password_prompt));
+    if let Some(d) = l.step_timeout {
+        t.insert("step_timeout_s".into(), Value::Float(d.as_secs_f64()));
+    }
+    t
 }
 
 fn link_table(l: &Link) -> Value {
@@ -164,7 +161,14 @@ mod tests {
                     .memory_mib(512)
                     .extra_arg("-no-reboot"),
             )
-            .login(Login::new("root").password("rabbit").prompt("rabbit# "))
+            .login(
+                Login::new("root")
+                    .password("rabbit")
+                    .prompt("rabbit# ")
+                    .login_prompt("fw login: ")
+                    .password_prompt("Passcode: ")
+                    .steps_within(std::time::Duration::from_millis(2500)),
+            )
             .link(
                 Link::new()
                     .node_addr("192.168.1.2/24")
