@@ -6,6 +6,7 @@
 //! cargo run --release --example bench_tools
 //! ```
 
+use alpy::Commands;
 use std::time::Instant;
 
 use alpy::net::docker::Docker;

@@ -6,6 +6,7 @@
 //! ```
 //! Without arguments it uses the test guest built by `scripts/setup`.
 
+use alpy::Commands;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

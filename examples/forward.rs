@@ -15,6 +15,7 @@
 //! Prints one JSON line per run with the phase timings (seconds) and the
 //! result, then the medians; exits non-zero if any run failed.
 
+use alpy::Commands;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use alpy::pcap::Filter;
-//! use alpy::{App, Dut, Link, PowerOff, TestBed};
+//! use alpy::{App, Commands, Dut, Link, PowerOff, TestBed};
 //!
 //! fn main() -> alpy::Result<()> {
 //!     let mut bed = TestBed::builder("forward-ipv4")
@@ -69,10 +69,12 @@
 pub mod addr;
 pub mod bed;
 pub mod cache;
+pub mod commands;
 pub mod error;
 pub mod logging;
 pub mod net;
 pub mod nic;
+pub mod output;
 pub mod pcap;
 pub mod run;
 pub mod util;
@@ -89,6 +91,8 @@ pub use bed::dut::Dut;
 pub use bed::state::{PowerState, WarmOutcome};
 pub use bed::testbed::TestBed;
 pub use bed::topology::{Topology, TopologyBed};
+pub use commands::Commands;
 pub use error::{Error, Result};
 pub use net::{App, Direction, Impairment, Link, TOOLS_IMAGE};
+pub use output::{ExitStatus, Output};
 pub use vm::login::Login;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use alpy::Commands;
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(180);

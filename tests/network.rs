@@ -5,6 +5,7 @@
 
 mod common;
 
+use alpy::Commands;
 use std::time::Duration;
 
 use alpy::net::docker::Docker;
@@ -173,11 +174,19 @@ fn traffic_across_a_wire_of_two_taps() {
     nodes.node(0).unwrap().clear_impairment().unwrap();
 
     nodes.node(1).unwrap().set_link(false).unwrap();
-    let down = sh(&nodes, 0, "ping -c 2 -i 0.2 -W 1 192.168.50.2");
+    let down = nodes
+        .node(0)
+        .unwrap()
+        .wait_until_fails(
+            "ping -c 2 -i 0.2 -W 1 192.168.50.2",
+            Duration::from_secs(10),
+        )
+        .expect("ping fails with the link down");
+    assert!(!down.status.success(), "{down:?}");
+    let e = nodes.node(0).unwrap().fail("true").unwrap_err().to_string();
     assert!(
-        !down.status.success(),
-        "ping with the link down must fail:\n{}",
-        down.stdout_str()
+        e.contains("expected to fail") && e.contains("node node0"),
+        "{e}"
     );
     nodes.node(1).unwrap().set_link(true).unwrap();
     sh(&nodes, 0, ping).checked("ping after link up").unwrap();

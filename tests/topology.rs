@@ -2,6 +2,7 @@
 
 mod common;
 
+use alpy::Commands;
 use std::path::Path;
 use std::time::Duration;
 

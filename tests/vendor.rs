@@ -4,6 +4,7 @@
 
 mod common;
 
+use alpy::Commands;
 use std::path::PathBuf;
 use std::time::Duration;
 

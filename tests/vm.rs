@@ -3,6 +3,7 @@
 
 mod common;
 
+use alpy::Commands;
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -75,14 +76,24 @@ fn boot_shell_uploads_and_poweroff() {
 
     let mut sh = RemoteShell::attach(&mut console).unwrap();
     let out = sh.execute("echo hello; echo err >&2").unwrap();
-    assert_eq!(out.code, 0);
-    assert_eq!(out.output, "hello\nerr\n");
-    assert_eq!(sh.execute("true").unwrap().code, 0);
-    assert_eq!(sh.execute("sh -c 'exit 3'").unwrap().code, 3);
+    assert_eq!(out.status.code(), 0);
+    assert_eq!(out.stdout_str(), "hello\nerr\n");
+    assert_eq!(sh.execute("true").unwrap().status.code(), 0);
+    assert_eq!(sh.execute("sh -c 'exit 3'").unwrap().status.code(), 3);
     assert_eq!(
-        sh.execute("printf 'no newline'").unwrap().output,
+        sh.execute("printf 'no newline'").unwrap().stdout_str(),
         "no newline"
     );
+    // The verbs every command target has.
+    let failed = sh.fail("ls /no-such-dir").unwrap();
+    assert!(failed.stdout_str().contains("no-such-dir"), "{failed:?}");
+    let e = sh.fail("true").unwrap_err().to_string();
+    assert!(
+        e.contains("expected to fail") && e.contains("the guest"),
+        "{e}"
+    );
+    sh.wait_until_fails("test -e /tmp/gone-soon", Duration::from_secs(5))
+        .unwrap();
     let err = sh.succeed("ls /no-such-dir").unwrap_err().to_string();
     assert!(
         err.contains("exit code 1") && err.contains("no-such-dir"),
@@ -113,7 +124,10 @@ fn boot_shell_uploads_and_poweroff() {
 
     let script = "#!/bin/sh\necho \"args: $1 $2\"\nexit 7\n";
     let out = sh.upload_and_run(script, &["a b", "c'd"]).unwrap();
-    assert_eq!((out.code, out.output.as_str()), (7, "args: a b c'd\n"));
+    assert_eq!(
+        (out.status.code(), out.stdout_str().as_str()),
+        (7, "args: a b c'd\n")
+    );
 
     // Power off from the console: SHUTDOWN arrives, QEMU exits 0.
     sh.console().send_line("poweroff -f").unwrap();
@@ -300,7 +314,7 @@ fn a_saved_guest_resumes_in_a_new_qemu() {
     console.set_timeout(Duration::from_secs(120));
     qemu.qmp().cont().unwrap();
     console.exp_string(common::GUEST_PROMPT).unwrap();
-    let mut sh = RemoteShell::attach(&mut console).unwrap();
+    let sh = RemoteShell::attach(&mut console).unwrap();
     sh.succeed("export MARK=before-save").unwrap();
     let state = sh.state();
     let file = dir.join("state.bin");

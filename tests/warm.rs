@@ -5,6 +5,7 @@
 
 mod common;
 
+use alpy::Commands;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 
 mod common;
 
+use alpy::Commands;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -62,6 +62,7 @@ fn configure_bed(bed: &mut TestBed, feature: &str, script: &str, args: &[&str]) 
         bed.shell()?
             .upload_and_run(text, args)?
             .checked(&format!("{script} on Rabbit"))
+            .map(|out| out.stdout_str())
     })
 }
 

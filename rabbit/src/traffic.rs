@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use alpy::net::{Container, Node};
-use alpy::{App, Error, Result};
+use alpy::{App, Commands, Error, Result};
 
 const APP_TIMEOUT: Duration = Duration::from_secs(120);
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::bed::testbed::TestBed;
+use crate::commands::Commands;
 use crate::error::{Error, Result};
 use crate::logging;
 use crate::vm::console::Pattern;
@@ -57,8 +58,9 @@ impl TestBed {
     /// then kept, so each call costs nothing. Boot first ([`TestBed::boot`]).
     ///
     /// ```no_run
+    /// use alpy::Commands;
     /// # fn f(bed: &mut alpy::TestBed) -> alpy::Result<()> {
-    /// let mut sh = bed.shell()?;
+    /// let sh = bed.shell()?;
     /// sh.succeed("ip addr add 192.168.1.1/24 dev eth0")?;
     /// let routes = sh.succeed("ip route")?;
     /// sh.wait_until_succeeds("ping -c1 -W1 192.168.1.2", std::time::Duration::from_secs(10))?;

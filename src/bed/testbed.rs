@@ -279,6 +279,7 @@ impl TestBed {
     /// [`Error::NotFound`] (naming the nodes there are) if there is none.
     ///
     /// ```no_run
+    /// use alpy::Commands;
     /// # fn main() -> alpy::Result<()> {
     /// # let bed: alpy::TestBed = todo!();
     /// bed.node("client")?.succeed("ping -c 1 192.168.2.2")?;

@@ -45,6 +45,7 @@ pub type Prepare = dyn Fn(&mut TestBed) -> Result<()> + Send + Sync;
 /// ```no_run
 /// use std::time::Duration;
 /// use alpy::bed::warm::WarmStart;
+/// use alpy::Commands;
 /// # fn f(b: alpy::TestBedBuilder) -> alpy::Result<()> {
 /// let mut bed = b
 ///     .warm_start(WarmStart::new("addresses-v1", |bed| {

@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
-pub use crate::net::output::{ContainerExit, Output};
+pub use crate::output::{ContainerExit, ExitStatus, Output};
 
 /// How long ordinary engine requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -289,11 +289,11 @@ impl Docker {
     }
 
     /// Whether the container is running, and its exit code if not.
-    pub fn state(&self, id: &str) -> Result<(bool, ContainerExit)> {
+    pub fn state(&self, id: &str) -> Result<(bool, ExitStatus)> {
         let state = self.inspect_state(id)?;
         Ok((
             state.running == Some(true),
-            ContainerExit(state.exit_code.unwrap_or(-1)),
+            ExitStatus(state.exit_code.unwrap_or(-1)),
         ))
     }
 
@@ -311,18 +311,18 @@ impl Docker {
     }
 
     /// Waits for a container to stop and returns its exit status.
-    pub fn wait(&self, id: &str, timeout: Duration) -> Result<ContainerExit> {
+    pub fn wait(&self, id: &str, timeout: Duration) -> Result<ExitStatus> {
         let id2 = id.to_string();
         let fut = async move {
             let mut s = self.api.wait_container(&id2, None::<WaitContainerOptions>);
             match s.next().await {
-                Some(Ok(r)) => Ok(ContainerExit(r.status_code)),
+                Some(Ok(r)) => Ok(ExitStatus(r.status_code)),
                 // bollard reports a non-zero exit as an error: read the code from it.
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                    Ok(ContainerExit(code))
+                    Ok(ExitStatus(code))
                 }
                 Some(Err(e)) => Err(e),
-                None => Ok(ContainerExit(-1)),
+                None => Ok(ExitStatus(-1)),
             }
         };
         match self.with_deadline(timeout, fut) {
@@ -349,7 +349,7 @@ impl Docker {
             |api| async move { split_output(Box::pin(api.logs(&id2, Some(opts)))).await },
         )?;
         Ok(Output {
-            status: ContainerExit(0),
+            status: ExitStatus(0),
             stdout,
             stderr,
         })
@@ -380,7 +380,7 @@ impl Docker {
             };
             let info = api.inspect_exec(&exec.id).await?;
             Ok(Output {
-                status: ContainerExit(info.exit_code.unwrap_or(-1)),
+                status: ExitStatus(info.exit_code.unwrap_or(-1)),
                 stdout,
                 stderr,
             })

@@ -12,7 +12,6 @@ pub mod link;
 pub mod netns;
 pub mod node;
 pub mod nodes;
-pub mod output;
 pub mod remote;
 mod tools;
 pub mod watchdog;

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::addr::{Mac, ToIpAddr};
+use crate::addr::Mac;
+use crate::commands::Commands;
 use crate::error::{Error, Result};
 use crate::net::app::App;
 use crate::net::container::Container;
@@ -22,12 +23,11 @@ use crate::net::remote::{local_only, LinkChange, NodeService};
 use crate::net::tools::Tools;
 use crate::net::{TAP_NAME, TOOLS_IMAGE};
 use crate::run::{owner_labels, RunId};
-use crate::util::{join_scoped, lock, shell_quote};
+use crate::util::{join_scoped, lock};
 
 /// The image of node containers.
 pub const NODE_IMAGE: &str = "alpy/node";
-/// How long one command on a node may run.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+pub use crate::commands::COMMAND_TIMEOUT;
 
 /// What all nodes of a test bed share.
 pub(crate) struct Shared {
@@ -258,43 +258,6 @@ impl Node {
         Ok(c)
     }
 
-    /// Runs `cmd` (a shell command line) in the node's namespace, in a tools
-    /// container kept for these calls; returns its status and output,
-    /// whatever the status.
-    ///
-    /// ```no_run
-    /// # fn f(bed: &alpy::TestBed) -> alpy::Result<()> {
-    /// let out = bed.node(0)?.execute("ping -c 1 -W 2 192.168.2.2")?;
-    /// println!("{} {}", out.status, out.stdout_str());
-    /// # Ok(()) }
-    /// ```
-    pub fn execute(&self, cmd: &str) -> Result<Output> {
-        self.execute_within(cmd, COMMAND_TIMEOUT)
-    }
-
-    /// [`Node::execute`] within `timeout` ([`Error::Timeout`] after it)
-    /// instead of [`COMMAND_TIMEOUT`].
-    ///
-    /// ```no_run
-    /// # fn f(bed: &alpy::TestBed) -> alpy::Result<()> {
-    /// use std::time::Duration;
-    /// let out = bed.node(0)?.execute_within("ping -c 20 192.168.2.2", Duration::from_secs(30))?;
-    /// # Ok(()) }
-    /// ```
-    pub fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output> {
-        let _scope = crate::logging::enter_for_call(self.log_scope);
-        if let Some(r) = &self.remote {
-            log::debug!(target: "alpy::node", "[{} on the lab] $ {cmd}", self.name);
-            let out = r.execute(&self.name, &["sh", "-c", cmd], timeout)?;
-            log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
-            return Ok(out);
-        }
-        log::debug!(target: "alpy::node", "[{}] $ {cmd}", self.name);
-        let out = self.with_shell(|shell| shell.exec(&["sh", "-c", cmd], timeout))?;
-        log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
-        Ok(out)
-    }
-
     /// The id of the tools container kept in the node's namespace (the
     /// one [`Node::execute`] runs in), started on first use and removed
     /// with the node: for `docker exec` from another process, as `alpy
@@ -329,49 +292,11 @@ impl Node {
         Ok(Tools::new(docker, spec, self.name.clone()))
     }
 
-    /// Runs `cmd` like [`Node::execute`] and returns its standard output;
-    /// a non-zero exit is [`Error::CommandFailed`] with the output's tail.
-    pub fn succeed(&self, cmd: &str) -> Result<String> {
-        self.succeed_within(cmd, COMMAND_TIMEOUT)
-    }
-
-    /// [`Node::succeed`] within `timeout`.
-    pub fn succeed_within(&self, cmd: &str, timeout: Duration) -> Result<String> {
-        let out = self
-            .execute_within(cmd, timeout)?
-            .checked(&format!("`{cmd}` on node {}", self.name))?;
-        Ok(out.stdout_str())
-    }
-
-    /// Retries `cmd` until it succeeds (returns its standard output) or
-    /// `timeout` passes (the error quotes the last failure).
-    pub fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String> {
-        let _scope = crate::logging::enter_for_call(self.log_scope);
-        crate::wait::wait_until(
-            &format!("`{cmd}` to succeed on node {}", self.name),
-            timeout,
-            || self.succeed(cmd),
-        )
-    }
-
     /// Waits until something in this node's namespace listens on TCP
     /// `port`, without connecting to it (a one-shot server such as
     /// `iperf3 -s -1` would take a probe connection for its one client).
     pub fn wait_for_listener(&self, port: u16, timeout: Duration) -> Result<()> {
         let cmd = format!("ss -Hltn 'sport = :{port}' | grep -q .");
-        self.wait_until_succeeds(&cmd, timeout).map(drop)
-    }
-
-    /// Waits until `addr:port` accepts TCP connections from this node (it
-    /// connects: see [`Node::wait_for_listener`] for one-shot servers).
-    pub fn wait_for_open_port(
-        &self,
-        addr: impl ToIpAddr,
-        port: u16,
-        timeout: Duration,
-    ) -> Result<()> {
-        let addr = addr.to_ip_addr()?;
-        let cmd = format!("nc -z -w 1 {} {port}", shell_quote(&addr.to_string()));
         self.wait_until_succeeds(&cmd, timeout).map(drop)
     }
 
@@ -490,5 +415,35 @@ impl Node {
             (join_scoped(shell, "a tools close thread"), removed)
         });
         shell.and(relayed).and(removed)
+    }
+}
+
+/// A node's commands run in its namespace, in the tools container kept for
+/// them (see [`Commands`]).
+///
+/// ```no_run
+/// use alpy::Commands;
+/// # fn f(bed: &alpy::TestBed) -> alpy::Result<()> {
+/// let out = bed.node(0)?.execute("ping -c 1 -W 2 192.168.2.2")?;
+/// println!("{} {}", out.status, out.stdout_str());
+/// # Ok(()) }
+/// ```
+impl Commands for Node {
+    fn target(&self) -> String {
+        format!("node {}", self.name)
+    }
+
+    fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        let _scope = crate::logging::enter_for_call(self.log_scope);
+        if let Some(r) = &self.remote {
+            log::debug!(target: "alpy::node", "[{} on the lab] $ {cmd}", self.name);
+            let out = r.execute(&self.name, &["sh", "-c", cmd], timeout)?;
+            log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
+            return Ok(out);
+        }
+        log::debug!(target: "alpy::node", "[{}] $ {cmd}", self.name);
+        let out = self.with_shell(|shell| shell.exec(&["sh", "-c", cmd], timeout))?;
+        log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
+        Ok(out)
     }
 }

@@ -6,44 +6,23 @@
 //! redrawn) and sets a private prompt. Each command is followed by a marker
 //! carrying its exit code, so output and status are read exactly.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use base64::Engine;
 
+use crate::commands::Commands;
 use crate::error::{Error, Result};
+use crate::output::{ExitStatus, Output};
 use crate::run::RunId;
 use crate::util::shell_quote;
 use crate::vm::console::{Console, Pattern};
 
-/// Output and exit code of a command run in the guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandOutput {
-    /// The exit code.
-    pub code: i32,
-    /// Everything the command printed (stdout and stderr), with `\r\n`
-    /// turned into `\n`.
-    pub output: String,
-}
-
-impl CommandOutput {
-    /// The output on exit code 0, else [`Error::CommandFailed`] naming
-    /// `what`, with the output's tail.
-    pub fn checked(self, what: &str) -> Result<String> {
-        if self.code == 0 {
-            return Ok(self.output);
-        }
-        Err(Error::CommandFailed {
-            what: what.to_string(),
-            status: format!("exit code {}", self.code),
-            output: crate::util::tail_lines(&self.output, 20),
-        })
-    }
-}
-
 /// A shell on a console. Borrow the console for as long as you use it;
 /// keep its [`ShellState`] to come back later without attaching again.
 pub struct RemoteShell<'c> {
-    console: &'c mut Console,
+    /// In a cell: the [`Commands`] verbs take `&self`.
+    console: RefCell<&'c mut Console>,
     state: ShellState,
 }
 
@@ -93,7 +72,7 @@ impl<'c> RemoteShell<'c> {
         ))?;
         console.expect(&Pattern::exact(&prompt), timeout)?;
         Ok(RemoteShell {
-            console,
+            console: RefCell::new(console),
             state: ShellState {
                 prompt,
                 timeout,
@@ -104,7 +83,10 @@ impl<'c> RemoteShell<'c> {
 
     /// Uses a shell attached before (its prompt is still set).
     pub fn resume(console: &'c mut Console, state: ShellState) -> Self {
-        RemoteShell { console, state }
+        RemoteShell {
+            console: RefCell::new(console),
+            state,
+        }
     }
 
     /// The state of a shell attached before whose private prompt is
@@ -125,60 +107,12 @@ impl<'c> RemoteShell<'c> {
 
     /// The console underneath.
     pub fn console(&mut self) -> &mut Console {
-        self.console
+        self.console.get_mut()
     }
 
-    /// Runs a shell command line and returns its exit code and output,
-    /// whatever the code.
-    pub fn execute(&mut self, command: &str) -> Result<CommandOutput> {
-        self.execute_with_timeout(command, self.state.timeout)
-    }
-
-    /// [`RemoteShell::execute`] with its own deadline.
-    pub fn execute_with_timeout(
-        &mut self,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<CommandOutput> {
-        if command.contains('\n') {
-            return Err(Error::Config(
-                "run() takes one command line; upload a script for more".into(),
-            ));
-        }
-        // `%d` where the marker expects digits: the command line itself can
-        // never match the marker.
-        self.console
-            .send_line(&format!("{command}; printf '\\n@rc@%d@rc@\\n' \"$?\""))?;
-        let done = self
-            .console
-            .expect(&Pattern::regex(r"\r?\n@rc@(\d+)@rc@\r?\n")?, timeout)?;
-        self.console
-            .expect(&Pattern::exact(&self.state.prompt), timeout)?;
-        let code = done
-            .group(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| Error::Internal("bad exit code marker".into()))?;
-        Ok(CommandOutput {
-            code,
-            output: done.before_str().replace("\r\n", "\n"),
-        })
-    }
-
-    /// Runs a command and returns its output; a non-zero exit is
-    /// [`Error::CommandFailed`] with the output's tail.
-    pub fn succeed(&mut self, command: &str) -> Result<String> {
-        let out = self.execute(command)?;
-        out.checked(&format!("`{command}` in the guest"))
-    }
-
-    /// Retries `command` until it succeeds (returns its output) or
-    /// `timeout` passes (the error quotes the last failure).
-    pub fn wait_until_succeeds(&mut self, command: &str, timeout: Duration) -> Result<String> {
-        crate::wait::wait_until(
-            &format!("`{command}` to succeed in the guest"),
-            timeout,
-            || self.succeed(command),
-        )
+    /// [`Commands::execute_within`] under its earlier name.
+    pub fn execute_with_timeout(&self, command: &str, timeout: Duration) -> Result<Output> {
+        self.execute_within(command, timeout)
     }
 
     /// Writes `text` to `path` in the guest with a here-document. Text with
@@ -215,7 +149,7 @@ impl<'c> RemoteShell<'c> {
     pub fn upload_binary(&mut self, path: &str, data: &[u8]) -> Result<()> {
         if self.state.raw_ok.is_none() {
             let probe = self.execute("command -v stty >/dev/null && command -v head >/dev/null")?;
-            self.state.raw_ok = Some(probe.code == 0);
+            self.state.raw_ok = Some(probe.status.success());
         }
         if self.state.raw_ok == Some(true) {
             self.upload_raw(path, data)
@@ -229,15 +163,17 @@ impl<'c> RemoteShell<'c> {
         // The marker is split by quotes in what we type, so only the
         // printf's output can match it; data is sent only once the
         // terminal is raw, since bytes that arrive earlier get cooked.
-        self.console.send_line(&format!(
+        self.console.get_mut().send_line(&format!(
             "stty raw -echo && printf '@alpy-''raw@' && head -c {} > {}; rc=$?; stty -raw -echo; [ $rc = 0 ]",
             data.len(),
             shell_quote(path)
         ))?;
         self.console
+            .get_mut()
             .expect(&Pattern::exact("@alpy-raw@"), timeout)?;
-        self.console.send_quiet(data)?;
+        self.console.get_mut().send_quiet(data)?;
         self.console
+            .get_mut()
             .expect(&Pattern::exact(&self.state.prompt), timeout)?;
         self.check_last_status(&format!("upload of {path}"))
     }
@@ -261,10 +197,11 @@ impl<'c> RemoteShell<'c> {
     /// Sends a multi-line shell text, then checks its exit code.
     fn send_script_and_check(&mut self, body: &str, what: &str) -> Result<()> {
         let timeout = self.state.timeout.max(Duration::from_secs(60));
-        self.console.send(body.as_bytes())?;
-        self.console.send("\n")?;
+        self.console.get_mut().send(body.as_bytes())?;
+        self.console.get_mut().send("\n")?;
         // The here-document command prints the prompt when it finishes.
         self.console
+            .get_mut()
             .expect(&Pattern::exact(&self.state.prompt), timeout)?;
         self.check_last_status(what)
     }
@@ -272,7 +209,7 @@ impl<'c> RemoteShell<'c> {
     /// Fails unless the last command exited 0.
     fn check_last_status(&mut self, what: &str) -> Result<()> {
         let out = self.execute("echo $?")?;
-        match out.output.trim() {
+        match out.stdout_str().trim() {
             "0" => Ok(()),
             code => Err(Error::CommandFailed {
                 what: what.to_string(),
@@ -284,12 +221,48 @@ impl<'c> RemoteShell<'c> {
 
     /// Uploads `script` to a temporary file and runs it with `sh`, passing
     /// `args` (shell-quoted).
-    pub fn upload_and_run(&mut self, script: &str, args: &[&str]) -> Result<CommandOutput> {
+    pub fn upload_and_run(&mut self, script: &str, args: &[&str]) -> Result<Output> {
         let path = format!("/tmp/alpy-script-{}.sh", RunId::new());
         self.upload_text(&path, script)?;
         let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
         let out = self.execute(&format!("sh {path} {}", quoted.join(" ")))?;
         self.execute(&format!("rm -f {path}"))?;
         Ok(out)
+    }
+}
+
+/// The guest's commands, typed at its console shell. Output is what the
+/// command printed on both streams, in [`Output::stdout`].
+impl Commands for RemoteShell<'_> {
+    fn target(&self) -> String {
+        "the guest".into()
+    }
+
+    fn command_timeout(&self) -> Duration {
+        self.state.timeout
+    }
+
+    fn execute_within(&self, command: &str, timeout: Duration) -> Result<Output> {
+        if command.contains('\n') {
+            return Err(Error::Config(
+                "a command is one line; upload a script for more (RemoteShell::upload_and_run)"
+                    .into(),
+            ));
+        }
+        let mut console = self.console.borrow_mut();
+        // `%d` where the marker expects digits: the command line itself can
+        // never match the marker.
+        console.send_line(&format!("{command}; printf '\\n@rc@%d@rc@\\n' \"$?\""))?;
+        let done = console.expect(&Pattern::regex(r"\r?\n@rc@(\d+)@rc@\r?\n")?, timeout)?;
+        console.expect(&Pattern::exact(&self.state.prompt), timeout)?;
+        let code = done
+            .group(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| Error::Internal("bad exit code marker".into()))?;
+        Ok(Output {
+            status: ExitStatus(code),
+            stdout: done.before_str().replace("\r\n", "\n").into_bytes(),
+            stderr: Vec::new(),
+        })
     }
 }

@@ -9,6 +9,7 @@
 //! test's lab is its own, destroyed when the bed closes.
 //!
 //! ```no_run
+//! use alpy::Commands;
 //! # fn main() -> alpy::Result<()> {
 //! // REMOTE_LAB_URL=http://lab-host:8300 REMOTE_LAB_TOKEN=alpylab_... cargo test
 //! let t = alpy::TestBed::from_topology(

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::bed::remote::client::{checked, net};
 use crate::error::{Error, Result};
-use crate::net::output::ContainerExit;
 use crate::net::{App, NodeService, Output};
+use crate::output::ExitStatus;
 
 /// The nodes of the lab a session holds.
 pub(crate) struct LabNodes {
@@ -84,7 +84,7 @@ impl LabNodes {
 
 fn output(code: i64, stdout: String, stderr: String) -> Output {
     Output {
-        status: ContainerExit(code),
+        status: ExitStatus(code),
         stdout: stdout.into_bytes(),
         stderr: stderr.into_bytes(),
     }

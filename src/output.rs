@@ -1,27 +1,32 @@
-//! What a program run in a container left: how it ended and what it printed.
+//! What a command left, wherever it ran (a node's container, a machine's
+//! shell): how it ended and what it printed. One type for every
+//! [`crate::Commands`] implementor.
 
 use crate::error::{Error, Result};
 
 /// How many log lines an error quotes.
 const TAIL_LINES: usize = 20;
 
-/// How a container or exec'd program ended.
+/// How a command, container or exec'd program ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContainerExit(pub i64);
+pub struct ExitStatus(pub i64);
 
-impl ContainerExit {
+/// The earlier name of [`ExitStatus`].
+pub type ContainerExit = ExitStatus;
+
+impl ExitStatus {
     /// Whether it exited with code 0.
     pub fn success(self) -> bool {
         self.0 == 0
     }
 
-    /// The exit code as Docker reports it (128 + N for signal N).
+    /// The exit code (128 + N for signal N, as Docker and shells report it).
     pub fn code(self) -> i64 {
         self.0
     }
 }
 
-impl std::fmt::Display for ContainerExit {
+impl std::fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             c @ 129..=192 => write!(
@@ -34,11 +39,15 @@ impl std::fmt::Display for ContainerExit {
     }
 }
 
-/// Output of a program run to completion.
-#[derive(Debug, Clone)]
+/// Output of a command run to completion.
+///
+/// A machine's console shell cannot tell the two streams apart: there,
+/// `stdout` holds everything the command printed (with `\r\n` turned into
+/// `\n`) and `stderr` is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     /// How it ended.
-    pub status: ContainerExit,
+    pub status: ExitStatus,
     /// Its standard output.
     pub stdout: Vec<u8>,
     /// Its standard error.
@@ -83,9 +92,9 @@ mod tests {
 
     #[test]
     fn exit_status_names_signals() {
-        assert_eq!(ContainerExit(137).to_string(), "killed by SIGKILL");
-        assert_eq!(ContainerExit(143).to_string(), "killed by SIGTERM");
-        assert_eq!(ContainerExit(1).to_string(), "exit code 1");
-        assert!(ContainerExit(0).success());
+        assert_eq!(ExitStatus(137).to_string(), "killed by SIGKILL");
+        assert_eq!(ExitStatus(143).to_string(), "killed by SIGTERM");
+        assert_eq!(ExitStatus(1).to_string(), "exit code 1");
+        assert!(ExitStatus(0).success());
     }
 }

@@ -1,0 +1,107 @@
+//! One set of command verbs for everything that runs shell commands: a
+//! node (in its tools container, here or on a lab), a machine's console
+//! shell. Implement [`Commands::execute_within`] and say who runs the
+//! commands; the verbs come with it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use alpy::Commands;
+//! # fn f(bed: &mut alpy::TestBed) -> alpy::Result<()> {
+//! let client = bed.node("client")?;
+//! client.succeed("ping -c 1 -W 2 192.168.2.2")?;
+//! client.fail("ping -c 1 -W 1 10.99.0.1")?;
+//! bed.shell()?.wait_until_succeeds("ip route | grep -q default", Duration::from_secs(30))?;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use crate::addr::ToIpAddr;
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::util::shell_quote;
+
+/// How long one command may run when no timeout is given.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs shell command lines somewhere: the verbs every node and machine
+/// shell has.
+pub trait Commands {
+    /// Where the commands run, for messages: `node client`, `the guest`.
+    fn target(&self) -> String;
+
+    /// Runs `cmd` (one shell command line) and returns how it ended and
+    /// what it printed, whatever the exit code; [`Error::Timeout`] after
+    /// `timeout`.
+    fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output>;
+
+    /// The timeout of [`Commands::execute`], [`Commands::succeed`] and
+    /// [`Commands::fail`].
+    fn command_timeout(&self) -> Duration {
+        COMMAND_TIMEOUT
+    }
+
+    /// [`Commands::execute_within`] the default timeout.
+    fn execute(&self, cmd: &str) -> Result<Output> {
+        self.execute_within(cmd, self.command_timeout())
+    }
+
+    /// Runs `cmd` and returns its standard output; a non-zero exit is
+    /// [`Error::CommandFailed`] with the output's tail.
+    fn succeed(&self, cmd: &str) -> Result<String> {
+        self.succeed_within(cmd, self.command_timeout())
+    }
+
+    /// [`Commands::succeed`] within `timeout`.
+    fn succeed_within(&self, cmd: &str, timeout: Duration) -> Result<String> {
+        let out = self
+            .execute_within(cmd, timeout)?
+            .checked(&format!("`{cmd}` on {}", self.target()))?;
+        Ok(out.stdout_str())
+    }
+
+    /// Runs `cmd`, which must fail: returns its output on a non-zero exit;
+    /// an exit code of 0 is [`Error::CommandFailed`] saying it succeeded.
+    fn fail(&self, cmd: &str) -> Result<Output> {
+        let out = self.execute(cmd)?;
+        if out.status.success() {
+            return Err(Error::CommandFailed {
+                what: format!("`{cmd}` on {} (expected to fail)", self.target()),
+                status: "it succeeded (exit code 0)".into(),
+                output: out.tail(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Retries `cmd` until it succeeds (returns its standard output) or
+    /// `timeout` passes (the error quotes the last failure).
+    fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String> {
+        crate::wait::wait_until(
+            &format!("`{cmd}` to succeed on {}", self.target()),
+            timeout,
+            || self.succeed(cmd),
+        )
+    }
+
+    /// Retries `cmd` until it fails (returns its output) or `timeout`
+    /// passes.
+    fn wait_until_fails(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        crate::wait::wait_until(
+            &format!("`{cmd}` to fail on {}", self.target()),
+            timeout,
+            || self.fail(cmd),
+        )
+    }
+
+    /// Waits until `addr:port` accepts TCP connections from here (it
+    /// connects, with `nc -z`).
+    fn wait_for_open_port(&self, addr: impl ToIpAddr, port: u16, timeout: Duration) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let addr = addr.to_ip_addr()?;
+        let cmd = format!("nc -z -w 1 {} {port}", shell_quote(&addr.to_string()));
+        self.wait_until_succeeds(&cmd, timeout).map(drop)
+    }
+}
