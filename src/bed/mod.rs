@@ -21,4 +21,5 @@ pub mod timings;
 pub mod topology;
 mod topology_file;
 pub mod warm;
+pub mod warm_ram;
 mod warm_start;

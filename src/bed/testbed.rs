@@ -25,6 +25,7 @@ use crate::net::{Docker, Node, NodeOptions, Nodes};
 use crate::run::RunId;
 use crate::vm::console::Console;
 use crate::vm::login::Login;
+use crate::vm::qemu::RamFile;
 use crate::vm::qemu_process::QemuProcess;
 use crate::vm::qmp::Qmp;
 use crate::vm::remote_shell::ShellState;
@@ -133,13 +134,13 @@ impl TestBed {
             Some(w) if WarmStart::enabled() => self.warm_stand_up(&w, dut),
             Some(w) => {
                 log::info!(target: "alpy::warm", "ALPY_WARM=off: booting cold");
-                self.start_qemu(dut, DiskPlan::AsConfigured)?;
+                self.start_qemu(dut, DiskPlan::AsConfigured, None)?;
                 self.boot(w.boot_timeout)?;
                 self.timed("prepare", |bed| (w.prepare)(bed))?;
                 self.warm_outcome = Some(WarmOutcome::Cold);
                 Ok(())
             }
-            None => self.start_qemu(dut, DiskPlan::AsConfigured),
+            None => self.start_qemu(dut, DiskPlan::AsConfigured, None),
         }?;
         self.apply_link_states(&b.links)
     }
@@ -207,9 +208,16 @@ impl TestBed {
         }
     }
 
-    /// Starts QEMU (paused) with one NIC per node and its console.
-    pub(crate) fn start_qemu(&mut self, dut: &Dut, plan: DiskPlan<'_>) -> Result<()> {
-        let cfg = dut.qemu_config(&self.artifacts, self.dut_nics(dut)?, plan)?;
+    /// Starts QEMU (paused) with one NIC per node and its console; its
+    /// RAM in `ram` if given (warm start).
+    pub(crate) fn start_qemu(
+        &mut self,
+        dut: &Dut,
+        plan: DiskPlan<'_>,
+        ram: Option<RamFile>,
+    ) -> Result<()> {
+        let mut cfg = dut.qemu_config(&self.artifacts, self.dut_nics(dut)?, plan)?;
+        cfg.ram_file = ram;
         let t0 = Instant::now();
         let qemu = logging::step("Start QEMU (paused)", || {
             QemuProcess::start(&cfg, &self.artifacts.join("qemu.log"), QMP_TIMEOUT)

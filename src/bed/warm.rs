@@ -224,6 +224,11 @@ pub struct Meta {
     pub uefi_vars: bool,
     /// How long the save took, in seconds.
     pub save_s: f64,
+    /// The guest's RAM as a file beside the state (mapped by restoring
+    /// beds, see [`crate::bed::warm_ram`]); `None`: the RAM is in the
+    /// migration stream.
+    #[serde(default)]
+    pub ram: Option<crate::bed::warm_ram::RamMeta>,
 }
 
 /// A snapshot in the cache.
@@ -355,6 +360,11 @@ impl Store {
             .flatten()
         {
             use std::os::unix::fs::PermissionsExt;
+            // QEMU opens the RAM file read-write even to map it
+            // copy-on-write; its fingerprint guards it instead.
+            if e.file_name() == crate::bed::warm_ram::RAM_FILE {
+                continue;
+            }
             let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o444));
         }
         let dir = self.root.join(&pending.key);
@@ -436,7 +446,8 @@ fn dir_size(dir: &Path) -> u64 {
         .flatten()
         .flatten()
         .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
+        // Allocated, not apparent, size: a RAM file is sparse.
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
         .sum()
 }
 

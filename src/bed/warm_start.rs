@@ -8,7 +8,10 @@ use crate::bed::dut::{DiskPlan, Dut};
 use crate::bed::state::{PowerState, WarmOutcome};
 use crate::bed::testbed::TestBed;
 use crate::bed::warm::{Key, Meta, Snapshot, Store, WarmStart};
+use crate::bed::warm_ram::{self, RAM_FILE};
 use crate::error::{Error, Result};
+use crate::vm::migrate;
+use crate::vm::qemu::RamFile;
 use crate::vm::remote_shell::ShellState;
 
 impl TestBed {
@@ -56,23 +59,40 @@ impl TestBed {
     fn build_snapshot(&mut self, w: &WarmStart, dut: &Dut, store: &Store, key: &Key) -> Result<()> {
         let pending = store.begin(key)?;
         log::info!(target: "alpy::warm", "building warm-start snapshot {} (first use of this configuration)", key.hex);
-        self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir))?;
+        let ram_path = pending.dir.join(RAM_FILE);
+        let ram =
+            warm_ram::mapping_possible(dut.config().memory_mib, &pending.dir).then(|| RamFile {
+                path: ram_path.clone(),
+                shared: true,
+            });
+        self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir), ram.clone())?;
         self.boot(w.boot_timeout)?;
         self.timed("prepare", |bed| (w.prepare)(bed))?;
         let running = self.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let shell_prompt = self.shell.as_ref().map(|s| s.prompt().to_string());
+        let mapped = ram.is_some() && migrate::ignore_shared_ram(self.qmp()?)?;
         let t0 = Instant::now();
-        let saved =
-            crate::vm::migrate::save(self.qmp()?, &pending.state(), Duration::from_secs(300))?;
+        let saved = migrate::save(self.qmp()?, &pending.state(), Duration::from_secs(300))?;
         let save_s = t0.elapsed().as_secs_f64();
         self.timings.record("save", t0.elapsed());
-        log::info!(target: "alpy::warm", "saved {} MB of VM state in {save_s:.2} s", saved >> 20);
+        log::info!(target: "alpy::warm", "saved {} MB of VM state in {save_s:.2} s{}", saved >> 20,
+            if mapped { " (the RAM stays in its file, mapped by restoring beds)" } else { "" });
         if dut.is_uefi() {
             let vars = self.artifacts.join("OVMF_VARS.fd");
             std::fs::copy(&vars, pending.dir.join("OVMF_VARS.fd"))
                 .map_err(|e| Error::io(format!("keep {} in the snapshot", vars.display()), e))?;
         }
         self.stop_qemu();
+        // Fingerprinted once QEMU is gone: nothing writes the file after.
+        let ram_meta = if mapped {
+            Some(warm_ram::fingerprint(&ram_path)?)
+        } else {
+            if ram.is_some() {
+                log::debug!(target: "alpy::warm", "the RAM went into the stream: dropping the RAM file");
+                let _ = std::fs::remove_file(&ram_path);
+            }
+            None
+        };
         let meta = Meta {
             parts: key.parts.clone(),
             virtual_clock_s: self.virtual_clock_base + running,
@@ -80,6 +100,7 @@ impl TestBed {
             disks: dut.disk_count(),
             uefi_vars: dut.is_uefi(),
             save_s,
+            ram: ram_meta,
         };
         store.commit(pending, &meta)?;
         // The next round restores what was just saved, like any later bed.
@@ -91,8 +112,25 @@ impl TestBed {
 
     fn restore(&mut self, dut: &Dut, snap: &Snapshot) -> Result<()> {
         let t0 = Instant::now();
-        self.start_qemu(dut, DiskPlan::BackedBy(&snap.dir))?;
-        crate::vm::migrate::load(self.qmp()?, &snap.state(), Duration::from_secs(120))?;
+        let ram = match &snap.meta.ram {
+            Some(m) => {
+                let path = snap.dir.join(RAM_FILE);
+                warm_ram::verify(&path, m)?;
+                Some(RamFile {
+                    path,
+                    shared: false,
+                })
+            }
+            None => None,
+        };
+        let mapped = ram.is_some();
+        self.start_qemu(dut, DiskPlan::BackedBy(&snap.dir), ram)?;
+        if mapped && !migrate::ignore_shared_ram(self.qmp()?)? {
+            return Err(Error::Qemu(
+                "this QEMU cannot load a snapshot whose RAM is a file (no x-ignore-shared)".into(),
+            ));
+        }
+        migrate::load(self.qmp()?, &snap.state(), Duration::from_secs(120))?;
         self.virtual_clock_base = snap.meta.virtual_clock_s;
         self.shell = snap
             .meta

@@ -14,6 +14,21 @@ use crate::vm::qmp::Qmp;
 /// How often migration status is polled.
 const POLL: Duration = Duration::from_millis(10);
 
+/// Turns on `x-ignore-shared`, on the saving or the loading side (both
+/// need it): RAM in a shared file backend is not in the stream, since the
+/// file is the RAM. `Ok(false)` if this QEMU does not have it.
+pub fn ignore_shared_ram(qmp: &mut Qmp) -> Result<bool> {
+    let caps = json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] });
+    match qmp.execute("migrate-set-capabilities", Some(caps)) {
+        Ok(_) => Ok(true),
+        Err(e @ Error::Qmp { .. }) => {
+            log::debug!(target: "alpy::warm", "QEMU has no x-ignore-shared ({e})");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Stops the vCPUs and writes the VM's state to `path` (which must not be
 /// read before this returns). Returns the bytes written.
 pub fn save(qmp: &mut Qmp, path: &Path, timeout: Duration) -> Result<u64> {

@@ -114,8 +114,24 @@ pub struct QemuConfig {
     /// Wait for a saved state (`-incoming defer`, then
     /// [`crate::vm::migrate::load`]) instead of booting.
     pub incoming: bool,
+    /// Guest RAM in a file instead of anonymous memory (warm start maps
+    /// snapshots this way); `None`: QEMU's own.
+    pub ram_file: Option<RamFile>,
     /// Extra raw arguments, appended last.
     pub extra_args: Vec<String>,
+}
+
+/// Guest RAM backed by a file (`-object memory-backend-file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamFile {
+    /// The file (created by QEMU if missing; it must be the RAM's size
+    /// if it exists).
+    pub path: PathBuf,
+    /// `true`: the guest writes through to the file (`share=on`, how a
+    /// snapshot's RAM is made); `false`: the file is mapped copy-on-write
+    /// (`share=off`): pages load when touched, writes stay private, and
+    /// the file never changes.
+    pub shared: bool,
 }
 
 impl Default for QemuConfig {
@@ -140,6 +156,7 @@ impl Default for QemuConfig {
             paused: true,
             no_shutdown: false,
             incoming: false,
+            ram_file: None,
             extra_args: Vec::new(),
         }
     }
@@ -174,10 +191,26 @@ impl QemuConfig {
         push(&["-nodefaults", "-no-user-config", "-display", "none"]);
         let secure = self.uefi.as_ref().is_some_and(|u| u.secure_boot);
         let smm = if secure { ",smm=on" } else { "" };
+        let backend = if self.ram_file.is_some() {
+            ",memory-backend=alpy-ram"
+        } else {
+            ""
+        };
         push(&[
             "-machine",
-            &format!("{},accel={}{smm}", self.machine, accel.as_str()),
+            &format!("{},accel={}{smm}{backend}", self.machine, accel.as_str()),
         ]);
+        if let Some(r) = &self.ram_file {
+            let share = if r.shared { "on" } else { "off" };
+            push(&[
+                "-object",
+                &format!(
+                    "memory-backend-file,id=alpy-ram,size={}M,mem-path={},share={share}",
+                    self.memory_mib,
+                    opt_path(&r.path)
+                ),
+            ]);
+        }
         match (&self.cpu, accel) {
             (Some(cpu), _) => push(&["-cpu", cpu]),
             (None, Accel::Kvm) => push(&["-cpu", "host"]),

@@ -1,0 +1,155 @@
+//! Warm-start snapshots whose guest RAM is a file. The bed that builds a
+//! snapshot runs its guest with RAM in `ram` of the snapshot directory
+//! (`share=on`), and saves only the device state (`x-ignore-shared`).
+//! Beds that restore map that file copy-on-write (`share=off`): a page is
+//! read when the guest touches it, pages no bed writes are shared through
+//! the page cache, and the file never changes.
+//!
+//! The file is as large as the guest's memory but sparse: it takes the
+//! disk of the pages the guest touched before the save. Where the cache's
+//! file system has less free space than the guest's memory, or QEMU lacks
+//! `x-ignore-shared`, or `ALPY_WARM_MAP=off`, snapshots are made the old
+//! way (the whole RAM in the migration stream, copied into every bed).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The RAM file's name in a snapshot directory.
+pub const RAM_FILE: &str = "ram";
+
+/// How many blocks of the file its fingerprint reads.
+const SAMPLES: u64 = 16;
+/// How large each sampled block is.
+const SAMPLE_BYTES: u64 = 64 * 1024;
+
+/// What a snapshot records about its RAM file, to refuse one that changed
+/// (truncated, written to, replaced) before a bed maps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RamMeta {
+    /// Its size in bytes (the guest's memory).
+    pub size: u64,
+    /// Its modification time, in nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// SHA-256 of [`SAMPLES`] blocks spread over the file (not every byte:
+    /// reading it all would cost what mapping saves).
+    pub sample: String,
+}
+
+/// Whether a snapshot of a guest with `memory_mib` may keep its RAM as a
+/// file in `dir`; says why not, once, in the debug log.
+pub fn mapping_possible(memory_mib: u32, dir: &Path) -> bool {
+    if std::env::var("ALPY_WARM_MAP").is_ok_and(|v| v == "off") {
+        log::debug!(target: "alpy::warm", "ALPY_WARM_MAP=off: the snapshot's RAM goes into its migration stream");
+        return false;
+    }
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(st) => {
+            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let need = u64::from(memory_mib) << 20;
+            if free < need {
+                log::debug!(target: "alpy::warm",
+                    "{} has {} MiB free, the guest's RAM file may need {memory_mib} MiB: \
+                     restoring by copying instead", dir.display(), free >> 20);
+                return false;
+            }
+            true
+        }
+        Err(e) => {
+            log::debug!(target: "alpy::warm", "statvfs {}: {e}: restoring by copying", dir.display());
+            false
+        }
+    }
+}
+
+/// The fingerprint of the RAM file at `path`.
+pub fn fingerprint(path: &Path) -> Result<RamMeta> {
+    let what = |e| Error::io(format!("read the RAM file {}", path.display()), e);
+    let mut f = std::fs::File::open(path).map_err(what)?;
+    let m = f.metadata().map_err(what)?;
+    let size = m.len();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; SAMPLE_BYTES as usize];
+    let step = (size / SAMPLES).max(1);
+    for i in 0..SAMPLES {
+        let at = (i * step).min(size.saturating_sub(SAMPLE_BYTES));
+        f.seek(SeekFrom::Start(at)).map_err(what)?;
+        let n = read_up_to(&mut f, &mut buf).map_err(what)?;
+        h.update(&buf[..n]);
+    }
+    Ok(RamMeta {
+        size,
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        sample: format!("{:x}", h.finalize()),
+    })
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Fails unless the RAM file at `path` is the one `meta` describes.
+pub fn verify(path: &Path, meta: &RamMeta) -> Result<()> {
+    let now = fingerprint(path)?;
+    let problem = if now.size != meta.size {
+        Some(format!("{} bytes, saved with {}", now.size, meta.size))
+    } else if now.mtime_ns != meta.mtime_ns {
+        Some("modified after the save".to_string())
+    } else if now.sample != meta.sample {
+        Some("its contents changed".to_string())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(Error::Config(format!(
+            "the snapshot's RAM file {} is not the one saved: {p}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_ram_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("alpy-warm-ram-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(RAM_FILE);
+        std::fs::write(&p, vec![7u8; 4 << 20]).unwrap();
+        let meta = fingerprint(&p).unwrap();
+        verify(&p, &meta).unwrap();
+        // Same size, same mtime, other bytes where a sample reads.
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        let mut data = vec![7u8; 4 << 20];
+        data[0] = 8;
+        std::fs::write(&p, &data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let e = verify(&p, &meta).unwrap_err().to_string();
+        assert!(e.contains("contents changed"), "{e}");
+        // Truncated.
+        std::fs::write(&p, vec![7u8; 1 << 20]).unwrap();
+        let e = verify(&p, &meta).unwrap_err().to_string();
+        assert!(e.contains("bytes, saved with"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
