@@ -50,7 +50,7 @@ pub fn mapping_possible(memory_mib: u32, dir: &Path) -> bool {
     }
     match nix::sys::statvfs::statvfs(dir) {
         Ok(st) => {
-            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let free = st.blocks_available().saturating_mul(st.fragment_size());
             let need = u64::from(memory_mib) << 20;
             if free < need {
                 log::debug!(target: "alpy::warm",
