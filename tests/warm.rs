@@ -444,3 +444,43 @@ fn sigkill_during_the_save_leaves_no_usable_snapshot() {
     assert_eq!(leftovers, 0, "the killed builder's directory is left");
     assert_eq!(forward_warm("warm-after-kill", &v, 1), "built");
 }
+
+/// A guest that prints its prompt before its links have carrier, as many
+/// appliances do (the test guest with `alpy.nowait=1`): the snapshot waits
+/// until each link has carried a frame from the DUT, so a restored bed
+/// loses no echo.
+#[test]
+fn a_restored_bed_has_its_links_up() {
+    let v = fresh_version("links-up");
+    let nowait = |name: &str| {
+        let (kernel, initrd) = common::guest();
+        common::router_bed(name)
+            .dut(
+                alpy::Dut::kernel(kernel, Some(initrd))
+                    .append(&format!("{} alpy.nowait=1", common::ROUTER_APPEND)),
+            )
+            .warm_start(WarmStart::new(&v, |_| Ok(())))
+    };
+    let built = nowait("warm-links-build").start().unwrap();
+    assert_eq!(built.warm_outcome(), Some(alpy::WarmOutcome::Built));
+    assert!(built.timings().get("links up").is_some());
+    built.close().unwrap();
+    let mut bed = nowait("warm-links-restored").start().unwrap();
+    assert_eq!(bed.warm_outcome(), Some(alpy::WarmOutcome::Restored));
+    bed.boot(BOOT).unwrap();
+    let out = bed
+        .node(0)
+        .unwrap()
+        .execute("ping -c 3 -i 0.2 -W 3 192.168.2.2")
+        .unwrap();
+    assert!(
+        out.stdout_str().contains("3 received"),
+        "{}",
+        out.stdout_str()
+    );
+    bed.capture(1)
+        .unwrap()
+        .expect_count(Filter::new().icmp_type(8), 3)
+        .unwrap();
+    bed.close().unwrap();
+}

@@ -12,6 +12,7 @@ pub mod graph;
 mod guest;
 pub mod keep;
 pub mod leftovers;
+pub mod ready_point;
 pub mod reap;
 pub mod registry;
 pub mod remote;

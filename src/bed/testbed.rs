@@ -62,6 +62,8 @@ pub struct TestBed {
     pub(crate) console_timeout: Duration,
     /// Each link's choices for the DUT's NIC.
     pub(crate) dut_nics: Vec<crate::nic::DutNic>,
+    /// Each link's gateway as its node sees it (the DUT, usually).
+    pub(crate) link_gateways: Vec<Option<std::net::IpAddr>>,
     pub(crate) _log_sink: Option<SinkGuard>,
     /// The artifacts directory is this bed's while this is held.
     pub(crate) dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
@@ -100,6 +102,7 @@ impl TestBed {
             power: PowerState::Absent,
             console_timeout: b.console_timeout,
             dut_nics: b.links.iter().map(|l| l.dut_nic.clone()).collect(),
+            link_gateways: b.links.iter().map(|l| l.gateway.or(l.gateway6)).collect(),
             _log_sink: Some(log_sink),
             dir_lock: None,
             remote: None,

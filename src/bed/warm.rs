@@ -59,6 +59,9 @@ pub type Prepare = dyn Fn(&mut TestBed) -> Result<()> + Send + Sync;
 pub struct WarmStart {
     pub(crate) version: String,
     pub(crate) prepare: Arc<Prepare>,
+    /// The ready point's check before the save; `None`: every link up
+    /// (see [`crate::bed::ready_point`]).
+    pub(crate) ready: Option<Arc<Prepare>>,
     pub(crate) boot_timeout: Duration,
 }
 
@@ -71,8 +74,33 @@ impl WarmStart {
         WarmStart {
             version: version.to_string(),
             prepare: Arc::new(prepare),
+            ready: None,
             boot_timeout: Duration::from_secs(300),
         }
+    }
+
+    /// States the ready point's own check, run after the preparation and
+    /// before the save, instead of the default (each link has carried a
+    /// frame from the DUT, see [`crate::bed::ready_point`]). An error
+    /// fails the snapshot's build.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use alpy::bed::warm::WarmStart;
+    /// use alpy::Commands;
+    /// let w = WarmStart::new("ospf-v1", |bed| bed.shell()?.succeed("start-ospf").map(drop))
+    ///     .ready_when(|bed| {
+    ///         bed.shell()?
+    ///             .wait_until_succeeds("ospf-neighbors | grep -q Full", Duration::from_secs(60))
+    ///             .map(drop)
+    ///     });
+    /// ```
+    pub fn ready_when(
+        mut self,
+        check: impl Fn(&mut TestBed) -> Result<()> + Send + Sync + 'static,
+    ) -> WarmStart {
+        self.ready = Some(Arc::new(check));
+        self
     }
 
     /// How long the cold boot that builds the snapshot may take (300 s).

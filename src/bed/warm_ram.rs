@@ -36,7 +36,7 @@ pub struct RamMeta {
     pub size: u64,
     /// Its modification time, in nanoseconds since the epoch.
     pub mtime_ns: i128,
-    /// SHA-256 of [`SAMPLES`] blocks spread over the file (not every byte:
+    /// SHA-256 of 16 blocks of 64 KiB spread over the file (not every byte:
     /// reading it all would cost what mapping saves).
     pub sample: String,
 }

@@ -68,6 +68,7 @@ impl TestBed {
         self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir), ram.clone())?;
         self.boot(w.boot_timeout)?;
         self.timed("prepare", |bed| (w.prepare)(bed))?;
+        self.reach_ready_point(w)?;
         let running = self.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let shell_prompt = self.shell.as_ref().map(|s| s.prompt().to_string());
         let mapped = ram.is_some() && migrate::ignore_shared_ram(self.qmp()?)?;

@@ -322,13 +322,14 @@ mod tests {
             cmds,
             [
                 "echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6",
+                "echo 1 > /proc/sys/net/ipv6/conf/eth0/keep_addr_on_down",
                 "ip link set dev eth0 address 02:a1:00:00:00:00",
                 "ip link set dev eth0 up",
                 "ip addr add 192.168.1.2/24 dev eth0",
                 "ip addr add 2001:db8:1::2/64 dev eth0 nodad",
-                "ip route add default via 192.168.1.1 dev eth0",
-                "ip route add default via 2001:db8:1::1 dev eth0",
-                "ip route add 10.9.0.0/16 via 192.168.1.1 dev eth0",
+                "ip route replace default via 192.168.1.1 dev eth0",
+                "ip route replace default via 2001:db8:1::1 dev eth0",
+                "ip route replace 10.9.0.0/16 via 192.168.1.1 dev eth0",
             ]
         );
     }

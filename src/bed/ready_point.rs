@@ -1,0 +1,77 @@
+//! A warm-start snapshot's ready point is more than the preparation's end:
+//! a restored appliance must have its links up. Many appliances print
+//! their prompt before their NICs finish negotiating; a snapshot taken
+//! then restores with links still down, and the first frames of a test
+//! are lost. Before the save, each link must have carried a frame from
+//! the DUT (its node pings its gateway, when it has one, to ask for one);
+//! [`WarmStart::ready_when`] replaces that check with the test's own.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::bed::testbed::TestBed;
+use crate::bed::warm::WarmStart;
+use crate::commands::Commands;
+use crate::error::Result;
+use crate::pcap::Filter;
+
+/// How long the generic check waits for all links together.
+pub const LINKS_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl TestBed {
+    /// The check before a snapshot's save: the warm start's own, or that
+    /// every link is up.
+    pub(crate) fn reach_ready_point(&mut self, w: &WarmStart) -> Result<()> {
+        match w.ready.clone() {
+            Some(check) => self.timed("ready check", |bed| check(bed)),
+            None => self.timed("links up", |bed| bed.wait_links_up(LINKS_UP_TIMEOUT)),
+        }
+    }
+
+    /// Waits until each link's capture holds a frame from the DUT. A link
+    /// that stays silent is not an error (a guest may have nothing to say
+    /// there): it is named in a warning, with what to do about it.
+    fn wait_links_up(&self, timeout: Duration) -> Result<()> {
+        let t0 = Instant::now();
+        let mut silent = Vec::new();
+        for i in 0..self.nodes()?.len() {
+            let from_dut = Filter::new().src_mac(self.dut_mac(i));
+            let gateway: Option<IpAddr> = self.link_gateways.get(i).copied().flatten();
+            let node = self.nodes()?.node(i)?;
+            let left = timeout.saturating_sub(t0.elapsed());
+            let heard =
+                crate::wait::Wait::new(format!("link {i} to carry a frame from the DUT"), left)
+                    .every(Duration::from_millis(100))
+                    .until(|| {
+                        if self.capture(i)?.count(&from_dut) > 0 {
+                            return Ok(());
+                        }
+                        if let Some(g) = gateway {
+                            // An answer is a frame from the DUT.
+                            let _ = node.execute_within(
+                                &format!("ping -c 1 -W 1 {g}"),
+                                Duration::from_secs(3),
+                            );
+                        }
+                        Err(crate::Error::NotFound {
+                            what: format!("a frame from the DUT on link {i}"),
+                            hint: "not yet".into(),
+                        })
+                    });
+            match heard {
+                Ok(()) => {
+                    log::debug!(target: "alpy::warm", "link {i} is up: it carried a frame from the DUT")
+                }
+                Err(_) => silent.push(i),
+            }
+        }
+        if !silent.is_empty() {
+            log::warn!(target: "alpy::warm",
+                "warm start: link(s) {silent:?} carried no frame from the DUT within {timeout:?} before \
+                 the save; if the guest's links come up late, restored beds lose their first frames. \
+                 Give the links a gateway the DUT answers, or state the ready point with \
+                 WarmStart::ready_when(..)");
+        }
+        Ok(())
+    }
+}
