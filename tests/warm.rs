@@ -225,6 +225,24 @@ fn a_corrupt_snapshot_is_rebuilt_with_a_warning() {
         "no warning"
     );
     bed.close().unwrap();
+
+    // Its bytes changed in place, size and time as saved: refused too.
+    let ram = snapshot_dir(&v).join("ram");
+    let mtime = std::fs::metadata(&ram).unwrap().modified().unwrap();
+    let f = std::fs::File::options().write(true).open(&ram).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0x5a; 4096], 0).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let bed = warm_bed("warm-ram-changed", &v)
+        .start()
+        .expect("falls back");
+    assert_eq!(bed.warm_outcome(), Some(alpy::WarmOutcome::Built));
+    let log = std::fs::read_to_string(bed.artifacts_dir().join("debug.log")).unwrap();
+    assert!(
+        log.contains("contents changed") && log.contains("booting cold"),
+        "no warning"
+    );
+    bed.close().unwrap();
 }
 
 /// Beds restored from one snapshot map its RAM file copy-on-write: what
@@ -369,11 +387,14 @@ fn child_role() {
         return;
     };
     alpy::logging::init();
-    let bed = common::router_bed("warm-killed").warm_start(WarmStart::new(&version, |bed| {
-        bed.shell()?.succeed("true")?;
-        println!("PREPARED");
-        Ok(())
-    }));
+    // PREPARED comes from the ready point's check, the last step before
+    // the save, so the parent's kill lands in the save.
+    let bed = common::router_bed("warm-killed").warm_start(
+        WarmStart::new(&version, |bed| bed.shell()?.succeed("true").map(drop)).ready_when(|_| {
+            println!("PREPARED");
+            Ok(())
+        }),
+    );
     match bed.start() {
         Ok(bed) if std::env::var("ALPY_WARM").is_ok() => {
             println!(
