@@ -17,6 +17,8 @@ use crate::pcap::Filter;
 
 /// How long the generic check waits for all links together.
 pub const LINKS_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The least time each link gets, however long the links before it took.
+pub const MIN_PER_LINK: Duration = Duration::from_secs(3);
 
 impl TestBed {
     /// The check before a snapshot's save: the warm start's own, or that
@@ -28,9 +30,13 @@ impl TestBed {
         }
     }
 
-    /// Waits until each link's capture holds a frame from the DUT. A link
-    /// that stays silent is not an error (a guest may have nothing to say
-    /// there): it is named in a warning, with what to do about it.
+    /// Waits until each link's capture holds a frame from the DUT: with a
+    /// gateway, one newer than the check (a frame from the boot may come
+    /// before the appliance reconfigures its links), asked for by a ping;
+    /// without one, any frame (nothing can ask for one). A link that stays
+    /// silent is not an error (a guest may have nothing to say there): it
+    /// is named in a warning, with what to do about it. All links share
+    /// `timeout`, but each gets at least [`MIN_PER_LINK`].
     fn wait_links_up(&self, timeout: Duration) -> Result<()> {
         let t0 = Instant::now();
         let mut silent = Vec::new();
@@ -38,12 +44,17 @@ impl TestBed {
             let from_dut = Filter::new().src_mac(self.dut_mac(i));
             let gateway: Option<IpAddr> = self.link_gateways.get(i).copied().flatten();
             let node = self.nodes()?.node(i)?;
-            let left = timeout.saturating_sub(t0.elapsed());
+            let before = match gateway {
+                Some(_) => self.capture(i)?.count(&from_dut),
+                None => 0,
+            };
+            let heard_now = || -> Result<bool> { Ok(self.capture(i)?.count(&from_dut) > before) };
+            let window = timeout.saturating_sub(t0.elapsed()).max(MIN_PER_LINK);
             let heard =
-                crate::wait::Wait::new(format!("link {i} to carry a frame from the DUT"), left)
+                crate::wait::Wait::new(format!("link {i} to carry a frame from the DUT"), window)
                     .every(Duration::from_millis(100))
                     .until(|| {
-                        if self.capture(i)?.count(&from_dut) > 0 {
+                        if heard_now()? {
                             return Ok(());
                         }
                         if let Some(g) = gateway {
@@ -52,6 +63,9 @@ impl TestBed {
                                 &format!("ping -c 1 -W 1 {g}"),
                                 Duration::from_secs(3),
                             );
+                            if heard_now()? {
+                                return Ok(());
+                            }
                         }
                         Err(crate::Error::NotFound {
                             what: format!("a frame from the DUT on link {i}"),
@@ -62,7 +76,10 @@ impl TestBed {
                 Ok(()) => {
                     log::debug!(target: "alpy::warm", "link {i} is up: it carried a frame from the DUT")
                 }
-                Err(_) => silent.push(i),
+                Err(e) => {
+                    log::debug!(target: "alpy::warm", "link {i}: {e}");
+                    silent.push(i);
+                }
             }
         }
         if !silent.is_empty() {

@@ -60,10 +60,13 @@ impl TestBed {
         let pending = store.begin(key)?;
         log::info!(target: "alpy::warm", "building warm-start snapshot {} (first use of this configuration)", key.hex);
         let ram_path = pending.dir.join(RAM_FILE);
+        let cfg = dut.config();
         let ram =
-            warm_ram::mapping_possible(dut.config().memory_mib, &pending.dir).then(|| RamFile {
-                path: ram_path.clone(),
-                shared: true,
+            warm_ram::mapping_possible(&cfg.binary, cfg.memory_mib, &pending.dir).then(|| {
+                RamFile {
+                    path: ram_path.clone(),
+                    shared: true,
+                }
             });
         self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir), ram.clone())?;
         self.boot(w.boot_timeout)?;
@@ -71,7 +74,14 @@ impl TestBed {
         self.reach_ready_point(w)?;
         let running = self.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let shell_prompt = self.shell.as_ref().map(|s| s.prompt().to_string());
-        let mapped = ram.is_some() && migrate::ignore_shared_ram(self.qmp()?)?;
+        let mapped = ram.is_some();
+        // Asked before the build: a refusal now would leave a stream whose
+        // RAM block no plain restore knows.
+        if mapped && !migrate::ignore_shared_ram(self.qmp()?)? {
+            return Err(Error::Qemu(
+                "QEMU refused x-ignore-shared for a snapshot whose RAM is a file".into(),
+            ));
+        }
         let t0 = Instant::now();
         let saved = migrate::save(self.qmp()?, &pending.state(), Duration::from_secs(300))?;
         let save_s = t0.elapsed().as_secs_f64();
@@ -88,10 +98,6 @@ impl TestBed {
         let ram_meta = if mapped {
             Some(warm_ram::fingerprint(&ram_path)?)
         } else {
-            if ram.is_some() {
-                log::debug!(target: "alpy::warm", "the RAM went into the stream: dropping the RAM file");
-                let _ = std::fs::remove_file(&ram_path);
-            }
             None
         };
         let meta = Meta {
