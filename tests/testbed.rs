@@ -82,6 +82,7 @@ fn forward_and_the_pcaps_show_it() {
         bed.set_dut_link(5, false),
         Err(alpy::Error::NotFound { .. })
     ));
+    roles_run_in_parallel_and_name_who_failed(&bed);
     bed.shutdown(Duration::from_secs(60)).unwrap();
     assert!(bed.is_powered_off());
     assert_eq!(bed.power_state(), alpy::PowerState::Off);
@@ -728,4 +729,39 @@ fn login_steps_have_their_own_timeout() {
     assert!(!bed.is_powered_off());
     assert_eq!(bed.power_state(), alpy::PowerState::Running);
     bed.close().unwrap();
+}
+
+/// Both nodes have the role "ends". One command runs on both at once:
+/// node0 listens and node1 connects to it through the DUT, which only
+/// works if they run at the same time. A command that fails on one names
+/// that one.
+fn roles_run_in_parallel_and_name_who_failed(bed: &TestBed) {
+    let ends = bed.role("ends").unwrap();
+    assert_eq!(ends.names(), ["node0", "node1"]);
+    let meet = "if ip -o addr show eth0 | grep -q '192.168.1.2/'; then timeout 20 nc -l 7000; \
+                else for i in $(seq 30); do echo hello-from-node1 | nc -N -w 2 192.168.1.2 7000 \
+                && exit 0; sleep 0.3; done; exit 1; fi";
+    let outs = ends.succeed(meet).unwrap();
+    assert_eq!(outs[0].0, "node0");
+    assert!(outs[0].1.contains("hello-from-node1"), "{outs:?}");
+    // Each member's exit code, whatever it is.
+    let codes: Vec<(String, i64)> = ends
+        .execute("ip -o addr show eth0 | grep -q 192.168.2.")
+        .unwrap()
+        .into_iter()
+        .map(|(n, o)| (n, o.status.code()))
+        .collect();
+    assert_eq!(codes, [("node0".to_string(), 1), ("node1".to_string(), 0)]);
+    let e = ends
+        .succeed("ip -o addr show eth0 | grep -q 192.168.2.")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1 of 2 members")
+            && e.contains("node node0: exit code 1")
+            && !e.contains("node node1:"),
+        "{e}"
+    );
+    let e = bed.role("routers").err().expect("no such role").to_string();
+    assert!(e.contains("the roles here: ends"), "{e}");
 }

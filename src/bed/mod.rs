@@ -16,6 +16,7 @@ pub mod ready_point;
 pub mod reap;
 pub mod registry;
 pub mod remote;
+pub mod roles;
 pub mod state;
 pub mod testbed;
 pub mod timings;

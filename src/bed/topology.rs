@@ -24,6 +24,7 @@
 //! gateway = "192.168.2.1"
 //! routes = [{ dest = "10.20.0.0/16", via = "192.168.2.254" }]
 //! apps = [{ name = "iperf", image = "alpy/tools", cmd = ["iperf3", "-s"], background = true }]
+//! tags = ["servers"]                    # roles: bed.role("servers")
 //!
 //! [[link]]
 //! name = "wan"
@@ -238,6 +239,17 @@ impl Topology {
                 m.get_ref()
                     .parse::<Mac>()
                     .map_err(|e| place.spanned(m, &e.to_string()))?;
+            }
+            for t in &l.tags {
+                if !crate::net::link::is_name(t.get_ref()) {
+                    return Err(place.spanned(
+                        t,
+                        &format!(
+                            "bad role {:?}: use 1 to 32 letters, digits, '-' or '_'",
+                            t.get_ref()
+                        ),
+                    ));
+                }
             }
             if let Some(imp) = &l.impair {
                 check_impair(imp, l.relay, place)?;

@@ -119,6 +119,9 @@ pub(super) struct LinkSection {
     pub(super) nic: Option<NicSection>,
     #[serde(default)]
     pub(super) apps: Vec<AppSection>,
+    /// The node's roles.
+    #[serde(default)]
+    pub(super) tags: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +216,9 @@ pub(super) fn link_of(l: &LinkSection) -> Link {
     }
     if l.relay {
         link = link.relay();
+    }
+    for t in &l.tags {
+        link = link.tag(t.get_ref());
     }
     if let Some(imp) = &l.impair {
         link = link.impair_direction(

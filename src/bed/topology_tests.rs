@@ -176,3 +176,15 @@ fn a_login_has_its_prompts_and_step_timeout() {
         "{e}"
     );
 }
+
+#[test]
+fn links_have_roles() {
+    let text = format!("name = \"r\"\n{DUT}[[link]]\nname = \"c\"\ntags = [\"clients\", \"v4\"]\n");
+    let t = Topology::parse(Path::new("/x/t.toml"), &text).unwrap();
+    assert_eq!(t.builder().unwrap().links[0].tags, ["clients", "v4"]);
+    let e = err(&text.replace("\"v4\"", "\"no spaces\""));
+    assert!(
+        e.contains("t.toml:7:20") && e.contains("bad role \"no spaces\""),
+        "{e}"
+    );
+}

@@ -53,6 +53,8 @@ pub struct Link {
     /// The link starts down: the DUT's NIC has no carrier until
     /// [`crate::TestBed::set_dut_link`] brings it up.
     pub down: bool,
+    /// The node's roles ([`crate::TestBed::role`]).
+    pub tags: Vec<String>,
     /// What the builder methods could not parse, reported by `check`.
     invalid: Vec<String>,
 }
@@ -66,6 +68,20 @@ impl Link {
     /// Names the link (letters, digits, `-` and `_`).
     pub fn name(mut self, name: &str) -> Self {
         self.link_name = Some(name.to_string());
+        self
+    }
+
+    /// Gives the node a role (letters, digits, `-` and `_`): what
+    /// [`crate::TestBed::role`] finds it by. Repeatable.
+    ///
+    /// ```
+    /// let l = alpy::Link::new().name("c1").tag("clients");
+    /// assert_eq!(l.tags, ["clients"]);
+    /// ```
+    pub fn tag(mut self, role: &str) -> Self {
+        if !self.tags.iter().any(|t| t == role) {
+            self.tags.push(role.to_string());
+        }
         self
     }
 
@@ -181,13 +197,16 @@ impl Link {
     pub fn check(&self, index: usize) -> Result<()> {
         let mut problems = self.invalid.clone();
         if let Some(n) = &self.link_name {
-            let ok = !n.is_empty()
-                && n.len() <= 32
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok {
+            if !is_name(n) {
                 problems.push(format!(
                     "bad link name {n:?}: use 1 to 32 letters, digits, '-' or '_'"
+                ));
+            }
+        }
+        for t in &self.tags {
+            if !is_name(t) {
+                problems.push(format!(
+                    "bad role {t:?}: use 1 to 32 letters, digits, '-' or '_'"
                 ));
             }
         }
@@ -257,6 +276,15 @@ impl Link {
         }
         c
     }
+}
+
+/// Whether `s` may name a link or a role: 1 to 32 letters, digits, `-`,
+/// `_`.
+pub(crate) fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A MAC given as text or as a [`Mac`] (see [`Link::mac`]).

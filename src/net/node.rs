@@ -75,6 +75,8 @@ pub struct Node {
     pub(crate) relay: Option<(Relay, OwnedFd)>,
     /// The link's routes, re-applied when `eth0` is set up again.
     pub(crate) routes: Vec<NetCmd>,
+    /// Its roles (the link's tags).
+    pub(crate) tags: Vec<String>,
     /// The tools container in the node's namespace for `execute` and
     /// friends (local nodes).
     pub(crate) tools: Option<Arc<Tools>>,
@@ -101,6 +103,7 @@ impl Node {
             tap: None,
             relay: None,
             routes: Vec::new(),
+            tags: Vec::new(),
             tools: None,
             apps: Mutex::new(HashMap::new()),
             shared: None,
@@ -135,6 +138,11 @@ impl Node {
     /// The node's name: its link's name, or `node<i>`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its roles ([`crate::Link::tag`]).
+    pub fn tags(&self) -> &[String] {
+        &self.tags
     }
 
     /// The node container's name (`alpy-<run>-<node>`).

@@ -160,6 +160,7 @@ impl Nodes {
                     tap: None,
                     relay: None,
                     routes: links.get(i).map(Link::route_commands).unwrap_or_default(),
+                    tags: links.get(i).map(|l| l.tags.clone()).unwrap_or_default(),
                     tools: None,
                     apps: Mutex::new(HashMap::new()),
                     shared: Some(Arc::clone(&shared)),
@@ -253,7 +254,11 @@ impl Nodes {
             watchdog: None,
             shared: None,
             nodes: (0..links.len())
-                .map(|i| Node::remote(i, node_name(links, i), Arc::clone(&service)))
+                .map(|i| {
+                    let mut n = Node::remote(i, node_name(links, i), Arc::clone(&service));
+                    n.tags = links.get(i).map(|l| l.tags.clone()).unwrap_or_default();
+                    n
+                })
                 .collect(),
             closed: false,
             containers_took: Duration::ZERO,

@@ -165,12 +165,14 @@ pub fn router_bed(name: &str) -> alpy::TestBedBuilder {
         .link(
             alpy::Link::new()
                 .node_addr("192.168.1.2/24")
-                .gateway("192.168.1.1"),
+                .gateway("192.168.1.1")
+                .tag("ends"),
         )
         .link(
             alpy::Link::new()
                 .node_addr("192.168.2.2/24")
-                .gateway("192.168.2.1"),
+                .gateway("192.168.2.1")
+                .tag("ends"),
         )
         .prompt(GUEST_PROMPT)
         .poweroff(alpy::PowerOff::Console("poweroff -f".into()))

@@ -96,6 +96,9 @@ fn link_table(l: &Link) -> Value {
     if l.relay {
         t.insert("relay".into(), Value::Boolean(true));
     }
+    if !l.tags.is_empty() {
+        t.insert("tags".into(), Value::Array(l.tags.iter().map(s).collect()));
+    }
     if let Some((dir, imp)) = &l.impairment {
         let mut i = Table::new();
         let ms = |d: std::time::Duration| Value::Float(d.as_secs_f64() * 1000.0);
