@@ -387,11 +387,17 @@ fn child_role() {
         return;
     };
     alpy::logging::init();
-    // PREPARED comes from the ready point's check, the last step before
-    // the save, so the parent's kill lands in the save.
+    // READY comes from the ready point's check, the last step before the
+    // save, so the parent's kill lands in the save. (ALPY_WARM=off runs
+    // the preparation and no ready check.)
     let bed = common::router_bed("warm-killed").warm_start(
-        WarmStart::new(&version, |bed| bed.shell()?.succeed("true").map(drop)).ready_when(|_| {
+        WarmStart::new(&version, |bed| {
+            bed.shell()?.succeed("true")?;
             println!("PREPARED");
+            Ok(())
+        })
+        .ready_when(|_| {
+            println!("READY");
             Ok(())
         }),
     );
@@ -416,8 +422,8 @@ fn sigkill_during_the_save_leaves_no_usable_snapshot() {
         .unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(
-        lines.map_while(Result::ok).any(|l| l.ends_with("PREPARED")),
-        "the child never prepared"
+        lines.map_while(Result::ok).any(|l| l.ends_with("READY")),
+        "the child never reached its ready point"
     );
     // Right after the preparation: the save follows at once (20-30 ms with
     // the RAM in a file, ending in the commit's rename).
