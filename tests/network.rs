@@ -88,12 +88,20 @@ fn three_nodes_have_their_addresses_routes_and_macs() {
             "node {i} eth0 not up:\n{o}"
         );
         assert!(
-            o.contains(&format!("link/ether {}", nodes.node(i).unwrap().mac())),
+            o.contains(&format!(
+                "link/ether {}",
+                nodes.node(i).unwrap().mac().expect("a local node")
+            )),
             "node {i} MAC:\n{o}"
         );
     }
     assert_eq!(
-        nodes.node(0).unwrap().mac().to_string(),
+        nodes
+            .node(0)
+            .unwrap()
+            .mac()
+            .expect("a local node")
+            .to_string(),
         "02:00:00:00:01:02"
     );
     assert!(
@@ -123,7 +131,7 @@ fn three_nodes_have_their_addresses_routes_and_macs() {
         "{}",
         out[2]
     );
-    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
     nodes.close().expect("close nodes");
     assert_gone(&docker, &run, &pids);
 }
@@ -204,7 +212,7 @@ fn traffic_across_a_wire_of_two_taps() {
     }
 
     drop(wire);
-    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
     nodes.close().unwrap();
     assert_gone(&docker, &run, &pids);
 }
@@ -260,7 +268,7 @@ fn impairment_through_a_relay_wire() {
     let stats = relay.stats();
     assert!(stats.dropped >= 2 && stats.forwarded >= 9, "{stats:?}");
     relay.close().unwrap();
-    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
     nodes.close().unwrap();
     assert_gone(&docker, &run, &pids);
 }
@@ -340,7 +348,7 @@ fn apps_run_to_completion_and_in_the_background() {
     let log = std::fs::read_to_string(&server_log).expect("server log saved on close");
     assert!(log.contains("Server listening on 5201"), "{log}");
     drop(wire);
-    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
     nodes.close().unwrap();
     assert_gone(&docker, &run, &pids);
     std::fs::remove_dir_all(&logs).ok();
@@ -394,7 +402,7 @@ fn an_app_that_dies_at_once_is_an_error_with_its_exit_code_and_log() {
         .unwrap_err();
     assert!(matches!(e, alpy::Error::Timeout { .. }), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(5));
-    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
     nodes.close().unwrap();
     assert_gone(&docker, &run, &pids);
 }
@@ -501,7 +509,7 @@ fn tools_containers_start_in_the_background_and_go_with_the_nodes() {
     };
     let run = RunId::new();
     let (docker, nodes) = create(&run, &links);
-    let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+    let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
     // No verb has been called on either node.
     alpy::wait::wait_until(
         "both tools containers to run",
@@ -520,7 +528,7 @@ fn tools_containers_start_in_the_background_and_go_with_the_nodes() {
     for delay_ms in [0, 300] {
         let run = RunId::new();
         let (docker, nodes) = create(&run, &links);
-        let pids: Vec<i32> = nodes.iter().map(|n| n.pid()).collect();
+        let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
         std::thread::sleep(Duration::from_millis(delay_ms));
         nodes.close().expect("close");
         std::thread::sleep(Duration::from_secs(1));

@@ -39,7 +39,10 @@ fn forward_once(name: &str, count: u32) -> std::path::PathBuf {
 #[test]
 fn forward_and_the_pcaps_show_it() {
     let mut bed = common::router_bed("forward").start().expect("start");
-    let (node0_mac, dut0_mac) = (bed.node(0).unwrap().mac(), bed.dut_mac(0));
+    let (node0_mac, dut0_mac) = (
+        bed.node(0).unwrap().mac().expect("a local node"),
+        bed.dut_mac(0),
+    );
     assert_eq!(bed.power_state(), alpy::PowerState::Paused);
     bed.boot(BOOT).unwrap();
     assert_eq!(bed.power_state(), alpy::PowerState::Running);

@@ -307,13 +307,14 @@ impl TestBed {
         self.nodes()?.by_name(name)
     }
 
-    /// (node name, node container id) of every node.
+    /// (node name, node container id) of every node on this host (none
+    /// for a bed on a lab).
     pub fn nodes_info(&self) -> Vec<(String, String)> {
         self.nodes
             .as_ref()
             .map(|n| {
                 n.iter()
-                    .map(|n| (n.name().to_string(), n.id().to_string()))
+                    .filter_map(|n| Some((n.name().to_string(), n.id()?.to_string())))
                     .collect()
             })
             .unwrap_or_default()

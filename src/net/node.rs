@@ -63,71 +63,97 @@ impl Shared {
     }
 }
 
-/// One node: a container whose namespace holds the link's tap.
+/// One node: a container whose namespace holds the link's tap, here or
+/// on a lab server.
 pub struct Node {
     pub(crate) index: usize,
     pub(crate) name: String,
-    pub(crate) container: Option<Container>,
+    /// Its roles (the link's tags).
+    pub(crate) tags: Vec<String>,
+    /// Apps started so far, by default name counter.
+    pub(crate) apps: Mutex<HashMap<String, usize>>,
+    /// The log scope of the bed it belongs to: its calls log there,
+    /// whichever thread makes them.
+    pub(crate) log_scope: Option<u64>,
+    /// Where it is.
+    pub(crate) place: Place,
+}
+
+/// Where a node is: each verb matches this once.
+pub(crate) enum Place {
+    /// On this host's engine, in a namespace of its own.
+    Local(Local),
+    /// On a lab server: its commands, apps and link changes go there.
+    Lab(Arc<dyn NodeService>),
+}
+
+/// What a node on this host has.
+pub(crate) struct Local {
+    /// Its container, owner of the namespace.
+    pub(crate) container: Container,
+    /// The host PID owning its namespace.
     pub(crate) pid: i32,
     pub(crate) mac: Mac,
+    /// Set once the tap is made (right after the container).
     pub(crate) tap: Option<OwnedFd>,
     /// With [`crate::Link::relay`]: the relay and the socket end QEMU gets.
     pub(crate) relay: Option<(Relay, OwnedFd)>,
     /// The link's routes, re-applied when `eth0` is set up again.
     pub(crate) routes: Vec<NetCmd>,
-    /// Its roles (the link's tags).
-    pub(crate) tags: Vec<String>,
-    /// The tools container in the node's namespace for `execute` and
-    /// friends (local nodes).
-    pub(crate) tools: Option<Arc<Tools>>,
-    /// Apps started so far, by default name counter.
-    pub(crate) apps: Mutex<HashMap<String, usize>>,
-    /// This host's engine and namespaces; `None` for a remote node.
-    pub(crate) shared: Option<Arc<Shared>>,
-    /// A node on a lab server: its commands and apps go there.
-    pub(crate) remote: Option<Arc<dyn NodeService>>,
-    /// The log scope of the bed it belongs to: its calls log there,
-    /// whichever thread makes them.
-    pub(crate) log_scope: Option<u64>,
+    /// The tools container for `execute` and friends.
+    pub(crate) tools: Arc<Tools>,
+    /// This host's engine and namespaces.
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Node {
     /// A node of a bed on a lab server, named `name` there.
-    pub(crate) fn remote(index: usize, name: String, service: Arc<dyn NodeService>) -> Node {
+    pub(crate) fn remote(
+        index: usize,
+        name: String,
+        tags: Vec<String>,
+        service: Arc<dyn NodeService>,
+    ) -> Node {
+        Node::new(index, name, tags, Place::Lab(service))
+    }
+
+    pub(crate) fn new(index: usize, name: String, tags: Vec<String>, place: Place) -> Node {
         Node {
             index,
             name,
-            container: None,
-            pid: 0,
-            mac: Mac([0; 6]),
-            tap: None,
-            relay: None,
-            routes: Vec::new(),
-            tags: Vec::new(),
-            tools: None,
+            tags,
             apps: Mutex::new(HashMap::new()),
-            shared: None,
-            remote: Some(service),
             log_scope: crate::logging::current_scope(),
+            place,
         }
     }
 
     /// Whether the node is on a lab server (its pid, tap and container
     /// are not on this host).
     pub fn is_remote(&self) -> bool {
-        self.remote.is_some()
+        matches!(self.place, Place::Lab(_))
     }
 
-    fn shared(&self, what: &str) -> Result<&Arc<Shared>> {
-        self.shared
-            .as_ref()
-            .ok_or_else(|| local_only(what, &self.name))
+    /// The node on this host, or an error saying `what` needs one.
+    fn here(&self, what: &str) -> Result<&Local> {
+        match &self.place {
+            Place::Local(l) => Ok(l),
+            Place::Lab(_) => Err(local_only(what, &self.name)),
+        }
     }
 
-    fn container(&self) -> Result<&Container> {
-        self.container
-            .as_ref()
-            .ok_or_else(|| Error::Closed(format!("node {}", self.name)))
+    fn local(&self) -> Option<&Local> {
+        match &self.place {
+            Place::Local(l) => Some(l),
+            Place::Lab(_) => None,
+        }
+    }
+
+    pub(crate) fn local_mut(&mut self) -> Option<&mut Local> {
+        match &mut self.place {
+            Place::Local(l) => Some(l),
+            Place::Lab(_) => None,
+        }
     }
 
     /// The link index.
@@ -145,35 +171,35 @@ impl Node {
         &self.tags
     }
 
-    /// The node container's name (`alpy-<run>-<node>`).
-    pub fn container_name(&self) -> &str {
-        self.container.as_ref().map_or("", |c| c.name())
+    /// The node container's name (`alpy-<run>-<node>`); `None` on a lab.
+    pub fn container_name(&self) -> Option<&str> {
+        self.local().map(|l| l.container.name())
     }
 
-    /// The node container's id.
-    pub fn id(&self) -> &str {
-        self.container.as_ref().map_or("", |c| c.id())
+    /// The node container's id; `None` on a lab.
+    pub fn id(&self) -> Option<&str> {
+        self.local().map(|l| l.container.id())
     }
 
-    /// The host PID of the process owning the namespace.
-    pub fn pid(&self) -> i32 {
-        self.pid
+    /// The host PID of the process owning the namespace; `None` on a lab.
+    pub fn pid(&self) -> Option<i32> {
+        self.local().map(|l| l.pid)
     }
 
-    /// The MAC of the node's `eth0`.
-    pub fn mac(&self) -> Mac {
-        self.mac
+    /// The MAC of the node's `eth0`; `None` on a lab (which chose it).
+    pub fn mac(&self) -> Option<Mac> {
+        self.local().map(|l| l.mac)
     }
 
     /// The tap's fd (QEMU inherits it; tests may read and write frames).
     pub fn tap(&self) -> Option<BorrowedFd<'_>> {
-        self.tap.as_ref().map(|f| f.as_fd())
+        self.local()?.tap.as_ref().map(|f| f.as_fd())
     }
 
     /// What QEMU's NIC for this link uses: the tap, or with
     /// [`crate::Link::relay`] the relay's datagram socket (`true`).
     pub fn dut_end(&self) -> Option<(BorrowedFd<'_>, bool)> {
-        match &self.relay {
+        match &self.local()?.relay {
             Some((_, fd)) => Some((fd.as_fd(), true)),
             None => self.tap().map(|t| (t, false)),
         }
@@ -181,18 +207,18 @@ impl Node {
 
     /// The link's relay, with [`crate::Link::relay`].
     pub fn relay(&self) -> Option<&Relay> {
-        self.relay.as_ref().map(|(r, _)| r)
+        self.local()?.relay.as_ref().map(|(r, _)| r)
     }
 
     /// A duplicate of the tap's fd.
     pub fn tap_dup(&self) -> Result<OwnedFd> {
-        match &self.tap {
+        match &self.here("its tap")?.tap {
             Some(f) => netns::dup(f),
             None => Err(Error::Closed(format!("the tap of node {}", self.name))),
         }
     }
 
-    fn app_spec(&self, app: &App) -> Result<ContainerSpec> {
+    fn app_spec(&self, here: &Local, app: &App) -> Result<ContainerSpec> {
         let app_name = match &app.name {
             Some(n) => n.clone(),
             None => {
@@ -202,39 +228,72 @@ impl Node {
                 format!("app{}", *n - 1)
             }
         };
-        let shared = self.shared("an app")?;
+        Ok(app_spec(
+            &here.shared,
+            &self.name,
+            here.container.id(),
+            app,
+            &app_name,
+        ))
+    }
+}
+
+/// The spec of app `app_name` in node `node` (whose container is
+/// `container_id`).
+pub(crate) fn app_spec(
+    shared: &Shared,
+    node: &str,
+    container_id: &str,
+    app: &App,
+    app_name: &str,
+) -> ContainerSpec {
+    {
         let mut spec = shared.spec(
             &app.image,
-            shared.run.name(&format!("{}-{app_name}", self.name)),
+            shared.run.name(&format!("{node}-{app_name}")),
             app.cmd.clone(),
         );
-        spec.network_mode = Some(format!("container:{}", self.container()?.id()));
+        spec.network_mode = Some(format!("container:{container_id}"));
         spec.cap_add = app.cap_add.clone();
         spec.env = app.env.clone();
         spec.binds = app.binds.clone();
         spec.labels.insert("alpy.role".into(), "app".into());
-        spec.labels.insert("alpy.node".into(), self.name.clone());
-        Ok(spec)
+        spec.labels.insert("alpy.node".into(), node.to_string());
+        spec
     }
+}
 
-    fn app_log(&self, spec: &ContainerSpec) -> Option<PathBuf> {
+/// The tools container of node `node` (whose container is `container_id`),
+/// not started yet.
+pub(crate) fn tools_for(shared: &Arc<Shared>, node: &str, container_id: &str) -> Arc<Tools> {
+    let app = App::new(TOOLS_IMAGE)
+        .cmd(["sleep", "infinity"])
+        .cap("NET_ADMIN")
+        .cap("NET_RAW");
+    let spec = app_spec(shared, node, container_id, &app, "sh");
+    Tools::new(Arc::clone(&shared.docker), spec, node.to_string())
+}
+
+impl Node {
+    fn app_log(here: &Local, spec: &ContainerSpec) -> Option<PathBuf> {
         // `alpy-<run>-<node>-<app>` → `<node>-<app>.log`
         let short = spec.name.splitn(3, '-').nth(2).unwrap_or(&spec.name);
-        self.shared.as_ref().and_then(|s| s.log_file(short))
+        here.shared.log_file(short)
     }
 
     /// Runs an app in this node's namespace to completion; returns its exit
     /// status and output (check it with [`Output::checked`]).
     pub fn run_app(&self, app: &App, timeout: Duration) -> Result<Output> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
-        if let Some(r) = &self.remote {
-            return r.run_app(&self.name, app, timeout);
-        }
-        let spec = self.app_spec(app)?;
+        let here = match &self.place {
+            Place::Lab(r) => return r.run_app(&self.name, app, timeout),
+            Place::Local(l) => l,
+        };
+        let spec = self.app_spec(here, app)?;
         let mut c = Container::run(
-            &self.shared("an app")?.docker,
+            &here.shared.docker,
             &spec,
-            self.app_log(&spec).as_deref(),
+            Node::app_log(here, &spec).as_deref(),
         )?;
         let out = c.wait(timeout);
         c.close()?;
@@ -247,20 +306,23 @@ impl Node {
     /// last log lines.
     pub fn spawn_app(&self, app: &App) -> Result<Container> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
-        if let Some(r) = &self.remote {
-            let id = r.start_app(&self.name, app)?;
-            let name = app.name.clone().unwrap_or_else(|| id.clone());
-            return Ok(Container::remote(
-                Arc::clone(r),
-                id,
-                format!("{}-{name}", self.name),
-            ));
-        }
-        let spec = self.app_spec(app)?;
+        let here = match &self.place {
+            Place::Lab(r) => {
+                let id = r.start_app(&self.name, app)?;
+                let name = app.name.clone().unwrap_or_else(|| id.clone());
+                return Ok(Container::remote(
+                    Arc::clone(r),
+                    id,
+                    format!("{}-{name}", self.name),
+                ));
+            }
+            Place::Local(l) => l,
+        };
+        let spec = self.app_spec(here, app)?;
         let c = Container::run(
-            &self.shared("an app")?.docker,
+            &here.shared.docker,
             &spec,
-            self.app_log(&spec).as_deref(),
+            Node::app_log(here, &spec).as_deref(),
         )?;
         c.ensure_running_for(app.startup_grace)?;
         Ok(c)
@@ -272,32 +334,9 @@ impl Node {
     /// exec` does through a bed's supervisor. Not for a node on a lab
     /// server.
     pub fn tools_container_id(&self) -> Result<String> {
-        if self.remote.is_some() {
-            return Err(local_only("its tools container", &self.name));
-        }
-        self.with_shell(|shell| Ok(shell.id().to_string()))
-    }
-
-    /// Calls `f` with the kept tools container (started if it has not
-    /// been yet).
-    fn with_shell<T>(&self, f: impl FnOnce(&Container) -> Result<T>) -> Result<T> {
-        match &self.tools {
-            Some(tools) => tools.with(f),
-            None => Err(local_only("its tools container", &self.name)),
-        }
-    }
-
-    /// The tools container's spec (built once the node's own
-    /// container runs).
-    pub(crate) fn tools_for(&self) -> Result<Arc<Tools>> {
-        let app = App::new(TOOLS_IMAGE)
-            .name("sh")
-            .cmd(["sleep", "infinity"])
-            .cap("NET_ADMIN")
-            .cap("NET_RAW");
-        let spec = self.app_spec(&app)?;
-        let docker = Arc::clone(&self.shared("a tools container")?.docker);
-        Ok(Tools::new(docker, spec, self.name.clone()))
+        self.here("its tools container")?
+            .tools
+            .with(|shell| Ok(shell.id().to_string()))
     }
 
     /// Waits until something in this node's namespace listens on TCP
@@ -311,7 +350,8 @@ impl Node {
     /// Runs `ip`/`tc` commands in the node's namespace.
     pub fn configure(&self, cmds: Vec<NetCmd>) -> Result<()> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
-        self.shared("ip and tc commands")?.in_node(self.pid, cmds)
+        let here = self.here("ip and tc commands")?;
+        here.shared.in_node(here.pid, cmds)
     }
 
     /// Applies delay, jitter, loss and rate to what the node sends to the
@@ -326,7 +366,7 @@ impl Node {
     /// ([`crate::Link::relay`]).
     pub fn impair_direction(&self, dir: Direction, imp: &Impairment) -> Result<()> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
-        if let Some(r) = &self.remote {
+        if let Place::Lab(r) = &self.place {
             let change = LinkChange::Impair {
                 direction: dir,
                 impairment: imp.clone(),
@@ -363,7 +403,7 @@ impl Node {
     /// Removes any impairment, in both directions.
     pub fn clear_impairment(&self) -> Result<()> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
-        if let Some(r) = &self.remote {
+        if let Place::Lab(r) = &self.place {
             return r.change_link(&self.name, &LinkChange::Clear);
         }
         if let Some(r) = self.relay() {
@@ -381,13 +421,14 @@ impl Node {
     /// them on down), and its IPv6 addresses were kept.
     pub fn set_link(&self, up: bool) -> Result<()> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
-        if let Some(r) = &self.remote {
-            return r.change_link(&self.name, &LinkChange::Carrier { up });
-        }
+        let here = match &self.place {
+            Place::Lab(r) => return r.change_link(&self.name, &LinkChange::Carrier { up }),
+            Place::Local(l) => l,
+        };
         let state = if up { "up" } else { "down" };
         let mut cmds = vec![NetCmd::ip(&format!("link set dev {TAP_NAME} {state}"))];
         if up {
-            cmds.extend(self.routes.iter().cloned());
+            cmds.extend(here.routes.iter().cloned());
         }
         self.configure(cmds)
     }
@@ -407,19 +448,21 @@ impl Node {
     /// Stops the relay, closes the tap fd and removes the tools container
     /// and the node's container, those two at once (the engine lets the
     /// namespace's owner go first).
-    pub(crate) fn close(mut self) -> Result<()> {
-        let relayed = match self.relay.take() {
+    pub(crate) fn close(self) -> Result<()> {
+        let mut here = match self.place {
+            Place::Lab(_) => return Ok(()),
+            Place::Local(l) => l,
+        };
+        let relayed = match here.relay.take() {
             Some((r, _)) => r.close(),
             None => Ok(()),
         };
-        self.tap = None;
-        let tools = self.tools.take();
-        let container = self.container.take();
+        here.tap = None;
+        let tools = here.tools;
+        let container = here.container;
         let (shell, removed) = std::thread::scope(|s| {
-            let shell = s.spawn(crate::logging::inherit(move || {
-                tools.map_or(Ok(()), |t| t.close())
-            }));
-            let removed = container.map_or(Ok(()), Container::close);
+            let shell = s.spawn(crate::logging::inherit(move || tools.close()));
+            let removed = container.close();
             (join_scoped(shell, "a tools close thread"), removed)
         });
         shell.and(relayed).and(removed)
@@ -443,14 +486,17 @@ impl Commands for Node {
 
     fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
-        if let Some(r) = &self.remote {
+        if let Place::Lab(r) = &self.place {
             log::debug!(target: "alpy::node", "[{} on the lab] $ {cmd}", self.name);
             let out = r.execute(&self.name, &["sh", "-c", cmd], timeout)?;
             log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
             return Ok(out);
         }
         log::debug!(target: "alpy::node", "[{}] $ {cmd}", self.name);
-        let out = self.with_shell(|shell| shell.exec(&["sh", "-c", cmd], timeout))?;
+        let out = self
+            .here("commands")?
+            .tools
+            .with(|shell| shell.exec(&["sh", "-c", cmd], timeout))?;
         log::debug!(target: "alpy::node", "[{}] {} ({} bytes out)", self.name, out.status, out.stdout.len());
         Ok(out)
     }

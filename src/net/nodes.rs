@@ -2,9 +2,8 @@
 //! all at once, each with its tap born inside and configured, the helper
 //! (no root) and the watchdog (cleanup after a killed owner).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -14,7 +13,7 @@ use crate::net::helper::{Helper, TapJob};
 use crate::net::impair::Relay;
 use crate::net::link::{default_mac, fixed_mac, Link};
 use crate::net::netns::{self, NetMode};
-use crate::net::node::{Node, Shared, NODE_IMAGE};
+use crate::net::node::{tools_for, Local, Node, Place, Shared, NODE_IMAGE};
 use crate::net::tools::Tools;
 use crate::net::watchdog::Watchdog;
 use crate::net::TAP_NAME;
@@ -145,28 +144,30 @@ impl Nodes {
         let mut first_err = None;
         for (i, c) in containers.into_iter().enumerate() {
             match c {
-                Ok((c, pid)) => nodes.nodes.push(Node {
-                    index: i,
-                    name: node_name(links, i),
-                    pid,
-                    mac: links.get(i).and_then(|l| l.mac).unwrap_or_else(|| {
-                        if opts.fixed_macs {
-                            fixed_mac(i, false)
-                        } else {
-                            default_mac(run, i, false)
-                        }
-                    }),
-                    container: Some(c),
-                    tap: None,
-                    relay: None,
-                    routes: links.get(i).map(Link::route_commands).unwrap_or_default(),
-                    tags: links.get(i).map(|l| l.tags.clone()).unwrap_or_default(),
-                    tools: None,
-                    apps: Mutex::new(HashMap::new()),
-                    shared: Some(Arc::clone(&shared)),
-                    remote: None,
-                    log_scope: crate::logging::current_scope(),
-                }),
+                Ok((c, pid)) => {
+                    let name = node_name(links, i);
+                    let link = links.get(i);
+                    let local = Local {
+                        tools: tools_for(&shared, &name, c.id()),
+                        container: c,
+                        pid,
+                        mac: link.and_then(|l| l.mac).unwrap_or_else(|| {
+                            if opts.fixed_macs {
+                                fixed_mac(i, false)
+                            } else {
+                                default_mac(run, i, false)
+                            }
+                        }),
+                        tap: None,
+                        relay: None,
+                        routes: link.map(Link::route_commands).unwrap_or_default(),
+                        shared: Arc::clone(&shared),
+                    };
+                    let tags = link.map(|l| l.tags.clone()).unwrap_or_default();
+                    nodes
+                        .nodes
+                        .push(Node::new(i, name, tags, Place::Local(local)));
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -184,48 +185,57 @@ impl Nodes {
                 let (dut_end, relay_end) = std::os::unix::net::UnixDatagram::pair()
                     .map_err(|e| Error::io("create a relay socket pair", e))?;
                 let relay = Relay::start(n.tap_dup()?, relay_end.into(), &n.name)?;
-                n.relay = Some((relay, dut_end.into()));
+                if let Some(l) = n.local_mut() {
+                    l.relay = Some((relay, dut_end.into()));
+                }
             }
         }
         nodes.taps_took = t1.elapsed();
-        let mut all = Vec::new();
-        for n in &mut nodes.nodes {
-            let tools = n.tools_for()?;
-            n.tools = Some(Arc::clone(&tools));
-            all.push(tools);
-        }
+        let all = nodes
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.local_mut().map(|l| Arc::clone(&l.tools)))
+            .collect();
         Tools::start_in_background(all);
         Ok(nodes)
     }
 
     fn make_taps(&mut self, links: &[Link]) -> Result<()> {
-        if let Some(helper) = self.shared.as_ref().and_then(|s| s.helper.as_ref()) {
-            let jobs: Vec<TapJob> = self
-                .nodes
+        let helper = self.shared.as_ref().and_then(|s| s.helper.as_ref());
+        let mut here: Vec<(usize, &mut Local)> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| {
+                let i = n.index;
+                n.local_mut().map(|l| (i, l))
+            })
+            .collect();
+        if let Some(helper) = helper {
+            let jobs: Vec<TapJob> = here
                 .iter()
                 .zip(links)
-                .map(|(n, l)| TapJob {
-                    index: n.index,
-                    pid: n.pid,
-                    cmds: l.commands(n.mac),
+                .map(|((i, l), link)| TapJob {
+                    index: *i,
+                    pid: l.pid,
+                    cmds: link.commands(l.mac),
                 })
                 .collect();
             for (tag, fd) in helper.make_taps(&jobs)? {
-                let node = self.nodes.get_mut(tag).ok_or_else(|| {
+                let (_, l) = here.iter_mut().find(|(i, _)| *i == tag).ok_or_else(|| {
                     Error::Internal(format!("the helper sent a tap for unknown node {tag}"))
                 })?;
-                node.tap = Some(fd);
+                l.tap = Some(fd);
             }
             return Ok(());
         }
-        for (n, link) in self.nodes.iter_mut().zip(links) {
-            let cmds = link.commands(n.mac);
-            let fd = netns::in_netns(n.pid, move || {
+        for ((_, l), link) in here.iter_mut().zip(links) {
+            let cmds = link.commands(l.mac);
+            let fd = netns::in_netns(l.pid, move || {
                 let fd = netns::open_tap(TAP_NAME)?;
                 netns::run_here(&cmds)?;
                 Ok(fd)
             })?;
-            n.tap = Some(fd);
+            l.tap = Some(fd);
         }
         Ok(())
     }
@@ -255,9 +265,8 @@ impl Nodes {
             shared: None,
             nodes: (0..links.len())
                 .map(|i| {
-                    let mut n = Node::remote(i, node_name(links, i), Arc::clone(&service));
-                    n.tags = links.get(i).map(|l| l.tags.clone()).unwrap_or_default();
-                    n
+                    let tags = links.get(i).map(|l| l.tags.clone()).unwrap_or_default();
+                    Node::remote(i, node_name(links, i), tags, Arc::clone(&service))
                 })
                 .collect(),
             closed: false,
