@@ -218,7 +218,7 @@ impl Node {
         }
     }
 
-    fn app_spec(&self, here: &Local, app: &App) -> Result<ContainerSpec> {
+    fn app_spec(&self, here: &Local, app: &App) -> ContainerSpec {
         let app_name = match &app.name {
             Some(n) => n.clone(),
             None => {
@@ -228,13 +228,13 @@ impl Node {
                 format!("app{}", *n - 1)
             }
         };
-        Ok(app_spec(
+        app_spec(
             &here.shared,
             &self.name,
             here.container.id(),
             app,
             &app_name,
-        ))
+        )
     }
 }
 
@@ -247,20 +247,18 @@ pub(crate) fn app_spec(
     app: &App,
     app_name: &str,
 ) -> ContainerSpec {
-    {
-        let mut spec = shared.spec(
-            &app.image,
-            shared.run.name(&format!("{node}-{app_name}")),
-            app.cmd.clone(),
-        );
-        spec.network_mode = Some(format!("container:{container_id}"));
-        spec.cap_add = app.cap_add.clone();
-        spec.env = app.env.clone();
-        spec.binds = app.binds.clone();
-        spec.labels.insert("alpy.role".into(), "app".into());
-        spec.labels.insert("alpy.node".into(), node.to_string());
-        spec
-    }
+    let mut spec = shared.spec(
+        &app.image,
+        shared.run.name(&format!("{node}-{app_name}")),
+        app.cmd.clone(),
+    );
+    spec.network_mode = Some(format!("container:{container_id}"));
+    spec.cap_add = app.cap_add.clone();
+    spec.env = app.env.clone();
+    spec.binds = app.binds.clone();
+    spec.labels.insert("alpy.role".into(), "app".into());
+    spec.labels.insert("alpy.node".into(), node.to_string());
+    spec
 }
 
 /// The tools container of node `node` (whose container is `container_id`),
@@ -289,7 +287,7 @@ impl Node {
             Place::Lab(r) => return r.run_app(&self.name, app, timeout),
             Place::Local(l) => l,
         };
-        let spec = self.app_spec(here, app)?;
+        let spec = self.app_spec(here, app);
         let mut c = Container::run(
             &here.shared.docker,
             &spec,
@@ -318,7 +316,7 @@ impl Node {
             }
             Place::Local(l) => l,
         };
-        let spec = self.app_spec(here, app)?;
+        let spec = self.app_spec(here, app);
         let c = Container::run(
             &here.shared.docker,
             &spec,
