@@ -194,15 +194,7 @@ fn a_corrupt_snapshot_is_rebuilt_with_a_warning() {
         }
     }
     assert_eq!(spoiled, 1);
-    let mut bed = warm_bed("warm-rebuilt", &v)
-        .start()
-        .expect("falls back to a cold boot");
-    assert_eq!(bed.warm_outcome(), Some(alpy::WarmOutcome::Built));
-    let log = std::fs::read_to_string(bed.artifacts_dir().join("debug.log")).unwrap();
-    assert!(
-        log.contains("restoring snapshot") && log.contains("booting cold"),
-        "no warning"
-    );
+    let mut bed = rebuilt_with_warning("warm-rebuilt", &v, "restoring snapshot");
     bed.boot(BOOT).unwrap();
     ping(&bed, 1);
     bed.close().unwrap();
@@ -217,14 +209,9 @@ fn a_corrupt_snapshot_is_rebuilt_with_a_warning() {
         .unwrap()
         .set_len(1 << 20)
         .unwrap();
-    let bed = warm_bed("warm-ram-cut", &v).start().expect("falls back");
-    assert_eq!(bed.warm_outcome(), Some(alpy::WarmOutcome::Built));
-    let log = std::fs::read_to_string(bed.artifacts_dir().join("debug.log")).unwrap();
-    assert!(
-        log.contains("RAM file") && log.contains("booting cold"),
-        "no warning"
-    );
-    bed.close().unwrap();
+    rebuilt_with_warning("warm-ram-cut", &v, "RAM file")
+        .close()
+        .unwrap();
 
     // Its bytes changed in place, size and time as saved: refused too.
     let ram = snapshot_dir(&v).join("ram");
@@ -233,16 +220,25 @@ fn a_corrupt_snapshot_is_rebuilt_with_a_warning() {
     std::os::unix::fs::FileExt::write_all_at(&f, &[0x5a; 4096], 0).unwrap();
     f.set_modified(mtime).unwrap();
     drop(f);
-    let bed = warm_bed("warm-ram-changed", &v)
+    rebuilt_with_warning("warm-ram-changed", &v, "contents changed")
+        .close()
+        .unwrap();
+}
+
+/// A warm bed of `version` whose snapshot was spoiled: it starts all the
+/// same, by a cold boot that builds a new snapshot, and its log warns
+/// with `why` and "booting cold".
+fn rebuilt_with_warning(name: &str, version: &str, why: &str) -> TestBed {
+    let bed = warm_bed(name, version)
         .start()
-        .expect("falls back");
+        .expect("falls back to a cold boot");
     assert_eq!(bed.warm_outcome(), Some(alpy::WarmOutcome::Built));
     let log = std::fs::read_to_string(bed.artifacts_dir().join("debug.log")).unwrap();
     assert!(
-        log.contains("contents changed") && log.contains("booting cold"),
-        "no warning"
+        log.contains(why) && log.contains("booting cold"),
+        "no warning naming {why:?}"
     );
-    bed.close().unwrap();
+    bed
 }
 
 /// Beds restored from one snapshot map its RAM file copy-on-write: what
