@@ -114,7 +114,8 @@ pub struct Relay {
     thread: Option<JoinHandle<Result<()>>>,
 }
 
-fn nonblocking(fd: &OwnedFd) -> Result<()> {
+/// Sets `O_NONBLOCK` on `fd` (relays and segments poll their ports).
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::Net(format!("F_GETFL: {e}")))?;
     fcntl(
         fd,
@@ -129,8 +130,8 @@ impl Relay {
     /// each direction impaired as [`Relay::set_direction`] says (default:
     /// not at all).
     pub fn start(node: OwnedFd, dut: OwnedFd, name: &str) -> Result<Relay> {
-        nonblocking(&node)?;
-        nonblocking(&dut)?;
+        set_nonblocking(&node)?;
+        set_nonblocking(&dut)?;
         let shared = Arc::new(Shared {
             settings: Mutex::new(Default::default()),
             stats: Mutex::new(RelayStats::default()),

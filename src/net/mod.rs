@@ -7,6 +7,7 @@ pub mod container;
 pub mod docker;
 pub mod docker_attach;
 mod helper;
+pub mod hub;
 pub mod impair;
 pub mod link;
 pub mod netns;

@@ -1,0 +1,218 @@
+//! A segment's switch, in user space: an L2 segment of three or more
+//! endpoints (machine NICs and node taps) joined by one thread that
+//! forwards each frame to the port its destination MAC was last seen on,
+//! or floods it.
+//!
+//! Why user space and not a Linux bridge: the bridge would need a
+//! namespace of its own (a container), veths into each node and taps for
+//! QEMU born in it; the switch needs nothing but the file descriptors the
+//! bed already has, lives and dies with the process (nothing to clean up
+//! after SIGKILL), and QEMU's NICs under TCG move far fewer frames than
+//! one thread forwards. Each port is a datagram socket (a QEMU NIC's far
+//! end) or a tap: both give one frame per read.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::error::{Error, Result};
+use crate::net::impair::set_nonblocking;
+use crate::util::lock;
+
+/// Frames a port has sent into the segment and taken out of it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames read from this port.
+    pub received: u64,
+    /// Frames written to this port.
+    pub sent: u64,
+    /// Frames for this port that it refused (a link down, a full queue).
+    pub refused: u64,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    stats: Mutex<Vec<PortStats>>,
+}
+
+/// A running switch. Dropping or closing it stops the thread.
+pub struct Hub {
+    name: String,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Hub {
+    /// Starts switching frames between `ports` (named `name` in logs).
+    pub fn start(ports: Vec<OwnedFd>, name: &str) -> Result<Hub> {
+        for p in &ports {
+            set_nonblocking(p)?;
+        }
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            stats: Mutex::new(vec![PortStats::default(); ports.len()]),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(format!("hub-{name}"))
+                .spawn(crate::logging::inherit(move || run(&ports, &shared)))
+                .map_err(|e| Error::io("spawn a segment thread", e))?
+        };
+        Ok(Hub {
+            name: name.to_string(),
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// What each port (in the order given to [`Hub::start`]) has counted.
+    pub fn stats(&self) -> Vec<PortStats> {
+        lock(&self.shared.stats).clone()
+    }
+
+    /// Stops the switch; reports an I/O error that ended it early.
+    pub fn close(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => crate::util::join(t, &format!("segment {}'s thread", self.name)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            log::warn!(target: "alpy::hub", "segment {}: {e}", self.name);
+        }
+    }
+}
+
+/// Where frames go: `Some(port)` for a unicast destination seen before
+/// on another port, `None` to flood.
+fn learn_and_route(
+    table: &mut HashMap<[u8; 6], usize>,
+    frame: &[u8],
+    from: usize,
+) -> Option<usize> {
+    if frame.len() < 14 {
+        return None;
+    }
+    let mut src = [0u8; 6];
+    src.copy_from_slice(&frame[6..12]);
+    if src[0] & 1 == 0 {
+        table.insert(src, from);
+    }
+    let dst = &frame[0..6];
+    if dst[0] & 1 == 1 {
+        return None; // broadcast or multicast
+    }
+    let mut d = [0u8; 6];
+    d.copy_from_slice(dst);
+    table.get(&d).copied().filter(|&p| p != from)
+}
+
+fn run(ports: &[OwnedFd], shared: &Shared) -> Result<()> {
+    let mut table: HashMap<[u8; 6], usize> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut stats = vec![PortStats::default(); ports.len()];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut fds: Vec<PollFd> = ports
+            .iter()
+            .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+            .collect();
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::Net(format!("segment poll: {e}"))),
+        }
+        let ready: Vec<usize> = fds
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+            .map(|(i, _)| i)
+            .collect();
+        drop(fds);
+        for from in ready {
+            while let Ok(n) = nix::unistd::read(&ports[from], &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                stats[from].received += 1;
+                let frame = &buf[..n];
+                let targets: Vec<usize> = match learn_and_route(&mut table, frame, from) {
+                    Some(p) => vec![p],
+                    None => (0..ports.len()).filter(|&p| p != from).collect(),
+                };
+                for to in targets {
+                    match nix::unistd::write(&ports[to], frame) {
+                        Ok(_) => stats[to].sent += 1,
+                        Err(_) => stats[to].refused += 1,
+                    }
+                }
+            }
+        }
+        lock(&shared.stats).clone_from(&stats);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+
+    fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut f = dst.to_vec();
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0u8; 46]);
+        f
+    }
+
+    fn recv(s: &UnixDatagram) -> Option<Vec<u8>> {
+        s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+        let mut b = [0u8; 2048];
+        s.recv(&mut b).ok().map(|n| b[..n].to_vec())
+    }
+
+    #[test]
+    fn floods_unknown_then_switches_learned_unicast() {
+        let (mut outer, mut inner) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let (a, b) = UnixDatagram::pair().expect("socket pair");
+            outer.push(a);
+            inner.push(OwnedFd::from(b));
+        }
+        let hub = Hub::start(inner, "test").expect("hub");
+        let (a, b) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+        // A broadcast from port 0 reaches 1 and 2, and teaches the switch A.
+        outer[0]
+            .send(&frame([0xff; 6], a))
+            .expect("send the broadcast");
+        assert!(recv(&outer[1]).is_some());
+        assert!(recv(&outer[2]).is_some());
+        // B answers A: only port 0 hears it.
+        let reply = frame(a, b);
+        outer[1].send(&reply).expect("send the reply");
+        assert_eq!(recv(&outer[0]), Some(reply));
+        assert_eq!(recv(&outer[2]), None, "a learned unicast was flooded");
+        let t0 = Instant::now();
+        while hub.stats()[0].sent < 1 && t0.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let s = hub.stats();
+        assert_eq!((s[0].received, s[1].received), (1, 1));
+        assert_eq!((s[0].sent, s[1].sent, s[2].sent), (1, 1, 1));
+        hub.close().expect("close");
+    }
+}
