@@ -88,6 +88,8 @@ pub use bed::remote as lab;
 pub use addr::Mac;
 pub use bed::builder::{PowerOff, TestBedBuilder};
 pub use bed::dut::Dut;
+pub use bed::machine::Machine;
+pub use bed::segment::Segment;
 pub use bed::state::{PowerState, WarmOutcome};
 pub use bed::testbed::TestBed;
 pub use bed::topology::{Topology, TopologyBed};

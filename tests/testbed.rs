@@ -85,7 +85,7 @@ fn forward_and_the_pcaps_show_it() {
         bed.set_dut_link(5, false),
         Err(alpy::Error::NotFound { .. })
     ));
-    roles_run_in_parallel_and_name_who_failed(&bed);
+    roles_run_in_parallel_and_name_who_failed(&mut bed);
     bed.shutdown(Duration::from_secs(60)).unwrap();
     assert!(bed.is_powered_off());
     assert_eq!(bed.power_state(), alpy::PowerState::Off);
@@ -738,7 +738,7 @@ fn login_steps_have_their_own_timeout() {
 /// node0 listens and node1 connects to it through the DUT, which only
 /// works if they run at the same time. A command that fails on one names
 /// that one.
-fn roles_run_in_parallel_and_name_who_failed(bed: &TestBed) {
+fn roles_run_in_parallel_and_name_who_failed(bed: &mut TestBed) {
     let ends = bed.role("ends").unwrap();
     assert_eq!(ends.names(), ["node0", "node1"]);
     let meet = "if ip -o addr show eth0 | grep -q '192.168.1.2/'; then timeout 20 nc -l 7000; \

@@ -81,6 +81,15 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
         *v = toml::Value::String(path.to_string_lossy().into_owned());
         Ok(())
     };
+    if t.contains_key("machine") {
+        // Their files would need the store's mapping, and their consoles
+        // and QMP a route each.
+        return Err(
+            "topology: [[machine]] sections: a remote lab runs one-machine topologies ([dut]) \
+             so far; run a bed of several machines locally"
+                .into(),
+        );
+    }
     for (key, v) in alpy::bed::topology::boot_files_mut(&mut t) {
         from_store(&key, v)?;
     }
@@ -211,6 +220,17 @@ mod tests {
         assert!(e.contains("image store") && e.contains("store:NAME"), "{e}");
         let e = check_topology("[dut]\nkernel = \"store:nope\"\n", &c, at).unwrap_err();
         assert!(e.contains("no \"nope\""), "{e}");
+        // A machine's files would escape the store's mapping: refused.
+        let e = check_topology(
+            "[dut]\nkernel = \"store:k\"\n[[machine]]\nname = \"r2\"\nkernel = \"/etc/shadow\"\n",
+            &c,
+            at,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("[[machine]]") && e.contains("one-machine"),
+            "{e}"
+        );
         let e = check_topology(
             "[dut]\nkernel = \"store:k\"\nextra_args = [\"-drive\"]\n",
             &c,

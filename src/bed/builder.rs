@@ -6,11 +6,15 @@ use std::time::{Duration, Instant};
 
 use crate::bed::dut::Dut;
 use crate::bed::graph::Drawing;
+use crate::bed::machine::MachineSpec;
+use crate::bed::segment::Segment;
 use crate::bed::testbed::TestBed;
 use crate::bed::topology::Topology;
 use crate::bed::warm::WarmStart;
+use crate::bed::wiring;
 use crate::error::{Error, Result};
 use crate::logging;
+use crate::net::link::Attach;
 use crate::net::{Link, NetMode};
 use crate::run::RunId;
 use crate::vm::login::Login;
@@ -29,7 +33,10 @@ pub enum PowerOff {
 pub struct TestBedBuilder {
     pub(crate) name: String,
     pub(crate) dut: Option<Dut>,
+    /// Machines besides the DUT, in the order given.
+    pub(crate) machines: Vec<MachineSpec>,
     pub(crate) links: Vec<Link>,
+    pub(crate) segments: Vec<Segment>,
     pub(crate) artifacts: Option<PathBuf>,
     pub(crate) net_mode: Option<NetMode>,
     pub(crate) poweroff: PowerOff,
@@ -50,7 +57,9 @@ impl TestBed {
         TestBedBuilder {
             name: name.to_string(),
             dut: None,
+            machines: Vec::new(),
             links: Vec::new(),
+            segments: Vec::new(),
             artifacts: None,
             net_mode: None,
             poweroff: PowerOff::AcpiButton,
@@ -73,10 +82,66 @@ impl TestBedBuilder {
         self
     }
 
-    /// Adds a link (one node, one NIC).
+    /// Adds a link (one node, one NIC): on the DUT's next NIC, or where
+    /// [`Link::on`] or [`Link::on_segment`] says.
     pub fn link(mut self, link: Link) -> Self {
         self.links.push(link);
         self
+    }
+
+    /// Adds a machine named `name` (letters, digits, `-` and `_`). The
+    /// DUT ([`TestBedBuilder::dut`]) is the machine `dut` and comes
+    /// first; without one, the first machine added is the one the bed's
+    /// own verbs (`bed.console()`, `bed.shell()`) address. Machines share
+    /// the builder's login, prompt, power-off and console timeout.
+    ///
+    /// ```no_run
+    /// use alpy::{Dut, Link, Segment, TestBed};
+    /// # fn main() -> alpy::Result<()> {
+    /// let router = || Dut::kernel("vmlinuz", Some("initrd.img".into())).tag("routers");
+    /// let bed = TestBed::builder("chain")
+    ///     .machine("r1", router())
+    ///     .machine("r2", router())
+    ///     .link(Link::new().name("client").on("r1:0").node_addr("10.0.1.2/24"))
+    ///     .segment(Segment::new("core").end("r1:1").end("r2:0"))
+    ///     .link(Link::new().name("server").on("r2:1").node_addr("10.0.3.2/24"))
+    ///     .prompt("# ")
+    ///     .start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn machine(mut self, name: &str, dut: Dut) -> Self {
+        self.machines.push(MachineSpec {
+            name: name.to_string(),
+            tags: dut.tags().to_vec(),
+            dut,
+        });
+        self
+    }
+
+    /// Adds a segment between machines' NICs (nodes join it with
+    /// [`Link::on_segment`]).
+    pub fn segment(mut self, segment: Segment) -> Self {
+        self.segments.push(segment);
+        self
+    }
+
+    /// The machines, the DUT (`dut`) first.
+    pub(crate) fn machine_specs(&self) -> Vec<MachineSpec> {
+        let dut = self.dut.clone().map(|d| MachineSpec {
+            name: "dut".into(),
+            tags: d.tags().to_vec(),
+            dut: d,
+        });
+        dut.into_iter()
+            .chain(self.machines.iter().cloned())
+            .collect()
+    }
+
+    /// Whether the bed is more than one machine with nodes on its NICs.
+    pub(crate) fn is_network(&self) -> bool {
+        self.dut.iter().count() + self.machines.len() > 1
+            || !self.segments.is_empty()
+            || self.links.iter().any(|l| l.attach != Attach::NextDutNic)
     }
 
     /// Where artifacts go (default: `$ALPY_ARTIFACTS/<name>-<id>` or
@@ -175,10 +240,25 @@ impl TestBedBuilder {
     pub fn start(self) -> Result<TestBed> {
         logging::init();
         let t_start = Instant::now();
-        let dut = self
-            .dut
-            .clone()
-            .ok_or_else(|| Error::Config("the test bed has no DUT".into()))?;
+        let specs = self.machine_specs();
+        if specs.is_empty() {
+            return Err(Error::Config(
+                "the test bed has no DUT: give the builder .dut(..) or .machine(..)".into(),
+            ));
+        }
+        let plan = wiring::plan(&specs, &self.links, &self.segments)?;
+        if self.is_network() && self.warm.is_some() {
+            return Err(Error::Config(format!(
+                "test bed {}: warm start is for one-machine beds so far (this one has machines \
+                 {}); leave .warm_start(..) out",
+                self.name,
+                specs
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let run = self.run.clone().unwrap_or_default();
         let artifacts = match &self.artifacts {
             Some(d) => d.clone(),
@@ -192,16 +272,39 @@ impl TestBedBuilder {
         // This bed's records only (see logging): its threads inherit the scope.
         let log_sink = logging::add_scoped_sink(&artifacts.join("debug.log"))?;
         log_sink.enter();
-        let drawing = Drawing::new(&self.name, &self.links, self.drawn_apps.clone());
+        let machines: Vec<(String, Vec<String>)> = specs
+            .iter()
+            .map(|m| (m.name.clone(), m.tags.clone()))
+            .collect();
+        let drawing = Drawing::network(
+            &self.name,
+            &machines,
+            &self.links,
+            &self.segments,
+            self.drawn_apps.clone(),
+        );
         if let Err(e) = std::fs::write(artifacts.join("topology.svg"), drawing.svg()) {
             log::warn!(target: "alpy::testbed", "cannot write topology.svg: {e}");
         }
         log::info!(target: "alpy::testbed", "test bed {} (run {run}), artifacts in {}", self.name, artifacts.display());
-        let mut bed = TestBed::new(self.name.clone(), run, artifacts, log_sink, &self);
+        let mut bed = TestBed::new(
+            self.name.clone(),
+            run,
+            artifacts,
+            log_sink,
+            &self,
+            &specs,
+            &plan,
+        );
         bed.dir_lock = Some(dir_lock);
         let stood_up = match crate::bed::remote::LabClient::from_env() {
-            Ok(Some(lab)) => bed.stand_up_remote(&self, &dut, lab),
-            Ok(None) => bed.stand_up(&self, &dut),
+            Ok(Some(_)) if self.is_network() => Err(Error::Config(format!(
+                "test bed {}: a bed of several machines or segments cannot run on a lab \
+                 server yet; unset REMOTE_LAB_URL to run it here",
+                self.name
+            ))),
+            Ok(Some(lab)) => bed.stand_up_remote(&self, &specs[0].dut, lab),
+            Ok(None) => bed.stand_up(&self, &plan),
             Err(e) => Err(e),
         };
         match stood_up {

@@ -65,6 +65,7 @@ pub struct Dut {
     nic_rom: NicRom,
     aux_serials: usize,
     config_drive: Option<ConfigDrive>,
+    tags: Vec<String>,
 }
 
 impl Dut {
@@ -79,7 +80,27 @@ impl Dut {
             nic_rom: NicRom::None,
             aux_serials: 0,
             config_drive: None,
+            tags: Vec::new(),
         }
+    }
+
+    /// Gives the machine a role (letters, digits, `-` and `_`): what
+    /// [`crate::TestBed::role`] finds it by. Repeatable.
+    ///
+    /// ```
+    /// let r1 = alpy::Dut::kernel("vmlinuz", None).tag("routers");
+    /// assert_eq!(r1.tags(), ["routers"]);
+    /// ```
+    pub fn tag(mut self, role: &str) -> Self {
+        if !self.tags.iter().any(|t| t == role) {
+            self.tags.push(role.to_string());
+        }
+        self
+    }
+
+    /// Its roles.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
     }
 
     /// Direct kernel boot, with an optional initrd.

@@ -1,8 +1,10 @@
 //! A test bed drawn: the DUT on the left, one node per link on the right,
 //! each edge labelled with the DUT's NIC (`nic<i>`). As Graphviz DOT, for
-//! users who lay graphs out themselves, and as SVG, drawn here: a bed is a
-//! star, so no layout engine is needed, and every bed writes
-//! `topology.svg` into its artifacts on any host.
+//! users who lay graphs out themselves, and as SVG, drawn here: a
+//! one-machine bed is a star, so no layout engine is needed, and every bed
+//! writes `topology.svg` into its artifacts on any host. A bed of several
+//! machines or with segments is drawn in columns instead
+//! ([`crate::bed::graph_net`]).
 //!
 //! Relayed links are dashed, links that start down are grey and dotted,
 //! impaired links name their impairment.
@@ -11,6 +13,9 @@ use svg::node::element::{Line, Rectangle, Text as TextElement};
 use svg::node::Text;
 use svg::Document;
 
+use crate::bed::graph_net::{self, DrawnAttach, DrawnMachine, DrawnSegment};
+use crate::bed::segment::Segment;
+use crate::net::link::Attach;
 use crate::net::{Direction, Link};
 
 /// One link as drawn.
@@ -28,6 +33,18 @@ pub struct DrawnLink {
     pub down: bool,
     /// Its impairment, in words (`delay 20 ms, loss 1% to_dut`).
     pub impairment: Option<String>,
+    /// What the node is on.
+    pub on: DrawnAttach,
+}
+
+impl DrawnLink {
+    /// The machine NIC it is on, if it is on one.
+    fn nic(&self) -> Option<usize> {
+        match &self.on {
+            DrawnAttach::Nic(_, n) => Some(*n),
+            DrawnAttach::Segment(_) => None,
+        }
+    }
 }
 
 /// A bed to draw.
@@ -35,8 +52,12 @@ pub struct DrawnLink {
 pub struct Drawing {
     /// The bed's name.
     pub name: String,
-    /// Its links, in order.
+    /// Its links (with nodes), in order.
     pub links: Vec<DrawnLink>,
+    /// Its machines, when it has several (empty: the one DUT).
+    pub machines: Vec<DrawnMachine>,
+    /// Its segments.
+    pub segments: Vec<DrawnSegment>,
 }
 
 impl Drawing {
@@ -50,10 +71,47 @@ impl Drawing {
     /// assert!(d.svg().contains("<svg"));
     /// ```
     pub fn new(name: &str, links: &[Link], apps: Vec<Vec<String>>) -> Drawing {
-        let links = links
+        Drawing::network(name, &[], links, &[], apps)
+    }
+
+    /// The drawing of a bed of `machines` (name, roles; empty: the one
+    /// DUT), its `links` and `segments`.
+    ///
+    /// ```
+    /// use alpy::bed::graph::Drawing;
+    /// use alpy::{Link, Segment};
+    /// let m = |n: &str| (n.to_string(), vec!["routers".to_string()]);
+    /// let d = Drawing::network(
+    ///     "chain",
+    ///     &[m("r1"), m("r2")],
+    ///     &[Link::new().name("client").on("r1:0")],
+    ///     &[Segment::new("core").end("r1:1").end("r2:0")],
+    ///     vec![],
+    /// );
+    /// assert!(d.dot().contains("m1 -- s0 [label=\"nic0\"]"));
+    /// assert!(d.svg().contains("core") && d.svg().contains("r2"));
+    /// ```
+    pub fn network(
+        name: &str,
+        machines: &[(String, Vec<String>)],
+        links: &[Link],
+        segments: &[Segment],
+        apps: Vec<Vec<String>>,
+    ) -> Drawing {
+        let first = machines.first().map_or("dut", |(n, _)| n.as_str());
+        let mut next_nic = 0;
+        let links: Vec<DrawnLink> = links
             .iter()
             .enumerate()
             .map(|(i, l)| DrawnLink {
+                on: match &l.attach {
+                    Attach::NextDutNic => {
+                        next_nic += 1;
+                        DrawnAttach::Nic(first.to_string(), next_nic - 1)
+                    }
+                    Attach::Nic(m, n) => DrawnAttach::Nic(m.clone(), *n),
+                    Attach::Segment(s) => DrawnAttach::Segment(s.clone()),
+                },
                 name: l.name_or_default(i),
                 addrs: l.addrs.iter().map(ToString::to_string).collect(),
                 apps: apps.get(i).cloned().unwrap_or_default(),
@@ -82,14 +140,40 @@ impl Drawing {
                 }),
             })
             .collect();
+        let star = machines.len() <= 1
+            && segments.is_empty()
+            && links
+                .iter()
+                .all(|l| matches!(&l.on, DrawnAttach::Nic(m, _) if m == first));
         Drawing {
             name: name.to_string(),
             links,
+            machines: if star {
+                Vec::new()
+            } else {
+                machines
+                    .iter()
+                    .map(|(name, tags)| DrawnMachine {
+                        name: name.clone(),
+                        tags: tags.clone(),
+                    })
+                    .collect()
+            },
+            segments: segments
+                .iter()
+                .map(|s| DrawnSegment {
+                    name: s.name().to_string(),
+                    ends: s.ends().to_vec(),
+                })
+                .collect(),
         }
     }
 
     /// Graphviz DOT (`dot -Tpng` renders it).
     pub fn dot(&self) -> String {
+        if !self.machines.is_empty() {
+            return graph_net::dot(self);
+        }
         // Quoted for DOT; line breaks become DOT's `\n`.
         let q = |s: &str| {
             let e = s
@@ -113,7 +197,7 @@ impl Drawing {
                 label.push_str(&format!("\napp {app}"));
             }
             out.push_str(&format!("  n{i} [shape=ellipse, label={}];\n", q(&label)));
-            let mut edge = format!("nic{i}");
+            let mut edge = format!("nic{}", l.nic().unwrap_or(i));
             if let Some(imp) = &l.impairment {
                 edge.push_str(&format!("\n{imp}"));
             }
@@ -133,6 +217,9 @@ impl Drawing {
 
     /// A standalone SVG image.
     pub fn svg(&self) -> String {
+        if !self.machines.is_empty() {
+            return graph_net::svg(self);
+        }
         const ROW: i64 = 90;
         const NODE_X: i64 = 420;
         const NODE_W: i64 = 240;
@@ -194,7 +281,7 @@ impl Drawing {
                     .set("stroke-width", 2)
                     .set("stroke-dasharray", dash),
             );
-            let mut edge = format!("nic{i}");
+            let mut edge = format!("nic{}", l.nic().unwrap_or(i));
             if l.down {
                 edge.push_str(" (down)");
             }

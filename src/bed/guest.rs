@@ -1,57 +1,44 @@
 //! What a test does with the DUT as a guest: wait for its prompt, boot it
 //! (log in), its shell, its links as the guest sees them, its clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bed::testbed::TestBed;
 use crate::commands::Commands;
 use crate::error::{Error, Result};
 use crate::logging;
-use crate::vm::console::Pattern;
 use crate::vm::remote_shell::RemoteShell;
 
 impl TestBed {
-    /// Waits for `prompt` on the console and records the `boot` phase
-    /// (resume to prompt).
+    /// Waits for `prompt` on the DUT's console and records the `boot`
+    /// phase (resume to prompt).
     pub fn wait_prompt(&mut self, prompt: &str, timeout: Duration) -> Result<()> {
-        let t = self.resumed_at.unwrap_or_else(Instant::now);
-        logging::step(format!("Wait for {prompt:?}"), || {
-            self.console()?
-                .expect(&Pattern::exact(prompt), timeout)
-                .map(drop)
-        })?;
-        self.timings.record("boot", t.elapsed());
-        Ok(())
+        self.dut_mut()?.wait_prompt(prompt, timeout)
     }
 
-    /// Resumes the DUT and brings it to its shell: logs in as the builder's
-    /// [`crate::TestBedBuilder::login`] says, or waits for its
-    /// [`crate::TestBedBuilder::prompt`].
+    /// Resumes every machine and brings each to its shell: logs in as the
+    /// builder's [`crate::TestBedBuilder::login`] says, or waits for its
+    /// [`crate::TestBedBuilder::prompt`]. Machines boot in parallel; the
+    /// error names the first that failed.
     pub fn boot(&mut self, timeout: Duration) -> Result<()> {
         if self.remote.is_some() {
             return Ok(()); // the lab booted it and logged in
         }
-        if self.at_ready_point {
-            // Restored: past boot and preparation already.
-            self.at_ready_point = false;
-            return self.resume();
-        }
-        if self.warm_outcome == Some(crate::bed::state::WarmOutcome::Cold) {
-            return Ok(()); // ALPY_WARM=off: booted and prepared in start()
-        }
-        self.resume()?;
-        match (self.login.clone(), self.prompt.clone()) {
-            (Some(login), _) => {
-                self.wait_prompt(&login.login_prompt, timeout)?;
-                let steps = login.step_timeout.unwrap_or(timeout);
-                self.timed("login", |bed| login.answer(bed.console()?, steps))
-            }
-            (None, Some(prompt)) => self.wait_prompt(&prompt, timeout),
-            (None, None) => Err(Error::Config(
-                "boot() needs to know the guest's prompt: give the builder .login(..) or .prompt(..)"
-                    .into(),
-            )),
-        }
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let mut machines = self.machines.iter_mut();
+            let first = machines.next();
+            let others: Vec<_> = machines
+                .map(|m| s.spawn(logging::inherit(move || m.boot(timeout))))
+                .collect();
+            let mut out = vec![first.map_or(Ok(()), |m| m.boot(timeout))];
+            out.extend(
+                others
+                    .into_iter()
+                    .map(|h| crate::util::join_scoped(h, "a machine's boot")),
+            );
+            out
+        });
+        results.into_iter().collect()
     }
 
     /// The DUT's shell: attached on first use (echo off, a private prompt),
@@ -67,15 +54,18 @@ impl TestBed {
     /// # Ok(()) }
     /// ```
     pub fn shell(&mut self) -> Result<RemoteShell<'_>> {
-        let state = match &self.shell {
-            Some(s) => s.clone(),
-            None => {
-                let s = RemoteShell::attach(self.console()?)?.state();
-                self.shell = Some(s.clone());
-                s
-            }
-        };
-        Ok(RemoteShell::resume(self.console()?, state))
+        if self.remote.is_some() {
+            let state = match &self.dut_ref()?.shell {
+                Some(s) => s.clone(),
+                None => {
+                    let s = RemoteShell::attach(self.console()?)?.state();
+                    self.dut_mut()?.shell = Some(s.clone());
+                    s
+                }
+            };
+            return Ok(RemoteShell::resume(self.console()?, state));
+        }
+        self.dut_mut()?.shell()
     }
 
     /// Sets the DUT's side of link `i` up or down (QMP `set_link` on the

@@ -85,17 +85,19 @@ impl TestBed {
     /// With warm start, how the bed got to its ready point; `None`
     /// without warm start.
     pub fn warm_outcome(&self) -> Option<WarmOutcome> {
-        self.warm_outcome
+        self.machines.first().and_then(|m| m.warm_outcome)
     }
 
     /// Whether the machine runs (see [`PowerState`]).
     pub fn power_state(&self) -> PowerState {
-        self.power
+        self.machines
+            .first()
+            .map_or(PowerState::Absent, |m| m.power)
     }
 
     /// Whether the guest powered off: [`TestBed::shutdown`] succeeded (a
     /// shutdown that failed leaves it as it was).
     pub fn is_powered_off(&self) -> bool {
-        self.power == PowerState::Off
+        self.power_state() == PowerState::Off
     }
 }

@@ -12,56 +12,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::addr::Mac;
-use crate::bed::builder::{PowerOff, TestBedBuilder};
+use crate::bed::builder::TestBedBuilder;
 use crate::bed::dut::DiskPlan;
-use crate::bed::dut::Dut;
+use crate::bed::machine::{Machine, MachineNic, MachineSpec};
 use crate::bed::state::{PowerState, WarmOutcome};
-use crate::bed::timings::Timings;
+use crate::bed::timings::{Timings, TimingsLog};
 use crate::bed::warm::WarmStart;
+use crate::bed::wiring::{Far, Plan, Wiring};
 use crate::error::{Error, Result};
 use crate::logging::{self, SinkGuard, Step};
 use crate::net::link::{default_mac, fixed_mac};
 use crate::net::{Docker, Node, NodeOptions, Nodes};
 use crate::run::RunId;
 use crate::vm::console::Console;
-use crate::vm::login::Login;
 use crate::vm::qemu::RamFile;
-use crate::vm::qemu_process::QemuProcess;
 use crate::vm::qmp::Qmp;
-use crate::vm::remote_shell::ShellState;
 
-/// How long QEMU may take to answer on QMP.
-const QMP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A running test bed: DUT, nodes, console, QMP, artifacts.
+/// A running test bed: its machines (the first is the DUT), nodes,
+/// segments, artifacts.
 pub struct TestBed {
     pub(crate) name: String,
     pub(crate) run: RunId,
     pub(crate) artifacts: PathBuf,
-    pub(crate) poweroff: PowerOff,
-    pub(crate) login: Option<Login>,
-    pub(crate) prompt: Option<String>,
+    /// The first is the DUT, which the bed's own verbs address.
+    pub(crate) machines: Vec<Machine>,
     pub(crate) nodes: Option<Nodes>,
-    pub(crate) qemu: Option<QemuProcess>,
-    pub(crate) console: Option<Console>,
-    pub(crate) shell: Option<ShellState>,
-    pub(crate) timings: Timings,
-    pub(crate) resumed_at: Option<Instant>,
-    /// Host time minus QEMU's capture stamps, once resumed (see
-    /// [`crate::pcap::Capture::shifted`]).
-    pub(crate) capture_offset: Option<f64>,
-    /// The guest's virtual clock when it was last resumed from nothing:
-    /// zero after a boot, the snapshot's clock after a restore.
-    pub(crate) virtual_clock_base: f64,
-    /// Warm start: MACs by link index, and the DUT paused at its ready
-    /// point until `boot()`.
+    pub(crate) wiring: Option<Wiring>,
+    pub(crate) timings: TimingsLog,
+    /// Warm start: the DUT paused at its ready point until `boot()`.
     pub(crate) warm: Option<WarmStart>,
-    pub(crate) at_ready_point: bool,
-    pub(crate) warm_outcome: Option<WarmOutcome>,
-    pub(crate) power: PowerState,
-    pub(crate) console_timeout: Duration,
-    /// Each link's choices for the DUT's NIC.
-    pub(crate) dut_nics: Vec<crate::nic::DutNic>,
     /// Each link's gateway as its node sees it (the DUT, usually).
     pub(crate) link_gateways: Vec<Option<std::net::IpAddr>>,
     pub(crate) _log_sink: Option<SinkGuard>,
@@ -80,28 +59,79 @@ impl TestBed {
         artifacts: PathBuf,
         log_sink: SinkGuard,
         b: &TestBedBuilder,
+        specs: &[MachineSpec],
+        plan: &Plan,
     ) -> TestBed {
+        let timings = TimingsLog::default();
+        let machines = specs
+            .iter()
+            .zip(&plan.nics)
+            .enumerate()
+            .map(|(m, (spec, fars))| {
+                let dut_files = spec.name == "dut";
+                let nics = fars
+                    .iter()
+                    .enumerate()
+                    .map(|(n, far)| {
+                        let choices = match far {
+                            Far::Node(i) => b.links[*i].dut_nic.clone(),
+                            Far::Segment(_) => Default::default(),
+                        };
+                        let mac = machine_mac(&run, m, n, b.warm.is_some());
+                        let pcap = if dut_files {
+                            artifacts.join(format!("link{n}.pcap"))
+                        } else {
+                            artifacts.join(format!("{}-nic{n}.pcap", spec.name))
+                        };
+                        MachineNic { choices, mac, pcap }
+                    })
+                    .collect();
+                Machine {
+                    name: spec.name.clone(),
+                    tags: spec.tags.clone(),
+                    dut: spec.dut.clone(),
+                    dir: if dut_files {
+                        artifacts.clone()
+                    } else {
+                        artifacts.join(&spec.name)
+                    },
+                    console_log: if dut_files {
+                        artifacts.join("console.log")
+                    } else {
+                        artifacts.join(format!("console-{}.log", spec.name))
+                    },
+                    nics,
+                    login: b.login.clone(),
+                    prompt: b.prompt.clone(),
+                    poweroff: b.poweroff.clone(),
+                    console_timeout: b.console_timeout,
+                    qemu: None,
+                    console: None,
+                    shell: None,
+                    power: PowerState::Absent,
+                    resumed_at: None,
+                    capture_offset: None,
+                    virtual_clock_base: 0.0,
+                    at_ready_point: false,
+                    warm_outcome: None,
+                    timings: if dut_files {
+                        timings.clone()
+                    } else {
+                        timings.for_machine(&spec.name)
+                    },
+                    label: format!("{}/{}", name, spec.name),
+                }
+            })
+            .collect();
         TestBed {
             name,
             run,
             artifacts,
-            poweroff: b.poweroff.clone(),
-            login: b.login.clone(),
-            prompt: b.prompt.clone(),
+            machines,
             nodes: None,
-            qemu: None,
-            console: None,
-            shell: None,
-            timings: Timings::default(),
-            resumed_at: None,
-            capture_offset: None,
-            virtual_clock_base: 0.0,
+            wiring: None,
+            timings,
             warm: b.warm.clone(),
-            at_ready_point: false,
-            warm_outcome: None,
-            power: PowerState::Absent,
-            console_timeout: b.console_timeout,
-            dut_nics: b.links.iter().map(|l| l.dut_nic.clone()).collect(),
             link_gateways: b.links.iter().map(|l| l.gateway.or(l.gateway6)).collect(),
             _log_sink: Some(log_sink),
             dir_lock: None,
@@ -116,7 +146,7 @@ impl TestBed {
         self.closed = true;
     }
 
-    pub(crate) fn stand_up(&mut self, b: &TestBedBuilder, dut: &Dut) -> Result<()> {
+    pub(crate) fn stand_up(&mut self, b: &TestBedBuilder, plan: &Plan) -> Result<()> {
         let docker = logging::step("Connect to Docker", Docker::connect)?;
         // Reaping touches only dead owners' resources: it runs beside the
         // node creation instead of before it.
@@ -133,24 +163,49 @@ impl TestBed {
             }
             created
         })?;
+        self.wiring = Some(Wiring::wire(plan, &b.segments, &b.links, self.nodes()?)?);
         match self.warm.clone() {
-            Some(w) if WarmStart::enabled() => self.warm_stand_up(&w, dut),
+            Some(w) if WarmStart::enabled() => self.warm_stand_up(&w),
             Some(w) => {
                 log::info!(target: "alpy::warm", "ALPY_WARM=off: booting cold");
-                self.start_qemu(dut, DiskPlan::AsConfigured, None)?;
+                self.start_machine(0, DiskPlan::AsConfigured, None)?;
                 self.boot(w.boot_timeout)?;
                 self.timed("prepare", |bed| (w.prepare)(bed))?;
-                self.warm_outcome = Some(WarmOutcome::Cold);
+                self.dut_mut()?.warm_outcome = Some(WarmOutcome::Cold);
                 Ok(())
             }
-            None => self.start_qemu(dut, DiskPlan::AsConfigured, None),
+            None => self.start_machine(0, DiskPlan::AsConfigured, None),
         }?;
-        self.apply_link_states(&b.links)
+        self.start_other_machines()?;
+        self.apply_link_states(&b.links, plan)
+    }
+
+    /// Starts every machine but the first, in parallel.
+    fn start_other_machines(&mut self) -> Result<()> {
+        let fds: Vec<_> = (1..self.machines.len())
+            .map(|m| self.nic_fds(m))
+            .collect::<Result<_>>()?;
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self.machines[1..]
+                .iter_mut()
+                .zip(&fds)
+                .map(|(m, fds)| {
+                    s.spawn(logging::inherit(move || {
+                        m.start_qemu(fds, DiskPlan::AsConfigured, None)
+                    }))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| crate::util::join_scoped(h, "a machine's start"))
+                .collect()
+        });
+        results.into_iter().collect()
     }
 
     /// What the links ask for once everything runs: impairment, and links
     /// that start down.
-    fn apply_link_states(&mut self, links: &[crate::net::Link]) -> Result<()> {
+    fn apply_link_states(&mut self, links: &[crate::net::Link], plan: &Plan) -> Result<()> {
         for (i, l) in links.iter().enumerate() {
             if let Some((dir, imp)) = &l.impairment {
                 log::info!(target: "alpy::testbed", "link {i}: impair {dir:?}: {imp:?}");
@@ -158,33 +213,46 @@ impl TestBed {
             }
             if l.down {
                 log::info!(target: "alpy::testbed", "link {i}: starts down");
-                self.set_dut_link(i, false)?;
+                let (m, nic) = plan
+                    .nics
+                    .iter()
+                    .enumerate()
+                    .find_map(|(m, fars)| {
+                        fars.iter().position(|f| *f == Far::Node(i)).map(|n| (m, n))
+                    })
+                    .ok_or_else(|| Error::Internal(format!("link {i} is on no machine")))?;
+                if m == 0 {
+                    self.set_dut_link(nic, false)?;
+                } else {
+                    self.machines[m].set_link(nic, false)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// The NICs of the DUT, one per node.
-    pub(crate) fn dut_nics(&self, dut: &Dut) -> Result<Vec<crate::vm::qemu::Nic>> {
-        let nodes = self
-            .nodes
+    /// Machine `m`'s NICs as QEMU takes them.
+    pub(crate) fn nic_fds(&self, m: usize) -> Result<Vec<(std::os::fd::RawFd, bool)>> {
+        let wiring = self
+            .wiring
             .as_ref()
-            .ok_or_else(|| Error::Internal("QEMU started before the nodes".into()))?;
-        let mut nics = Vec::new();
-        for n in nodes.iter() {
-            let (fd, dgram) = n
-                .dut_end()
-                .ok_or_else(|| Error::Internal(format!("node {} has no tap", n.name())))?;
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            nics.push(dut.nic(
-                &self.dut_nics.get(n.index()).cloned().unwrap_or_default(),
-                self.dut_mac(n.index()),
-                fd,
-                dgram,
-                self.pcap_path(n.index()),
-            ));
-        }
-        Ok(nics)
+            .ok_or_else(|| Error::Internal("QEMU started before the links".into()))?;
+        wiring.fds(m, self.nodes()?)
+    }
+
+    /// Starts machine `m`'s QEMU (paused).
+    pub(crate) fn start_machine(
+        &mut self,
+        m: usize,
+        plan: DiskPlan<'_>,
+        ram: Option<RamFile>,
+    ) -> Result<()> {
+        let fds = self.nic_fds(m)?;
+        let machine = self
+            .machines
+            .get_mut(m)
+            .ok_or_else(|| Error::Internal(format!("no machine {m}")))?;
+        machine.start_qemu(&fds, plan, ram)
     }
 
     fn create_nodes(&mut self, docker: &Arc<Docker>, b: &TestBedBuilder) -> Result<()> {
@@ -211,42 +279,49 @@ impl TestBed {
         }
     }
 
-    /// Starts QEMU (paused) with one NIC per node and its console; its
-    /// RAM in `ram` if given (warm start).
-    pub(crate) fn start_qemu(
-        &mut self,
-        dut: &Dut,
-        plan: DiskPlan<'_>,
-        ram: Option<RamFile>,
-    ) -> Result<()> {
-        let mut cfg = dut.qemu_config(&self.artifacts, self.dut_nics(dut)?, plan)?;
-        cfg.ram_file = ram;
-        let t0 = Instant::now();
-        let qemu = logging::step("Start QEMU (paused)", || {
-            QemuProcess::start(&cfg, &self.artifacts.join("qemu.log"), QMP_TIMEOUT)
-        })?;
-        self.timings.record("qemu", t0.elapsed());
-        self.qemu = Some(qemu);
-        self.power = PowerState::Paused;
-        let serial = self
-            .qemu_mut()?
-            .take_serial()
-            .ok_or_else(|| Error::Internal("QEMU gave no serial console".into()))?;
-        let console_name = format!("{}/dut", self.name);
-        let mut console = Console::new(
-            serial,
-            &console_name,
-            Some(&self.artifacts.join("console.log")),
-        )?;
-        console.set_timeout(self.console_timeout);
-        self.console = Some(console);
-        Ok(())
+    /// The DUT: the bed's first machine.
+    pub(crate) fn dut_ref(&self) -> Result<&Machine> {
+        self.machines
+            .first()
+            .ok_or_else(|| Error::Internal(format!("test bed {} has no machine", self.name)))
     }
 
-    fn qemu_mut(&mut self) -> Result<&mut QemuProcess> {
-        self.qemu
-            .as_mut()
-            .ok_or_else(|| Error::Closed(format!("QEMU of test bed {}", self.name)))
+    pub(crate) fn dut_mut(&mut self) -> Result<&mut Machine> {
+        let name = &self.name;
+        self.machines
+            .first_mut()
+            .ok_or_else(|| Error::Internal(format!("test bed {name} has no machine")))
+    }
+
+    /// The machine named `name`; [`Error::NotFound`] naming the machines
+    /// there are.
+    ///
+    /// ```no_run
+    /// use alpy::Commands;
+    /// # fn f(bed: &mut alpy::TestBed) -> alpy::Result<()> {
+    /// bed.machine("r2")?.shell()?.succeed("ip route")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn machine(&mut self, name: &str) -> Result<&mut Machine> {
+        let names = self.machine_names().join(", ");
+        let bed = &self.name;
+        self.machines
+            .iter_mut()
+            .find(|m| m.name == name)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("machine {name:?} of test bed {bed}"),
+                hint: format!("its machines are {names}"),
+            })
+    }
+
+    /// The machines, the DUT first.
+    pub fn machines(&self) -> &[Machine] {
+        &self.machines
+    }
+
+    /// The machines' names, the DUT first.
+    pub fn machine_names(&self) -> Vec<String> {
+        self.machines.iter().map(|m| m.name.clone()).collect()
     }
 
     /// The bed's name.
@@ -259,15 +334,15 @@ impl TestBed {
         &self.run
     }
 
-    /// QEMU's PID, while it runs.
+    /// The DUT's QEMU PID, while it runs.
     pub fn qemu_pid(&self) -> Option<i32> {
-        self.qemu.as_ref().map(QemuProcess::pid)
+        self.machines.first().and_then(Machine::qemu_pid)
     }
 
-    /// The exact QEMU command line, shell-quoted (it is also in
+    /// The DUT's exact QEMU command line, shell-quoted (it is also in
     /// `debug.log`).
     pub fn qemu_command(&self) -> Option<&str> {
-        self.qemu.as_ref().map(QemuProcess::command_line)
+        self.machines.first().and_then(Machine::qemu_command)
     }
 
     /// The artifacts directory.
@@ -275,7 +350,8 @@ impl TestBed {
         &self.artifacts
     }
 
-    /// Link `i`'s capture file.
+    /// The capture file of the DUT's NIC `i` (link `i` of a one-machine
+    /// bed).
     pub fn pcap_path(&self, i: usize) -> PathBuf {
         self.artifacts.join(format!("link{i}.pcap"))
     }
@@ -325,22 +401,18 @@ impl TestBed {
         if let Some(m) = self.remote.as_ref().and_then(|r| r.dut_mac(i)) {
             return m;
         }
-        if self.warm.is_some() {
-            fixed_mac(i, true)
-        } else {
-            default_mac(&self.run, i, true)
-        }
+        machine_mac(&self.run, 0, i, self.warm.is_some())
     }
 
     /// The serial console.
     pub fn console(&mut self) -> Result<&mut Console> {
-        if let Some(r) = self.remote.as_mut() {
-            return r.console();
+        if self.remote.is_some() {
+            return match self.remote.as_mut() {
+                Some(r) => r.console(),
+                None => Err(Error::Internal("the lab went away".into())),
+            };
         }
-        let name = &self.name;
-        self.console
-            .as_mut()
-            .ok_or_else(|| Error::Closed(format!("the console of test bed {name}")))
+        self.dut_mut()?.console()
     }
 
     /// The QMP session. A bed on a lab server has none here: use
@@ -353,37 +425,17 @@ impl TestBed {
                 self.name
             )));
         }
-        Ok(self.qemu_mut()?.qmp())
+        self.dut_mut()?.qmp()
     }
 
     /// Lets the vCPUs run.
     pub fn resume(&mut self) -> Result<()> {
         if let Some(r) = &self.remote {
             logging::step("Resume the DUT (on the lab)", || r.power("on"))?;
-            self.power = PowerState::Running;
+            self.dut_mut()?.power = PowerState::Running;
             return Ok(());
         }
-        let first = self.resumed_at.is_none();
-        let before = std::time::SystemTime::now();
-        logging::step("Resume the DUT", || self.qmp()?.cont())?;
-        self.power = PowerState::Running;
-        self.resumed_at = Some(Instant::now());
-        if first {
-            // The virtual clock starts between sending `cont` and its reply.
-            let after = std::time::SystemTime::now();
-            let wall = |t: std::time::SystemTime| {
-                t.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64())
-            };
-            let resumed = (wall(before) + wall(after)) / 2.0;
-            self.capture_offset = self
-                .measure_capture_offset(resumed)
-                .map(|o| o - self.virtual_clock_base);
-            if let Some(o) = self.capture_offset {
-                log::debug!(target: "alpy::testbed", "capture time stamps + {o:.6} s = host time");
-            }
-        }
-        Ok(())
+        self.dut_mut()?.resume()
     }
 
     /// Runs `f` as a logged step and records its duration as `phase` in the
@@ -444,46 +496,21 @@ impl TestBed {
         self.timings.note(name, value);
     }
 
-    /// The phase durations so far (written to `timings.json` on close).
-    pub fn timings(&self) -> &Timings {
-        &self.timings
+    /// The phase durations so far (written to `timings.json` on close);
+    /// machines other than the DUT record theirs as `"<machine>: <phase>"`.
+    pub fn timings(&self) -> Timings {
+        self.timings.snapshot()
     }
 
-    /// Powers the guest off (as configured) and waits for QEMU's SHUTDOWN
+    /// Powers the DUT off (as configured) and waits for QEMU's SHUTDOWN
     /// event and exit.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
         if self.remote.is_some() {
             self.timed("shutdown", |bed| bed.remote_shutdown(timeout))?;
-            self.power = PowerState::Off;
+            self.dut_mut()?.power = PowerState::Off;
             return Ok(());
         }
-        let how = self.poweroff.clone();
-        self.timed("shutdown", |bed| -> Result<()> {
-            match &how {
-                PowerOff::Console(cmd) => bed.console()?.send_line(cmd)?,
-                PowerOff::AcpiButton => bed.qmp()?.system_powerdown()?,
-            }
-            let tail = bed.console.as_ref().map(|c| c.tail()).unwrap_or_default();
-            bed.qmp()?
-                .wait_event("SHUTDOWN", timeout)
-                .map_err(|e| match e {
-                    Error::Timeout { what, timeout, .. } => Error::Timeout {
-                        what,
-                        timeout,
-                        tail,
-                    },
-                    e => e,
-                })?;
-            let status = bed.qemu_mut()?.wait_exit(timeout)?;
-            if !status.success() {
-                return Err(Error::Qemu(format!(
-                    "QEMU ended badly after power-off: {}",
-                    crate::vm::qemu_process::describe_exit(&status)
-                )));
-            }
-            bed.power = PowerState::Off;
-            Ok(())
-        })
+        self.dut_mut()?.shutdown(timeout)
     }
 
     /// Tears everything down in reverse order, writes `timings.json`, and
@@ -533,12 +560,11 @@ impl TestBed {
                 first.get_or_insert(e);
             }
         };
-        self.shell = None;
-        if let Some(c) = self.console.take() {
-            keep(c.close());
+        for m in &mut self.machines {
+            keep(m.close());
         }
-        if let Some(q) = self.qemu.take() {
-            keep(q.close());
+        if let Some(w) = self.wiring.take() {
+            keep(w.close());
         }
         if let Some(n) = self.nodes.take() {
             keep(n.close());
@@ -552,7 +578,7 @@ impl TestBed {
         }
         self.timings.record("close", t0.elapsed());
         let path = self.artifacts.join("timings.json");
-        if let Err(e) = std::fs::write(&path, format!("{:#}\n", self.timings.to_json())) {
+        if let Err(e) = std::fs::write(&path, format!("{:#}\n", self.timings().to_json())) {
             log::warn!(target: "alpy::testbed", "write {}: {e}", path.display());
         }
         self._log_sink = None;
@@ -582,4 +608,20 @@ impl Drop for TestBed {
             );
         }
     }
+}
+
+/// The MAC of machine `m`'s NIC `nic`: the DUT's as one-machine beds
+/// always had them (by run, or fixed for warm start), the others' with
+/// `52:56` and the machine's index, so no two NICs of a bed share one.
+pub(crate) fn machine_mac(run: &RunId, m: usize, nic: usize, fixed: bool) -> Mac {
+    let dut = if fixed {
+        fixed_mac(nic, true)
+    } else {
+        default_mac(run, nic, true)
+    };
+    if m == 0 {
+        return dut;
+    }
+    let b = dut.0;
+    Mac([0x52, 0x56, b[2], b[3], m as u8, b[5]])
 }

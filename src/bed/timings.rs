@@ -68,6 +68,38 @@ impl Timings {
     }
 }
 
+/// Where a bed and its machines record their phases: one [`Timings`],
+/// shared; a machine other than the first records its phases as
+/// `"<machine>: <phase>"`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TimingsLog {
+    all: std::sync::Arc<std::sync::Mutex<Timings>>,
+    prefix: String,
+}
+
+impl TimingsLog {
+    /// The same log, for machine `name`'s phases.
+    pub(crate) fn for_machine(&self, name: &str) -> TimingsLog {
+        TimingsLog {
+            all: std::sync::Arc::clone(&self.all),
+            prefix: format!("{name}: "),
+        }
+    }
+
+    pub(crate) fn record(&self, phase: &str, took: Duration) {
+        crate::util::lock(&self.all).record(&format!("{}{phase}", self.prefix), took);
+    }
+
+    pub(crate) fn note(&self, name: &str, value: f64) {
+        crate::util::lock(&self.all).note(&format!("{}{name}", self.prefix), value);
+    }
+
+    /// What is recorded so far.
+    pub(crate) fn snapshot(&self) -> Timings {
+        crate::util::lock(&self.all).clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

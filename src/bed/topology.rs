@@ -49,9 +49,10 @@ use crate::bed::dut::Dut;
 use crate::bed::graph::Drawing;
 use crate::bed::testbed::TestBed;
 use crate::bed::topology_file::{
-    check_impair, link_of, parse_config_drive, parse_firmware, parse_poweroff, parse_rom, Place,
-    TopologyFile,
+    check_impair, link_of, parse_config_drive, parse_firmware, parse_poweroff, parse_rom,
+    DutSection, Place, TopologyFile,
 };
+use crate::bed::topology_net;
 use crate::bed::warm::WarmStart;
 use crate::error::{Error, Result};
 use crate::net::{App, Link};
@@ -158,7 +159,31 @@ impl Topology {
     }
 
     fn check(&self, place: &Place<'_>) -> Result<()> {
-        let dut = &self.file.dut;
+        topology_net::check(&self.file, place)?;
+        let sections = self.file.machine_sections();
+        for (i, (name, d)) in sections.iter().enumerate() {
+            self.check_machine_section(name, d, place)?;
+            let shared = [
+                (d.prompt.is_some(), "prompt"),
+                (d.login.is_some(), "login"),
+                (d.poweroff.is_some(), "poweroff"),
+                (d.warm.is_some(), "warm"),
+            ];
+            if let (true, Some((_, key))) = (i > 0, shared.iter().find(|(set, _)| *set)) {
+                return Err(Error::Config(format!(
+                    "{}: machine {name} sets {key}: prompt, login, poweroff and warm are the \
+                     bed's, set on its first machine ({}) and shared by all",
+                    self.path.display(),
+                    sections[0].0
+                )));
+            }
+        }
+        self.check_links(place)
+    }
+
+    /// One machine's section: the files it boots exist, and its values
+    /// parse.
+    fn check_machine_section(&self, name: &str, dut: &DutSection, place: &Place<'_>) -> Result<()> {
         let mut files: Vec<&Spanned<String>> = dut.kernel.iter().chain(&dut.initrd).collect();
         files.extend(dut.disks.iter().map(|d| &d.path));
         for f in files {
@@ -168,8 +193,13 @@ impl Topology {
             }
         }
         if dut.kernel.is_none() && dut.disks.is_empty() {
+            let section = if name == "dut" && self.file.dut.is_some() {
+                "[dut]".to_string()
+            } else {
+                format!("[[machine]] {name}")
+            };
             return Err(Error::Config(format!(
-                "{}: [dut] needs a kernel or disks",
+                "{}: {section} needs a kernel or disks",
                 self.path.display()
             )));
         }
@@ -190,7 +220,12 @@ impl Topology {
                 ));
             }
         }
-        self.check_vendor(place)?;
+        self.check_vendor(dut, place)
+    }
+
+    /// The links' values: names, addresses, routes, MACs, roles,
+    /// impairment, NIC choices.
+    fn check_links(&self, place: &Place<'_>) -> Result<()> {
         let mut names: Vec<(String, &Spanned<String>)> = Vec::new();
         for l in &self.file.links {
             if let Some(n) = &l.name {
@@ -260,8 +295,7 @@ impl Topology {
 
     /// The options of vendor images: firmware, disk buses, NIC ROMs and
     /// per-link NICs, the config drive.
-    fn check_vendor(&self, place: &Place<'_>) -> Result<()> {
-        let dut = &self.file.dut;
+    fn check_vendor(&self, dut: &DutSection, place: &Place<'_>) -> Result<()> {
         parse_firmware(dut, |p| self.resolve(p), place)?
             .check()
             .map_err(|e| {
@@ -308,8 +342,8 @@ impl Topology {
     /// without starting anything. A lab server checks an upload with it.
     pub fn check_machine(&self) -> Result<()> {
         let b = self.builder()?;
-        if let Some(d) = &b.dut {
-            d.check_strings()?;
+        for m in b.machine_specs() {
+            m.dut.check_strings()?;
         }
         for l in &b.links {
             if let Some(m) = &l.dut_nic.model {
@@ -326,8 +360,62 @@ impl Topology {
 
     /// `b` with this topology's DUT, links and console settings (what
     /// [`TestBedBuilder::topology`] does).
-    pub fn apply(&self, b: TestBedBuilder) -> Result<TestBedBuilder> {
-        let d = &self.file.dut;
+    pub fn apply(&self, mut b: TestBedBuilder) -> Result<TestBedBuilder> {
+        let sections = self.file.machine_sections();
+        for (i, (name, d)) in sections.iter().enumerate() {
+            let dut = self.dut_of(d)?;
+            b = if i == 0 && self.file.dut.is_some() {
+                b.dut(dut)
+            } else {
+                b.machine(name, dut)
+            };
+        }
+        let Some((_, d)) = sections.first() else {
+            return Err(Error::Config(format!(
+                "{}: a topology needs a [dut] or [[machine]] sections",
+                self.path.display()
+            )));
+        };
+        if let Some(p) = &d.prompt {
+            b = b.prompt(p);
+        }
+        if let Some(l) = &d.login {
+            let mut login = Login::new(&l.user);
+            if let Some(p) = &l.password {
+                login = login.password(p);
+            }
+            if let Some(p) = &l.prompt {
+                login = login.prompt(p);
+            }
+            if let Some(p) = &l.login_prompt {
+                login = login.login_prompt(p);
+            }
+            if let Some(p) = &l.password_prompt {
+                login = login.password_prompt(p);
+            }
+            if let Some(t) = &l.step_timeout_s {
+                login = login.steps_within(Duration::from_secs_f64(*t.get_ref()));
+            }
+            b = b.login(login);
+        }
+        if let Some(p) = &d.poweroff {
+            b = b.poweroff(parse_poweroff(p.get_ref()).map_err(Error::Config)?);
+        }
+        if let Some(v) = &d.warm {
+            b = b.warm_start(WarmStart::new(v, |_| Ok(())));
+        }
+        for l in self.file.node_links() {
+            b = b.link(link_of(l));
+        }
+        for s in topology_net::segments(&self.file) {
+            b = b.segment(s);
+        }
+        b.drawn_apps = self.drawing().links.into_iter().map(|l| l.apps).collect();
+        Ok(b)
+    }
+
+    /// The machine a `[dut]` or `[[machine]]` section describes.
+    fn dut_of(&self, d: &DutSection) -> Result<Dut> {
         let mut dut = match &d.kernel {
             Some(k) => Dut::kernel(
                 self.resolve(k.get_ref())?,
@@ -392,45 +480,15 @@ impl Topology {
         for a in &d.extra_args {
             dut = dut.extra_arg(a);
         }
-        let mut b = b.dut(dut);
-        if let Some(p) = &d.prompt {
-            b = b.prompt(p);
+        for t in &d.tags {
+            dut = dut.tag(t.get_ref());
         }
-        if let Some(l) = &d.login {
-            let mut login = Login::new(&l.user);
-            if let Some(p) = &l.password {
-                login = login.password(p);
-            }
-            if let Some(p) = &l.prompt {
-                login = login.prompt(p);
-            }
-            if let Some(p) = &l.login_prompt {
-                login = login.login_prompt(p);
-            }
-            if let Some(p) = &l.password_prompt {
-                login = login.password_prompt(p);
-            }
-            if let Some(t) = &l.step_timeout_s {
-                login = login.steps_within(Duration::from_secs_f64(*t.get_ref()));
-            }
-            b = b.login(login);
-        }
-        if let Some(p) = &d.poweroff {
-            b = b.poweroff(parse_poweroff(p.get_ref()).map_err(Error::Config)?);
-        }
-        if let Some(v) = &d.warm {
-            b = b.warm_start(WarmStart::new(v, |_| Ok(())));
-        }
-        for l in &self.file.links {
-            b = b.link(link_of(l));
-        }
-        b.drawn_apps = self.drawing().links.into_iter().map(|l| l.apps).collect();
-        Ok(b)
+        Ok(dut)
     }
 
     /// The apps of link `i`: (app, runs in the background).
     pub fn apps(&self, i: usize) -> Vec<(App, bool)> {
-        self.file.links.get(i).map_or_else(Vec::new, |l| {
+        self.file.node_links().nth(i).map_or_else(Vec::new, |l| {
             l.apps
                 .iter()
                 .map(|a| {
@@ -447,11 +505,10 @@ impl Topology {
     /// The topology as a drawing (DOT or SVG, see [`crate::bed::graph`]):
     /// each link with its addresses and its apps' names.
     pub fn drawing(&self) -> Drawing {
-        let links: Vec<Link> = self.file.links.iter().map(link_of).collect();
+        let links: Vec<Link> = self.file.node_links().map(link_of).collect();
         let apps = self
             .file
-            .links
-            .iter()
+            .node_links()
             .map(|l| {
                 l.apps
                     .iter()
@@ -459,12 +516,25 @@ impl Topology {
                     .collect()
             })
             .collect();
-        Drawing::new(&self.name, &links, apps)
+        let machines: Vec<(String, Vec<String>)> = self
+            .file
+            .machine_sections()
+            .into_iter()
+            .map(|(name, d)| (name, d.tags.iter().map(|t| t.get_ref().clone()).collect()))
+            .collect();
+        Drawing::network(
+            &self.name,
+            &machines,
+            &links,
+            &topology_net::segments(&self.file),
+            apps,
+        )
     }
 
-    /// How many links.
+    /// How many links have a node (links between machines only have
+    /// none).
     pub fn link_count(&self) -> usize {
-        self.file.links.len()
+        self.file.node_links().count()
     }
 }
 

@@ -20,14 +20,43 @@ use crate::vm::firmware::Firmware;
 #[serde(deny_unknown_fields)]
 pub(super) struct TopologyFile {
     pub(super) name: Option<String>,
-    pub(super) dut: DutSection,
+    /// The one-machine form: the machine `dut`.
+    pub(super) dut: Option<DutSection>,
+    /// Named machines, after the DUT if there is one.
+    #[serde(default, rename = "machine")]
+    pub(super) machines: Vec<DutSection>,
     #[serde(default, rename = "link")]
     pub(super) links: Vec<LinkSection>,
+}
+
+impl TopologyFile {
+    /// The machines' sections, `[dut]` first, each with its name.
+    pub(super) fn machine_sections(&self) -> Vec<(String, &DutSection)> {
+        let dut = self.dut.iter().map(|d| ("dut".to_string(), d));
+        let named = self.machines.iter().enumerate().map(|(i, m)| {
+            let name = m
+                .name
+                .as_ref()
+                .map_or_else(|| format!("machine{i}"), |n| n.get_ref().clone());
+            (name, m)
+        });
+        dut.chain(named).collect()
+    }
+
+    /// The links that are nodes (the others join machines only), in order.
+    pub(super) fn node_links(&self) -> impl Iterator<Item = &LinkSection> {
+        self.links.iter().filter(|l| l.endpoints.is_none())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DutSection {
+    /// A `[[machine]]`'s name (`[dut]` is `dut`).
+    pub(super) name: Option<Spanned<String>>,
+    /// The machine's roles.
+    #[serde(default)]
+    pub(super) tags: Vec<Spanned<String>>,
     pub(super) kernel: Option<Spanned<String>>,
     pub(super) initrd: Option<Spanned<String>>,
     pub(super) append: Option<String>,
@@ -122,6 +151,13 @@ pub(super) struct LinkSection {
     /// The node's roles.
     #[serde(default)]
     pub(super) tags: Vec<Spanned<String>>,
+    /// The machine NIC the node is on, `"r1:0"` (default: the DUT's next).
+    pub(super) endpoint: Option<Spanned<String>>,
+    /// The segment the node is on: a link with `endpoints`, by name.
+    pub(super) segment: Option<Spanned<String>>,
+    /// Machine NICs joined by this link, with no node of its own (nodes
+    /// join it with `segment`).
+    pub(super) endpoints: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +264,12 @@ pub(super) fn link_of(l: &LinkSection) -> Link {
     }
     if l.up == Some(false) {
         link = link.down();
+    }
+    if let Some(e) = &l.endpoint {
+        link = link.on(e.get_ref());
+    }
+    if let Some(seg) = &l.segment {
+        link = link.on_segment(seg.get_ref());
     }
     if let Some(n) = &l.nic {
         let mut nic = DutNic::new();

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::bed::dut::{DiskPlan, Dut};
-use crate::bed::state::{PowerState, WarmOutcome};
+use crate::bed::state::WarmOutcome;
 use crate::bed::testbed::TestBed;
 use crate::bed::warm::{Key, Meta, Snapshot, Store, WarmStart};
 use crate::bed::warm_ram::{self, RAM_FILE};
@@ -18,16 +18,21 @@ impl TestBed {
     /// Restores the snapshot, or builds it first (cold boot, preparation,
     /// save) and then restores it. A snapshot that fails to restore is
     /// removed and built again.
-    pub(crate) fn warm_stand_up(&mut self, w: &WarmStart, dut: &Dut) -> Result<()> {
+    pub(crate) fn warm_stand_up(&mut self, w: &WarmStart) -> Result<()> {
         let store = Store::open()?;
-        let key = crate::bed::warm::key(dut, &self.dut_nics(dut)?, &w.version)?;
+        let dut = self.dut_ref()?.dut.clone();
+        let dut = &dut;
+        let nics = self.dut_ref()?.qemu_nics(&self.nic_fds(0)?)?;
+        let key = crate::bed::warm::key(dut, &nics, &w.version)?;
         log::debug!(target: "alpy::warm", "warm-start key {} from {:?}", key.hex, key.parts);
         for _ in 0..2 {
             if let Some(snap) = store.get(&key) {
-                match self.restore(dut, &snap) {
+                match self.restore(&snap) {
                     Ok(()) => {
                         store.touch(&snap);
-                        self.warm_outcome.get_or_insert(WarmOutcome::Restored);
+                        self.dut_mut()?
+                            .warm_outcome
+                            .get_or_insert(WarmOutcome::Restored);
                         return Ok(());
                     }
                     Err(e) => {
@@ -36,7 +41,7 @@ impl TestBed {
                             "warm start: restoring snapshot {} failed ({e}); removing it and booting cold",
                             snap.dir.display()
                         );
-                        self.stop_qemu();
+                        self.dut_mut()?.stop_qemu();
                         store.remove(&snap);
                     }
                 }
@@ -46,7 +51,7 @@ impl TestBed {
                 let t0 = Instant::now();
                 self.build_snapshot(w, dut, &store, &key)?;
                 self.timings.record("snapshot_build", t0.elapsed());
-                self.warm_outcome = Some(WarmOutcome::Built);
+                self.dut_mut()?.warm_outcome = Some(WarmOutcome::Built);
             }
             drop(lock);
         }
@@ -68,12 +73,14 @@ impl TestBed {
                     shared: true,
                 }
             });
-        self.start_qemu(dut, DiskPlan::OverlaysIn(&pending.dir), ram.clone())?;
+        self.start_machine(0, DiskPlan::OverlaysIn(&pending.dir), ram.clone())?;
         self.boot(w.boot_timeout)?;
         self.timed("prepare", |bed| (w.prepare)(bed))?;
         self.reach_ready_point(w)?;
-        let running = self.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let shell_prompt = self.shell.as_ref().map(|s| s.prompt().to_string());
+        let m = self.dut_ref()?;
+        let running = m.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let shell_prompt = m.shell.as_ref().map(|s| s.prompt().to_string());
+        let clock_base = m.virtual_clock_base;
         let mapped = ram.is_some();
         // Asked before the build: a refusal now would leave a stream whose
         // RAM block no plain restore knows.
@@ -93,7 +100,7 @@ impl TestBed {
             std::fs::copy(&vars, pending.dir.join("OVMF_VARS.fd"))
                 .map_err(|e| Error::io(format!("keep {} in the snapshot", vars.display()), e))?;
         }
-        self.stop_qemu();
+        self.dut_mut()?.stop_qemu();
         // Fingerprinted once QEMU is gone: nothing writes the file after.
         let ram_meta = if mapped {
             Some(warm_ram::fingerprint(&ram_path)?)
@@ -102,7 +109,7 @@ impl TestBed {
         };
         let meta = Meta {
             parts: key.parts.clone(),
-            virtual_clock_s: self.virtual_clock_base + running,
+            virtual_clock_s: clock_base + running,
             shell_prompt,
             disks: dut.disk_count(),
             uefi_vars: dut.is_uefi(),
@@ -111,13 +118,14 @@ impl TestBed {
         };
         store.commit(pending, &meta)?;
         // The next round restores what was just saved, like any later bed.
-        self.resumed_at = None;
-        self.capture_offset = None;
-        self.shell = None;
+        let m = self.dut_mut()?;
+        m.resumed_at = None;
+        m.capture_offset = None;
+        m.shell = None;
         Ok(())
     }
 
-    fn restore(&mut self, dut: &Dut, snap: &Snapshot) -> Result<()> {
+    fn restore(&mut self, snap: &Snapshot) -> Result<()> {
         let t0 = Instant::now();
         let ram = match &snap.meta.ram {
             Some(m) => {
@@ -131,33 +139,23 @@ impl TestBed {
             None => None,
         };
         let mapped = ram.is_some();
-        self.start_qemu(dut, DiskPlan::BackedBy(&snap.dir), ram)?;
+        self.start_machine(0, DiskPlan::BackedBy(&snap.dir), ram)?;
         if mapped && !migrate::ignore_shared_ram(self.qmp()?)? {
             return Err(Error::Qemu(
                 "this QEMU cannot load a snapshot whose RAM is a file (no x-ignore-shared)".into(),
             ));
         }
         migrate::load(self.qmp()?, &snap.state(), Duration::from_secs(120))?;
-        self.virtual_clock_base = snap.meta.virtual_clock_s;
-        self.shell = snap
+        let m = self.dut_mut()?;
+        m.virtual_clock_base = snap.meta.virtual_clock_s;
+        let timeout = m.console_timeout;
+        m.shell = snap
             .meta
             .shell_prompt
             .as_deref()
-            .map(|p| ShellState::from_prompt(p, self.console_timeout));
-        self.at_ready_point = true;
+            .map(|p| ShellState::from_prompt(p, timeout));
+        m.at_ready_point = true;
         self.timings.record("restore", t0.elapsed());
         Ok(())
-    }
-
-    /// Ends QEMU and its console, reporting nothing: for a QEMU that is
-    /// replaced (after a save, after a failed restore).
-    fn stop_qemu(&mut self) {
-        if let Some(c) = self.console.take() {
-            let _ = c.close();
-        }
-        if let Some(q) = self.qemu.take() {
-            let _ = q.close();
-        }
-        self.power = PowerState::Absent;
     }
 }

@@ -55,6 +55,8 @@ pub struct Link {
     pub down: bool,
     /// The node's roles ([`crate::TestBed::role`]).
     pub tags: Vec<String>,
+    /// What the node's side is wired to (default: the DUT's next NIC).
+    pub attach: Attach,
     /// What the builder methods could not parse, reported by `check`.
     invalid: Vec<String>,
 }
@@ -179,6 +181,27 @@ impl Link {
         self
     }
 
+    /// Wires the node to a machine's NIC, `"r1:0"`, instead of the DUT's
+    /// next one.
+    ///
+    /// ```
+    /// let l = alpy::Link::new().name("client").on("r1:0");
+    /// assert_eq!(l.attach, alpy::net::link::Attach::Nic("r1".into(), 0));
+    /// ```
+    pub fn on(mut self, endpoint: &str) -> Self {
+        if let Some((m, n)) = self.keep(parse_endpoint(endpoint)) {
+            self.attach = Attach::Nic(m, n);
+        }
+        self
+    }
+
+    /// Puts the node on the segment named `segment` (see
+    /// [`crate::bed::segment::Segment`]), with the machines' NICs there.
+    pub fn on_segment(mut self, segment: &str) -> Self {
+        self.attach = Attach::Segment(segment.to_string());
+        self
+    }
+
     /// Starts the link down (the DUT's NIC without carrier).
     pub fn down(mut self) -> Self {
         self.down = true;
@@ -207,6 +230,14 @@ impl Link {
             if !is_name(t) {
                 problems.push(format!(
                     "bad role {t:?}: use 1 to 32 letters, digits, '-' or '_'"
+                ));
+            }
+        }
+        if let Attach::Segment(seg) = &self.attach {
+            if self.relay || self.down {
+                problems.push(format!(
+                    "a node on segment {seg:?} shares it: it has no machine NIC of its own \
+                     to relay or to start down (set the machines' NICs down instead)"
                 ));
             }
         }
@@ -276,6 +307,39 @@ impl Link {
         }
         c
     }
+}
+
+/// What a link's node is wired to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Attach {
+    /// The first machine's (the DUT's) next NIC: link `i` of a one-machine
+    /// bed is its NIC `i`.
+    #[default]
+    NextDutNic,
+    /// A machine's NIC: (machine, NIC index).
+    Nic(String, usize),
+    /// A segment ([`crate::bed::segment::Segment`]), by name.
+    Segment(String),
+}
+
+/// Parses an endpoint, `"r1:0"`: a machine's name and a NIC index.
+///
+/// ```
+/// assert_eq!(alpy::net::link::parse_endpoint("r1:2").unwrap(), ("r1".to_string(), 2));
+/// assert!(alpy::net::link::parse_endpoint("r1").is_err());
+/// ```
+pub fn parse_endpoint(s: &str) -> Result<(String, usize)> {
+    let bad = || {
+        Error::Config(format!(
+            "bad endpoint {s:?}: write a machine and a NIC index, like \"r1:0\""
+        ))
+    };
+    let (m, n) = s.rsplit_once(':').ok_or_else(bad)?;
+    let n: usize = n.parse().map_err(|_| bad())?;
+    if !is_name(m) || n > 255 {
+        return Err(bad());
+    }
+    Ok((m.to_string(), n))
 }
 
 /// Whether `s` may name a link or a role: 1 to 32 letters, digits, `-`,

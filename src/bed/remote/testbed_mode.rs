@@ -66,17 +66,19 @@ impl TestBed {
         self.timings.record("lab", t0.elapsed());
         self.nodes = Some(Nodes::remote(&b.links, remote.node_service()?));
         // Stamps and MACs are the lab's bed's, not ones derived here.
-        self.capture_offset = remote.capture_offset();
+        let offset = remote.capture_offset();
         self.remote = Some(remote);
-        let timeout = self.console_timeout;
+        let dut = self.dut_mut()?;
+        dut.capture_offset = offset;
+        dut.resumed_at = Some(Instant::now());
+        dut.power = crate::bed::state::PowerState::Running;
+        let timeout = dut.console_timeout;
         self.console()?.set_timeout(timeout);
-        self.resumed_at = Some(Instant::now());
-        self.power = crate::bed::state::PowerState::Running;
         if let Some(w) = self.warm.clone() {
             // The lab booted the DUT and logged in; the ready point is
             // reached here.
             self.timed("prepare", |bed| (w.prepare)(bed))?;
-            self.warm_outcome = Some(crate::bed::state::WarmOutcome::Remote);
+            self.dut_mut()?.warm_outcome = Some(crate::bed::state::WarmOutcome::Remote);
         }
         Ok(())
     }
@@ -109,13 +111,13 @@ impl TestBed {
         };
         self.nodes()?.node(i)?;
         let cap = r.capture_to(&i.to_string(), &self.pcap_path(i))?;
-        Ok(Some(cap.shifted(self.capture_offset.unwrap_or(0.0))))
+        Ok(Some(cap.shifted(self.capture_offset().unwrap_or(0.0))))
     }
 
     /// Powers a remote DUT off as configured and waits until its QEMU has
     /// stopped: QMP answers `shutdown`, or no longer answers (it exited).
     pub(crate) fn remote_shutdown(&mut self, timeout: Duration) -> Result<()> {
-        let how = self.poweroff.clone();
+        let how = self.dut_ref()?.poweroff.clone();
         match &how {
             PowerOff::Console(cmd) => self.console()?.send_line(cmd)?,
             PowerOff::AcpiButton => self.remote_bed()?.power("off")?,

@@ -1,0 +1,349 @@
+//! How a bed's links and segments join its machines' NICs: the plan
+//! (checked before anything starts, with errors that name the link or
+//! segment), then the wires (file descriptors QEMU gets, relays, hubs).
+//!
+//! - A node's link to a machine NIC: the node's tap (or its relay), as a
+//!   one-machine bed always had.
+//! - Two machine NICs and nothing else: a datagram socket pair per side,
+//!   joined by a [`Relay`] (impairment in either direction).
+//! - Anything else (three or more ends, or nodes with machines): a
+//!   [`Hub`], the segment's switch in user space.
+//!
+//! Nothing of this is in any network namespace: the wires are socket
+//! pairs and the taps the nodes already have, so nothing is left on the
+//! host, and two beds of one topology never meet.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+
+use crate::bed::machine::MachineSpec;
+use crate::bed::segment::Segment;
+use crate::error::{Error, Result};
+use crate::net::hub::Hub;
+use crate::net::impair::Relay;
+use crate::net::link::{Attach, Link};
+use crate::net::Nodes;
+
+/// What the far side of a machine's NIC is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Far {
+    /// The node of link `i`.
+    Node(usize),
+    /// Segment `i` of the builder's.
+    Segment(usize),
+}
+
+/// The checked plan: per machine, per NIC, its far side.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub nics: Vec<Vec<Far>>,
+}
+
+fn machine_index(machines: &[MachineSpec], name: &str, who: &str) -> Result<usize> {
+    machines.iter().position(|m| m.name == name).ok_or_else(|| {
+        let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+        Error::Config(format!(
+            "{who}: no machine named {name:?} (the bed has {})",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Checks the links and segments against the machines, and numbers each
+/// machine's NICs.
+pub(crate) fn plan(machines: &[MachineSpec], links: &[Link], segments: &[Segment]) -> Result<Plan> {
+    for (i, m) in machines.iter().enumerate() {
+        if !crate::net::link::is_name(&m.name) {
+            return Err(Error::Config(format!(
+                "bad machine name {:?}: use 1 to 32 letters, digits, '-' or '_'",
+                m.name
+            )));
+        }
+        if machines[..i].iter().any(|o| o.name == m.name) {
+            return Err(Error::Config(format!(
+                "two machines are named {:?}: machine names must differ",
+                m.name
+            )));
+        }
+    }
+    let mut used: Vec<Vec<Option<(Far, String)>>> = vec![Vec::new(); machines.len()];
+    let mut take = |m: usize, nic: usize, far: Far, who: String| -> Result<()> {
+        let slots = &mut used[m];
+        if slots.len() <= nic {
+            slots.resize(nic + 1, None);
+        }
+        if let Some((_, first)) = &slots[nic] {
+            return Err(Error::Config(format!(
+                "NIC {}:{nic} is used twice: by {first} and by {who}",
+                machines[m].name
+            )));
+        }
+        slots[nic] = Some((far, who));
+        Ok(())
+    };
+    let mut next_dut_nic = 0;
+    for (i, l) in links.iter().enumerate() {
+        let who = format!("link {i} ({})", l.name_or_default(i));
+        match &l.attach {
+            Attach::NextDutNic => {
+                if machines.is_empty() {
+                    return Err(Error::Config(format!("{who}: the bed has no machine")));
+                }
+                take(0, next_dut_nic, Far::Node(i), who)?;
+                next_dut_nic += 1;
+            }
+            Attach::Nic(m, nic) => {
+                let m = machine_index(machines, m, &who)?;
+                take(m, *nic, Far::Node(i), who)?;
+            }
+            Attach::Segment(s) => {
+                if !segments.iter().any(|seg| seg.name() == s) {
+                    return Err(Error::Config(format!(
+                        "{who}: no segment named {s:?} (add it with the builder's .segment(..))"
+                    )));
+                }
+            }
+        }
+    }
+    for (si, s) in segments.iter().enumerate() {
+        s.check()?;
+        if segments[..si].iter().any(|o| o.name() == s.name()) {
+            return Err(Error::Config(format!(
+                "two segments are named {:?}: segment names must differ",
+                s.name()
+            )));
+        }
+        let nodes = links
+            .iter()
+            .filter(|l| l.attach == Attach::Segment(s.name().to_string()))
+            .count();
+        if s.ends().len() + nodes < 2 {
+            return Err(Error::Config(format!(
+                "segment {:?} has {} end(s): a segment joins at least two (machine NICs, \
+                 or nodes with Link::on_segment)",
+                s.name(),
+                s.ends().len() + nodes
+            )));
+        }
+        for (m, nic) in s.ends() {
+            let who = format!("segment {:?}", s.name());
+            let mi = machine_index(machines, m, &who)?;
+            take(mi, *nic, Far::Segment(si), who)?;
+        }
+    }
+    let mut nics = Vec::new();
+    for (m, slots) in used.into_iter().enumerate() {
+        let mut fars = Vec::new();
+        for (n, slot) in slots.into_iter().enumerate() {
+            match slot {
+                Some((far, _)) => fars.push(far),
+                None => {
+                    return Err(Error::Config(format!(
+                        "machine {} has NICs after {n} but no NIC {n}: number each machine's \
+                         NICs from 0 without gaps",
+                        machines[m].name
+                    )))
+                }
+            }
+        }
+        nics.push(fars);
+    }
+    Ok(Plan { nics })
+}
+
+/// The file descriptor one NIC's QEMU gets.
+enum End {
+    /// The node's tap or relay end (the node owns it).
+    Node(usize),
+    /// A datagram socket this bed owns.
+    Own(OwnedFd),
+}
+
+/// A running segment.
+pub(crate) enum Wire {
+    /// Two machine NICs, through a relay.
+    PointToPoint(Relay),
+    /// A switch in user space.
+    Hub(Hub),
+}
+
+/// The wires of a bed: every machine's NIC ends, and the segments.
+pub(crate) struct Wiring {
+    ends: Vec<Vec<End>>,
+    /// By the builder's segment index.
+    pub wires: Vec<Wire>,
+}
+
+impl Wiring {
+    /// Makes the segments' sockets, relays and hubs (the nodes exist).
+    pub(crate) fn wire(
+        plan: &Plan,
+        segments: &[Segment],
+        links: &[Link],
+        nodes: &Nodes,
+    ) -> Result<Wiring> {
+        let mut ends: Vec<Vec<Option<End>>> = plan
+            .nics
+            .iter()
+            .map(|fars| {
+                fars.iter()
+                    .map(|f| match f {
+                        Far::Node(i) => Some(End::Node(*i)),
+                        Far::Segment(_) => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut wires = Vec::new();
+        for (si, seg) in segments.iter().enumerate() {
+            // Each machine NIC on the segment: QEMU's end here, the
+            // segment's end into the wire.
+            let mut far_ends = Vec::new();
+            for (m, fars) in plan.nics.iter().enumerate() {
+                for (n, f) in fars.iter().enumerate() {
+                    if *f == Far::Segment(si) {
+                        let (qemu, wire) = UnixDatagram::pair()
+                            .map_err(|e| Error::io("create a segment's socket pair", e))?;
+                        ends[m][n] = Some(End::Own(qemu.into()));
+                        far_ends.push(OwnedFd::from(wire));
+                    }
+                }
+            }
+            let seg_name = seg.name().to_string();
+            for (i, l) in links.iter().enumerate() {
+                if l.attach == Attach::Segment(seg_name.clone()) {
+                    far_ends.push(nodes.node(i)?.tap_dup()?);
+                }
+            }
+            let wire = if far_ends.len() == 2 && seg.ends().len() == 2 {
+                let mut it = far_ends.into_iter();
+                match (it.next(), it.next()) {
+                    (Some(a), Some(b)) => Wire::PointToPoint(Relay::start(a, b, seg.name())?),
+                    _ => return Err(Error::Internal("a point-to-point wire lost an end".into())),
+                }
+            } else {
+                Wire::Hub(Hub::start(far_ends, seg.name())?)
+            };
+            log::debug!(target: "alpy::testbed", "segment {}: {}", seg.name(),
+                match &wire { Wire::PointToPoint(_) => "point to point (relay)", Wire::Hub(_) => "switch" });
+            wires.push(wire);
+        }
+        let ends = ends
+            .into_iter()
+            .map(|v| v.into_iter().collect::<Option<Vec<End>>>())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Internal("a machine NIC was left unwired".into()))?;
+        Ok(Wiring { ends, wires })
+    }
+
+    /// Machine `m`'s NICs as QEMU takes them: (fd, datagram socket?).
+    pub(crate) fn fds(&self, m: usize, nodes: &Nodes) -> Result<Vec<(RawFd, bool)>> {
+        let ends = self
+            .ends
+            .get(m)
+            .ok_or_else(|| Error::Internal(format!("no wiring for machine {m}")))?;
+        ends.iter()
+            .map(|e| match e {
+                End::Own(fd) => Ok((fd.as_raw_fd(), true)),
+                End::Node(i) => {
+                    let n = nodes.node(*i)?;
+                    let (fd, dgram) = n
+                        .dut_end()
+                        .ok_or_else(|| Error::Internal(format!("node {} has no tap", n.name())))?;
+                    Ok((fd.as_raw_fd(), dgram))
+                }
+            })
+            .collect()
+    }
+
+    /// Stops the relays and hubs; the first error.
+    pub(crate) fn close(self) -> Result<()> {
+        let mut first = None;
+        for w in self.wires {
+            let r = match w {
+                Wire::PointToPoint(r) => r.close(),
+                Wire::Hub(h) => h.close(),
+            };
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dut;
+
+    fn m(name: &str) -> MachineSpec {
+        MachineSpec {
+            name: name.into(),
+            dut: Dut::kernel("vmlinuz", None),
+            tags: Vec::new(),
+        }
+    }
+
+    fn err(machines: &[MachineSpec], links: &[Link], segs: &[Segment]) -> String {
+        plan(machines, links, segs)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_chain_numbers_each_machines_nics() {
+        let ms = [m("r1"), m("r2")];
+        let links = [
+            Link::new().name("client").on("r1:0"),
+            Link::new().name("server").on("r2:1"),
+        ];
+        let segs = [Segment::new("core").end("r1:1").end("r2:0")];
+        let p = plan(&ms, &links, &segs).expect("plan");
+        assert_eq!(p.nics[0], [Far::Node(0), Far::Segment(0)]);
+        assert_eq!(p.nics[1], [Far::Segment(0), Far::Node(1)]);
+    }
+
+    #[test]
+    fn one_machine_links_are_its_nics_in_order() {
+        let p = plan(&[m("dut")], &[Link::new(), Link::new()], &[]).expect("plan");
+        assert_eq!(p.nics[0], [Far::Node(0), Far::Node(1)]);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let ms = [m("r1"), m("r2")];
+        let e = err(&ms, &[Link::new().on("r3:0")], &[]);
+        assert!(
+            e.contains("no machine named \"r3\"") && e.contains("r1, r2"),
+            "{e}"
+        );
+        let e = err(
+            &ms,
+            &[Link::new().on("r1:0")],
+            &[Segment::new("s").end("r1:0").end("r2:0")],
+        );
+        assert!(
+            e.contains("NIC r1:0 is used twice") && e.contains("link 0"),
+            "{e}"
+        );
+        let e = err(&ms, &[], &[Segment::new("s").end("r1:0")]);
+        assert!(e.contains("has 1 end(s)"), "{e}");
+        let e = err(&ms, &[Link::new().on("r1:1")], &[]);
+        assert!(e.contains("no NIC 0"), "{e}");
+        let e = err(&ms, &[Link::new().on_segment("lan")], &[]);
+        assert!(e.contains("no segment named \"lan\""), "{e}");
+        let e = err(&[m("a"), m("a")], &[], &[]);
+        assert!(e.contains("two machines are named"), "{e}");
+        let e = err(
+            &ms,
+            &[],
+            &[
+                Segment::new("s").end("r1:0").end("r2:0"),
+                Segment::new("s").end("r1:1").end("r2:1"),
+            ],
+        );
+        assert!(e.contains("two segments are named"), "{e}");
+    }
+}
