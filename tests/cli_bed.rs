@@ -366,3 +366,82 @@ fn up_exec_capture_console_down() {
     let (_, listed, _) = reg.run(&["ls", "--json"]);
     assert_eq!(listed.trim(), "[]");
 }
+
+/// A bed of two machines from `topologies/chain.toml`: `ls` shows the
+/// machines, `qmp` and `power` reach the one named, `console ID r2` is
+/// r2's console (only r2 has 10.0.3.1), traffic crosses both routers.
+#[test]
+fn a_two_machine_bed_by_machine_name() {
+    let reg = Registry::new();
+    let (code, out, err) = reg.run(&["up", "--json", "topologies/chain.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let up: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = up["id"].as_str().unwrap().to_string();
+    let _down = Down(&reg, id.clone());
+    let (_, listed, _) = reg.run(&["ls", "--json"]);
+    let beds: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = beds[0]["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["r1", "r2"], "{listed}");
+    let (_, table, _) = reg.run(&["ls"]);
+    assert!(table.contains("r1,r2"), "{table}");
+
+    let (code, status, err) = reg.run(&["qmp", &id, "r1", "query-status"]);
+    assert!(
+        code == 0 && status.contains("\"status\":\"running\""),
+        "{status}{err}"
+    );
+    // r2 paused from QMP: a ping through it fails; resumed, it passes.
+    let (code, _, err) = reg.run(&["qmp", &id, "r2", "stop"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, status, _) = reg.run(&["power", &id, "r2", "status"]);
+    assert!(status.contains("\"status\":\"paused\""), "{status}");
+    let (_, status, _) = reg.run(&["qmp", &id, "query-status"]);
+    assert!(
+        status.contains("\"status\":\"running\""),
+        "r1, the first, still runs: {status}"
+    );
+    let ping = [
+        "exec", &id, "client", "--", "ping", "-c", "1", "-W", "2", "10.0.3.2",
+    ];
+    let (code, _, _) = reg.run(&ping);
+    assert_ne!(code, 0, "a ping crossed a paused r2");
+    let (code, _, err) = reg.run(&["power", &id, "r2", "on"]);
+    assert_eq!(code, 0, "{err}");
+    let mut crossed = false;
+    for _ in 0..10 {
+        if reg.run(&ping).0 == 0 {
+            crossed = true;
+            break;
+        }
+    }
+    assert!(crossed, "no ping crossed r1 and r2");
+    let (code, _, err) = reg.run(&["qmp", &id, "r9", "query-status"]);
+    assert!(
+        code == 1 && err.contains("its machines are r1, r2"),
+        "{err}"
+    );
+    let (code, _, err) = reg.run(&["power", &id, "r9", "on"]);
+    assert!(
+        code == 1 && err.contains("its machines are r1, r2"),
+        "{err}"
+    );
+
+    let mut r2 = Pty::spawn(reg.cmd(&["console", &id, "r2"]));
+    r2.expect("chain machine r2", Duration::from_secs(10));
+    r2.send(b"ip -o -4 addr show eth1\r");
+    r2.expect("10.0.3.1/24", Duration::from_secs(20));
+    r2.send(b"\x1d");
+    assert!(r2.wait(Duration::from_secs(10)).success());
+    let (code, _, err) = reg.run(&["console", &id, "r9"]);
+    assert!(
+        code == 1 && err.contains("its machines are r1, r2"),
+        "{err}"
+    );
+    let (code, out, err) = reg.run(&["down", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -2,7 +2,9 @@
 //! which [`crate::bed::registry::Published`] handles): one command per
 //! line, one answer per line (`ok [VALUE]` or `error WHY`).
 //!
-//! - `qmp COMMAND [JSON-ARGUMENTS]`: QMP on the bed's QEMU; its `return`.
+//! - `qmp COMMAND [JSON-ARGUMENTS]`: QMP on the DUT's QEMU; its `return`.
+//! - `machine-qmp MACHINE COMMAND [JSON-ARGUMENTS]`: QMP on machine
+//!   `MACHINE`'s QEMU.
 //! - `app-run NODE TIMEOUT_S APP-JSON`: runs an [`App`] in node `NODE` to
 //!   completion; `{"exit_code":N,"stdout":..,"stderr":..}`.
 //! - `app-start NODE APP-JSON`: starts an app in the background; its id.
@@ -41,7 +43,11 @@ impl Control {
     pub fn answer(&mut self, bed: &mut TestBed, line: &str) -> Result<String> {
         let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
         match verb {
-            "qmp" => qmp(bed, rest),
+            "qmp" => qmp(bed, None, rest),
+            "machine-qmp" => {
+                let (machine, rest) = split(rest, "machine-qmp MACHINE COMMAND [JSON]")?;
+                qmp(bed, Some(machine), rest)
+            }
             "tools" => bed.node(rest.trim())?.tools_container_id(),
             "link" => {
                 let (node, change) = split(rest, "link NODE CHANGE-JSON")?;
@@ -87,7 +93,7 @@ impl Control {
                 c.close().map(|()| String::new())
             }
             _ => Err(Error::Config(format!(
-                "unknown command {line:?} (known: qmp, app-run, app-start, app-stop, tools, link, down)"
+                "unknown command {line:?} (known: qmp, machine-qmp, app-run, app-start, app-stop, tools, link, down)"
             ))),
         }
     }
@@ -116,7 +122,7 @@ fn parse_app(text: &str) -> Result<App> {
     serde_json::from_str(text).map_err(|e| Error::Config(format!("an app as JSON: {e}")))
 }
 
-fn qmp(bed: &mut TestBed, rest: &str) -> Result<String> {
+fn qmp(bed: &mut TestBed, machine: Option<&str>, rest: &str) -> Result<String> {
     let (command, args) = rest.split_once(' ').unwrap_or((rest, ""));
     let args = if args.trim().is_empty() {
         None
@@ -126,5 +132,9 @@ fn qmp(bed: &mut TestBed, rest: &str) -> Result<String> {
                 .map_err(|e| Error::Config(format!("QMP arguments must be a JSON object: {e}")))?,
         )
     };
-    Ok(bed.qmp()?.execute(command, args)?.to_string())
+    let qmp = match machine {
+        Some(m) => bed.machine(m)?.qmp()?,
+        None => bed.qmp()?,
+    };
+    Ok(qmp.execute(command, args)?.to_string())
 }

@@ -5,7 +5,8 @@
 //! other subcommands need), `control.sock` (mode 0600), on which the
 //! supervisor takes one-line commands (`down`, and those of
 //! [`crate::bed::control`]), and `console.sock` (mode 0600), the DUT's serial console
-//! shared for `alpy console` ([`crate::vm::console_share`]).
+//! shared for `alpy console` ([`crate::vm::console_share`]), with
+//! `console-<machine>.sock` for each other machine of the bed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -49,6 +50,22 @@ pub struct BedInfo {
     /// What to add to the raw `linkN.pcap` stamps for this host's time.
     #[serde(default)]
     pub capture_offset: Option<f64>,
+    /// The bed's machines, the DUT first, with their console sockets.
+    #[serde(default)]
+    pub machines: Vec<MachineInfo>,
+}
+
+/// One machine of a stood-up bed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MachineInfo {
+    /// Its name (`dut` for a one-machine bed).
+    pub name: String,
+    /// Its roles.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Its console's Unix socket, when it is shared.
+    #[serde(default)]
+    pub console: Option<PathBuf>,
 }
 
 impl BedInfo {
@@ -70,7 +87,38 @@ impl BedInfo {
                 .map(|i| bed.dut_mac(i).to_string())
                 .collect(),
             capture_offset: bed.capture_offset(),
+            machines: bed
+                .machines()
+                .iter()
+                .map(|m| MachineInfo {
+                    name: m.name().to_string(),
+                    tags: m.tags().to_vec(),
+                    console: None,
+                })
+                .collect(),
         }
+    }
+
+    /// The index of machine `name` (`None`: the first, the DUT), or
+    /// [`Error::NotFound`] naming the machines there are.
+    pub fn machine_index(&self, name: Option<&str>) -> Result<usize> {
+        let Some(name) = name else {
+            return Ok(0);
+        };
+        self.machines
+            .iter()
+            .position(|m| m.name == name)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("machine {name} of bed {}", self.id),
+                hint: format!(
+                    "its machines are {}",
+                    self.machines
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
     }
 
     /// The index of the node (`what` = "node") or link named `key`; with
@@ -168,16 +216,34 @@ pub fn find(id: &str) -> Result<BedInfo> {
 pub struct Published {
     dir: PathBuf,
     listener: UnixListener,
-    console: Option<ConsoleShare>,
+    consoles: Vec<ConsoleShare>,
 }
 
 impl Published {
-    /// Shares `bed`'s console on `console.sock`, opens `control.sock` (both
+    /// Shares each machine's console (`console.sock` for the DUT,
+    /// `console-<machine>.sock` for the others), opens `control.sock` (all
     /// 0600) and writes `bed.json`, in `dir`.
     pub fn new(dir: &Path, bed: &mut TestBed, info: &BedInfo) -> Result<Published> {
         let mut info = info.clone();
-        let console = bed.console()?.share(&dir.join("console.sock"))?;
-        info.console = Some(console.path().to_path_buf());
+        let mut consoles = Vec::new();
+        let names = bed.machine_names();
+        for (i, name) in names.iter().enumerate() {
+            let file = if i == 0 {
+                "console.sock".to_string()
+            } else {
+                format!("console-{name}.sock")
+            };
+            let share = if i == 0 {
+                bed.console()?.share(&dir.join(file))?
+            } else {
+                bed.machine(name)?.console()?.share(&dir.join(file))?
+            };
+            if let Some(m) = info.machines.get_mut(i) {
+                m.console = Some(share.path().to_path_buf());
+            }
+            consoles.push(share);
+        }
+        info.console = consoles.first().map(|c| c.path().to_path_buf());
         let sock = dir.join("control.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock)
@@ -192,7 +258,7 @@ impl Published {
         Ok(Published {
             dir: dir.to_path_buf(),
             listener,
-            console: Some(console),
+            consoles,
         })
     }
 
@@ -255,7 +321,7 @@ impl Published {
     /// Stops sharing the console before the bed closes it: attached
     /// clients are told the console is gone.
     pub fn unshare_console(&mut self) {
-        if let Some(c) = self.console.take() {
+        for c in std::mem::take(&mut self.consoles) {
             if let Err(e) = c.close() {
                 log::warn!("{e}");
             }

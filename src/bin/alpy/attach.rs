@@ -68,10 +68,20 @@ pub(crate) fn escape_byte(key: &str) -> alpy::Result<u8> {
 
 /// Attaches this terminal to bed `id`'s console until the escape key,
 /// the end of standard input, or the bed going down.
-pub(crate) fn console(id: &str, read_only: bool, escape: &str) -> alpy::Result<()> {
+pub(crate) fn console(
+    id: &str,
+    machine: Option<&str>,
+    read_only: bool,
+    escape: &str,
+) -> alpy::Result<()> {
     let escape = escape_byte(escape)?;
     let info = alpy::bed::registry::find(id)?;
-    let path = info.console.clone().ok_or_else(|| alpy::Error::NotFound {
+    let index = info.machine_index(machine)?;
+    let shared = match info.machines.get(index) {
+        Some(m) => m.console.clone(),
+        None => info.console.clone(), // a bed published before machines
+    };
+    let path = shared.ok_or_else(|| alpy::Error::NotFound {
         what: format!("the console socket of bed {}", info.id),
         hint: "the bed was stood up by an alpy that did not share it: take it down and up again"
             .into(),
@@ -90,8 +100,9 @@ pub(crate) fn console(id: &str, read_only: bool, escape: &str) -> alpy::Result<(
         format!("Ctrl-{}", (escape + b'@') as char)
     };
     eprintln!(
-        "alpy console: attached to {} ({}){}; detach with {key}",
+        "alpy console: attached to {}{} ({}){}; detach with {key}",
         info.name,
+        machine.map(|m| format!(" machine {m}")).unwrap_or_default(),
         info.id,
         if read_only { ", read-only" } else { "" }
     );

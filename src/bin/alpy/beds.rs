@@ -181,6 +181,92 @@ pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Resul
     }
 }
 
+/// The machine a command names first, if its first word is one of the
+/// bed's machines: (machine, the other words).
+fn machine_and_rest<'w>(
+    info: &alpy::bed::registry::BedInfo,
+    words: &'w [String],
+    min_rest: usize,
+) -> (Option<&'w str>, &'w [String]) {
+    match words.split_first() {
+        Some((first, rest))
+            if rest.len() >= min_rest && info.machines.iter().any(|m| &m.name == first) =>
+        {
+            (Some(first.as_str()), rest)
+        }
+        _ => (None, words),
+    }
+}
+
+/// The control line for QMP `command` on `machine` (the DUT if `None`).
+fn qmp_line(machine: Option<&str>, command: &str, arguments: Option<&str>) -> String {
+    let line = match machine {
+        Some(m) => format!(
+            "machine-qmp {m} {command} {}",
+            arguments.unwrap_or_default()
+        ),
+        None => format!("qmp {command} {}", arguments.unwrap_or_default()),
+    };
+    line.trim_end().to_string()
+}
+
+/// `alpy qmp ID [MACHINE] COMMAND [ARGUMENTS]`: the command's `return`.
+pub(crate) fn qmp(id: &str, words: &[String]) -> alpy::Result<String> {
+    let info = alpy::bed::registry::find(id)?;
+    let (machine, rest) = machine_and_rest(&info, words, 1);
+    // `r9 query-status` is a machine that is not there, not a command
+    // with arguments (those are a JSON object).
+    let is_args = |a: &str| a.trim_start().starts_with('{');
+    if let (None, [first, second, ..]) = (machine, words) {
+        if words.len() == 3 || !is_args(second) {
+            info.machine_index(Some(first))?;
+        }
+    }
+    let (command, arguments) = match rest {
+        [c] => (c, None),
+        [c, a] => (c, Some(a.as_str())),
+        _ => {
+            return Err(alpy::Error::Config(format!(
+                "expected [MACHINE] COMMAND [ARGUMENTS-JSON], got {words:?} (machines: {})",
+                info.machines
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    info.machine_index(machine)?;
+    alpy::bed::registry::request(&info, &qmp_line(machine, command, arguments))
+}
+
+/// `alpy power ID [MACHINE] on|off|cycle|status`.
+pub(crate) fn power(id: &str, words: &[String]) -> alpy::Result<String> {
+    let info = alpy::bed::registry::find(id)?;
+    let (machine, rest) = machine_and_rest(&info, words, 1);
+    if let (None, [first, _]) = (machine, words) {
+        info.machine_index(Some(first))?;
+    }
+    let command = match rest {
+        [a] if a == "on" => "cont",
+        [a] if a == "off" => "system_powerdown",
+        [a] if a == "cycle" => "system_reset",
+        [a] if a == "status" => "query-status",
+        _ => {
+            return Err(alpy::Error::Config(format!(
+                "expected [MACHINE] on|off|cycle|status, got {words:?} (machines: {})",
+                info.machines
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    info.machine_index(machine)?;
+    alpy::bed::registry::request(&info, &qmp_line(machine, command, None))
+}
+
 pub(crate) fn ls(json: bool) {
     let beds = alpy::bed::registry::list();
     if json {
@@ -194,17 +280,19 @@ pub(crate) fn ls(json: bool) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     println!(
-        "{:<12} {:<16} {:>8} {:>7}  {:<6} artifacts",
-        "id", "name", "owner", "age", "state"
+        "{:<12} {:<16} {:>8} {:>7}  {:<6} {:<16} artifacts",
+        "id", "name", "owner", "age", "state", "machines"
     );
     for b in &beds {
+        let machines: Vec<&str> = b.machines.iter().map(|m| m.name.as_str()).collect();
         println!(
-            "{:<12} {:<16} {:>8} {:>6}s  {:<6} {}",
+            "{:<12} {:<16} {:>8} {:>6}s  {:<6} {:<16} {}",
             b.id,
             b.name,
             b.supervisor_pid,
             now.saturating_sub(b.started),
             b.state,
+            machines.join(","),
             b.artifacts.display()
         );
     }

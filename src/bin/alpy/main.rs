@@ -117,10 +117,13 @@ enum Command {
     /// console.log; only one client types at a time (the first to type,
     /// until it detaches).
     ///
-    /// Example: `alpy console 3f2a9c`, or `alpy console --read-only 3f2a9c`.
+    /// Example: `alpy console 3f2a9c`, `alpy console --read-only 3f2a9c`,
+    /// or `alpy console 3f2a9c r2` for machine r2 of a bed of several.
     Console {
         /// The bed's id (a unique prefix will do).
         id: String,
+        /// The machine (default: the first, the DUT).
+        machine: Option<String>,
         /// Only watch: never type.
         #[arg(long)]
         read_only: bool,
@@ -138,17 +141,29 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Send a QMP command to a bed's QEMU; prints the JSON it returns.
+    /// Send a QMP command to a machine's QEMU (the DUT's unless a machine
+    /// is named first); prints the JSON it returns.
     ///
-    /// Example: `alpy qmp 3f2a9c query-status`, or
-    /// `alpy qmp 3f2a9c set_link '{"name": "nic1", "up": false}'`.
+    /// Example: `alpy qmp 3f2a9c query-status`,
+    /// `alpy qmp 3f2a9c set_link '{"name": "nic1", "up": false}'`, or
+    /// `alpy qmp 3f2a9c r1 query-status` for machine r1.
     Qmp {
         /// The bed's id (a unique prefix will do).
         id: String,
-        /// The QMP command.
-        command: String,
-        /// Its arguments, as a JSON object.
-        arguments: Option<String>,
+        /// [MACHINE] COMMAND [ARGUMENTS-JSON]
+        #[arg(required = true, num_args = 1..=3)]
+        words: Vec<String>,
+    },
+    /// Power a machine (the DUT unless named) on (resume), off (the ACPI
+    /// button), cycle (reset), or show its status.
+    ///
+    /// Example: `alpy power 3f2a9c status`, or `alpy power 3f2a9c r2 cycle`.
+    Power {
+        /// The bed's id (a unique prefix will do).
+        id: String,
+        /// [MACHINE] on|off|cycle|status
+        #[arg(required = true, num_args = 1..=2)]
+        words: Vec<String>,
     },
     /// Follow a link's capture live, as pcap on standard output (pipe it
     /// into `tcpdump -r -` or Wireshark), until the bed goes down or the
@@ -265,9 +280,10 @@ fn main() -> ExitCode {
         },
         Command::Console {
             id,
+            machine,
             read_only,
             escape,
-        } => match console(&id, read_only, &escape) {
+        } => match console(&id, machine.as_deref(), read_only, &escape) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("console", &e),
         },
@@ -291,22 +307,20 @@ fn main() -> ExitCode {
             }
             code
         }
-        Command::Qmp {
-            id,
-            command,
-            arguments,
-        } => {
-            let line = format!("qmp {command} {}", arguments.unwrap_or_default());
-            match alpy::bed::registry::find(&id)
-                .and_then(|b| alpy::bed::registry::request(&b, line.trim_end()))
-            {
-                Ok(answer) => {
-                    println!("{answer}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail("qmp", &e),
+        Command::Qmp { id, words } => match beds::qmp(&id, &words) {
+            Ok(answer) => {
+                println!("{answer}");
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => fail("qmp", &e),
+        },
+        Command::Power { id, words } => match beds::power(&id, &words) {
+            Ok(answer) => {
+                println!("{answer}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("power", &e),
+        },
         Command::Capture { id, link, seconds } => match capture(&id, &link, seconds) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("capture", &e),
