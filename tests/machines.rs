@@ -191,6 +191,165 @@ fn a_segment_joins_two_routers_and_a_node() {
     assert!(left.is_empty(), "{left}");
 }
 
+/// A chain of `n` test-guest routers, client - r1 - ... - rn - server:
+/// link k is 10.0.k.0/24 (left end .1, right end .2), each router routes
+/// to the client's and the server's subnets.
+fn chain(name: &str, n: usize) -> alpy::TestBedBuilder {
+    let mut b = builder(name);
+    for i in 1..=n {
+        let mut routes = Vec::new();
+        if i < n {
+            routes.push(format!("10.0.{n}.0/24=10.0.{i}.2"));
+        }
+        if i > 1 {
+            routes.push(format!("10.0.0.0/24=10.0.{}.1", i - 1));
+        }
+        let mut ips = format!("eth0=10.0.{}.2/24,eth1=10.0.{i}.1/24", i - 1);
+        if !routes.is_empty() {
+            ips.push_str(&format!(" alpy.route={}", routes.join(",")));
+        }
+        b = b.machine(&format!("r{i}"), router(&ips));
+        if i > 1 {
+            b = b.segment(
+                Segment::new(&format!("l{}", i - 1))
+                    .end(&format!("r{}:1", i - 1))
+                    .end(&format!("r{i}:0")),
+            );
+        }
+    }
+    b.link(
+        Link::new()
+            .name("client")
+            .on("r1:0")
+            .node_addr("10.0.0.1/24")
+            .gateway("10.0.0.2"),
+    )
+    .link(
+        Link::new()
+            .name("server")
+            .on(&format!("r{n}:1"))
+            .node_addr(&format!("10.0.{n}.2/24"))
+            .gateway(&format!("10.0.{n}.1")),
+    )
+}
+
+/// Child side of the SIGKILL test: four machines running, then it
+/// sleeps until killed.
+#[test]
+fn child_role() {
+    let Ok(role) = std::env::var("ALPY_TEST_ROLE") else {
+        return;
+    };
+    assert_eq!(role, "four");
+    let run = alpy::run::RunId::new();
+    let mut bed = chain("killed4", 4).run_id(run.clone()).start().unwrap();
+    for m in bed.machine_names() {
+        bed.machine(&m).unwrap().resume().unwrap();
+    }
+    let pids: Vec<String> = bed
+        .machines()
+        .iter()
+        .filter_map(|m| m.qemu_pid())
+        .map(|p| p.to_string())
+        .collect();
+    println!("READY {run} {}", pids.join(" "));
+    std::thread::sleep(Duration::from_secs(300));
+    drop(bed);
+}
+
+/// SIGKILL of a bed's owner with four machines running: the watchdog and
+/// QEMU's PDEATHSIG leave nothing within 3 s: no container, no QEMU.
+#[test]
+fn sigkill_with_four_machines_leaves_nothing_within_3_s() {
+    use std::io::BufRead;
+    let docker = common::docker();
+    let mut child = common::child("child_role", &[("ALPY_TEST_ROLE", "four")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split_once("READY ").map(|(_, r)| r.to_string()))
+        .expect("the child never got ready");
+    let mut parts = ready.split_whitespace();
+    let run = parts.next().unwrap().to_string();
+    let pids: Vec<i32> = parts.map(|p| p.parse().unwrap()).collect();
+    assert_eq!(pids.len(), 4, "{ready}");
+    let left = || {
+        let mut left: Vec<String> = docker
+            .list_by_label(alpy::run::LABEL_RUN, Some(&run))
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.first().cloned()))
+            .collect();
+        for p in &pids {
+            if std::path::Path::new(&format!("/proc/{p}/exe")).exists() {
+                left.push(format!("QEMU pid {p}"));
+            }
+        }
+        left
+    };
+    assert!(left().len() >= 6, "4 QEMUs and 2 nodes run: {:?}", left());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t0 = std::time::Instant::now();
+    let mut now = left();
+    while !now.is_empty() && t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+        now = left();
+    }
+    eprintln!("all gone {:.2} s after SIGKILL", t0.elapsed().as_secs_f64());
+    assert!(now.is_empty(), "left 3 s after SIGKILL: {now:?}");
+}
+
+/// Two beds of one multi-machine topology at once: both work, and each
+/// one's capture of the r1-r2 wire holds only its own machines' frames.
+#[test]
+fn two_beds_of_one_topology_run_side_by_side() {
+    let t = alpy::Topology::load(std::path::Path::new("topologies/chain.toml")).unwrap();
+    let run = |i: usize| {
+        let b = t
+            .builder()
+            .unwrap()
+            .artifacts_dir(common::artifacts(&format!("side{i}")));
+        std::thread::spawn(move || {
+            let mut bed = b.start().unwrap();
+            bed.boot(BOOT).unwrap();
+            bed.node("client")
+                .unwrap()
+                .wait_until_succeeds("ping -c 1 -W 1 10.0.3.2", Duration::from_secs(30))
+                .unwrap();
+            bed.node("client")
+                .unwrap()
+                .succeed("ping -c 3 -i 0.3 10.0.3.2")
+                .unwrap();
+            let own = [
+                bed.machine("r1").unwrap().mac(1).unwrap(),
+                bed.machine("r2").unwrap().mac(0).unwrap(),
+            ];
+            let core = bed.machine("r1").unwrap().capture(1).unwrap();
+            let left = bed.close_checked().unwrap();
+            assert!(left.is_empty(), "{left}");
+            (own, core)
+        })
+    };
+    let (a, b) = (run(0), run(1));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_ne!(a.0, b.0, "two beds' machines share MACs");
+    for (own, core) in [a, b] {
+        assert!(core.frames().len() >= 6, "{} frames", core.frames().len());
+        for f in core.frames() {
+            assert!(
+                f.src_mac.is_some_and(|m| own.contains(&m)),
+                "a frame from {:?} on this bed's wire: {}",
+                f.src_mac,
+                f.summary()
+            );
+        }
+    }
+}
+
 /// Mistakes in a bed's wiring are named before anything starts.
 #[test]
 fn wiring_mistakes_are_named_before_anything_starts() {
