@@ -4,10 +4,10 @@
 //!
 //! - A node's link to a machine NIC: the node's tap (or its relay), as a
 //!   one-machine bed always had.
-//! - Two machine NICs and nothing else: a datagram socket pair per side,
-//!   joined by a [`Relay`] (impairment in either direction).
-//! - Anything else (three or more ends, or nodes with machines): a
-//!   [`Hub`], the segment's switch in user space.
+//! - A segment (two machine NICs or more, nodes or not): a datagram
+//!   socket pair per machine NIC, and a [`Hub`], the segment's switch in
+//!   user space, between their far ends and the nodes' taps. Each machine
+//!   NIC's port can be impaired both ways.
 //!
 //! Nothing of this is in any network namespace: the wires are socket
 //! pairs and the taps the nodes already have, so nothing is left on the
@@ -20,7 +20,7 @@ use crate::bed::machine::MachineSpec;
 use crate::bed::segment::Segment;
 use crate::error::{Error, Result};
 use crate::net::hub::Hub;
-use crate::net::impair::Relay;
+use crate::net::impair::{Direction, Impairment};
 use crate::net::link::{Attach, Link};
 use crate::net::Nodes;
 
@@ -159,19 +159,18 @@ enum End {
     Own(OwnedFd),
 }
 
-/// A running segment.
-pub(crate) enum Wire {
-    /// Two machine NICs, through a relay.
-    PointToPoint(Relay),
-    /// A switch in user space.
-    Hub(Hub),
+/// A running segment: its switch, and which port is which machine NIC.
+pub(crate) struct Wire {
+    hub: Hub,
+    /// (machine, NIC) of ports 0, 1, ...; the nodes' ports come after.
+    machine_ports: Vec<(usize, usize)>,
 }
 
 /// The wires of a bed: every machine's NIC ends, and the segments.
 pub(crate) struct Wiring {
     ends: Vec<Vec<End>>,
     /// By the builder's segment index.
-    pub wires: Vec<Wire>,
+    wires: Vec<Wire>,
 }
 
 impl Wiring {
@@ -199,6 +198,7 @@ impl Wiring {
             // Each machine NIC on the segment: QEMU's end here, the
             // segment's end into the wire.
             let mut far_ends = Vec::new();
+            let mut machine_ports = Vec::new();
             for (m, fars) in plan.nics.iter().enumerate() {
                 for (n, f) in fars.iter().enumerate() {
                     if *f == Far::Segment(si) {
@@ -206,6 +206,7 @@ impl Wiring {
                             .map_err(|e| Error::io("create a segment's socket pair", e))?;
                         ends[m][n] = Some(End::Own(qemu.into()));
                         far_ends.push(OwnedFd::from(wire));
+                        machine_ports.push((m, n));
                     }
                 }
             }
@@ -215,17 +216,12 @@ impl Wiring {
                     far_ends.push(nodes.node(i)?.tap_dup()?);
                 }
             }
-            let wire = if far_ends.len() == 2 && seg.ends().len() == 2 {
-                let mut it = far_ends.into_iter();
-                match (it.next(), it.next()) {
-                    (Some(a), Some(b)) => Wire::PointToPoint(Relay::start(a, b, seg.name())?),
-                    _ => return Err(Error::Internal("a point-to-point wire lost an end".into())),
-                }
-            } else {
-                Wire::Hub(Hub::start(far_ends, seg.name())?)
+            log::debug!(target: "alpy::testbed", "segment {}: a switch of {} ports ({} machine NICs)",
+                seg.name(), far_ends.len(), machine_ports.len());
+            let wire = Wire {
+                hub: Hub::start(far_ends, seg.name())?,
+                machine_ports,
             };
-            log::debug!(target: "alpy::testbed", "segment {}: {}", seg.name(),
-                match &wire { Wire::PointToPoint(_) => "point to point (relay)", Wire::Hub(_) => "switch" });
             wires.push(wire);
         }
         let ends = ends
@@ -256,15 +252,37 @@ impl Wiring {
             .collect()
     }
 
-    /// Stops the relays and hubs; the first error.
+    /// The link (node) at the far side of machine `m`'s NIC `nic`, if a
+    /// node's link is there.
+    pub(crate) fn node_of(&self, m: usize, nic: usize) -> Option<usize> {
+        match self.ends.get(m)?.get(nic)? {
+            End::Node(i) => Some(*i),
+            End::Own(_) => None,
+        }
+    }
+
+    /// Impairs machine `m`'s NIC `nic` on its segment:
+    /// [`Direction::ToDut`] what the NIC receives, [`Direction::ToNode`]
+    /// what it sends. `None` if that NIC is not on a segment (a node's
+    /// link: its node impairs it).
+    pub(crate) fn impair(
+        &self,
+        m: usize,
+        nic: usize,
+        dir: Direction,
+        imp: &Impairment,
+    ) -> Option<Result<()>> {
+        self.wires.iter().find_map(|w| {
+            let port = w.machine_ports.iter().position(|p| *p == (m, nic))?;
+            Some(w.hub.set_impairment(port, dir, imp))
+        })
+    }
+
+    /// Stops the hubs; the first error.
     pub(crate) fn close(self) -> Result<()> {
         let mut first = None;
         for w in self.wires {
-            let r = match w {
-                Wire::PointToPoint(r) => r.close(),
-                Wire::Hub(h) => h.close(),
-            };
-            if let Err(e) = r {
+            if let Err(e) = w.hub.close() {
                 first.get_or_insert(e);
             }
         }

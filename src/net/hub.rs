@@ -10,6 +10,12 @@
 //! after SIGKILL), and QEMU's NICs under TCG move far fewer frames than
 //! one thread forwards. Each port is a datagram socket (a QEMU NIC's far
 //! end) or a tap: both give one frame per read.
+//!
+//! Each port can be impaired, both ways: frames towards it
+//! ([`Direction::ToDut`]: what its machine receives) wait in its egress
+//! lane, frames from it ([`Direction::ToNode`]: what its machine sends)
+//! in its ingress lane before they are switched (the same delay, jitter,
+//! loss and rate as a link's relay, [`crate::net::impair`]).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,8 +25,10 @@ use std::thread::JoinHandle;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use std::time::{Duration, Instant};
+
 use crate::error::{Error, Result};
-use crate::net::impair::set_nonblocking;
+use crate::net::impair::{set_nonblocking, Direction, Impairment, Lane, Rng};
 use crate::util::lock;
 
 /// Frames a port has sent into the segment and taken out of it.
@@ -32,11 +40,22 @@ pub struct PortStats {
     pub sent: u64,
     /// Frames for this port that it refused (a link down, a full queue).
     pub refused: u64,
+    /// Frames lost to the port's impairment (its loss setting, a full
+    /// queue), either way.
+    pub lost: u64,
+}
+
+/// A port's impairment: towards it, and from it.
+#[derive(Debug, Clone, Default)]
+struct PortImpairment {
+    towards: Impairment,
+    from: Impairment,
 }
 
 struct Shared {
     stop: AtomicBool,
     stats: Mutex<Vec<PortStats>>,
+    impairments: Mutex<Vec<PortImpairment>>,
 }
 
 /// A running switch. Dropping or closing it stops the thread.
@@ -55,6 +74,7 @@ impl Hub {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             stats: Mutex::new(vec![PortStats::default(); ports.len()]),
+            impairments: Mutex::new(vec![PortImpairment::default(); ports.len()]),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -68,6 +88,27 @@ impl Hub {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// Impairs port `port` (in the order given to [`Hub::start`]):
+    /// [`Direction::ToDut`] the frames towards it, [`Direction::ToNode`]
+    /// the frames from it, or both. A default [`Impairment`] clears it.
+    pub fn set_impairment(&self, port: usize, dir: Direction, imp: &Impairment) -> Result<()> {
+        let mut all = lock(&self.shared.impairments);
+        let n = all.len();
+        let p = all.get_mut(port).ok_or_else(|| {
+            Error::Internal(format!(
+                "segment {} has no port {port} (it has {n})",
+                self.name
+            ))
+        })?;
+        if dir != Direction::ToNode {
+            p.towards = imp.clone();
+        }
+        if dir != Direction::ToDut {
+            p.from = imp.clone();
+        }
+        Ok(())
     }
 
     /// What each port (in the order given to [`Hub::start`]) has counted.
@@ -125,12 +166,26 @@ fn run(ports: &[OwnedFd], shared: &Shared) -> Result<()> {
     let mut table: HashMap<[u8; 6], usize> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     let mut stats = vec![PortStats::default(); ports.len()];
+    let mut ingress: Vec<Lane> = ports.iter().map(|_| Lane::new()).collect();
+    let mut egress: Vec<Lane> = ports.iter().map(|_| Lane::new()).collect();
+    let mut rng = Rng::new();
     while !shared.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = ingress
+            .iter()
+            .chain(&egress)
+            .filter_map(Lane::next_due)
+            .min()
+            .map_or(Duration::from_millis(100), |at| {
+                at.saturating_duration_since(now)
+            })
+            .min(Duration::from_millis(100));
         let mut fds: Vec<PollFd> = ports
             .iter()
             .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
             .collect();
-        match poll(&mut fds, PollTimeout::from(100u16)) {
+        let ms = u16::try_from(wait.as_millis()).unwrap_or(100);
+        match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::Net(format!("segment poll: {e}"))),
         }
@@ -141,22 +196,37 @@ fn run(ports: &[OwnedFd], shared: &Shared) -> Result<()> {
             .map(|(i, _)| i)
             .collect();
         drop(fds);
+        let imps = lock(&shared.impairments).clone();
         for from in ready {
             while let Ok(n) = nix::unistd::read(&ports[from], &mut buf) {
                 if n == 0 {
                     break;
                 }
                 stats[from].received += 1;
-                let frame = &buf[..n];
-                let targets: Vec<usize> = match learn_and_route(&mut table, frame, from) {
+                if !ingress[from].push(&buf[..n], &imps[from].from, &mut rng) {
+                    stats[from].lost += 1;
+                }
+            }
+        }
+        let now = Instant::now();
+        for (from, lane) in ingress.iter_mut().enumerate() {
+            while let Some(frame) = lane.pop_due(now) {
+                let targets: Vec<usize> = match learn_and_route(&mut table, &frame, from) {
                     Some(p) => vec![p],
                     None => (0..ports.len()).filter(|&p| p != from).collect(),
                 };
                 for to in targets {
-                    match nix::unistd::write(&ports[to], frame) {
-                        Ok(_) => stats[to].sent += 1,
-                        Err(_) => stats[to].refused += 1,
+                    if !egress[to].push(&frame, &imps[to].towards, &mut rng) {
+                        stats[to].lost += 1;
                     }
+                }
+            }
+        }
+        for (to, lane) in egress.iter_mut().enumerate() {
+            while let Some(frame) = lane.pop_due(now) {
+                match nix::unistd::write(&ports[to], &frame) {
+                    Ok(_) => stats[to].sent += 1,
+                    Err(_) => stats[to].refused += 1,
                 }
             }
         }
@@ -213,6 +283,56 @@ mod tests {
         let s = hub.stats();
         assert_eq!((s[0].received, s[1].received), (1, 1));
         assert_eq!((s[0].sent, s[1].sent, s[2].sent), (1, 1, 1));
+        hub.close().expect("close");
+    }
+
+    #[test]
+    fn a_port_is_delayed_and_dropped_as_told() {
+        let (mut outer, mut inner) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let (a, b) = UnixDatagram::pair().expect("socket pair");
+            outer.push(a);
+            inner.push(OwnedFd::from(b));
+        }
+        let hub = Hub::start(inner, "impaired").expect("hub");
+        let delay = Impairment {
+            delay: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        hub.set_impairment(1, Direction::ToDut, &delay)
+            .expect("port 1");
+        let t0 = Instant::now();
+        outer[0]
+            .send(&frame([0xff; 6], [2, 0, 0, 0, 0, 1]))
+            .expect("send");
+        outer[1]
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut b = [0u8; 2048];
+        outer[1].recv(&mut b).expect("the delayed frame");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+        // All lost from port 1; cleared, it passes again.
+        let loss = Impairment {
+            loss_percent: Some(100.0),
+            ..Default::default()
+        };
+        hub.set_impairment(1, Direction::ToNode, &loss)
+            .expect("port 1");
+        outer[1]
+            .send(&frame([0xff; 6], [2, 0, 0, 0, 0, 2]))
+            .expect("send");
+        assert_eq!(recv(&outer[0]), None, "a frame got through 100% loss");
+        hub.set_impairment(1, Direction::Both, &Impairment::default())
+            .expect("clear");
+        outer[1]
+            .send(&frame([0xff; 6], [2, 0, 0, 0, 0, 2]))
+            .expect("send");
+        assert!(recv(&outer[0]).is_some());
+        assert!(hub.set_impairment(5, Direction::Both, &loss).is_err());
         hub.close().expect("close");
     }
 }

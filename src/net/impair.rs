@@ -193,10 +193,10 @@ impl Drop for Relay {
     }
 }
 /// A small xorshift generator: loss and jitter need no cryptography.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -229,18 +229,40 @@ fn departure(imp: &Impairment, now: Instant, last: Instant, len: usize, rng: &mu
     at.max(last)
 }
 
-/// One direction of the relay: frames read from one fd, impaired, written
-/// to the other when their time comes.
-struct Lane {
+/// One direction of the relay (or of a segment's port): frames read from
+/// one fd, impaired, written to the other when their time comes.
+pub(crate) struct Lane {
     queue: VecDeque<(Instant, Vec<u8>)>,
     last: Instant,
 }
 
 impl Lane {
-    fn new() -> Lane {
+    pub(crate) fn new() -> Lane {
         Lane {
             queue: VecDeque::new(),
             last: Instant::now(),
+        }
+    }
+
+    /// Queues `frame` as `imp` says; false if it is lost (by the loss
+    /// setting, or a full queue).
+    pub(crate) fn push(&mut self, frame: &[u8], imp: &Impairment, rng: &mut Rng) -> bool {
+        let lost = imp.loss_percent.is_some_and(|p| rng.next() * 100.0 < p);
+        if lost || self.queue.len() >= QUEUE_LIMIT {
+            return false;
+        }
+        let at = departure(imp, Instant::now(), self.last, frame.len(), rng);
+        self.last = at;
+        self.queue.push_back((at, frame.to_vec()));
+        true
+    }
+
+    /// The next frame whose time has come.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.queue.front().is_some_and(|(at, _)| *at <= now) {
+            self.queue.pop_front().map(|(_, f)| f)
+        } else {
+            None
         }
     }
 
@@ -279,7 +301,7 @@ impl Lane {
         (sent, dropped)
     }
 
-    fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.queue.front().map(|(at, _)| *at)
     }
 }
