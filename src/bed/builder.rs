@@ -247,17 +247,19 @@ impl TestBedBuilder {
             ));
         }
         let plan = wiring::plan(&specs, &self.links, &self.segments)?;
-        if self.is_network() && self.warm.is_some() {
-            return Err(Error::Config(format!(
-                "test bed {}: warm start is for one-machine beds so far (this one has machines \
-                 {}); leave .warm_start(..) out",
-                self.name,
-                specs
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+        if let (true, Some(w)) = (specs.len() > 1, &self.warm) {
+            if matches!(w.prepare, crate::bed::warm::Preparation::Bed(_)) {
+                return Err(Error::Config(format!(
+                    "test bed {}: its machines ({}) are each prepared and saved on their own: \
+                     use WarmStart::per_machine(version, |machine| ..) instead of WarmStart::new",
+                    self.name,
+                    specs
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
         }
         let run = self.run.clone().unwrap_or_default();
         let artifacts = match &self.artifacts {

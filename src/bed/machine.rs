@@ -131,6 +131,11 @@ impl Machine {
         })
     }
 
+    /// With warm start, how it got to its ready point.
+    pub fn warm_outcome(&self) -> Option<WarmOutcome> {
+        self.warm_outcome
+    }
+
     /// Whether it runs, as far as the bed has driven it.
     pub fn power_state(&self) -> PowerState {
         self.power

@@ -169,19 +169,24 @@ impl TestBed {
             Some(w) => {
                 log::info!(target: "alpy::warm", "ALPY_WARM=off: booting cold");
                 self.start_machine(0, DiskPlan::AsConfigured, None)?;
+                self.start_other_machines()?;
                 self.boot(w.boot_timeout)?;
-                self.timed("prepare", |bed| (w.prepare)(bed))?;
-                self.dut_mut()?.warm_outcome = Some(WarmOutcome::Cold);
+                self.timed("prepare", |bed| w.prepare_bed(bed))?;
+                for m in &mut self.machines {
+                    m.warm_outcome = Some(WarmOutcome::Cold);
+                }
                 Ok(())
             }
-            None => self.start_machine(0, DiskPlan::AsConfigured, None),
+            None => {
+                self.start_machine(0, DiskPlan::AsConfigured, None)?;
+                self.start_other_machines()
+            }
         }?;
-        self.start_other_machines()?;
         self.apply_link_states(&b.links, plan)
     }
 
     /// Starts every machine but the first, in parallel.
-    fn start_other_machines(&mut self) -> Result<()> {
+    pub(crate) fn start_other_machines(&mut self) -> Result<()> {
         let fds: Vec<_> = (1..self.machines.len())
             .map(|m| self.nic_fds(m))
             .collect::<Result<_>>()?;

@@ -38,6 +38,19 @@ const BUILD_WAIT: Duration = Duration::from_secs(600);
 /// The preparation a snapshot is taken after.
 pub type Prepare = dyn Fn(&mut TestBed) -> Result<()> + Send + Sync;
 
+/// One machine's preparation, in a bed of several
+/// ([`WarmStart::per_machine`]).
+pub type MachinePrepare = dyn Fn(&mut crate::Machine) -> Result<()> + Send + Sync;
+
+/// What runs between the cold boot and the save.
+#[derive(Clone)]
+pub(crate) enum Preparation {
+    /// The bed's DUT, prepared through the bed (one machine).
+    Bed(Arc<Prepare>),
+    /// Each machine on its own, so each has its own snapshot: changing
+    /// one machine rebuilds only its own.
+    EachMachine(Arc<MachinePrepare>),
+}
 /// What makes a test bed start warm: a version string for the preparation
 /// step (change it when the preparation changes) and the preparation,
 /// which runs on a booted DUT (after [`TestBed::boot`]) before the save.
@@ -58,7 +71,7 @@ pub type Prepare = dyn Fn(&mut TestBed) -> Result<()> + Send + Sync;
 #[derive(Clone)]
 pub struct WarmStart {
     pub(crate) version: String,
-    pub(crate) prepare: Arc<Prepare>,
+    pub(crate) prepare: Preparation,
     /// The ready point's check before the save; `None`: every link up
     /// (see [`crate::bed::ready_point`]).
     pub(crate) ready: Option<Arc<Prepare>>,
@@ -66,6 +79,52 @@ pub struct WarmStart {
 }
 
 impl WarmStart {
+    /// A warm start for a bed of several machines (or one): each machine
+    /// is booted, prepared by `prepare` and saved on its own, with its own
+    /// snapshot (its key has the machine's name and configuration), and
+    /// the machines of a bed restore in parallel. Changing one machine
+    /// rebuilds only that machine's snapshot. The ready point is
+    /// `prepare`'s end (no links-up check: `prepare` waits for what it
+    /// needs).
+    ///
+    /// ```no_run
+    /// use alpy::bed::warm::WarmStart;
+    /// use alpy::Commands;
+    /// # fn f(b: alpy::TestBedBuilder) -> alpy::Result<()> {
+    /// let bed = b
+    ///     .warm_start(WarmStart::per_machine("routes-v1", |m| {
+    ///         let via = if m.name() == "r1" { "10.0.2.2" } else { "10.0.2.1" };
+    ///         m.shell()?.succeed(&format!("ip route add default via {via}")).map(drop)
+    ///     }))
+    ///     .start()?; // every machine restored (or built), paused
+    /// # Ok(()) }
+    /// ```
+    pub fn per_machine(
+        version: &str,
+        prepare: impl Fn(&mut crate::Machine) -> Result<()> + Send + Sync + 'static,
+    ) -> WarmStart {
+        WarmStart {
+            version: version.to_string(),
+            prepare: Preparation::EachMachine(Arc::new(prepare)),
+            ready: None,
+            boot_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// Runs the preparation on a booted bed: the bed's, or each
+    /// machine's in turn.
+    pub(crate) fn prepare_bed(&self, bed: &mut TestBed) -> Result<()> {
+        match &self.prepare {
+            Preparation::Bed(f) => f(bed),
+            Preparation::EachMachine(f) => {
+                for m in bed.machines.iter_mut() {
+                    f(m)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// A warm start whose ready point is `prepare`'s end.
     pub fn new(
         version: &str,
@@ -73,7 +132,7 @@ impl WarmStart {
     ) -> WarmStart {
         WarmStart {
             version: version.to_string(),
-            prepare: Arc::new(prepare),
+            prepare: Preparation::Bed(Arc::new(prepare)),
             ready: None,
             boot_timeout: Duration::from_secs(300),
         }

@@ -1,161 +1,128 @@
 //! How a test bed starts warm: restore the snapshot of its configuration,
 //! or build it first (cold boot, preparation, save) and then restore it.
-//! See [`crate::bed::warm`] for the snapshots themselves.
+//! A one-machine bed prepared through the bed ([`WarmStart::new`]) has
+//! one snapshot with a ready point; with [`WarmStart::per_machine`], each
+//! machine has its own and they restore in parallel. See
+//! [`crate::bed::warm`] for the snapshots themselves.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::bed::dut::{DiskPlan, Dut};
 use crate::bed::state::WarmOutcome;
 use crate::bed::testbed::TestBed;
-use crate::bed::warm::{Key, Meta, Snapshot, Store, WarmStart};
-use crate::bed::warm_ram::{self, RAM_FILE};
+use crate::bed::warm::{Key, Preparation, Snapshot, Store, WarmStart};
+use crate::bed::warm_machine::{restore_or_build, Alone, WarmSubject};
 use crate::error::{Error, Result};
-use crate::vm::migrate;
-use crate::vm::qemu::RamFile;
-use crate::vm::remote_shell::ShellState;
+
+/// The bed's DUT, warm-started through the bed: its preparation and ready
+/// point see the whole bed.
+struct WholeBed<'a> {
+    bed: &'a mut TestBed,
+    warm: &'a WarmStart,
+}
+
+impl WarmSubject for WholeBed<'_> {
+    fn restore(&mut self, snap: &Snapshot) -> Result<()> {
+        let fds = self.bed.nic_fds(0)?;
+        self.bed.dut_mut()?.restore(&fds, snap)
+    }
+
+    fn abandon(&mut self) {
+        if let Ok(m) = self.bed.dut_mut() {
+            m.stop_qemu();
+        }
+    }
+
+    fn build(&mut self, store: &Store, key: &Key) -> Result<()> {
+        let t0 = Instant::now();
+        let pending = store.begin(key)?;
+        let fds = self.bed.nic_fds(0)?;
+        let mapped = self.bed.dut_mut()?.start_build(&fds, &pending)?;
+        let w = self.warm;
+        self.bed.boot(w.boot_timeout)?;
+        self.bed.timed("prepare", |bed| w.prepare_bed(bed))?;
+        self.bed.reach_ready_point(w)?;
+        self.bed
+            .dut_mut()?
+            .save_build(store, pending, key, mapped)?;
+        self.bed.timings.record("snapshot_build", t0.elapsed());
+        Ok(())
+    }
+
+    fn outcome(&mut self, o: WarmOutcome) {
+        if let Ok(m) = self.bed.dut_mut() {
+            match (m.warm_outcome, o) {
+                (Some(WarmOutcome::Built), WarmOutcome::Restored) => {}
+                _ => m.warm_outcome = Some(o),
+            }
+        }
+    }
+}
 
 impl TestBed {
-    /// Restores the snapshot, or builds it first (cold boot, preparation,
-    /// save) and then restores it. A snapshot that fails to restore is
-    /// removed and built again.
+    /// Starts every machine warm: restored from its snapshot, or the
+    /// snapshot built first.
     pub(crate) fn warm_stand_up(&mut self, w: &WarmStart) -> Result<()> {
         let store = Store::open()?;
-        let dut = self.dut_ref()?.dut.clone();
-        let dut = &dut;
-        let nics = self.dut_ref()?.qemu_nics(&self.nic_fds(0)?)?;
-        let key = crate::bed::warm::key(dut, &nics, &w.version)?;
-        log::debug!(target: "alpy::warm", "warm-start key {} from {:?}", key.hex, key.parts);
-        for _ in 0..2 {
-            if let Some(snap) = store.get(&key) {
-                match self.restore(&snap) {
-                    Ok(()) => {
-                        store.touch(&snap);
-                        self.dut_mut()?
-                            .warm_outcome
-                            .get_or_insert(WarmOutcome::Restored);
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        log::warn!(
-                            target: "alpy::warm",
-                            "warm start: restoring snapshot {} failed ({e}); removing it and booting cold",
-                            snap.dir.display()
-                        );
-                        self.dut_mut()?.stop_qemu();
-                        store.remove(&snap);
-                    }
+        match &w.prepare {
+            Preparation::Bed(_) => {
+                if self.machines.len() > 1 {
+                    return Err(Error::Config(format!(
+                        "test bed {} has {} machines: each is prepared and saved on its own; \
+                         use WarmStart::per_machine(version, |machine| ..)",
+                        self.name,
+                        self.machines.len()
+                    )));
                 }
+                let key = self.machine_key(0, &w.version)?;
+                restore_or_build(&mut WholeBed { bed: self, warm: w }, &store, &key)
             }
-            let lock = store.lock(&key)?;
-            if store.get(&key).is_none() {
-                let t0 = Instant::now();
-                self.build_snapshot(w, dut, &store, &key)?;
-                self.timings.record("snapshot_build", t0.elapsed());
-                self.dut_mut()?.warm_outcome = Some(WarmOutcome::Built);
+            Preparation::EachMachine(prepare) => {
+                let keys: Vec<Key> = (0..self.machines.len())
+                    .map(|m| self.machine_key(m, &w.version))
+                    .collect::<Result<_>>()?;
+                let fds: Vec<_> = (0..self.machines.len())
+                    .map(|m| self.nic_fds(m))
+                    .collect::<Result<_>>()?;
+                let results: Vec<Result<()>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = self
+                        .machines
+                        .iter_mut()
+                        .zip(fds)
+                        .zip(&keys)
+                        .map(|((machine, fds), key)| {
+                            let store = &store;
+                            s.spawn(crate::logging::inherit(move || {
+                                let mut alone = Alone {
+                                    machine,
+                                    fds,
+                                    prepare: prepare.as_ref(),
+                                    boot_timeout: w.boot_timeout,
+                                };
+                                restore_or_build(&mut alone, store, key)
+                            }))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| crate::util::join_scoped(h, "a machine's warm start"))
+                        .collect()
+                });
+                results.into_iter().collect()
             }
-            drop(lock);
         }
-        Err(Error::Internal(format!(
-            "warm-start snapshot {} was built but cannot be restored",
-            key.hex
-        )))
     }
 
-    fn build_snapshot(&mut self, w: &WarmStart, dut: &Dut, store: &Store, key: &Key) -> Result<()> {
-        let pending = store.begin(key)?;
-        log::info!(target: "alpy::warm", "building warm-start snapshot {} (first use of this configuration)", key.hex);
-        let ram_path = pending.dir.join(RAM_FILE);
-        let cfg = dut.config();
-        let ram =
-            warm_ram::mapping_possible(&cfg.binary, cfg.memory_mib, &pending.dir).then(|| {
-                RamFile {
-                    path: ram_path.clone(),
-                    shared: true,
-                }
-            });
-        self.start_machine(0, DiskPlan::OverlaysIn(&pending.dir), ram.clone())?;
-        self.boot(w.boot_timeout)?;
-        self.timed("prepare", |bed| (w.prepare)(bed))?;
-        self.reach_ready_point(w)?;
-        let m = self.dut_ref()?;
-        let running = m.resumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let shell_prompt = m.shell.as_ref().map(|s| s.prompt().to_string());
-        let clock_base = m.virtual_clock_base;
-        let mapped = ram.is_some();
-        // Asked before the build: a refusal now would leave a stream whose
-        // RAM block no plain restore knows.
-        if mapped && !migrate::ignore_shared_ram(self.qmp()?)? {
-            return Err(Error::Qemu(
-                "QEMU refused x-ignore-shared for a snapshot whose RAM is a file".into(),
-            ));
+    /// Machine `m`'s snapshot key: its configuration and NICs, the
+    /// preparation's version, and (in a bed of several) its name.
+    fn machine_key(&self, m: usize, version: &str) -> Result<Key> {
+        let machine = &self.machines[m];
+        let nics = machine.qemu_nics(&self.nic_fds(m)?)?;
+        let mut key = crate::bed::warm::key(&machine.dut, &nics, version)?;
+        if self.machines.len() > 1 {
+            key.parts.insert("machine".into(), machine.name.clone());
+            key = Key::new(key.parts);
         }
-        let t0 = Instant::now();
-        let saved = migrate::save(self.qmp()?, &pending.state(), Duration::from_secs(300))?;
-        let save_s = t0.elapsed().as_secs_f64();
-        self.timings.record("save", t0.elapsed());
-        log::info!(target: "alpy::warm", "saved {} MB of VM state in {save_s:.2} s{}", saved >> 20,
-            if mapped { " (the RAM stays in its file, mapped by restoring beds)" } else { "" });
-        if dut.is_uefi() {
-            let vars = self.artifacts.join("OVMF_VARS.fd");
-            std::fs::copy(&vars, pending.dir.join("OVMF_VARS.fd"))
-                .map_err(|e| Error::io(format!("keep {} in the snapshot", vars.display()), e))?;
-        }
-        self.dut_mut()?.stop_qemu();
-        // Fingerprinted once QEMU is gone: nothing writes the file after.
-        let ram_meta = if mapped {
-            Some(warm_ram::fingerprint(&ram_path)?)
-        } else {
-            None
-        };
-        let meta = Meta {
-            parts: key.parts.clone(),
-            virtual_clock_s: clock_base + running,
-            shell_prompt,
-            disks: dut.disk_count(),
-            uefi_vars: dut.is_uefi(),
-            save_s,
-            ram: ram_meta,
-        };
-        store.commit(pending, &meta)?;
-        // The next round restores what was just saved, like any later bed.
-        let m = self.dut_mut()?;
-        m.resumed_at = None;
-        m.capture_offset = None;
-        m.shell = None;
-        Ok(())
-    }
-
-    fn restore(&mut self, snap: &Snapshot) -> Result<()> {
-        let t0 = Instant::now();
-        let ram = match &snap.meta.ram {
-            Some(m) => {
-                let path = snap.dir.join(RAM_FILE);
-                warm_ram::verify(&path, m)?;
-                Some(RamFile {
-                    path,
-                    shared: false,
-                })
-            }
-            None => None,
-        };
-        let mapped = ram.is_some();
-        self.start_machine(0, DiskPlan::BackedBy(&snap.dir), ram)?;
-        if mapped && !migrate::ignore_shared_ram(self.qmp()?)? {
-            return Err(Error::Qemu(
-                "this QEMU cannot load a snapshot whose RAM is a file (no x-ignore-shared)".into(),
-            ));
-        }
-        migrate::load(self.qmp()?, &snap.state(), Duration::from_secs(120))?;
-        let m = self.dut_mut()?;
-        m.virtual_clock_base = snap.meta.virtual_clock_s;
-        let timeout = m.console_timeout;
-        m.shell = snap
-            .meta
-            .shell_prompt
-            .as_deref()
-            .map(|p| ShellState::from_prompt(p, timeout));
-        m.at_ready_point = true;
-        self.timings.record("restore", t0.elapsed());
-        Ok(())
+        log::debug!(target: "alpy::warm", "{}: warm-start key {} from {:?}", machine.label, key.hex, key.parts);
+        Ok(key)
     }
 }

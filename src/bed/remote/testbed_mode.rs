@@ -77,7 +77,7 @@ impl TestBed {
         if let Some(w) = self.warm.clone() {
             // The lab booted the DUT and logged in; the ready point is
             // reached here.
-            self.timed("prepare", |bed| (w.prepare)(bed))?;
+            self.timed("prepare", |bed| w.prepare_bed(bed))?;
             self.dut_mut()?.warm_outcome = Some(crate::bed::state::WarmOutcome::Remote);
         }
         Ok(())
