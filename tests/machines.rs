@@ -100,6 +100,43 @@ fn a_chain_of_two_routers_forwards_and_its_middle_link_goes_down() {
     let r2_near = bed.machine("r2").unwrap().capture(0).unwrap();
     assert_eq!(ttls(&r2_near), far);
 
+    // r1's side of the middle link impaired: delay on what it receives,
+    // then loss on what it sends; cleared, the chain is quick again.
+    let delay = alpy::Impairment {
+        delay: Some(Duration::from_millis(300)),
+        ..Default::default()
+    };
+    bed.impair_nic("r1", 1, alpy::Direction::ToDut, &delay)
+        .unwrap();
+    let out = bed
+        .node("client")
+        .unwrap()
+        .succeed("ping -c 3 -i 0.3 -W 3 10.0.3.2")
+        .unwrap();
+    assert!(common::min_rtt_ms(&out) >= 300.0, "{out}");
+    let loss = alpy::Impairment {
+        loss_percent: Some(100.0),
+        ..Default::default()
+    };
+    bed.impair_nic("r1", 1, alpy::Direction::ToNode, &loss)
+        .unwrap();
+    bed.node("client")
+        .unwrap()
+        .fail("ping -c 2 -W 1 10.0.3.2")
+        .unwrap();
+    bed.clear_nic_impairment("r1", 1).unwrap();
+    let out = bed
+        .node("client")
+        .unwrap()
+        .wait_until_succeeds("ping -c 1 -W 1 10.0.3.2", Duration::from_secs(30))
+        .unwrap();
+    assert!(common::min_rtt_ms(&out) < 300.0, "{out}");
+    let e = bed
+        .impair_nic("r1", 7, alpy::Direction::Both, &delay)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NIC 7 of machine chain/r1"), "{e}");
+
     // The middle link down (r1's side), then up again.
     bed.machine("r1").unwrap().set_link(1, false).unwrap();
     let client = bed.node("client").unwrap();
@@ -228,8 +265,8 @@ fn chain(name: &str, n: usize) -> alpy::TestBedBuilder {
         Link::new()
             .name("server")
             .on(&format!("r{n}:1"))
-            .node_addr(&format!("10.0.{n}.2/24"))
-            .gateway(&format!("10.0.{n}.1")),
+            .node_addr(format!("10.0.{n}.2/24"))
+            .gateway(format!("10.0.{n}.1")),
     )
 }
 
@@ -348,6 +385,83 @@ fn two_beds_of_one_topology_run_side_by_side() {
             );
         }
     }
+}
+
+/// Warm start, per machine: the first bed builds both routers'
+/// snapshots, the second restores both; with r2's kernel command line
+/// changed, only r2's is built again. Each bed forwards.
+#[test]
+fn a_two_machine_bed_starts_warm_and_rebuilds_only_what_changed() {
+    use alpy::bed::warm::WarmStart;
+    use alpy::WarmOutcome::{Built, Restored};
+    let version = format!("tests/machines {}", alpy::run::RunId::new());
+    let warm = || {
+        WarmStart::per_machine(&version, |m| {
+            let route = if m.name() == "r1" {
+                "10.0.3.0/24 via 10.0.2.2"
+            } else {
+                "10.0.1.0/24 via 10.0.2.1"
+            };
+            m.shell()?
+                .succeed(&format!("ip route add {route}"))
+                .map(drop)
+        })
+        .boot_timeout(BOOT)
+    };
+    let bed = |name: &str, r2_extra: &str| {
+        builder(name)
+            .machine("r1", router("eth0=10.0.1.1/24,eth1=10.0.2.1/24"))
+            .machine(
+                "r2",
+                router(&format!("eth0=10.0.2.2/24,eth1=10.0.3.1/24{r2_extra}")),
+            )
+            .link(
+                Link::new()
+                    .name("client")
+                    .on("r1:0")
+                    .node_addr("10.0.1.2/24")
+                    .gateway("10.0.1.1"),
+            )
+            .segment(Segment::new("core").end("r1:1").end("r2:0"))
+            .link(
+                Link::new()
+                    .name("server")
+                    .on("r2:1")
+                    .node_addr("10.0.3.2/24")
+                    .gateway("10.0.3.1"),
+            )
+            .warm_start(warm())
+            .start()
+            .unwrap()
+    };
+    let check = |mut b: TestBed, expect: [alpy::WarmOutcome; 2]| {
+        let got: Vec<_> = b.machines().iter().map(|m| m.warm_outcome()).collect();
+        assert_eq!(got, expect.map(Some), "r1, r2");
+        b.boot(BOOT).unwrap();
+        b.node("client")
+            .unwrap()
+            .wait_until_succeeds("ping -c 1 -W 1 10.0.3.2", Duration::from_secs(30))
+            .unwrap();
+        let left = b.close_checked().unwrap();
+        assert!(left.is_empty(), "{left}");
+    };
+    check(bed("warm-built", ""), [Built, Built]);
+    check(bed("warm-restored", ""), [Restored, Restored]);
+    check(
+        bed("warm-one-changed", " alpy.changed=1"),
+        [Restored, Built],
+    );
+    // The bed-wide preparation does not fit a bed of several machines.
+    let e = builder("warm-bed-wide")
+        .machine("r1", router("eth0=10.0.1.1/24"))
+        .machine("r2", router("eth0=10.0.1.2/24"))
+        .segment(Segment::new("lan").end("r1:0").end("r2:0"))
+        .warm_start(WarmStart::new("x", |_| Ok(())))
+        .start()
+        .err()
+        .expect("a bed-wide preparation")
+        .to_string();
+    assert!(e.contains("WarmStart::per_machine"), "{e}");
 }
 
 /// Mistakes in a bed's wiring are named before anything starts.
