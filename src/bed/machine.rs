@@ -84,6 +84,52 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The machine `spec` of bed `bed` (whose artifacts are in
+    /// `artifacts`), with `nics`, not started. The machine `dut` keeps a
+    /// one-machine bed's file names (`console.log`, QEMU's files in the
+    /// bed's directory); another has `console-<name>.log` and `<name>/`.
+    pub(crate) fn new(
+        spec: &MachineSpec,
+        nics: Vec<MachineNic>,
+        b: &crate::TestBedBuilder,
+        bed: &str,
+        artifacts: &Path,
+        timings: TimingsLog,
+    ) -> Machine {
+        let dut_files = spec.name == "dut";
+        Machine {
+            name: spec.name.clone(),
+            tags: spec.tags.clone(),
+            dut: spec.dut.clone(),
+            dir: if dut_files {
+                artifacts.to_path_buf()
+            } else {
+                artifacts.join(&spec.name)
+            },
+            console_log: if dut_files {
+                artifacts.join("console.log")
+            } else {
+                artifacts.join(format!("console-{}.log", spec.name))
+            },
+            nics,
+            login: b.login.clone(),
+            prompt: b.prompt.clone(),
+            poweroff: b.poweroff.clone(),
+            console_timeout: b.console_timeout,
+            qemu: None,
+            console: None,
+            shell: None,
+            power: PowerState::Absent,
+            resumed_at: None,
+            capture_offset: None,
+            virtual_clock_base: 0.0,
+            at_ready_point: false,
+            warm_outcome: None,
+            timings,
+            label: format!("{bed}/{}", spec.name),
+        }
+    }
+
     /// The machine's name (`dut` for a bed's `.dut(..)`).
     pub fn name(&self) -> &str {
         &self.name

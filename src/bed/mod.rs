@@ -21,6 +21,7 @@ pub mod registry;
 pub mod remote;
 pub mod roles;
 pub mod segment;
+mod stand_up;
 pub mod state;
 pub mod testbed;
 pub mod timings;

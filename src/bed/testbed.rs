@@ -8,24 +8,21 @@
 //! in reverse: console, QEMU, nodes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::addr::Mac;
 use crate::bed::builder::TestBedBuilder;
-use crate::bed::dut::DiskPlan;
 use crate::bed::machine::{Machine, MachineNic, MachineSpec};
-use crate::bed::state::{PowerState, WarmOutcome};
+use crate::bed::state::PowerState;
 use crate::bed::timings::{Timings, TimingsLog};
 use crate::bed::warm::WarmStart;
 use crate::bed::wiring::{Far, Plan, Wiring};
 use crate::error::{Error, Result};
 use crate::logging::{self, SinkGuard, Step};
 use crate::net::link::{default_mac, fixed_mac};
-use crate::net::{Docker, Node, NodeOptions, Nodes};
+use crate::net::{Node, Nodes};
 use crate::run::RunId;
 use crate::vm::console::Console;
-use crate::vm::qemu::RamFile;
 use crate::vm::qmp::Qmp;
 
 /// A running test bed: its machines (the first is the DUT), nodes,
@@ -86,41 +83,12 @@ impl TestBed {
                         MachineNic { choices, mac, pcap }
                     })
                     .collect();
-                Machine {
-                    name: spec.name.clone(),
-                    tags: spec.tags.clone(),
-                    dut: spec.dut.clone(),
-                    dir: if dut_files {
-                        artifacts.clone()
-                    } else {
-                        artifacts.join(&spec.name)
-                    },
-                    console_log: if dut_files {
-                        artifacts.join("console.log")
-                    } else {
-                        artifacts.join(format!("console-{}.log", spec.name))
-                    },
-                    nics,
-                    login: b.login.clone(),
-                    prompt: b.prompt.clone(),
-                    poweroff: b.poweroff.clone(),
-                    console_timeout: b.console_timeout,
-                    qemu: None,
-                    console: None,
-                    shell: None,
-                    power: PowerState::Absent,
-                    resumed_at: None,
-                    capture_offset: None,
-                    virtual_clock_base: 0.0,
-                    at_ready_point: false,
-                    warm_outcome: None,
-                    timings: if dut_files {
-                        timings.clone()
-                    } else {
-                        timings.for_machine(&spec.name)
-                    },
-                    label: format!("{}/{}", name, spec.name),
-                }
+                let timings = if dut_files {
+                    timings.clone()
+                } else {
+                    timings.for_machine(&spec.name)
+                };
+                Machine::new(spec, nics, b, &name, &artifacts, timings)
             })
             .collect();
         TestBed {
@@ -144,144 +112,6 @@ impl TestBed {
     pub(crate) fn abandon(&mut self) {
         let _ = self.teardown();
         self.closed = true;
-    }
-
-    pub(crate) fn stand_up(&mut self, b: &TestBedBuilder, plan: &Plan) -> Result<()> {
-        let docker = logging::step("Connect to Docker", Docker::connect)?;
-        // Reaping touches only dead owners' resources: it runs beside the
-        // node creation instead of before it.
-        std::thread::scope(|s| {
-            let reaper = b
-                .reap
-                .then(|| s.spawn(logging::inherit(|| crate::bed::reap::reap(&docker))));
-            let created = self.create_nodes(&docker, b);
-            if let Some(r) = reaper {
-                match crate::util::join_scoped(r, "the reaper") {
-                    Ok(reaped) => log::debug!(target: "alpy::testbed", "reaped {reaped:?}"),
-                    Err(e) => log::warn!(target: "alpy::testbed", "reaping dead runs failed: {e}"),
-                }
-            }
-            created
-        })?;
-        self.wiring = Some(Wiring::wire(plan, &b.segments, &b.links, self.nodes()?)?);
-        match self.warm.clone() {
-            Some(w) if WarmStart::enabled() => self.warm_stand_up(&w),
-            Some(w) => {
-                log::info!(target: "alpy::warm", "ALPY_WARM=off: booting cold");
-                self.start_machine(0, DiskPlan::AsConfigured, None)?;
-                self.start_other_machines()?;
-                self.boot(w.boot_timeout)?;
-                self.timed("prepare", |bed| w.prepare_bed(bed))?;
-                for m in &mut self.machines {
-                    m.warm_outcome = Some(WarmOutcome::Cold);
-                }
-                Ok(())
-            }
-            None => {
-                self.start_machine(0, DiskPlan::AsConfigured, None)?;
-                self.start_other_machines()
-            }
-        }?;
-        self.apply_link_states(&b.links, plan)
-    }
-
-    /// Starts every machine but the first, in parallel.
-    pub(crate) fn start_other_machines(&mut self) -> Result<()> {
-        let fds: Vec<_> = (1..self.machines.len())
-            .map(|m| self.nic_fds(m))
-            .collect::<Result<_>>()?;
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self.machines[1..]
-                .iter_mut()
-                .zip(&fds)
-                .map(|(m, fds)| {
-                    s.spawn(logging::inherit(move || {
-                        m.start_qemu(fds, DiskPlan::AsConfigured, None)
-                    }))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| crate::util::join_scoped(h, "a machine's start"))
-                .collect()
-        });
-        results.into_iter().collect()
-    }
-
-    /// What the links ask for once everything runs: impairment, and links
-    /// that start down.
-    fn apply_link_states(&mut self, links: &[crate::net::Link], plan: &Plan) -> Result<()> {
-        for (i, l) in links.iter().enumerate() {
-            if let Some((dir, imp)) = &l.impairment {
-                log::info!(target: "alpy::testbed", "link {i}: impair {dir:?}: {imp:?}");
-                self.nodes()?.node(i)?.impair_direction(*dir, imp)?;
-            }
-            if l.down {
-                log::info!(target: "alpy::testbed", "link {i}: starts down");
-                let (m, nic) = plan
-                    .nics
-                    .iter()
-                    .enumerate()
-                    .find_map(|(m, fars)| {
-                        fars.iter().position(|f| *f == Far::Node(i)).map(|n| (m, n))
-                    })
-                    .ok_or_else(|| Error::Internal(format!("link {i} is on no machine")))?;
-                if m == 0 {
-                    self.set_dut_link(nic, false)?;
-                } else {
-                    self.machines[m].set_link(nic, false)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Machine `m`'s NICs as QEMU takes them.
-    pub(crate) fn nic_fds(&self, m: usize) -> Result<Vec<(std::os::fd::RawFd, bool)>> {
-        let wiring = self
-            .wiring
-            .as_ref()
-            .ok_or_else(|| Error::Internal("QEMU started before the links".into()))?;
-        wiring.fds(m, self.nodes()?)
-    }
-
-    /// Starts machine `m`'s QEMU (paused).
-    pub(crate) fn start_machine(
-        &mut self,
-        m: usize,
-        plan: DiskPlan<'_>,
-        ram: Option<RamFile>,
-    ) -> Result<()> {
-        let fds = self.nic_fds(m)?;
-        let machine = self
-            .machines
-            .get_mut(m)
-            .ok_or_else(|| Error::Internal(format!("no machine {m}")))?;
-        machine.start_qemu(&fds, plan, ram)
-    }
-
-    fn create_nodes(&mut self, docker: &Arc<Docker>, b: &TestBedBuilder) -> Result<()> {
-        let step = Step::start(format!("Create {} nodes", b.links.len()));
-        let opts = NodeOptions {
-            mode: b.net_mode,
-            log_dir: Some(self.artifacts.clone()),
-            image: b.node_image.clone(),
-            fixed_macs: b.warm.is_some(),
-        };
-        match Nodes::create(docker, &self.run, &b.links, &opts) {
-            Ok(nodes) => {
-                let (containers, taps) = nodes.timings();
-                step.done();
-                self.timings.record("nodes", containers);
-                self.timings.record("taps", taps);
-                self.nodes = Some(nodes);
-                Ok(())
-            }
-            Err(e) => {
-                step.failed(&e);
-                Err(e)
-            }
-        }
     }
 
     /// The DUT: the bed's first machine.
