@@ -82,9 +82,27 @@ pub fn run(
     links: usize,
     body: impl FnOnce(&mut crate::Rabbit, &mut Report) -> alpy::Result<()>,
 ) {
-    let mut report = Report::new(test);
+    let report = Report::new(test);
     report.step(&format!("Start Rabbit with {links} links"));
-    let mut rabbit = match crate::Rabbit::start(test, links) {
+    run_with(report, crate::Rabbit::start(test, links), body)
+}
+
+/// [`run`] for two Rabbits in a chain ([`crate::Rabbit::start_chain`]).
+pub fn run_chain(
+    test: &str,
+    body: impl FnOnce(&mut crate::Rabbit, &mut Report) -> alpy::Result<()>,
+) {
+    let report = Report::new(test);
+    report.step("Start two Rabbits in a chain");
+    run_with(report, crate::Rabbit::start_chain(test), body)
+}
+
+fn run_with(
+    mut report: Report,
+    started: alpy::Result<crate::Rabbit>,
+    body: impl FnOnce(&mut crate::Rabbit, &mut Report) -> alpy::Result<()>,
+) {
+    let mut rabbit = match started {
         Ok(r) => r,
         Err(e) => {
             report.error(&e);

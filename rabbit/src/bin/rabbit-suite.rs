@@ -61,6 +61,7 @@ fn test_binaries() -> Result<Vec<(String, PathBuf)>, String> {
         "rate-limit" => 10,
         "firewall" => 9,
         "load-balancing" => 7,
+        "nat-chain" => 8,
         "nat" => 6,
         _ => 5,
     };
