@@ -127,6 +127,8 @@ pub struct Limits {
     pub max_cpus: u64,
     /// Serial ports beyond the console.
     pub max_serials: u64,
+    /// Machines one lab may have (`[dut]` and `[[machine]]` sections).
+    pub max_machines: usize,
     /// Open connections at once (past it, new ones wait to be accepted).
     pub max_connections: usize,
     /// How long a database call waits for a lock held by another process
@@ -158,6 +160,7 @@ impl Default for Limits {
             max_memory_mib: host_memory_mib(),
             max_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             max_serials: 4,
+            max_machines: 8,
             db_busy_ms: 1000,
             max_connections: 256,
         }

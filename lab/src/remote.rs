@@ -1,7 +1,8 @@
 //! The remote bed, for the active session that holds a lab: its serial
 //! console over a WebSocket (both ways), a command in a node (output
 //! streamed as JSON lines, then the exit code), a link's capture (live
-//! while the bed runs), QMP, and power.
+//! while the bed runs), QMP, and power; the console, QMP and power of any
+//! machine of the bed (`?machine=NAME`, or `"machine"` in a QMP body).
 
 use std::time::Duration;
 
@@ -108,22 +109,41 @@ async fn still_holds(app: &Shared, key: &str, lab: &str) -> bool {
     }
 }
 
+/// Which machine of the held lab a call is for (`?machine=r2`; none: the
+/// first, the DUT).
+#[derive(Deserialize, Default)]
+struct OnMachine {
+    #[serde(default)]
+    machine: Option<String>,
+}
+
+/// The index of `machine` in the held lab's bed, or 404 naming its
+/// machines.
+fn machine_of(info: &alpy::bed::registry::BedInfo, machine: Option<&str>) -> ApiResult<usize> {
+    info.machine_index(machine)
+        .map_err(|e| ApiError::not_found(e.to_string()))
+}
+
 async fn console(
     State(app): State<Shared>,
     s: ActiveSession,
+    axum::extract::Query(on): axum::extract::Query<OnMachine>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     // The session first: a waiting session gets its 423 whatever it sent.
     let (sid, info, lab) = held_lab_bed(&app, &s).await?;
+    let index = machine_of(&info, on.machine.as_deref())?;
     let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
-    let path = info
-        .console
-        .ok_or_else(|| ApiError::conflict("the bed does not share its console"))?;
+    let shared = match info.machines.get(index) {
+        Some(m) => m.console.clone(),
+        None => info.console.clone(),
+    };
+    let path = shared.ok_or_else(|| ApiError::conflict("the bed does not share its console"))?;
     let sock = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
         tracing::error!(bed = %info.id, "connect to the console: {e}");
         ApiError::internal("the lab's console does not answer")
     })?;
-    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, "console attached");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, "console attached");
     let ends = hold_ends(app.clone(), s.session.key.clone(), lab);
     Ok(ws.on_upgrade(move |socket| async move {
         if bridge(socket, sock, ends).await {
@@ -358,16 +378,25 @@ struct QmpBody {
     execute: String,
     #[serde(default)]
     arguments: Option<serde_json::Value>,
+    /// The machine (none: the first, the DUT).
+    #[serde(default)]
+    machine: Option<String>,
 }
 
 async fn qmp_call(
     info: &alpy::bed::registry::BedInfo,
+    machine: Option<&str>,
     cmd: &str,
     args: Option<&serde_json::Value>,
 ) -> ApiResult<serde_json::Value> {
+    machine_of(info, machine)?;
+    let verb = match machine {
+        Some(m) => format!("machine-qmp {m}"),
+        None => "qmp".to_string(),
+    };
     let line = match args {
-        Some(a) => format!("qmp {cmd} {a}"),
-        None => format!("qmp {cmd}"),
+        Some(a) => format!("{verb} {cmd} {a}"),
+        None => format!("{verb} {cmd}"),
     };
     let info = info.clone();
     let answer = tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
@@ -386,7 +415,7 @@ async fn qmp(
     let args = body.arguments.as_ref().map(|a| a.to_string());
     let allowed = QMP_ALLOWED.contains(&body.execute.as_str());
     // The audit log: every call, with its arguments, allowed or not.
-    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, cmd = ?body.execute, args = ?args, allowed, "qmp");
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?body.machine, cmd = ?body.execute, args = ?args, allowed, "qmp");
     if !allowed {
         return Err(ApiError::forbidden(format!(
             "QMP command {:?} is not allowed through the lab; allowed: {}",
@@ -395,7 +424,7 @@ async fn qmp(
         )));
     }
     Ok(Json(
-        json!({ "return": qmp_call(&info, &body.execute, body.arguments.as_ref()).await? }),
+        json!({ "return": qmp_call(&info, body.machine.as_deref(), &body.execute, body.arguments.as_ref()).await? }),
     ))
 }
 
@@ -403,6 +432,7 @@ async fn power(
     State(app): State<Shared>,
     s: ActiveSession,
     Path(action): Path<String>,
+    axum::extract::Query(on): axum::extract::Query<OnMachine>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (sid, info) = held_bed(&app, &s).await?;
     let cmd = match action.as_str() {
@@ -415,7 +445,7 @@ async fn power(
             )))
         }
     };
-    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, action = ?action, "power");
-    let r = qmp_call(&info, cmd, None).await?;
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, action = ?action, "power");
+    let r = qmp_call(&info, on.machine.as_deref(), cmd, None).await?;
     Ok(Json(json!({ "action": action, "return": r })))
 }

@@ -81,45 +81,36 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
         *v = toml::Value::String(path.to_string_lossy().into_owned());
         Ok(())
     };
-    if t.contains_key("machine") {
-        // Their files would need the store's mapping, and their consoles
-        // and QMP a route each.
-        return Err(
-            "topology: [[machine]] sections: a remote lab runs one-machine topologies ([dut]) \
-             so far; run a bed of several machines locally"
-                .into(),
-        );
-    }
     for (key, v) in alpy::bed::topology::boot_files_mut(&mut t) {
         from_store(&key, v)?;
     }
-    let dut = t
-        .get("dut")
-        .and_then(|d| d.as_table())
-        .ok_or("topology: [dut] is missing")?;
-    check_sizes(dut, &cfg.limits)?;
-    for arg in dut
-        .get("extra_args")
-        .and_then(|a| a.as_array())
+    let mut sections: Vec<(String, &toml::Table)> = Vec::new();
+    if let Some(d) = t.get("dut").and_then(|d| d.as_table()) {
+        sections.push(("dut".into(), d));
+    }
+    for (i, m) in t
+        .get("machine")
+        .and_then(|m| m.as_array())
         .into_iter()
         .flatten()
+        .enumerate()
     {
-        let arg = arg.as_str().unwrap_or_default();
-        if !SAFE_QEMU_ARGS.contains(&arg) {
-            return Err(format!(
-                "dut.extra_args: {arg:?}: a remote lab takes no raw QEMU arguments but {} (others could open host files); use the topology's own keys",
-                SAFE_QEMU_ARGS.join(", ")
-            ));
+        if let Some(m) = m.as_table() {
+            sections.push((format!("machine[{i}]"), m));
         }
     }
-    let rom_ok = |v: Option<&toml::Value>| {
-        v.and_then(|v| v.as_str())
-            .is_none_or(|r| r == "none" || r == "default")
-    };
-    if !rom_ok(dut.get("nic_rom")) {
-        return Err(
-            "dut.nic_rom: a remote lab takes \"none\" or \"default\", not a ROM file".into(),
-        );
+    if sections.is_empty() {
+        return Err("topology: [dut] (or [[machine]] sections) missing".into());
+    }
+    if sections.len() > cfg.limits.max_machines {
+        return Err(format!(
+            "topology: {} machines: this lab allows at most {} (limits.max_machines)",
+            sections.len(),
+            cfg.limits.max_machines
+        ));
+    }
+    for (name, section) in &sections {
+        check_machine(name, section, &cfg.limits)?;
     }
     if let Some(links) = t.get("link").and_then(|l| l.as_array()) {
         for (i, l) in links.iter().enumerate() {
@@ -166,8 +157,40 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
     Ok((text, parsed.name))
 }
 
+/// One machine section (`dut`, `machine[i]`): sizes within the limits, no
+/// raw QEMU arguments but the safe ones, no ROM file.
+fn check_machine(name: &str, dut: &toml::Table, limits: &Limits) -> Result<(), Refusal> {
+    check_sizes(name, dut, limits)?;
+    for arg in dut
+        .get("extra_args")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let arg = arg.as_str().unwrap_or_default();
+        if !SAFE_QEMU_ARGS.contains(&arg) {
+            return Err(format!(
+                "{name}.extra_args: {arg:?}: a remote lab takes no raw QEMU arguments but {} (others could open host files); use the topology's own keys",
+                SAFE_QEMU_ARGS.join(", ")
+            ));
+        }
+    }
+    if !rom_ok(dut.get("nic_rom")) {
+        return Err(format!(
+            "{name}.nic_rom: a remote lab takes \"none\" or \"default\", not a ROM file"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a NIC ROM names no file.
+fn rom_ok(v: Option<&toml::Value>) -> bool {
+    v.and_then(|v| v.as_str())
+        .is_none_or(|r| r == "none" || r == "default")
+}
+
 /// Memory, vCPUs and serial ports within the configured limits.
-fn check_sizes(dut: &toml::Table, limits: &Limits) -> Result<(), Refusal> {
+fn check_sizes(name: &str, dut: &toml::Table, limits: &Limits) -> Result<(), Refusal> {
     let int = |k: &str| dut.get(k).and_then(|v| v.as_integer());
     let caps = [
         ("memory_mib", limits.max_memory_mib, "limits.max_memory_mib"),
@@ -178,7 +201,7 @@ fn check_sizes(dut: &toml::Table, limits: &Limits) -> Result<(), Refusal> {
         if let Some(n) = int(key) {
             if n < 0 || n as u64 > max {
                 return Err(format!(
-                    "dut.{key} = {n}: this lab allows at most {max} ({setting})"
+                    "{name}.{key} = {n}: this lab allows at most {max} ({setting})"
                 ));
             }
         }
@@ -220,7 +243,7 @@ mod tests {
         assert!(e.contains("image store") && e.contains("store:NAME"), "{e}");
         let e = check_topology("[dut]\nkernel = \"store:nope\"\n", &c, at).unwrap_err();
         assert!(e.contains("no \"nope\""), "{e}");
-        // A machine's files would escape the store's mapping: refused.
+        // Every machine's files come from the store, and its limits hold.
         let e = check_topology(
             "[dut]\nkernel = \"store:k\"\n[[machine]]\nname = \"r2\"\nkernel = \"/etc/shadow\"\n",
             &c,
@@ -228,9 +251,44 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.contains("[[machine]]") && e.contains("one-machine"),
+            e.contains("machine[0].kernel") && e.contains("store:NAME"),
             "{e}"
         );
+        let e = check_topology(
+            "[[machine]]\nname = \"r1\"\nkernel = \"store:k\"\n\
+             [[machine]]\nname = \"r2\"\nkernel = \"store:k\"\nextra_args = [\"-drive\"]\n",
+            &c,
+            at,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("machine[1].extra_args") && e.contains("raw QEMU"),
+            "{e}"
+        );
+        let e = check_topology(
+            "[[machine]]\nname = \"r1\"\nkernel = \"store:k\"\nmemory_mib = 99999\n",
+            &c,
+            at,
+        )
+        .unwrap_err();
+        assert!(e.contains("machine[0].memory_mib"), "{e}");
+        let (text, _) = check_topology(
+            "[[machine]]\nname = \"r1\"\nkernel = \"store:k\"\n\
+             [[machine]]\nname = \"r2\"\nkernel = \"store:k\"\n\
+             [[link]]\nname = \"core\"\nendpoints = [\"r1:0\", \"r2:0\"]\n",
+            &c,
+            at,
+        )
+        .unwrap();
+        assert!(!text.contains("store:"), "store names resolved: {text}");
+        let mut many = String::new();
+        for i in 0..9 {
+            many.push_str(&format!(
+                "[[machine]]\nname = \"m{i}\"\nkernel = \"store:k\"\n"
+            ));
+        }
+        let e = check_topology(&many, &c, at).unwrap_err();
+        assert!(e.contains("limits.max_machines"), "{e}");
         let e = check_topology(
             "[dut]\nkernel = \"store:k\"\nextra_args = [\"-drive\"]\n",
             &c,

@@ -1,7 +1,7 @@
 //! Labs are real test beds: acquire, reuse, release, reference counts,
 //! idle labs, force destroy; the remote bed's console (WebSocket), exec,
-//! pcap, QMP and power; and a server SIGKILLed with an active and three
-//! waiting sessions.
+//! pcap, QMP and power; a lab of two machines, each reached by name; and a
+//! server SIGKILLed with an active and three waiting sessions.
 
 mod common;
 
@@ -41,6 +41,149 @@ fn exec(s: &Server, sid: &str, node: &str, cmd: &[&str]) -> (i64, String) {
         code.unwrap_or_else(|| panic!("no exit code in {text}")),
         out,
     )
+}
+
+/// Two routers in a chain on the store's test guest: client - r1 - r2 -
+/// server.
+const CHAIN: &str = r#"
+name = "remote-chain"
+[[machine]]
+name = "r1"
+kernel = "store:guest-kernel"
+initrd = "store:guest-initrd"
+append = "console=ttyS0,115200 quiet panic=-1 alpy.forward=1 alpy.ip=eth0=10.0.1.1/24,eth1=10.0.2.1/24 alpy.route=10.0.3.0/24=10.0.2.2"
+prompt = "guest# "
+poweroff = "console:poweroff -f"
+[[machine]]
+name = "r2"
+kernel = "store:guest-kernel"
+initrd = "store:guest-initrd"
+append = "console=ttyS0,115200 quiet panic=-1 alpy.forward=1 alpy.ip=eth0=10.0.2.2/24,eth1=10.0.3.1/24 alpy.route=10.0.1.0/24=10.0.2.1"
+[[link]]
+name = "client"
+endpoint = "r1:0"
+addrs = ["10.0.1.2/24"]
+gateway = "10.0.1.1"
+[[link]]
+name = "core"
+endpoints = ["r1:1", "r2:0"]
+[[link]]
+name = "server"
+endpoint = "r2:1"
+addrs = ["10.0.3.2/24"]
+gateway = "10.0.3.1"
+"#;
+
+/// The console of the held lab (`query`: `?machine=r2`, or empty), as a
+/// WebSocket.
+fn console(
+    s: &Server,
+    sid: &str,
+    query: &str,
+) -> Result<
+    tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    tungstenite::Error,
+> {
+    let ws_url = s.url.replacen("http://", "ws://", 1) + "/lab/console" + query;
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
+    req.headers_mut()
+        .insert("X-Session-ID", sid.parse().unwrap());
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", s.token).parse().unwrap(),
+    );
+    tungstenite::connect(req).map(|(ws, _)| ws)
+}
+
+/// Types `line` on `ws` and reads until `want` shows, within 20 s.
+fn console_says(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    line: &str,
+    want: &str,
+) {
+    ws.send(tungstenite::Message::Text(format!("{line}\n").into()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        assert!(
+            Instant::now() < deadline,
+            "no {want:?} on the console: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        if let tungstenite::Message::Binary(b) = ws.read().unwrap() {
+            seen.extend_from_slice(&b);
+        }
+    }
+}
+
+/// A lab of two machines: traffic crosses both, and the console, QMP and
+/// power of each are reached by its name; an unknown name is a 404 that
+/// names the machines.
+#[test]
+fn a_lab_of_two_machines_by_machine_name() {
+    let s = Server::start("lab-machines", "");
+    let (a, _, _) = s.session();
+    let lab = lab_of(s.acquire(&a, CHAIN, false));
+    assert_eq!(lab["reused"], false);
+    let mut crossed = false;
+    for _ in 0..10 {
+        if exec(
+            &s,
+            &a,
+            "client",
+            &["ping", "-c", "1", "-W", "2", "10.0.3.2"],
+        )
+        .0 == 0
+        {
+            crossed = true;
+            break;
+        }
+    }
+    assert!(crossed, "no ping crossed r1 and r2 on the lab");
+    let mut r2 = console(&s, &a, "?machine=r2").unwrap();
+    console_says(&mut r2, "ip -o -4 addr show eth1", "10.0.3.1/24");
+    r2.close(None).ok();
+    let mut first = console(&s, &a, "").unwrap();
+    console_says(&mut first, "ip -o -4 addr show eth1", "10.0.2.1/24");
+    first.close(None).ok();
+    match console(&s, &a, "?machine=r9") {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        other => panic!("a console of no machine: {:?}", other.map(|_| ())),
+    }
+    let qmp = |body: Value| -> (u16, Value) {
+        let r = s.post_as("/lab/qmp", &a).json(&body).send().unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    };
+    let (code, v) = qmp(serde_json::json!({"execute": "stop", "machine": "r2"}));
+    assert_eq!(code, 200, "{v}");
+    let status = |m: &str| qmp(serde_json::json!({"execute": "query-status", "machine": m})).1;
+    assert_eq!(status("r2")["return"]["status"], "paused");
+    assert_eq!(
+        status("r1")["return"]["status"],
+        "running",
+        "only r2 stopped"
+    );
+    let on: Value = s
+        .post_as("/lab/power/on?machine=r2", &a)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(on["action"], "on", "{on}");
+    assert_eq!(status("r2")["return"]["status"], "running");
+    let (code, v) = qmp(serde_json::json!({"execute": "query-status", "machine": "r9"}));
+    assert!(
+        code == 404 && v["detail"].as_str().unwrap().contains("r1, r2"),
+        "{v}"
+    );
+    let r = s.post_as("/lab/power/cycle?machine=r9", &a).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        s.delete_as("/lab?force=true", &a).send().unwrap().status(),
+        202
+    );
 }
 
 #[test]
@@ -150,29 +293,8 @@ fn acquire_reuse_release_and_destroy_real_labs() {
         "{magic:?}"
     );
     drop(pcap);
-    let ws_url = s.url.replacen("http://", "ws://", 1) + "/lab/console";
-    let mut req =
-        tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
-    req.headers_mut().insert("X-Session-ID", a.parse().unwrap());
-    req.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {}", s.token).parse().unwrap(),
-    );
-    let (mut ws, _) = tungstenite::connect(req).unwrap();
-    ws.send(tungstenite::Message::Text("echo ws-$((6*7))\n".into()))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("ws-42") {
-        assert!(
-            Instant::now() < deadline,
-            "no echo on the console: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        if let tungstenite::Message::Binary(b) = ws.read().unwrap() {
-            seen.extend_from_slice(&b);
-        }
-    }
+    let mut ws = console(&s, &a, "").unwrap();
+    console_says(&mut ws, "echo ws-$((6*7))", "ws-42");
     ws.close(None).ok();
     let off: Value = s
         .post_as("/lab/power/cycle", &b)

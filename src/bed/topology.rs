@@ -54,36 +54,61 @@ use crate::error::{Error, Result};
 use crate::net::{App, Link};
 use crate::vm::login::Login;
 
-/// The keys of `[dut]` that name a file the DUT boots, in the order they
-/// are reported; disks' `path`s come after them.
+/// The keys of a machine section that name a file it boots, in the order
+/// they are reported; disks' `path`s come after them.
 const BOOT_FILE_KEYS: [&str; 4] = ["kernel", "initrd", "firmware_code", "firmware_vars"];
 
-/// The values of a topology (as TOML) that name a file the DUT boots:
-/// `dut.kernel`, `dut.initrd`, `dut.firmware_code`, `dut.firmware_vars`,
-/// then each `dut.disks[i].path`, with the key as errors name it. What a
-/// lab client maps to store names and a lab server maps back to paths.
+/// The values of a topology (as TOML) that name a file a machine boots:
+/// for `[dut]` and then each `[[machine]]`, its `kernel`, `initrd`,
+/// `firmware_code`, `firmware_vars`, then each `disks[i].path`, with the
+/// key as errors name it. What a lab client maps to store names and a lab
+/// server maps back to paths.
 ///
 /// ```
-/// let mut t: toml::Table = "[dut]\nkernel = \"k\"\ndisks = [{ path = \"d\" }]".parse().unwrap();
+/// let mut t: toml::Table = "[dut]\nkernel = \"k\"\ndisks = [{ path = \"d\" }]\n\
+///     [[machine]]\nname = \"r2\"\ninitrd = \"i\"".parse().unwrap();
 /// let keys: Vec<String> = alpy::bed::topology::boot_files_mut(&mut t)
 ///     .into_iter()
 ///     .map(|(k, _)| k)
 ///     .collect();
-/// assert_eq!(keys, ["dut.kernel", "dut.disks[0].path"]);
+/// assert_eq!(keys, ["dut.kernel", "dut.disks[0].path", "machine[0].initrd"]);
 /// ```
 pub fn boot_files_mut(t: &mut toml::Table) -> Vec<(String, &mut toml::Value)> {
+    let mut sections: Vec<(String, &mut toml::Table)> = Vec::new();
+    for (key, value) in t.iter_mut() {
+        match (key.as_str(), value) {
+            ("dut", toml::Value::Table(d)) => sections.insert(0, ("dut".to_string(), d)),
+            ("machine", toml::Value::Array(ms)) => {
+                for (i, m) in ms.iter_mut().enumerate() {
+                    if let Some(m) = m.as_table_mut() {
+                        sections.push((format!("machine[{i}]"), m));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    sections
+        .into_iter()
+        .flat_map(|(name, section)| section_files(&name, section))
+        .collect()
+}
+
+/// [`boot_files_mut`] of one machine section named `name`.
+fn section_files<'t>(name: &str, dut: &'t mut toml::Table) -> Vec<(String, &'t mut toml::Value)> {
     let mut files: Vec<(usize, String, &mut toml::Value)> = Vec::new();
-    let Some(dut) = t.get_mut("dut").and_then(|d| d.as_table_mut()) else {
-        return Vec::new();
-    };
     for (key, value) in dut.iter_mut() {
         if let Some(rank) = BOOT_FILE_KEYS.iter().position(|k| k == key) {
-            files.push((rank, format!("dut.{key}"), value));
+            files.push((rank, format!("{name}.{key}"), value));
         } else if key == "disks" {
             let disks = value.as_array_mut().into_iter().flatten().enumerate();
             for (i, d) in disks {
                 if let Some(p) = d.as_table_mut().and_then(|d| d.get_mut("path")) {
-                    files.push((BOOT_FILE_KEYS.len() + i, format!("dut.disks[{i}].path"), p));
+                    files.push((
+                        BOOT_FILE_KEYS.len() + i,
+                        format!("{name}.disks[{i}].path"),
+                        p,
+                    ));
                 }
             }
         }
