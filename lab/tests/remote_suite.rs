@@ -151,6 +151,10 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
     let s = Server::start_with_store("remote-suite", "max_labs = 1", &store);
     let artifacts = s.dir.join("artifacts");
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The one-machine tests: a Rust TestBed with REMOTE_LAB_URL is one
+    // machine so far (a lab of several is tested through its API in
+    // labs.rs), so nat-chain (two Rabbits) runs locally only.
+    eprintln!("remote suite: nat-chain left out (two machines: TestBed on a lab is one machine)");
     let out = Command::new(env!("CARGO"))
         .current_dir(&workspace)
         .args([
@@ -163,6 +167,16 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
             "--",
             "--jobs",
             "2",
+            "--only",
+            "forward-ipv4",
+            "--only",
+            "firewall",
+            "--only",
+            "load-balancing",
+            "--only",
+            "nat",
+            "--only",
+            "rate-limit",
         ])
         .env("REMOTE_LAB_URL", &s.url)
         .env("REMOTE_LAB_TOKEN", &s.token)

@@ -16,9 +16,6 @@ impl TestBed {
     /// `SystemTime::now()` taken around the traffic (to within a few ms),
     /// as long as the DUT ran without pause since [`TestBed::resume`].
     pub fn capture(&self, i: usize) -> Result<Capture> {
-        if let Some(cap) = self.remote_capture(i)? {
-            return Ok(cap);
-        }
         self.dut_ref()?.capture(i)
     }
 

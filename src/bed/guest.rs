@@ -21,7 +21,7 @@ impl TestBed {
     /// [`crate::TestBedBuilder::prompt`]. Machines boot in parallel; the
     /// error names the first that failed.
     pub fn boot(&mut self, timeout: Duration) -> Result<()> {
-        if self.remote.is_some() {
+        if self.is_remote() {
             return Ok(()); // the lab booted it and logged in
         }
         let results: Vec<Result<()>> = std::thread::scope(|s| {
@@ -54,17 +54,6 @@ impl TestBed {
     /// # Ok(()) }
     /// ```
     pub fn shell(&mut self) -> Result<RemoteShell<'_>> {
-        if self.remote.is_some() {
-            let state = match &self.dut_ref()?.shell {
-                Some(s) => s.clone(),
-                None => {
-                    let s = RemoteShell::attach(self.console()?)?.state();
-                    self.dut_mut()?.shell = Some(s.clone());
-                    s
-                }
-            };
-            return Ok(RemoteShell::resume(self.console()?, state));
-        }
         self.dut_mut()?.shell()
     }
 

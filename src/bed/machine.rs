@@ -42,7 +42,24 @@ pub(crate) struct MachineNic {
     pub pcap: PathBuf,
 }
 
-/// A QEMU machine of a test bed.
+/// Where a machine runs.
+pub(crate) enum Runs {
+    /// Not started, or stopped.
+    Nowhere,
+    /// A QEMU on this host, with its console.
+    Here(Box<Here>),
+    /// On an alpy-lab server (`REMOTE_LAB_URL`): its console over a
+    /// WebSocket, its QMP and power through the lab.
+    Lab(Box<crate::bed::remote::RemoteBed>),
+}
+
+/// A machine's QEMU on this host and its console.
+pub(crate) struct Here {
+    pub qemu: QemuProcess,
+    pub console: Console,
+}
+
+/// A machine of a test bed: a QEMU here, or one on a lab server.
 ///
 /// ```no_run
 /// use alpy::Commands;
@@ -65,8 +82,7 @@ pub struct Machine {
     pub(crate) prompt: Option<String>,
     pub(crate) poweroff: PowerOff,
     pub(crate) console_timeout: Duration,
-    pub(crate) qemu: Option<QemuProcess>,
-    pub(crate) console: Option<Console>,
+    pub(crate) runs: Runs,
     pub(crate) shell: Option<ShellState>,
     pub(crate) power: PowerState,
     pub(crate) resumed_at: Option<Instant>,
@@ -116,8 +132,7 @@ impl Machine {
             prompt: b.prompt.clone(),
             poweroff: b.poweroff.clone(),
             console_timeout: b.console_timeout,
-            qemu: None,
-            console: None,
+            runs: Runs::Nowhere,
             shell: None,
             power: PowerState::Absent,
             resumed_at: None,
@@ -145,9 +160,18 @@ impl Machine {
         self.nics.len()
     }
 
-    /// The MAC of its NIC `nic`.
+    /// The MAC of its NIC `nic` (on a lab: the one the lab's bed has).
     pub fn mac(&self, nic: usize) -> Result<Mac> {
-        Ok(self.nic(nic)?.mac)
+        let mine = self.nic(nic)?.mac;
+        Ok(match &self.runs {
+            Runs::Lab(r) => r.dut_mac(nic).unwrap_or(mine),
+            _ => mine,
+        })
+    }
+
+    /// Whether it runs on a lab server.
+    pub fn is_on_lab(&self) -> bool {
+        matches!(self.runs, Runs::Lab(_))
     }
 
     /// The capture file of its NIC `nic`.
@@ -187,14 +211,20 @@ impl Machine {
         self.power
     }
 
-    /// QEMU's PID, while it runs.
+    /// QEMU's PID, while it runs here.
     pub fn qemu_pid(&self) -> Option<i32> {
-        self.qemu.as_ref().map(QemuProcess::pid)
+        match &self.runs {
+            Runs::Here(h) => Some(h.qemu.pid()),
+            _ => None,
+        }
     }
 
-    /// The exact QEMU command line, shell-quoted.
+    /// The exact QEMU command line, shell-quoted (here).
     pub fn qemu_command(&self) -> Option<&str> {
-        self.qemu.as_ref().map(QemuProcess::command_line)
+        match &self.runs {
+            Runs::Here(h) => Some(h.qemu.command_line()),
+            _ => None,
+        }
     }
 
     /// Starts QEMU (paused) with its NICs on `fds` (fd, datagram socket?)
@@ -212,19 +242,24 @@ impl Machine {
             .qemu_config(&self.dir, self.qemu_nics(fds)?, plan)?;
         cfg.ram_file = ram;
         let t0 = Instant::now();
-        let qemu = logging::step(self.step_name("Start QEMU (paused)"), || {
+        let mut qemu = logging::step(self.step_name("Start QEMU (paused)"), || {
             QemuProcess::start(&cfg, &self.dir.join("qemu.log"), QMP_TIMEOUT)
         })?;
         self.timings.record("qemu", t0.elapsed());
-        self.qemu = Some(qemu);
-        self.power = PowerState::Paused;
-        let serial = self
-            .qemu_mut()?
+        let console = qemu
             .take_serial()
-            .ok_or_else(|| Error::Internal("QEMU gave no serial console".into()))?;
-        let mut console = Console::new(serial, &self.label, Some(&self.console_log))?;
+            .ok_or_else(|| Error::Internal("QEMU gave no serial console".into()))
+            .and_then(|serial| Console::new(serial, &self.label, Some(&self.console_log)));
+        let mut console = match console {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = qemu.close();
+                return Err(e);
+            }
+        };
         console.set_timeout(self.console_timeout);
-        self.console = Some(console);
+        self.runs = Runs::Here(Box::new(Here { qemu, console }));
+        self.power = PowerState::Paused;
         Ok(())
     }
 
@@ -249,37 +284,61 @@ impl Machine {
     /// Ends QEMU and its console, reporting nothing: for a QEMU that is
     /// replaced (after a save, after a failed restore).
     pub(crate) fn stop_qemu(&mut self) {
-        if let Some(c) = self.console.take() {
-            let _ = c.close();
-        }
-        if let Some(q) = self.qemu.take() {
-            let _ = q.close();
+        if let Runs::Here(h) = std::mem::replace(&mut self.runs, Runs::Nowhere) {
+            let Here { qemu, console } = *h;
+            let _ = console.close();
+            let _ = qemu.close();
         }
         self.power = PowerState::Absent;
     }
 
     pub(crate) fn qemu_mut(&mut self) -> Result<&mut QemuProcess> {
-        let label = &self.label;
-        self.qemu
-            .as_mut()
-            .ok_or_else(|| Error::Closed(format!("QEMU of {label}")))
+        match &mut self.runs {
+            Runs::Here(h) => Ok(&mut h.qemu),
+            Runs::Lab(_) => Err(Error::Config(format!(
+                "{} runs on a lab server (REMOTE_LAB_URL): its QMP goes through the lab; \
+                 use qmp_execute(command, arguments)",
+                self.label
+            ))),
+            Runs::Nowhere => Err(Error::Closed(format!("QEMU of {}", self.label))),
+        }
     }
 
-    /// Its serial console.
+    /// Its serial console (on a lab: the expect engine over the lab's
+    /// WebSocket).
     pub fn console(&mut self) -> Result<&mut Console> {
-        let label = &self.label;
-        self.console
-            .as_mut()
-            .ok_or_else(|| Error::Closed(format!("the console of {label}")))
+        match &mut self.runs {
+            Runs::Here(h) => Ok(&mut h.console),
+            Runs::Lab(r) => r.console(),
+            Runs::Nowhere => Err(Error::Closed(format!("the console of {}", self.label))),
+        }
     }
 
-    /// Its QMP session.
+    /// Its QMP session (here; on a lab there is none: use
+    /// [`Machine::qmp_execute`]).
     pub fn qmp(&mut self) -> Result<&mut Qmp> {
         Ok(self.qemu_mut()?.qmp())
     }
 
+    /// A QMP command, here or through the lab: its `return`.
+    pub fn qmp_execute(
+        &mut self,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        match &self.runs {
+            Runs::Lab(r) => r.qmp(command, arguments),
+            _ => self.qmp()?.execute(command, arguments),
+        }
+    }
+
     /// Lets the vCPUs run.
     pub fn resume(&mut self) -> Result<()> {
+        if let Runs::Lab(r) = &self.runs {
+            logging::step("Resume the DUT (on the lab)", || r.power("on"))?;
+            self.power = PowerState::Running;
+            return Ok(());
+        }
         let first = self.resumed_at.is_none();
         let before = std::time::SystemTime::now();
         logging::step(self.step_name("Resume the DUT"), || self.qmp()?.cont())?;
@@ -370,13 +429,18 @@ impl Machine {
     pub fn set_link(&mut self, nic: usize, up: bool) -> Result<()> {
         self.nic(nic)?;
         let args = serde_json::json!({ "name": format!("nic{nic}"), "up": up });
-        self.qmp()?.execute("set_link", Some(args)).map(drop)
+        self.qmp_execute("set_link", Some(args)).map(drop)
     }
 
     /// Its NIC `nic`'s capture as far as it goes now, with host time
     /// stamps (see [`crate::TestBed::capture`]).
     pub fn capture(&self, nic: usize) -> Result<Capture> {
-        let cap = Capture::open(&self.nic(nic)?.pcap)?;
+        let path = &self.nic(nic)?.pcap;
+        let cap = match &self.runs {
+            // The lab's file, saved under the same name here.
+            Runs::Lab(r) => r.capture_to(&nic.to_string(), path)?,
+            _ => Capture::open(path)?,
+        };
         Ok(cap.shifted(self.capture_offset.unwrap_or(0.0)))
     }
 
@@ -436,11 +500,16 @@ impl Machine {
     }
 
     fn power_off(&mut self, timeout: Duration) -> Result<()> {
+        if self.is_on_lab() {
+            self.lab_power_off(timeout)?;
+            self.power = PowerState::Off;
+            return Ok(());
+        }
         match self.poweroff.clone() {
             PowerOff::Console(cmd) => self.console()?.send_line(&cmd)?,
             PowerOff::AcpiButton => self.qmp()?.system_powerdown()?,
         }
-        let tail = self.console.as_ref().map(|c| c.tail()).unwrap_or_default();
+        let tail = self.console_tail();
         self.qmp()?
             .wait_event("SHUTDOWN", timeout)
             .map_err(|e| match e {
@@ -463,19 +532,35 @@ impl Machine {
         Ok(())
     }
 
-    /// Closes the console and QEMU; the first error.
+    /// The console's last lines, for errors.
+    pub(crate) fn console_tail(&self) -> String {
+        match &self.runs {
+            Runs::Here(h) => h.console.tail(),
+            Runs::Lab(r) => r.console_tail(),
+            Runs::Nowhere => String::new(),
+        }
+    }
+
+    /// Closes the console and QEMU (or the lab); the first error.
     pub(crate) fn close(&mut self) -> Result<()> {
         self.shell = None;
         let mut first = None;
-        if let Some(c) = self.console.take() {
-            if let Err(e) = c.close() {
-                first.get_or_insert(e);
+        match std::mem::replace(&mut self.runs, Runs::Nowhere) {
+            Runs::Here(h) => {
+                let Here { qemu, console } = *h;
+                if let Err(e) = console.close() {
+                    first.get_or_insert(e);
+                }
+                if let Err(e) = qemu.close() {
+                    first.get_or_insert(e);
+                }
             }
-        }
-        if let Some(q) = self.qemu.take() {
-            if let Err(e) = q.close() {
-                first.get_or_insert(e);
+            Runs::Lab(r) => {
+                if let Err(e) = r.close() {
+                    first.get_or_insert(e);
+                }
             }
+            Runs::Nowhere => {}
         }
         if self.power != PowerState::Off {
             self.power = PowerState::Absent;

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 use crate::addr::Mac;
 use crate::bed::builder::TestBedBuilder;
 use crate::bed::machine::{Machine, MachineNic, MachineSpec};
-use crate::bed::state::PowerState;
 use crate::bed::timings::{Timings, TimingsLog};
 use crate::bed::warm::WarmStart;
 use crate::bed::wiring::{Far, Plan, Wiring};
 use crate::error::{Error, Result};
-use crate::logging::{self, SinkGuard, Step};
+use crate::logging::{SinkGuard, Step};
 use crate::net::link::{default_mac, fixed_mac};
 use crate::net::{Node, Nodes};
 use crate::run::RunId;
@@ -43,9 +42,6 @@ pub struct TestBed {
     pub(crate) _log_sink: Option<SinkGuard>,
     /// The artifacts directory is this bed's while this is held.
     pub(crate) dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
-    /// The lab that runs this bed, with `REMOTE_LAB_URL` (see
-    /// [`crate::bed::remote`]).
-    pub(crate) remote: Option<crate::bed::remote::RemoteBed>,
     pub(crate) closed: bool,
 }
 
@@ -103,7 +99,6 @@ impl TestBed {
             link_gateways: b.links.iter().map(|l| l.gateway.or(l.gateway6)).collect(),
             _log_sink: Some(log_sink),
             dir_lock: None,
-            remote: None,
             closed: false,
         }
     }
@@ -233,43 +228,25 @@ impl TestBed {
 
     /// The DUT's MAC on link `i`.
     pub fn dut_mac(&self, i: usize) -> Mac {
-        if let Some(m) = self.remote.as_ref().and_then(|r| r.dut_mac(i)) {
-            return m;
-        }
-        machine_mac(&self.run, 0, i, self.warm.is_some())
+        self.machines
+            .first()
+            .and_then(|m| m.mac(i).ok())
+            .unwrap_or_else(|| machine_mac(&self.run, 0, i, self.warm.is_some()))
     }
 
     /// The serial console.
     pub fn console(&mut self) -> Result<&mut Console> {
-        if self.remote.is_some() {
-            return match self.remote.as_mut() {
-                Some(r) => r.console(),
-                None => Err(Error::Internal("the lab went away".into())),
-            };
-        }
         self.dut_mut()?.console()
     }
 
     /// The QMP session. A bed on a lab server has none here: use
     /// [`TestBed::qmp_execute`], which works on both.
     pub fn qmp(&mut self) -> Result<&mut Qmp> {
-        if self.remote.is_some() {
-            return Err(Error::Config(format!(
-                "test bed {} runs on a lab server (REMOTE_LAB_URL): its QMP goes through the lab; \
-                 use bed.qmp_execute(command, arguments)",
-                self.name
-            )));
-        }
         self.dut_mut()?.qmp()
     }
 
-    /// Lets the vCPUs run.
+    /// Lets the DUT's vCPUs run.
     pub fn resume(&mut self) -> Result<()> {
-        if let Some(r) = &self.remote {
-            logging::step("Resume the DUT (on the lab)", || r.power("on"))?;
-            self.dut_mut()?.power = PowerState::Running;
-            return Ok(());
-        }
         self.dut_mut()?.resume()
     }
 
@@ -340,11 +317,6 @@ impl TestBed {
     /// Powers the DUT off (as configured) and waits for QEMU's SHUTDOWN
     /// event and exit.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
-        if self.remote.is_some() {
-            self.timed("shutdown", |bed| bed.remote_shutdown(timeout))?;
-            self.dut_mut()?.power = PowerState::Off;
-            return Ok(());
-        }
         self.dut_mut()?.shutdown(timeout)
     }
 
@@ -403,9 +375,6 @@ impl TestBed {
         }
         if let Some(n) = self.nodes.take() {
             keep(n.close());
-        }
-        if let Some(r) = self.remote.take() {
-            keep(r.close());
         }
         match &first {
             None => drop(step.done()),

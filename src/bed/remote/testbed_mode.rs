@@ -16,13 +16,13 @@ use serde_json::Value;
 
 use crate::bed::builder::{PowerOff, TestBedBuilder};
 use crate::bed::dut::Dut;
+use crate::bed::machine::{Machine, Runs};
 use crate::bed::remote::topology_out::builder_topology;
 use crate::bed::remote::LabClient;
 use crate::bed::testbed::TestBed;
 use crate::error::{Error, Result};
 use crate::logging;
 use crate::net::Nodes;
-use crate::pcap::Capture;
 
 /// How long a bed waits in the lab's queue, unless `REMOTE_LAB_WAIT`
 /// (seconds) says otherwise.
@@ -67,8 +67,8 @@ impl TestBed {
         self.nodes = Some(Nodes::remote(&b.links, remote.node_service()?));
         // Stamps and MACs are the lab's bed's, not ones derived here.
         let offset = remote.capture_offset();
-        self.remote = Some(remote);
         let dut = self.dut_mut()?;
+        dut.runs = Runs::Lab(Box::new(remote));
         dut.capture_offset = offset;
         dut.resumed_at = Some(Instant::now());
         dut.power = crate::bed::state::PowerState::Running;
@@ -85,7 +85,7 @@ impl TestBed {
 
     /// Whether the bed runs on a lab server (`REMOTE_LAB_URL`).
     pub fn is_remote(&self) -> bool {
-        self.remote.is_some()
+        self.machines.first().is_some_and(Machine::is_on_lab)
     }
 
     /// A QMP command on the DUT's QEMU, here or on a lab server: its
@@ -98,40 +98,23 @@ impl TestBed {
     /// # Ok(()) }
     /// ```
     pub fn qmp_execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
-        match &self.remote {
-            Some(r) => r.qmp(command, arguments),
-            None => self.qmp()?.execute(command, arguments),
-        }
+        self.dut_mut()?.qmp_execute(command, arguments)
     }
+}
 
-    /// Link `i`'s capture from the lab, saved as the artifacts' `linkN.pcap`.
-    pub(crate) fn remote_capture(&self, i: usize) -> Result<Option<Capture>> {
-        let Some(r) = &self.remote else {
-            return Ok(None);
-        };
-        self.nodes()?.node(i)?;
-        let cap = r.capture_to(&i.to_string(), &self.pcap_path(i))?;
-        Ok(Some(cap.shifted(self.capture_offset().unwrap_or(0.0))))
-    }
-
-    /// Powers a remote DUT off as configured and waits until its QEMU has
-    /// stopped: QMP answers `shutdown`, or no longer answers (it exited).
-    pub(crate) fn remote_shutdown(&mut self, timeout: Duration) -> Result<()> {
-        let how = self.dut_ref()?.poweroff.clone();
-        match &how {
-            PowerOff::Console(cmd) => self.console()?.send_line(cmd)?,
-            PowerOff::AcpiButton => self.remote_bed()?.power("off")?,
+impl Machine {
+    /// Powers a machine on a lab off as configured and waits until its
+    /// QEMU has stopped: QMP answers `shutdown`, or no longer answers (it
+    /// exited).
+    pub(crate) fn lab_power_off(&mut self, timeout: Duration) -> Result<()> {
+        match self.poweroff.clone() {
+            PowerOff::Console(cmd) => self.console()?.send_line(&cmd)?,
+            PowerOff::AcpiButton => self.qmp_execute("system_powerdown", None).map(drop)?,
         }
-        let tail = || {
-            self.remote
-                .as_ref()
-                .map(|r| r.console_tail())
-                .unwrap_or_default()
-        };
-        let what = format!("the DUT of {} to power off on the lab", self.name);
+        let what = format!("{} to power off on the lab", self.label);
         let deadline = Instant::now() + timeout;
         loop {
-            match self.remote_bed()?.qmp("query-status", None) {
+            match self.qmp_execute("query-status", None) {
                 Ok(v) if v["status"] == "shutdown" => return Ok(()),
                 Ok(_) => {}
                 Err(e) => {
@@ -143,16 +126,10 @@ impl TestBed {
                 return Err(Error::Timeout {
                     what,
                     timeout,
-                    tail: tail(),
+                    tail: self.console_tail(),
                 });
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-
-    fn remote_bed(&self) -> Result<&crate::bed::remote::RemoteBed> {
-        self.remote
-            .as_ref()
-            .ok_or_else(|| Error::Closed(format!("the lab of test bed {}", self.name)))
     }
 }
