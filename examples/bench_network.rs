@@ -65,44 +65,13 @@ fn base(name: &str) -> TestBedBuilder {
         .console_timeout(BOOT)
 }
 
+/// The chain the machine tests use too.
+#[path = "../tests/common/chain.rs"]
+mod chain;
+
 /// client - r1 - ... - rn - server; link k is 10.0.k.0/24.
 fn chain(n: usize) -> TestBedBuilder {
-    let mut b = base(&format!("chain{n}"));
-    for i in 1..=n {
-        let mut routes = Vec::new();
-        if i < n {
-            routes.push(format!("10.0.{n}.0/24=10.0.{i}.2"));
-        }
-        if i > 1 {
-            routes.push(format!("10.0.0.0/24=10.0.{}.1", i - 1));
-        }
-        let mut ips = format!("eth0=10.0.{}.2/24,eth1=10.0.{i}.1/24", i - 1);
-        if !routes.is_empty() {
-            ips.push_str(&format!(" alpy.route={}", routes.join(",")));
-        }
-        b = b.machine(&format!("r{i}"), router(&ips));
-        if i > 1 {
-            b = b.segment(
-                Segment::new(&format!("l{}", i - 1))
-                    .end(&format!("r{}:1", i - 1))
-                    .end(&format!("r{i}:0")),
-            );
-        }
-    }
-    b.link(
-        Link::new()
-            .name("client")
-            .on("r1:0")
-            .node_addr("10.0.0.1/24")
-            .gateway("10.0.0.2"),
-    )
-    .link(
-        Link::new()
-            .name("server")
-            .on(&format!("r{n}:1"))
-            .node_addr(format!("10.0.{n}.2/24"))
-            .gateway(format!("10.0.{n}.1")),
-    )
+    chain::chain(base(&format!("chain{n}")), n, router)
 }
 
 fn bench_chain(ns: &[usize], runs: usize, warm: bool) -> alpy::Result<()> {

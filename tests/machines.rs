@@ -31,19 +31,15 @@ fn builder(name: &str) -> alpy::TestBedBuilder {
         .console_timeout(BOOT)
 }
 
-fn echo_requests() -> Filter {
-    Filter::new().protocol(PROTO_ICMP).icmp_type(8)
-}
-
-/// client - r1 - r2 - server, with static routes on the routers: the
-/// client reaches the server; on the r1-r2 link each echo request has a
-/// TTL one lower than on the client's; r1-r2 set down from QMP stops the
-/// traffic, and up again restores it. Then the routers, as a role.
-#[test]
-fn a_chain_of_two_routers_forwards_and_its_middle_link_goes_down() {
-    let mut bed = builder("chain")
+/// client - r1 - r2 - server, no routes: 10.0.1.0/24, 10.0.2.0/24 (the
+/// r1-r2 wire, "core"), 10.0.3.0/24; `r2_extra` goes on r2's command line.
+fn two_routers(name: &str, r2_extra: &str) -> alpy::TestBedBuilder {
+    builder(name)
         .machine("r1", router("eth0=10.0.1.1/24,eth1=10.0.2.1/24"))
-        .machine("r2", router("eth0=10.0.2.2/24,eth1=10.0.3.1/24"))
+        .machine(
+            "r2",
+            router(&format!("eth0=10.0.2.2/24,eth1=10.0.3.1/24{r2_extra}")),
+        )
         .link(
             Link::new()
                 .name("client")
@@ -59,8 +55,19 @@ fn a_chain_of_two_routers_forwards_and_its_middle_link_goes_down() {
                 .node_addr("10.0.3.2/24")
                 .gateway("10.0.3.1"),
         )
-        .start()
-        .unwrap();
+}
+
+fn echo_requests() -> Filter {
+    Filter::new().protocol(PROTO_ICMP).icmp_type(8)
+}
+
+/// client - r1 - r2 - server, with static routes on the routers: the
+/// client reaches the server; on the r1-r2 link each echo request has a
+/// TTL one lower than on the client's; r1-r2 set down from QMP stops the
+/// traffic, and up again restores it. Then the routers, as a role.
+#[test]
+fn a_chain_of_two_routers_forwards_and_its_middle_link_goes_down() {
+    let mut bed = two_routers("chain", "").start().unwrap();
     assert_eq!(bed.machine_names(), ["r1", "r2"]);
     bed.boot(BOOT).unwrap();
     bed.machine("r1")
@@ -228,46 +235,9 @@ fn a_segment_joins_two_routers_and_a_node() {
     assert!(left.is_empty(), "{left}");
 }
 
-/// A chain of `n` test-guest routers, client - r1 - ... - rn - server:
-/// link k is 10.0.k.0/24 (left end .1, right end .2), each router routes
-/// to the client's and the server's subnets.
+/// A chain of `n` test-guest routers (see [`common::chain`]).
 fn chain(name: &str, n: usize) -> alpy::TestBedBuilder {
-    let mut b = builder(name);
-    for i in 1..=n {
-        let mut routes = Vec::new();
-        if i < n {
-            routes.push(format!("10.0.{n}.0/24=10.0.{i}.2"));
-        }
-        if i > 1 {
-            routes.push(format!("10.0.0.0/24=10.0.{}.1", i - 1));
-        }
-        let mut ips = format!("eth0=10.0.{}.2/24,eth1=10.0.{i}.1/24", i - 1);
-        if !routes.is_empty() {
-            ips.push_str(&format!(" alpy.route={}", routes.join(",")));
-        }
-        b = b.machine(&format!("r{i}"), router(&ips));
-        if i > 1 {
-            b = b.segment(
-                Segment::new(&format!("l{}", i - 1))
-                    .end(&format!("r{}:1", i - 1))
-                    .end(&format!("r{i}:0")),
-            );
-        }
-    }
-    b.link(
-        Link::new()
-            .name("client")
-            .on("r1:0")
-            .node_addr("10.0.0.1/24")
-            .gateway("10.0.0.2"),
-    )
-    .link(
-        Link::new()
-            .name("server")
-            .on(&format!("r{n}:1"))
-            .node_addr(format!("10.0.{n}.2/24"))
-            .gateway(format!("10.0.{n}.1")),
-    )
+    common::chain::chain(builder(name), n, router)
 }
 
 /// Child side of the SIGKILL test: four machines running, then it
@@ -409,27 +379,7 @@ fn a_two_machine_bed_starts_warm_and_rebuilds_only_what_changed() {
         .boot_timeout(BOOT)
     };
     let bed = |name: &str, r2_extra: &str| {
-        builder(name)
-            .machine("r1", router("eth0=10.0.1.1/24,eth1=10.0.2.1/24"))
-            .machine(
-                "r2",
-                router(&format!("eth0=10.0.2.2/24,eth1=10.0.3.1/24{r2_extra}")),
-            )
-            .link(
-                Link::new()
-                    .name("client")
-                    .on("r1:0")
-                    .node_addr("10.0.1.2/24")
-                    .gateway("10.0.1.1"),
-            )
-            .segment(Segment::new("core").end("r1:1").end("r2:0"))
-            .link(
-                Link::new()
-                    .name("server")
-                    .on("r2:1")
-                    .node_addr("10.0.3.2/24")
-                    .gateway("10.0.3.1"),
-            )
+        two_routers(name, r2_extra)
             .warm_start(warm())
             .start()
             .unwrap()

@@ -37,6 +37,69 @@ pub struct DrawnLink {
     pub on: DrawnAttach,
 }
 
+/// A label at (`x`, `y`).
+pub(crate) fn text(x: i64, y: i64, s: &str, size: u32, anchor: &str) -> TextElement {
+    TextElement::new("")
+        .set("x", x)
+        .set("y", y)
+        .set("font-family", "sans-serif")
+        .set("font-size", size)
+        .set("text-anchor", anchor)
+        .add(Text::new(s))
+}
+
+/// A white SVG document of `width` x `height`.
+pub(crate) fn canvas(width: i64, height: i64) -> Document {
+    Document::new()
+        .set("xmlns", "http://www.w3.org/2000/svg")
+        .set("width", width)
+        .set("height", height)
+        .set("viewBox", (0, 0, width, height))
+        .add(
+            Rectangle::new()
+                .set("width", "100%")
+                .set("height", "100%")
+                .set("fill", "white"),
+        )
+}
+
+/// A node's box centred on `y`: its name, addresses and apps.
+pub(crate) fn node_box(
+    doc: Document,
+    l: &DrawnLink,
+    x: i64,
+    y: i64,
+    width: i64,
+    colour: &str,
+) -> Document {
+    let lines: Vec<String> = l
+        .addrs
+        .iter()
+        .cloned()
+        .chain(l.apps.iter().map(|a| format!("app {a}")))
+        .collect();
+    let row = |n: usize| 14 * i64::try_from(n).unwrap_or(0);
+    let box_h = 26 + row(lines.len());
+    let top = y - box_h / 2;
+    let mut doc = doc
+        .add(
+            Rectangle::new()
+                .set("x", x)
+                .set("y", top)
+                .set("width", width)
+                .set("height", box_h)
+                .set("rx", 12)
+                .set("fill", "#f6f6f6")
+                .set("stroke", colour)
+                .set("stroke-width", 1.5),
+        )
+        .add(text(x + 12, top + 18, &l.name, 13, "start"));
+    for (j, line) in lines.iter().enumerate() {
+        doc = doc.add(text(x + 12, top + 33 + row(j), line, 11, "start"));
+    }
+    doc
+}
+
 impl DrawnLink {
     /// The machine NIC it is on, if it is on one.
     fn nic(&self) -> Option<usize> {
@@ -231,26 +294,7 @@ impl Drawing {
         let width = NODE_X + NODE_W + 20;
         let dut_h = (n * ROW - 30).max(60);
         let dut_y = 20 + (n * ROW - dut_h) / 2;
-        let text = |x: i64, y: i64, s: &str, size: u32, anchor: &str| {
-            TextElement::new("")
-                .set("x", x)
-                .set("y", y)
-                .set("font-family", "sans-serif")
-                .set("font-size", size)
-                .set("text-anchor", anchor)
-                .add(Text::new(s))
-        };
-        let mut doc = Document::new()
-            .set("xmlns", "http://www.w3.org/2000/svg")
-            .set("width", width)
-            .set("height", height)
-            .set("viewBox", (0, 0, width, height))
-            .add(
-                Rectangle::new()
-                    .set("width", "100%")
-                    .set("height", "100%")
-                    .set("fill", "white"),
-            )
+        let mut doc = canvas(width, height)
             .add(
                 Rectangle::new()
                     .set("x", 20)
@@ -289,31 +333,7 @@ impl Drawing {
             if let Some(imp) = &l.impairment {
                 doc = doc.add(text(20 + DUT_W + 8, y + 16, imp, 10, "start"));
             }
-            let lines: Vec<String> = l
-                .addrs
-                .iter()
-                .cloned()
-                .chain(l.apps.iter().map(|a| format!("app {a}")))
-                .collect();
-            let box_h = 26 + 14 * i64::try_from(lines.len()).unwrap_or(0);
-            let top = y - box_h / 2;
-            doc = doc
-                .add(
-                    Rectangle::new()
-                        .set("x", NODE_X)
-                        .set("y", top)
-                        .set("width", NODE_W)
-                        .set("height", box_h)
-                        .set("rx", 12)
-                        .set("fill", "#f6f6f6")
-                        .set("stroke", colour)
-                        .set("stroke-width", 1.5),
-                )
-                .add(text(NODE_X + 12, top + 18, &l.name, 13, "start"));
-            for (j, line) in lines.iter().enumerate() {
-                let ly = top + 33 + 14 * i64::try_from(j).unwrap_or(0);
-                doc = doc.add(text(NODE_X + 12, ly, line, 11, "start"));
-            }
+            doc = node_box(doc, l, NODE_X, y, NODE_W, colour);
         }
         doc.to_string()
     }

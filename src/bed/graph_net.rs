@@ -3,11 +3,9 @@
 //! labelled with the machine's NIC. As DOT and as SVG, like the star
 //! drawing of a one-machine bed ([`crate::bed::graph`]).
 
-use svg::node::element::{Line, Rectangle, Text as TextElement};
-use svg::node::Text;
-use svg::Document;
+use svg::node::element::{Line, Rectangle};
 
-use crate::bed::graph::Drawing;
+use crate::bed::graph::{canvas, node_box, text, Drawing};
 
 /// A machine as drawn.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,15 +117,6 @@ pub(crate) fn svg(d: &Drawing) -> String {
         let slot = (rows * ROW) / count(n).max(1);
         20 + count(i) * slot + slot / 2
     };
-    let text = |x: i64, y: i64, s: &str, size: u32, anchor: &str| {
-        TextElement::new("")
-            .set("x", x)
-            .set("y", y)
-            .set("font-family", "sans-serif")
-            .set("font-size", size)
-            .set("text-anchor", anchor)
-            .add(Text::new(s))
-    };
     let line = |x1: i64, y1: i64, x2: i64, y2: i64| {
         Line::new()
             .set("x1", x1)
@@ -137,17 +126,7 @@ pub(crate) fn svg(d: &Drawing) -> String {
             .set("stroke", "#333333")
             .set("stroke-width", 2)
     };
-    let mut doc = Document::new()
-        .set("xmlns", "http://www.w3.org/2000/svg")
-        .set("width", width)
-        .set("height", height)
-        .set("viewBox", (0, 0, width, height))
-        .add(
-            Rectangle::new()
-                .set("width", "100%")
-                .set("height", "100%")
-                .set("fill", "white"),
-        );
+    let mut doc = canvas(width, height);
     let machine_y = |name: &str| {
         d.machines
             .iter()
@@ -243,30 +222,7 @@ pub(crate) fn svg(d: &Drawing) -> String {
     }
     for (i, l) in d.links.iter().enumerate() {
         let y = y_of(i, d.links.len());
-        let lines: Vec<String> = l
-            .addrs
-            .iter()
-            .cloned()
-            .chain(l.apps.iter().map(|a| format!("app {a}")))
-            .collect();
-        let box_h = 26 + 14 * count(lines.len());
-        let top = y - box_h / 2;
-        doc = doc
-            .add(
-                Rectangle::new()
-                    .set("x", NODE_X)
-                    .set("y", top)
-                    .set("width", NODE_W)
-                    .set("height", box_h)
-                    .set("rx", 12)
-                    .set("fill", "#f6f6f6")
-                    .set("stroke", "#333333")
-                    .set("stroke-width", 1.5),
-            )
-            .add(text(NODE_X + 12, top + 18, &l.name, 13, "start"));
-        for (j, s) in lines.iter().enumerate() {
-            doc = doc.add(text(NODE_X + 12, top + 33 + 14 * count(j), s, 11, "start"));
-        }
+        doc = node_box(doc, l, NODE_X, y, NODE_W, "#333333");
     }
     doc.to_string()
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod pty;
 
 use std::sync::Arc;

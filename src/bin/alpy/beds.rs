@@ -198,6 +198,15 @@ fn machine_and_rest<'w>(
     }
 }
 
+/// The error for words that do not fit `usage`, naming the machines.
+fn bad_words(info: &alpy::bed::registry::BedInfo, words: &[String], usage: &str) -> alpy::Error {
+    let machines: Vec<&str> = info.machines.iter().map(|m| m.name.as_str()).collect();
+    alpy::Error::Config(format!(
+        "expected {usage}, got {words:?} (machines: {})",
+        machines.join(", ")
+    ))
+}
+
 /// The control line for QMP `command` on `machine` (the DUT if `None`).
 fn qmp_line(machine: Option<&str>, command: &str, arguments: Option<&str>) -> String {
     let line = match machine {
@@ -226,14 +235,11 @@ pub(crate) fn qmp(id: &str, words: &[String]) -> alpy::Result<String> {
         [c] => (c, None),
         [c, a] => (c, Some(a.as_str())),
         _ => {
-            return Err(alpy::Error::Config(format!(
-                "expected [MACHINE] COMMAND [ARGUMENTS-JSON], got {words:?} (machines: {})",
-                info.machines
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
+            return Err(bad_words(
+                &info,
+                words,
+                "[MACHINE] COMMAND [ARGUMENTS-JSON]",
+            ))
         }
     };
     info.machine_index(machine)?;
@@ -252,16 +258,7 @@ pub(crate) fn power(id: &str, words: &[String]) -> alpy::Result<String> {
         [a] if a == "off" => "system_powerdown",
         [a] if a == "cycle" => "system_reset",
         [a] if a == "status" => "query-status",
-        _ => {
-            return Err(alpy::Error::Config(format!(
-                "expected [MACHINE] on|off|cycle|status, got {words:?} (machines: {})",
-                info.machines
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
+        _ => return Err(bad_words(&info, words, "[MACHINE] on|off|cycle|status")),
     };
     info.machine_index(machine)?;
     alpy::bed::registry::request(&info, &qmp_line(machine, command, None))
