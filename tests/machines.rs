@@ -189,11 +189,17 @@ fn a_chain_of_two_routers_forwards_and_its_middle_link_goes_down() {
 
 /// r1, r2 and a node on one segment: the node pings both routers, and
 /// each router's capture of the segment shows ARP from both routers.
+/// Each machine boots to a prompt of its own: the builder's login is
+/// one no test guest answers.
 #[test]
 fn a_segment_joins_two_routers_and_a_node() {
     let mut bed = builder("lan")
-        .machine("r1", router("eth0=10.0.9.1/24"))
-        .machine("r2", router("eth0=10.0.9.2/24"))
+        .login(alpy::Login::new("nobody"))
+        .machine(
+            "r1",
+            router("eth0=10.0.9.1/24").prompt(common::GUEST_PROMPT),
+        )
+        .machine("r2", router("eth0=10.0.9.2/24").prompt("alpy guest ready"))
         .segment(Segment::new("lan").end("r1:0").end("r2:0"))
         .link(
             Link::new()

@@ -66,6 +66,10 @@ pub struct Dut {
     aux_serials: usize,
     config_drive: Option<ConfigDrive>,
     tags: Vec<String>,
+    /// This machine's own way in and out (`None`: the builder's).
+    login: Option<crate::vm::login::Login>,
+    prompt: Option<String>,
+    poweroff: Option<crate::bed::builder::PowerOff>,
 }
 
 impl Dut {
@@ -81,6 +85,9 @@ impl Dut {
             aux_serials: 0,
             config_drive: None,
             tags: Vec::new(),
+            login: None,
+            prompt: None,
+            poweroff: None,
         }
     }
 
@@ -101,6 +108,46 @@ impl Dut {
     /// Its roles.
     pub fn tags(&self) -> &[String] {
         &self.tags
+    }
+
+    /// How this machine is logged in to, in a bed of machines that differ
+    /// (a router and a Linux host): replaces the builder's
+    /// [`crate::TestBedBuilder::login`] and prompt for this machine.
+    ///
+    /// ```
+    /// use alpy::{Dut, Login};
+    /// let host = Dut::kernel("vmlinuz", None).login(Login::new("root").password("secret"));
+    /// let router = Dut::kernel("vmlinuz", None).prompt("router# ");
+    /// ```
+    pub fn login(mut self, login: crate::vm::login::Login) -> Self {
+        self.login = Some(login);
+        self
+    }
+
+    /// The shell prompt this machine boots to (no login): replaces the
+    /// builder's login and prompt for this machine.
+    pub fn prompt(mut self, prompt: &str) -> Self {
+        self.prompt = Some(prompt.to_string());
+        self
+    }
+
+    /// How this machine is powered off: replaces the builder's
+    /// [`crate::TestBedBuilder::poweroff`] for it.
+    pub fn poweroff(mut self, how: crate::bed::builder::PowerOff) -> Self {
+        self.poweroff = Some(how);
+        self
+    }
+
+    /// Its own login and prompt, if it has either (else the builder's
+    /// apply).
+    pub(crate) fn access(&self) -> Option<(Option<crate::vm::login::Login>, Option<String>)> {
+        (self.login.is_some() || self.prompt.is_some())
+            .then(|| (self.login.clone(), self.prompt.clone()))
+    }
+
+    /// Its own power-off, if it has one.
+    pub(crate) fn own_poweroff(&self) -> Option<&crate::bed::builder::PowerOff> {
+        self.poweroff.as_ref()
     }
 
     /// Direct kernel boot, with an optional initrd.

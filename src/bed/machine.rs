@@ -113,6 +113,15 @@ impl Machine {
         timings: TimingsLog,
     ) -> Machine {
         let dut_files = spec.name == "dut";
+        let (login, prompt) = spec
+            .dut
+            .access()
+            .unwrap_or_else(|| (b.login.clone(), b.prompt.clone()));
+        let poweroff = spec
+            .dut
+            .own_poweroff()
+            .cloned()
+            .unwrap_or_else(|| b.poweroff.clone());
         Machine {
             name: spec.name.clone(),
             tags: spec.tags.clone(),
@@ -128,9 +137,9 @@ impl Machine {
                 artifacts.join(format!("console-{}.log", spec.name))
             },
             nics,
-            login: b.login.clone(),
-            prompt: b.prompt.clone(),
-            poweroff: b.poweroff.clone(),
+            login,
+            prompt,
+            poweroff,
             console_timeout: b.console_timeout,
             runs: Runs::Nowhere,
             shell: None,

@@ -117,6 +117,27 @@ fn section_files<'t>(name: &str, dut: &'t mut toml::Table) -> Vec<(String, &'t m
     files.into_iter().map(|(_, k, v)| (k, v)).collect()
 }
 
+/// The [`Login`] a checked `login` table describes.
+pub(super) fn login_of(l: &crate::bed::topology_file::LoginSection) -> Login {
+    let mut login = Login::new(&l.user);
+    if let Some(p) = &l.password {
+        login = login.password(p);
+    }
+    if let Some(p) = &l.prompt {
+        login = login.prompt(p);
+    }
+    if let Some(p) = &l.login_prompt {
+        login = login.login_prompt(p);
+    }
+    if let Some(p) = &l.password_prompt {
+        login = login.password_prompt(p);
+    }
+    if let Some(t) = &l.step_timeout_s {
+        login = login.steps_within(Duration::from_secs_f64(*t.get_ref()));
+    }
+    login
+}
+
 /// A test bed described by a topology file.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -182,16 +203,10 @@ impl Topology {
         let sections = self.file.machine_sections();
         for (i, (name, d)) in sections.iter().enumerate() {
             self.check_machine_section(name, d, place)?;
-            let shared = [
-                (d.prompt.is_some(), "prompt"),
-                (d.login.is_some(), "login"),
-                (d.poweroff.is_some(), "poweroff"),
-                (d.warm.is_some(), "warm"),
-            ];
-            if let (true, Some((_, key))) = (i > 0, shared.iter().find(|(set, _)| *set)) {
+            if i > 0 && d.warm.is_some() {
                 return Err(Error::Config(format!(
-                    "{}: machine {name} sets {key}: prompt, login, poweroff and warm are the \
-                     bed's, set on its first machine ({}) and shared by all",
+                    "{}: machine {name} sets warm: the warm start is the bed's, set on its \
+                     first machine ({}); each machine has its own snapshot",
                     self.path.display(),
                     sections[0].0
                 )));
@@ -313,23 +328,7 @@ impl Topology {
             b = b.prompt(p);
         }
         if let Some(l) = &d.login {
-            let mut login = Login::new(&l.user);
-            if let Some(p) = &l.password {
-                login = login.password(p);
-            }
-            if let Some(p) = &l.prompt {
-                login = login.prompt(p);
-            }
-            if let Some(p) = &l.login_prompt {
-                login = login.login_prompt(p);
-            }
-            if let Some(p) = &l.password_prompt {
-                login = login.password_prompt(p);
-            }
-            if let Some(t) = &l.step_timeout_s {
-                login = login.steps_within(Duration::from_secs_f64(*t.get_ref()));
-            }
-            b = b.login(login);
+            b = b.login(login_of(l));
         }
         if let Some(p) = &d.poweroff {
             b = b.poweroff(parse_poweroff(p.get_ref()).map_err(Error::Config)?);

@@ -173,6 +173,16 @@ impl Topology {
         for t in &d.tags {
             dut = dut.tag(t.get_ref());
         }
+        // Its own way in and out (the first machine's are the bed's too).
+        if let Some(p) = &d.prompt {
+            dut = dut.prompt(p);
+        }
+        if let Some(l) = &d.login {
+            dut = dut.login(super::login_of(l));
+        }
+        if let Some(p) = &d.poweroff {
+            dut = dut.poweroff(parse_poweroff(p.get_ref()).map_err(Error::Config)?);
+        }
         Ok(dut)
     }
 }

@@ -314,9 +314,21 @@ mod tests {
             e.contains("t.toml:10:8") && e.contains("duplicate machine name"),
             "{e}"
         );
-        // Settings of the bed on a later machine.
-        let e = err(&format!("{TWO}prompt = \"$ \"\n"));
-        assert!(e.contains("machine r2 sets prompt"), "{e}");
+        // A later machine has its own prompt; the warm start is the bed's.
+        let t = Topology::parse(
+            Path::new("/x/t.toml"),
+            &format!("{TWO}prompt = \"$ \"\nlogin = {{ user = \"admin\" }}\n"),
+        )
+        .unwrap();
+        let specs = t.builder().unwrap().machine_specs();
+        assert_eq!(specs[0].dut.access().unwrap().1.as_deref(), Some("# "));
+        let (login, prompt) = specs[1].dut.access().unwrap();
+        assert_eq!(
+            (login.unwrap().user, prompt.as_deref()),
+            ("admin".to_string(), Some("$ "))
+        );
+        let e = err(&format!("{TWO}warm = \"v1\"\n"));
+        assert!(e.contains("machine r2 sets warm"), "{e}");
         let e = err("name = \"x\"\n");
         assert!(e.contains("needs a [dut] or [[machine]]"), "{e}");
     }
