@@ -1,14 +1,24 @@
+# shellcheck shell=bash
 # Shared helpers for the alpy shell scripts. Source it; do not run it.
 
 # Print a step, run it, and print "done (N.NN s)" or "failed" like alpy's
 # step logger. Usage: step "Build image alpy/node" cmd args...
 step() {
   local what=$1; shift
-  local t0 t1 rc
+  local t0 t1 rc errexit=
+  case $- in *e*) errexit=1 ;; esac
   t0=$(date +%s.%N)
   printf '%s...\n' "$what" >&2
-  "$@"
+  # Under `set -e` a failing command would end the script before the
+  # "failed" line: run it in a subshell that keeps the caller's -e (so a
+  # function stops at its first failure) while this shell goes on.
+  set +e
+  (
+    if [ -n "$errexit" ]; then set -e; fi
+    "$@"
+  )
   rc=$?
+  if [ -n "$errexit" ]; then set -e; fi
   t1=$(date +%s.%N)
   if [ "$rc" -eq 0 ]; then
     printf '%s... done (%.2f s)\n' "$what" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" >&2

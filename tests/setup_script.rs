@@ -115,3 +115,39 @@ fn an_installed_package_without_the_command_is_named() {
         "{err}"
     );
 }
+
+/// `step` from `images/lib.sh` under `set -e`, as every script runs it:
+/// returns (stdout, stderr, exit code).
+fn step_under_errexit(script: &str) -> (String, String, Option<i32>) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -e; . images/lib.sh; {script}"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run bash");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn a_failing_step_says_so_and_stops_the_script() {
+    let (stdout, stderr, code) = step_under_errexit(
+        "halfway() { false; echo not-reached; }; step 'Half' halfway; echo after",
+    );
+    assert!(stderr.contains("Half... failed (exit 1)"), "{stderr}");
+    assert_eq!(code, Some(1), "the script must stop with the step's code");
+    assert!(
+        !stdout.contains("not-reached"),
+        "a step stops at its first failure: {stdout}"
+    );
+    assert!(!stdout.contains("after"), "the script must stop: {stdout}");
+    let (_, stderr, code) = step_under_errexit("step 'Three' sh -c 'exit 3'");
+    assert!(stderr.contains("Three... failed (exit 3)"), "{stderr}");
+    assert_eq!(code, Some(3));
+    let (stdout, stderr, code) = step_under_errexit("step 'Fine' true; echo after");
+    assert!(stderr.contains("Fine... done ("), "{stderr}");
+    assert_eq!((stdout.trim(), code), ("after", Some(0)));
+}
