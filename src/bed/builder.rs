@@ -230,6 +230,26 @@ impl TestBedBuilder {
         self
     }
 
+    /// A bed of several machines prepares and saves each on its own: a
+    /// bed-wide [`WarmStart::new`] is refused (before anything starts).
+    pub(crate) fn check_warm(&self, specs: &[MachineSpec]) -> Result<()> {
+        if let (true, Some(w)) = (specs.len() > 1, &self.warm) {
+            if matches!(w.prepare, crate::bed::warm::Preparation::Bed(_)) {
+                return Err(Error::Config(format!(
+                    "test bed {}: its machines ({}) are each prepared and saved on their own: \
+                 use WarmStart::per_machine(version, |machine| ..) instead of WarmStart::new",
+                    self.name,
+                    specs
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Stands everything up; the DUT stays paused until
     /// [`TestBed::resume`].
     ///
@@ -247,20 +267,7 @@ impl TestBedBuilder {
             ));
         }
         let plan = wiring::plan(&specs, &self.links, &self.segments)?;
-        if let (true, Some(w)) = (specs.len() > 1, &self.warm) {
-            if matches!(w.prepare, crate::bed::warm::Preparation::Bed(_)) {
-                return Err(Error::Config(format!(
-                    "test bed {}: its machines ({}) are each prepared and saved on their own: \
-                     use WarmStart::per_machine(version, |machine| ..) instead of WarmStart::new",
-                    self.name,
-                    specs
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
+        self.check_warm(&specs)?;
         let run = self.run.clone().unwrap_or_default();
         let artifacts = match &self.artifacts {
             Some(d) => d.clone(),

@@ -334,7 +334,13 @@ impl Topology {
             b = b.poweroff(parse_poweroff(p.get_ref()).map_err(Error::Config)?);
         }
         if let Some(v) = &d.warm {
-            b = b.warm_start(WarmStart::new(v, |_| Ok(())));
+            // Several machines: each its own snapshot (a bed-wide one is
+            // refused at start()).
+            b = b.warm_start(if sections.len() > 1 {
+                WarmStart::per_machine(v, |_| Ok(()))
+            } else {
+                WarmStart::new(v, |_| Ok(()))
+            });
         }
         for l in self.file.node_links() {
             b = b.link(link_of(l));

@@ -329,6 +329,14 @@ mod tests {
         );
         let e = err(&format!("{TWO}warm = \"v1\"\n"));
         assert!(e.contains("machine r2 sets warm"), "{e}");
+        // Warm on the first machine of several: each machine its own
+        // snapshot, which start() accepts.
+        let two_warm = TWO.replacen("prompt", "warm = \"v1\"\nprompt", 1);
+        let b = Topology::parse(Path::new("/x/t.toml"), &two_warm)
+            .unwrap()
+            .builder()
+            .unwrap();
+        b.check_warm(&b.machine_specs()).unwrap();
         let e = err("name = \"x\"\n");
         assert!(e.contains("needs a [dut] or [[machine]]"), "{e}");
     }

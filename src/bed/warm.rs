@@ -476,7 +476,10 @@ impl Store {
     }
 
     /// Removes least recently used snapshots (not `keep`) until the cache
-    /// holds at most `limit` bytes.
+    /// holds at most `limit` bytes. Snapshots used or built in the last
+    /// [`IN_USE`] are kept even past the limit: another machine of the
+    /// same bed (or another bed) built or restored them and may be about
+    /// to restore them.
     fn evict(&self, keep: &str, limit: u64) {
         let mut snaps: Vec<(SystemTime, u64, PathBuf)> = std::fs::read_dir(&self.root)
             .into_iter()
@@ -494,11 +497,12 @@ impl Store {
             .collect();
         snaps.sort();
         let mut total: u64 = snaps.iter().map(|s| s.1).sum();
-        for (_, size, dir) in snaps {
+        let recent = |used: SystemTime| used.elapsed().is_ok_and(|age| age < IN_USE);
+        for (used, size, dir) in snaps {
             if total <= limit {
                 break;
             }
-            if dir.file_name().is_some_and(|n| n == keep) {
+            if dir.file_name().is_some_and(|n| n == keep) || recent(used) {
                 continue;
             }
             log::info!(target: "alpy::warm", "evicting warm-start snapshot {}", dir.display());
@@ -538,6 +542,10 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// How long a snapshot counts as in use after it was built or restored:
+/// eviction leaves it alone for that long.
+pub(crate) const IN_USE: Duration = Duration::from_secs(600);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,7 +560,7 @@ mod tests {
             std::fs::write(d.join("meta.json"), b"{}").unwrap();
             std::fs::write(d.join("state"), vec![0u8; 1 << 20]).unwrap();
             let used = std::fs::File::create(d.join("used")).unwrap();
-            let t = SystemTime::now() - Duration::from_secs(100 - i as u64 * 10);
+            let t = SystemTime::now() - IN_USE - Duration::from_secs(100 - i as u64 * 10);
             used.set_modified(t).unwrap();
         }
         // 3 MiB in all, 2.5 MiB allowed: the oldest goes, even though "new"
@@ -562,6 +570,17 @@ mod tests {
         assert!(root.join("mid").exists() && root.join("new").exists());
         store.evict("old", (3 << 20) / 2);
         assert!(!root.join("mid").exists() && root.join("new").exists());
+        // One built a moment ago by another machine of the bed stays,
+        // even past the limit.
+        let d = root.join("sibling");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("meta.json"), b"{}").unwrap();
+        std::fs::write(d.join("state"), vec![0u8; 1 << 20]).unwrap();
+        store.evict("new", 1);
+        assert!(
+            root.join("sibling").exists(),
+            "a snapshot just built was evicted"
+        );
         std::fs::remove_dir_all(&root).ok();
     }
 
