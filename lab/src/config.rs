@@ -121,9 +121,11 @@ pub struct Limits {
     pub lab_up_timeout_s: u64,
     /// Live (waiting or active) sessions one token may have.
     pub max_sessions_per_token: usize,
-    /// Guest memory a lab's machine may ask for (default: the host's).
+    /// Guest memory a lab's machines may ask for together (default: the
+    /// host's).
     pub max_memory_mib: u64,
-    /// vCPUs a lab's machine may ask for (default: the host's cores).
+    /// vCPUs a lab's machines may ask for together (default: the host's
+    /// cores).
     pub max_cpus: u64,
     /// Serial ports beyond the console.
     pub max_serials: u64,

@@ -327,7 +327,9 @@ async fn pcap(
     let index = info
         .index_of(&name, "link", true)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let path = info.artifacts.join(format!("link{index}.pcap"));
+    let path = info
+        .capture_path(index)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         tracing::error!(bed = %info.id, "open {}: {e}", path.display());
         ApiError::internal(format!("link {name:?} has no capture to read"))

@@ -112,6 +112,7 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
     for (name, section) in &sections {
         check_machine(name, section, &cfg.limits)?;
     }
+    check_totals(&sections, &cfg.limits)?;
     if let Some(links) = t.get("link").and_then(|l| l.as_array()) {
         for (i, l) in links.iter().enumerate() {
             let nic_rom = l.get("nic").and_then(|n| n.get("rom"));
@@ -204,6 +205,46 @@ fn check_sizes(name: &str, dut: &toml::Table, limits: &Limits) -> Result<(), Ref
                     "{name}.{key} = {n}: this lab allows at most {max} ({setting})"
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The lab's machines together within the memory and vCPU limits (each
+/// machine that sets none counts QEMU's default).
+fn check_totals(sections: &[(String, &toml::Table)], limits: &Limits) -> Result<(), Refusal> {
+    let default = alpy::vm::qemu::QemuConfig::default();
+    let total = |key: &str, default: u32| -> u64 {
+        sections
+            .iter()
+            .map(|(_, m)| {
+                m.get(key)
+                    .and_then(|v| v.as_integer())
+                    .map_or(u64::from(default), |n| u64::try_from(n).unwrap_or(0))
+            })
+            .sum()
+    };
+    let totals = [
+        (
+            "memory_mib",
+            total("memory_mib", default.memory_mib),
+            limits.max_memory_mib,
+            "limits.max_memory_mib",
+        ),
+        (
+            "cpus",
+            total("cpus", default.cpus),
+            limits.max_cpus,
+            "limits.max_cpus",
+        ),
+    ];
+    for (key, sum, max, setting) in totals {
+        if sum > max {
+            return Err(format!(
+                "topology: its {} machines ask for {sum} {key} together: this lab allows at \
+                 most {max} per lab ({setting})",
+                sections.len()
+            ));
         }
     }
     Ok(())
@@ -321,6 +362,24 @@ mod tests {
                 .unwrap_err();
             assert!(e.contains(needle), "{e}");
         }
+        // Each within the limit, together past it (2048 MiB, 2 vCPUs).
+        let two = |each: &str| {
+            format!(
+                "[[machine]]\nname = \"a\"\nkernel = \"store:k\"\n{each}\n\
+                     [[machine]]\nname = \"b\"\nkernel = \"store:k\"\n{each}\n"
+            )
+        };
+        let e = check_topology(&two("memory_mib = 1536"), &c, at).unwrap_err();
+        assert!(
+            e.contains("3072 memory_mib together") && e.contains("max_memory_mib"),
+            "{e}"
+        );
+        let e = check_topology(&two("cpus = 2"), &c, at).unwrap_err();
+        assert!(
+            e.contains("4 cpus together") && e.contains("max_cpus"),
+            "{e}"
+        );
+        check_topology(&two("memory_mib = 1024"), &c, at).unwrap();
         let e = check_topology(
             "name = \"a\\nforged\"\n[dut]\nkernel = \"store:k\"\n",
             &c,
