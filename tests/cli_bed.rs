@@ -420,6 +420,24 @@ fn a_two_machine_bed_by_machine_name() {
         }
     }
     assert!(crossed, "no ping crossed r1 and r2");
+    // The server's capture is r2's NIC 1 (not the first machine's): it
+    // holds frames from r2's MAC there.
+    let out = reg
+        .cmd(&["capture", &id, "server", "--seconds", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let file = std::env::temp_dir().join(format!("alpy-server-{}.pcap", std::process::id()));
+    std::fs::write(&file, &out.stdout).unwrap();
+    let cap = alpy::pcap::Capture::open(&file);
+    std::fs::remove_file(&file).ok();
+    let r2_mac: alpy::addr::Mac = beds[0]["dut_macs"][1].as_str().unwrap().parse().unwrap();
+    let from_r2 = alpy::pcap::Filter::new().src_mac(r2_mac);
+    assert!(
+        cap.unwrap().count(&from_r2) > 0,
+        "no frame from r2 ({r2_mac}) on the server's link"
+    );
     let (code, _, err) = reg.run(&["qmp", &id, "r9", "query-status"]);
     assert!(
         code == 1 && err.contains("its machines are r1, r2"),

@@ -50,6 +50,10 @@ pub struct BedInfo {
     /// What to add to the raw `linkN.pcap` stamps for this host's time.
     #[serde(default)]
     pub capture_offset: Option<f64>,
+    /// Each link's capture file: the machine NIC its node is on (`None`
+    /// for a node on a segment). Read it with [`BedInfo::capture_path`].
+    #[serde(default)]
+    pub captures: Vec<Option<PathBuf>>,
     /// The bed's machines, the DUT first, with their console sockets.
     #[serde(default)]
     pub machines: Vec<MachineInfo>,
@@ -87,6 +91,9 @@ impl BedInfo {
                 .map(|i| bed.dut_mac(i).to_string())
                 .collect(),
             capture_offset: bed.capture_offset(),
+            captures: (0..bed.nodes_info().len())
+                .map(|i| bed.pcap_path(i))
+                .collect(),
             machines: bed
                 .machines()
                 .iter()
@@ -118,6 +125,26 @@ impl BedInfo {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
+            })
+    }
+
+    /// Link `i`'s capture file: the machine NIC its node is on. An
+    /// [`Error::NotFound`] for a node on a segment (its machines' NICs
+    /// there each have their own capture). Entries written before
+    /// `captures` existed name `linkN.pcap`.
+    pub fn capture_path(&self, i: usize) -> Result<PathBuf> {
+        if self.captures.is_empty() {
+            return Ok(self.artifacts.join(format!("link{i}.pcap")));
+        }
+        self.captures
+            .get(i)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| Error::NotFound {
+                what: format!("a capture of link {i} of bed {}", self.id),
+                hint: "its node is on a segment: each machine NIC there has its own capture \
+                   (<machine>-nic<N>.pcap in the artifacts directory)"
+                    .into(),
             })
     }
 

@@ -39,6 +39,9 @@ pub struct TestBed {
     pub(crate) warm: Option<WarmStart>,
     /// Each link's gateway as its node sees it (the DUT, usually).
     pub(crate) link_gateways: Vec<Option<std::net::IpAddr>>,
+    /// Each link's machine NIC (machine index, NIC), if its node is on
+    /// one (not on a segment).
+    pub(crate) link_nics: Vec<Option<(usize, usize)>>,
     pub(crate) _log_sink: Option<SinkGuard>,
     /// The artifacts directory is this bed's while this is held.
     pub(crate) dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
@@ -97,6 +100,14 @@ impl TestBed {
             timings,
             warm: b.warm.clone(),
             link_gateways: b.links.iter().map(|l| l.gateway.or(l.gateway6)).collect(),
+            link_nics: (0..b.links.len())
+                .map(|i| {
+                    plan.nics.iter().enumerate().find_map(|(m, fars)| {
+                        let n = fars.iter().position(|f| *f == Far::Node(i))?;
+                        Some((m, n))
+                    })
+                })
+                .collect(),
             _log_sink: Some(log_sink),
             dir_lock: None,
             closed: false,
@@ -180,10 +191,14 @@ impl TestBed {
         &self.artifacts
     }
 
-    /// The capture file of the DUT's NIC `i` (link `i` of a one-machine
-    /// bed).
-    pub fn pcap_path(&self, i: usize) -> PathBuf {
-        self.artifacts.join(format!("link{i}.pcap"))
+    /// The capture file of the machine NIC link `i`'s node is on
+    /// (`linkN.pcap` in a one-machine bed); `None` if that node is on a
+    /// segment (each machine NIC there has its own:
+    /// [`Machine::pcap_path`]).
+    pub fn pcap_path(&self, i: usize) -> Option<PathBuf> {
+        let (m, nic) = self.link_nics.get(i).copied().flatten()?;
+        let path = self.machines.get(m)?.pcap_path(nic).ok()?;
+        Some(path.to_path_buf())
     }
 
     pub(crate) fn nodes(&self) -> Result<&Nodes> {
@@ -226,12 +241,14 @@ impl TestBed {
             .unwrap_or_default()
     }
 
-    /// The DUT's MAC on link `i`.
+    /// The MAC of the machine NIC on link `i` (the DUT's NIC `i` in a
+    /// one-machine bed; for a node on a segment, the DUT's NIC `i`).
     pub fn dut_mac(&self, i: usize) -> Mac {
+        let (m, nic) = self.link_nics.get(i).copied().flatten().unwrap_or((0, i));
         self.machines
-            .first()
-            .and_then(|m| m.mac(i).ok())
-            .unwrap_or_else(|| machine_mac(&self.run, 0, i, self.warm.is_some()))
+            .get(m)
+            .and_then(|machine| machine.mac(nic).ok())
+            .unwrap_or_else(|| machine_mac(&self.run, m, nic, self.warm.is_some()))
     }
 
     /// The serial console.

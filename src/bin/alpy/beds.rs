@@ -155,7 +155,7 @@ pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Resul
     let info = alpy::bed::registry::find(id)?;
     let index = info.index_of(link, "link", true)?;
 
-    let path = info.artifacts.join(format!("link{index}.pcap"));
+    let path = info.capture_path(index)?;
     let mut f = std::fs::File::open(&path)
         .map_err(|e| alpy::Error::io(format!("open {}", path.display()), e))?;
     let registry_entry = alpy::bed::registry::registry_dir().join(&info.id);
