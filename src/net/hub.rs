@@ -43,6 +43,9 @@ pub struct PortStats {
     /// Frames lost to the port's impairment (its loss setting, a full
     /// queue), either way.
     pub lost: u64,
+    /// The port's far end went away (a tap deleted from inside its node,
+    /// a closed socket): the switch stopped reading it.
+    pub gone: bool,
 }
 
 /// A port's impairment: towards it, and from it.
@@ -80,7 +83,10 @@ impl Hub {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("hub-{name}"))
-                .spawn(crate::logging::inherit(move || run(&ports, &shared)))
+                .spawn({
+                    let name = name.to_string();
+                    crate::logging::inherit(move || run(&ports, &shared, &name))
+                })
                 .map_err(|e| Error::io("spawn a segment thread", e))?
         };
         Ok(Hub {
@@ -162,7 +168,7 @@ fn learn_and_route(
     table.get(&d).copied().filter(|&p| p != from)
 }
 
-fn run(ports: &[OwnedFd], shared: &Shared) -> Result<()> {
+fn run(ports: &[OwnedFd], shared: &Shared, name: &str) -> Result<()> {
     let mut table: HashMap<[u8; 6], usize> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     let mut stats = vec![PortStats::default(); ports.len()];
@@ -180,21 +186,29 @@ fn run(ports: &[OwnedFd], shared: &Shared) -> Result<()> {
                 at.saturating_duration_since(now)
             })
             .min(Duration::from_millis(100));
-        let mut fds: Vec<PollFd> = ports
+        // Ports whose far end went away are left out: poll would report
+        // them at once, every time, and the thread would spin.
+        let live: Vec<usize> = (0..ports.len()).filter(|&p| !stats[p].gone).collect();
+        let mut fds: Vec<PollFd> = live
             .iter()
-            .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+            .map(|&p| PollFd::new(ports[p].as_fd(), PollFlags::POLLIN))
             .collect();
         let ms = u16::try_from(wait.as_millis()).unwrap_or(100);
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::Net(format!("segment poll: {e}"))),
         }
-        let ready: Vec<usize> = fds
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
-            .map(|(i, _)| i)
-            .collect();
+        let gone = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+        let mut ready = Vec::new();
+        for (f, &p) in fds.iter().zip(&live) {
+            let r = f.revents().unwrap_or(PollFlags::empty());
+            if r.intersects(gone) {
+                log::warn!("segment {name}: port {p} went away ({r:?}); no longer read");
+                stats[p].gone = true;
+            } else if r.contains(PollFlags::POLLIN) {
+                ready.push(p);
+            }
+        }
         drop(fds);
         let imps = lock(&shared.impairments).clone();
         for from in ready {
@@ -283,6 +297,32 @@ mod tests {
         let s = hub.stats();
         assert_eq!((s[0].received, s[1].received), (1, 1));
         assert_eq!((s[0].sent, s[1].sent, s[2].sent), (1, 1, 1));
+        hub.close().expect("close");
+    }
+
+    #[test]
+    fn a_port_that_went_away_is_left_out_and_the_rest_still_switch() {
+        use std::os::unix::net::UnixStream;
+        let (mut outer, mut inner) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let (a, b) = UnixDatagram::pair().expect("socket pair");
+            outer.push(a);
+            inner.push(OwnedFd::from(b));
+        }
+        // A third port whose far end is closed: poll reports it hung up.
+        let (gone, kept) = UnixStream::pair().expect("stream pair");
+        drop(gone);
+        inner.push(OwnedFd::from(kept));
+        let hub = Hub::start(inner, "gone").expect("hub");
+        let t0 = Instant::now();
+        while !hub.stats()[2].gone && t0.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(hub.stats()[2].gone, "{:?}", hub.stats());
+        let f = frame([0xff; 6], [2, 0, 0, 0, 0, 1]);
+        outer[0].send(&f).expect("send");
+        assert_eq!(recv(&outer[1]), Some(f));
+        assert!(!hub.stats()[0].gone && !hub.stats()[1].gone);
         hub.close().expect("close");
     }
 
