@@ -132,6 +132,13 @@ fn three_nodes_have_their_addresses_routes_and_macs() {
         out[2]
     );
     let pids: Vec<i32> = nodes.iter().filter_map(|n| n.pid()).collect();
+    // A negative index is an error, never the node named "-1".
+    let e = nodes
+        .get(-1i32)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("index -1 (indexes count from 0)"), "{e}");
     nodes.close().expect("close nodes");
     assert_gone(&docker, &run, &pids);
 }

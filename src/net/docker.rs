@@ -28,7 +28,7 @@ pub struct Docker {
     rt: tokio::runtime::Runtime,
     api: bollard::Docker,
     /// Tests only: make container inspects fail (see
-    /// [`Docker::fail_inspects_for_tests`]).
+    /// `Docker::fail_inspects`).
     fail_inspects: std::sync::atomic::AtomicBool,
 }
 
@@ -241,9 +241,9 @@ impl Docker {
 
     /// Makes every container inspect of this client fail, as an engine
     /// that stops answering would: for tests of the failure paths around
-    /// it. Not for use outside tests.
-    #[doc(hidden)]
-    pub fn fail_inspects_for_tests(&self, fail: bool) {
+    /// it.
+    #[cfg(test)]
+    pub(crate) fn fail_inspects(&self, fail: bool) {
         self.fail_inspects
             .store(fail, std::sync::atomic::Ordering::Relaxed);
     }

@@ -56,3 +56,33 @@ fn missing_image_hints_differ_for_users_images() {
         "{own}"
     );
 }
+
+/// A failing inspect must not keep `close()` from removing the container
+/// (it used to mark the container closed first, so Drop skipped it too).
+/// Needs the engine and `alpy/node` (scripts/setup).
+#[test]
+fn close_removes_the_container_even_when_inspect_fails() {
+    use crate::net::container::Container;
+    let docker = Docker::connect().expect("a Docker engine (run scripts/setup)");
+    let run = crate::run::RunId::new();
+    let spec = ContainerSpec {
+        image: "alpy/node".into(),
+        name: run.name("inspectfail"),
+        cmd: ["sleep", "100"].iter().map(|s| s.to_string()).collect(),
+        network_mode: Some("none".into()),
+        labels: crate::run::owner_labels(&run),
+        ..Default::default()
+    };
+    let c = Container::run(&docker, &spec, None).expect("start");
+    let id = c.id().to_string();
+    docker.fail_inspects(true);
+    let r = c.close();
+    docker.fail_inspects(false);
+    assert!(r.is_err(), "the failed inspect is reported");
+    let gone = docker
+        .list_by_label(crate::run::LABEL_RUN, None)
+        .unwrap()
+        .iter()
+        .all(|s| s.id.as_deref() != Some(id.as_str()));
+    assert!(gone, "container {id} left behind after close()");
+}

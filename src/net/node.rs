@@ -4,10 +4,10 @@
 //! `wait_for_open_port`); impairment and link state. [`crate::net::nodes`]
 //! creates them.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::addr::Mac;
@@ -23,7 +23,7 @@ use crate::net::remote::{local_only, LinkChange, NodeService};
 use crate::net::tools::Tools;
 use crate::net::{TAP_NAME, TOOLS_IMAGE};
 use crate::run::{owner_labels, RunId};
-use crate::util::{join_scoped, lock};
+use crate::util::join_scoped;
 
 /// The image of node containers.
 pub const NODE_IMAGE: &str = "alpy/node";
@@ -70,8 +70,8 @@ pub struct Node {
     pub(crate) name: String,
     /// Its roles (the link's tags).
     pub(crate) tags: Vec<String>,
-    /// Apps started so far, by default name counter.
-    pub(crate) apps: Mutex<HashMap<String, usize>>,
+    /// Unnamed apps started so far (the next is `app<n>`).
+    pub(crate) apps: AtomicUsize,
     /// The log scope of the bed it belongs to: its calls log there,
     /// whichever thread makes them.
     pub(crate) log_scope: Option<u64>,
@@ -122,7 +122,7 @@ impl Node {
             index,
             name,
             tags,
-            apps: Mutex::new(HashMap::new()),
+            apps: AtomicUsize::new(0),
             log_scope: crate::logging::current_scope(),
             place,
         }
@@ -221,12 +221,7 @@ impl Node {
     fn app_spec(&self, here: &Local, app: &App) -> ContainerSpec {
         let app_name = match &app.name {
             Some(n) => n.clone(),
-            None => {
-                let mut counts = lock(&self.apps);
-                let n = counts.entry(String::new()).or_insert(0);
-                *n += 1;
-                format!("app{}", *n - 1)
-            }
+            None => format!("app{}", self.apps.fetch_add(1, Ordering::Relaxed)),
         };
         app_spec(
             &here.shared,

@@ -381,9 +381,11 @@ macro_rules! index_key {
     ($($t:ty),*) => {$(
         impl NodeKey for $t {
             fn find<'a>(&self, nodes: &'a Nodes) -> Result<&'a Node> {
+                // A negative index is a mistake, not a name: `-1` is a
+                // valid link name, and must not be found by `node(-1)`.
                 match usize::try_from(*self) {
                     Ok(i) => nodes.node(i),
-                    Err(_) => nodes.by_name(&self.to_string()),
+                    Err(_) => Err(nodes.not_found(&format!("index {self} (indexes count from 0)"))),
                 }
             }
         }
