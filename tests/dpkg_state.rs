@@ -4,7 +4,9 @@
 //! (`unshare --mount`) in which `/var/lib/dpkg/status` is a copy with fake
 //! entries, as a machine image with backports or hand-built packages has.
 //! Nothing on the host changes. Needs root (CI runs as root); without it the
-//! tests say so and pass.
+//! tests say they skipped (and fail when `ALPY_NO_SKIPS` is set, as in CI).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,10 +14,6 @@ use std::process::{Command, Output};
 const TOP: &str = env!("CARGO_MANIFEST_DIR");
 /// Newer than anything a repository serves.
 const FAKE_VERSION: &str = "1:99.0-alpy-fake";
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// A copy of the host's dpkg status without the packages in `drop`, with a
 /// fake installed entry at [`FAKE_VERSION`] for each of `fake`.
@@ -79,8 +77,7 @@ const PINS: &str =
 
 #[test]
 fn a_newer_installed_package_never_reaches_a_build() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a fake dpkg status");
+    if !common::needs_root("mount a fake dpkg status") {
         return;
     }
     let dir = temp("newer");
@@ -127,8 +124,7 @@ fn a_newer_installed_package_never_reaches_a_build() {
 
 #[test]
 fn setup_pins_qemu_utils_to_the_version_of_qemu_system() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a fake dpkg status");
+    if !common::needs_root("mount a fake dpkg status") {
         return;
     }
     let dir = temp("qemu");

@@ -418,8 +418,7 @@ fn an_app_that_dies_at_once_is_an_error_with_its_exit_code_and_log() {
 /// alpy take the helper-container path.
 #[test]
 fn without_root_through_the_helper() {
-    if !nix::unistd::geteuid().is_root() {
-        // Already unprivileged: the other tests of this run cover it.
+    if !common::needs_root("run the other tests as an unprivileged user") {
         return;
     }
     let out = common::run_unprivileged(

@@ -1,6 +1,8 @@
 //! `scripts/setup` fails with a clear message, not shell noise, when it
 //! cannot start the Docker engine.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -98,8 +100,7 @@ fn a_missing_command_is_named_with_its_package_and_apts_reason() {
 
 #[test]
 fn an_installed_package_without_the_command_is_named() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: installing needs root");
+    if !common::needs_root("install packages") {
         return;
     }
     // hostname is installed (it is essential) but has no such command:

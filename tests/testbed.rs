@@ -213,8 +213,9 @@ fn four_test_beds_at_once_in_threads() {
 
 /// Child side of `two_processes_at_once` and `sigkill_at_each_phase`.
 #[test]
+#[ignore = "a child role: the SIGKILL, two-process and no-engine tests run it"]
 fn child_role() {
-    let Ok(role) = std::env::var("ALPY_TEST_ROLE") else {
+    let Some(role) = common::child_env("ALPY_TEST_ROLE", "the SIGKILL tests") else {
         return;
     };
     alpy::logging::init();
@@ -264,8 +265,8 @@ fn child_role() {
 /// group: nodes through the helper, QEMU as that user.
 #[test]
 fn without_root_end_to_end() {
-    if !nix::unistd::geteuid().is_root() {
-        return; // already unprivileged: the other tests cover it
+    if !common::needs_root("run the forward test as an unprivileged user") {
+        return;
     }
     unprivileged_passes("forward_and_the_pcaps_show_it", "creating 2 nodes (Helper)");
 }
@@ -373,8 +374,8 @@ fn sigkill_at_each_phase_leaves_nothing_within_3_s() {
 /// its directory in /tmp must go too).
 #[test]
 fn sigkill_without_root_leaves_nothing_within_3_s() {
-    if !nix::unistd::geteuid().is_root() {
-        return; // already unprivileged: the test above covers it
+    if !common::needs_root("run the SIGKILL test as an unprivileged user") {
+        return;
     }
     unprivileged_passes(
         "sigkill_at_each_phase_leaves_nothing_within_3_s",

@@ -197,8 +197,10 @@ fn killed_qemu_is_reported_by_name() {
 /// Runs only as the child of `qemu_dies_with_the_test_process`: starts QEMU,
 /// prints its PID, then waits to be killed.
 #[test]
+#[ignore = "a child role: qemu_dies_with_the_test_process runs it"]
 fn child_holds_qemu() {
-    let Ok(dir) = std::env::var("ALPY_TEST_CHILD_DIR") else {
+    let Some(dir) = common::child_env("ALPY_TEST_CHILD_DIR", "qemu_dies_with_the_test_process")
+    else {
         return;
     };
     let dir = Path::new(&dir);
@@ -211,13 +213,7 @@ fn child_holds_qemu() {
 #[test]
 fn qemu_dies_with_the_test_process() {
     let dir = common::artifacts("vm-pdeathsig");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_holds_qemu",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = common::child("child_holds_qemu", &[])
         .env("ALPY_TEST_CHILD_DIR", &dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -259,8 +255,7 @@ fn qemu_dies_with_the_test_process() {
 /// test hands the PID to a new process on purpose (`ns_last_pid`).
 #[test]
 fn dropping_a_reaped_qemu_never_kills_whoever_got_its_pid() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: setting ns_last_pid needs root");
+    if !common::needs_root("set ns_last_pid") {
         return;
     }
     let dir = common::artifacts("vm-pid-reuse");

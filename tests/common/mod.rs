@@ -3,6 +3,9 @@
 
 pub mod chain;
 pub mod pty;
+#[path = "shared.rs"]
+mod shared;
+pub use shared::*;
 
 use std::sync::Arc;
 
@@ -26,20 +29,6 @@ pub fn spec(image: &str, suffix: &str, cmd: &[&str]) -> ContainerSpec {
         labels: owner_labels(&run),
         ..Default::default()
     }
-}
-
-/// The test guest built by `images/guest/build`: (kernel, initrd).
-pub fn guest() -> (std::path::PathBuf, std::path::PathBuf) {
-    let cache = alpy::cache::cache_dir().expect("a cache directory");
-    let dir = cache.join("guest");
-    let k = dir.join("vmlinuz");
-    let i = dir.join("initrd.img");
-    assert!(
-        k.is_file() && i.is_file(),
-        "test guest missing in {}: run scripts/setup",
-        dir.display()
-    );
-    (k, i)
 }
 
 /// The prompt of the test guest's shell.
@@ -103,57 +92,6 @@ impl Drop for Shuttle {
     }
 }
 
-/// A temporary directory, removed with everything in it when dropped.
-pub struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    /// Its path.
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-
-    /// Its path, to be removed by whoever takes it.
-    pub fn keep(mut self) -> std::path::PathBuf {
-        std::mem::take(&mut self.0)
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for TempDir {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl From<&TempDir> for std::path::PathBuf {
-    fn from(d: &TempDir) -> std::path::PathBuf {
-        d.0.clone()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Empty once kept.
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// A temporary directory anyone can use (tests may run as another user),
-/// removed when the guard drops.
-pub fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("alpy-test-{name}-{}", RunId::new()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    TempDir(dir)
-}
-
 /// Kernel command line of the test guest as a router between two links.
 pub const ROUTER_APPEND: &str =
     "console=ttyS0,115200 quiet panic=-1 alpy.forward=1 alpy.ip=eth0=192.168.1.1/24,eth1=192.168.2.1/24";
@@ -178,16 +116,6 @@ pub fn router_bed(name: &str) -> alpy::TestBedBuilder {
         .prompt(GUEST_PROMPT)
         .poweroff(alpy::PowerOff::Console("poweroff -f".into()))
         .console_timeout(std::time::Duration::from_secs(120))
-}
-
-/// Runs this test binary again as a child running only `test`, with `env`.
-pub fn child(test: &str, env: &[(&str, &str)]) -> std::process::Command {
-    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", test, "--nocapture", "--test-threads=1"]);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
 }
 
 /// The unprivileged user (in the `docker` group) tests run as to check the
@@ -227,7 +155,7 @@ pub fn run_unprivileged(
     let out = std::process::Command::new("runuser")
         .args(["-u", user, "--"])
         .arg(&exe)
-        .args(["--nocapture", "--exact"])
+        .args(["--nocapture", "--include-ignored", "--exact"])
         .args(args)
         .env("TMPDIR", "/tmp")
         .env_remove("ALPY_NET_MODE")

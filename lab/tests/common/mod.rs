@@ -1,10 +1,14 @@
 //! A real alpy-lab server on a loopback port, as the tests' clients see it.
 #![allow(dead_code)]
 
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
+pub use shared::*;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
 
@@ -26,29 +30,6 @@ pub fn alpy_bin() -> PathBuf {
         assert!(st.success());
     });
     lab_bin().with_file_name("alpy")
-}
-
-/// A fresh directory for one server.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(
-        format!(
-            "alpy-lab-test-{name}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
-        )
-        .replace([' ', '{', '}', ':', ','], ""),
-    );
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The test guest's files (scripts/setup builds them).
-pub fn guest() -> (PathBuf, PathBuf) {
-    let cache = std::env::var_os("ALPY_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/alpy"));
-    let g = cache.join("guest");
-    (g.join("vmlinuz"), g.join("initrd.img"))
 }
 
 /// A running server.
@@ -82,7 +63,8 @@ impl Server {
     /// [`Server::start`] with top-level configuration lines (`top`: keys,
     /// then tables such as `[timeouts]`) and `[store]` lines.
     pub fn start_config(name: &str, top: &str, limits: &str, store: &str) -> Server {
-        let dir = temp_dir(name);
+        // Removed by the server's Drop, after its labs are down.
+        let dir = temp_dir(name).keep();
         let (k, i) = guest();
         let config = dir.join("lab.toml");
         std::fs::write(
