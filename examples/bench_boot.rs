@@ -23,7 +23,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// (to the boot loader, to the prompt) in seconds.
 fn boot_once(links: usize, rom: NicRom, model: NicModel) -> alpy::Result<(f64, f64)> {
     let disk = alpy::cache::cache_dir()?.join("uefi-guest/disk.raw");
-    let dut = alpy::Dut::disk_image_on(disk, Some("raw"), DiskBus::Sata)
+    let dut = alpy::Dut::new()
+        .disk(alpy::Disk::new(disk).format("raw").bus(DiskBus::Sata))
         .uefi()
         .memory_mib(512)
         .nic_rom(rom)

@@ -92,8 +92,7 @@ fn one_run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>>
     .start()?;
     bed.boot(Duration::from_secs(120))?;
     bed.timed("traffic", |bed| {
-        bed.node_by_name("client")?
-            .succeed("ping -c 3 -W 5 192.168.2.2")
+        bed.node("client")?.succeed("ping -c 3 -W 5 192.168.2.2")
     })?;
     if !args.warm {
         bed.shutdown(Duration::from_secs(60))?;

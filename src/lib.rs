@@ -22,10 +22,10 @@
 //!         .poweroff(PowerOff::Console("poweroff -f".into()))
 //!         .start()?; // nodes and taps ready, DUT paused
 //!     // Start servers before the DUT runs, so nothing is missed.
-//!     let server = bed.node_by_name("server")?.spawn_app(&App::tools(["iperf3", "-s", "-1"]).name("iperf"))?;
+//!     let server = bed.node("server")?.spawn_app(&App::tools(["iperf3", "-s", "-1"]).name("iperf"))?;
 //!     bed.resume()?;
 //!     bed.wait_prompt("dut# ", Duration::from_secs(60))?;
-//!     bed.node_by_name("client")?.succeed("ping -c 3 192.168.2.2")?;
+//!     bed.node("client")?.succeed("ping -c 3 192.168.2.2")?;
 //!     server.close()?;
 //!     bed.shutdown(Duration::from_secs(30))?; // poweroff, wait for SHUTDOWN
 //!     let cap = bed.capture(1)?; // complete so far: QEMU writes each frame
@@ -87,7 +87,7 @@ pub use bed::remote as lab;
 
 pub use addr::Mac;
 pub use bed::builder::{PowerOff, TestBedBuilder};
-pub use bed::dut::Dut;
+pub use bed::dut::{Disk, Dut};
 pub use bed::machine::Machine;
 pub use bed::segment::Segment;
 pub use bed::state::{PowerState, WarmOutcome};

@@ -17,7 +17,7 @@ fn topology(name: &str) -> std::path::PathBuf {
 #[test]
 fn forward_topology_routes_and_runs_its_apps() {
     let t = alpy::TestBed::from_topology(&topology("forward.toml"), BOOT).expect("stand up");
-    let client = t.bed.node_by_name("client").unwrap();
+    let client = t.bed.node("client").unwrap();
     client.succeed("ping -c 2 -i 0.2 -W 5 192.168.2.2").unwrap();
     // The topology's background app serves on the server node.
     client
@@ -32,7 +32,7 @@ fn rabbit_topology_boots_and_logs_in() {
     let mut t = alpy::TestBed::from_topology(&topology("rabbit.toml"), BOOT).expect("stand up");
     let kernel = t.bed.shell().unwrap().succeed("uname -s").unwrap();
     assert_eq!(kernel, "Linux\n");
-    assert!(t.bed.node_by_name("wan").is_ok() && t.bed.node_by_name("dmz").is_err());
+    assert!(t.bed.node("wan").is_ok() && t.bed.node("dmz").is_err());
     t.close().unwrap();
 }
 

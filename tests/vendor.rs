@@ -5,6 +5,7 @@
 mod common;
 
 use alpy::Commands;
+use alpy::Disk;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,7 +65,12 @@ fn vendor_bed(name: &str, links: usize, firmware: alpy::vm::firmware::Firmware) 
     let mut b = alpy::TestBed::builder(name)
         .run_id(run)
         .dut(
-            alpy::Dut::disk_image_on(uefi_disk(), Some("raw"), DiskBus::Sata)
+            alpy::Dut::new()
+                .disk(
+                    alpy::Disk::new(uefi_disk())
+                        .format("raw")
+                        .bus(DiskBus::Sata),
+                )
                 .firmware(firmware)
                 .memory_mib(4096)
                 .cpu_model("Nehalem")
@@ -217,11 +223,11 @@ fn every_disk_bus_and_an_iso_config_drive_reach_the_guest() {
     std::fs::rename(&iso, &iso_copy).unwrap();
     let dut = alpy::Dut::kernel(kernel, Some(initrd))
         .append("console=ttyS0,115200 quiet panic=-1 alpy.config=DAY0")
-        .disk_on(data("ide.raw"), Some("raw"), DiskBus::Ide)
-        .disk_on(data("scsi.raw"), Some("raw"), DiskBus::Scsi)
-        .disk_on(data("nvme.raw"), Some("raw"), DiskBus::Nvme)
-        .disk_on(data("virtio.raw"), Some("raw"), DiskBus::Virtio)
-        .cdrom_on(&iso_copy, DiskBus::Ide)
+        .disk(Disk::new(data("ide.raw")).format("raw").bus(DiskBus::Ide))
+        .disk(Disk::new(data("scsi.raw")).format("raw").bus(DiskBus::Scsi))
+        .disk(Disk::new(data("nvme.raw")).format("raw").bus(DiskBus::Nvme))
+        .disk(Disk::new(data("virtio.raw")).format("raw"))
+        .disk(Disk::cdrom(&iso_copy).bus(DiskBus::Ide))
         .config_drive(ConfigDrive::iso("DAY0").file("day0.sh", "hostname from-iso\n"));
     let mut bed = alpy::TestBed::builder("buses")
         .dut(dut)

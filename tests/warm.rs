@@ -359,7 +359,11 @@ fn every_key_component_invalidates_the_snapshot() {
         ("UEFI", key(&base.clone().uefi(), &nics, "v1")),
         (
             "disk",
-            key(&base.clone().disk(&initrd, Some("raw")), &nics, "v1"),
+            key(
+                &base.clone().disk(alpy::Disk::new(&initrd).format("raw")),
+                &nics,
+                "v1",
+            ),
         ),
     ];
     for (what, k) in &variants {

@@ -148,7 +148,7 @@ impl Rabbit {
             .dut(
                 Dut::kernel(&img.kernel, Some(img.initrd.clone()))
                     .append("console=ttyS0,115200 root=/dev/vda quiet panic=-1")
-                    .disk(&img.disk, Some("qcow2"))
+                    .disk(alpy::Disk::new(&img.disk).format("qcow2"))
                     .nic_model(NicModel::VirtioNet)
                     .extra_arg("-no-reboot"),
             )
@@ -173,7 +173,7 @@ impl Rabbit {
         let rabbit = || {
             Dut::kernel(&img.kernel, Some(img.initrd.clone()))
                 .append("console=ttyS0,115200 root=/dev/vda quiet panic=-1")
-                .disk(&img.disk, Some("qcow2"))
+                .disk(alpy::Disk::new(&img.disk).format("qcow2"))
                 .nic_model(NicModel::VirtioNet)
                 .extra_arg("-no-reboot")
         };

@@ -4,22 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "dut/disk.rs"]
+mod disk;
 mod to_topology;
+pub use disk::Disk;
 pub(crate) use to_topology::rom_name;
 
 use crate::bed::config_drive::{ConfigDrive, DriveFormat};
 use crate::error::{Error, Result};
 use crate::nic::{DutNic, NicRom};
-use crate::vm::qemu::{Accel, Disk, DiskBus, DiskMode, Firmware, Media, Nic, NicModel, QemuConfig};
-
-/// A disk as the DUT describes it (the bed decides where writes go).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DutDisk {
-    pub(crate) path: PathBuf,
-    pub(crate) format: Option<String>,
-    pub(crate) bus: DiskBus,
-    pub(crate) media: Media,
-}
+use crate::vm::qemu::Disk as QemuDisk;
+use crate::vm::qemu::{Accel, DiskMode, Firmware, Media, Nic, NicModel, QemuConfig};
 
 /// Where a bed's disk writes go.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +33,15 @@ pub(crate) enum DiskPlan<'a> {
 /// BIOS and `q35` with UEFI unless chosen.
 ///
 /// ```
-/// use alpy::Dut;
+/// use alpy::{Disk, Dut};
 /// use alpy::vm::qemu::DiskBus;
 /// let dut = Dut::kernel("vmlinuz", Some("initrd.img".into()))
 ///     .append("console=ttyS0,115200")
 ///     .memory_mib(512)
 ///     .uefi();
 /// assert_eq!(dut.config().memory_mib, 512);
-/// let vendor = Dut::disk_image_on("fw.qcow2", Some("qcow2"), DiskBus::Sata)
+/// let vendor = Dut::new()
+///     .disk(Disk::new("fw.qcow2").format("qcow2").bus(DiskBus::Sata))
 ///     .secure_boot()
 ///     .memory_mib(4096)
 ///     .cpu_model("Skylake-Client")
@@ -57,7 +53,7 @@ pub(crate) enum DiskPlan<'a> {
 #[derive(Debug, Clone)]
 pub struct Dut {
     config: QemuConfig,
-    disks: Vec<DutDisk>,
+    disks: Vec<Disk>,
     overlay_disks: bool,
     firmware: Firmware,
     machine: Option<String>,
@@ -70,6 +66,13 @@ pub struct Dut {
     login: Option<crate::vm::login::Login>,
     prompt: Option<String>,
     poweroff: Option<crate::bed::builder::PowerOff>,
+}
+
+impl Default for Dut {
+    /// [`Dut::new`]: no kernel, no disks yet.
+    fn default() -> Dut {
+        Dut::empty()
+    }
 }
 
 impl Dut {
@@ -158,57 +161,21 @@ impl Dut {
         d
     }
 
-    /// A DUT whose disks are all added with [`Dut::disk_on`] or
-    /// [`Dut::cdrom_on`] (the first one boots).
-    pub fn disks_only() -> Dut {
+    /// A machine that boots from its first disk (add them with
+    /// [`Dut::disk`]), or from firmware alone.
+    pub fn new() -> Dut {
         Dut::empty()
     }
 
-    /// Boot from a disk image on virtio (never modified: `snapshot=on`).
-    pub fn disk_image(image: impl Into<PathBuf>, format: Option<&str>) -> Dut {
-        Dut::empty().disk(image, format)
-    }
-
-    /// Boot from a disk image on `bus` (IDE, SATA, SCSI, NVMe, virtio).
-    pub fn disk_image_on(image: impl Into<PathBuf>, format: Option<&str>, bus: DiskBus) -> Dut {
-        Dut::empty().disk_on(image, format, bus)
-    }
-
-    /// Adds a disk on virtio (never modified). Without `-kernel`, the
-    /// first disk is the boot device (`bootindex=1`).
-    pub fn disk(self, image: impl Into<PathBuf>, format: Option<&str>) -> Self {
-        self.disk_on(image, format, DiskBus::Virtio)
-    }
-
-    /// Adds a disk on `bus` (never modified).
-    pub fn disk_on(
-        mut self,
-        image: impl Into<PathBuf>,
-        format: Option<&str>,
-        bus: DiskBus,
-    ) -> Self {
-        self.disks.push(DutDisk {
-            path: image.into(),
-            format: format.map(str::to_string),
-            bus,
-            media: Media::Disk,
-        });
-        self
-    }
-
-    /// Adds a CD-ROM image (read-only, on SATA).
-    pub fn cdrom(self, iso: impl Into<PathBuf>) -> Self {
-        self.cdrom_on(iso, DiskBus::Sata)
-    }
-
-    /// Adds a CD-ROM image on `bus` (IDE, SATA or SCSI).
-    pub fn cdrom_on(mut self, iso: impl Into<PathBuf>, bus: DiskBus) -> Self {
-        self.disks.push(DutDisk {
-            path: iso.into(),
-            format: Some("raw".into()),
-            bus,
-            media: Media::Cdrom,
-        });
+    /// Adds a disk or CD-ROM. Without a kernel, the first disk is the
+    /// boot device (`bootindex=1`).
+    ///
+    /// ```
+    /// use alpy::{Disk, Dut};
+    /// let dut = Dut::new().disk(Disk::new("appliance.qcow2").format("qcow2"));
+    /// ```
+    pub fn disk(mut self, disk: Disk) -> Self {
+        self.disks.push(disk);
         self
     }
 
@@ -397,10 +364,10 @@ impl Dut {
         Ok(())
     }
 
-    fn disks_as(&self, mode: &DiskMode) -> Vec<Disk> {
+    fn disks_as(&self, mode: &DiskMode) -> Vec<QemuDisk> {
         self.disks
             .iter()
-            .map(|d| Disk {
+            .map(|d| QemuDisk {
                 path: d.path.clone(),
                 format: d.format.clone(),
                 bus: d.bus,
@@ -563,7 +530,7 @@ impl Dut {
                         overlay(artifacts, i),
                     ),
                 };
-                Disk {
+                QemuDisk {
                     path,
                     format,
                     bus: d.bus,
@@ -582,7 +549,7 @@ impl Dut {
                 DriveFormat::Vfat => (Media::Disk, DiskMode::Snapshot),
                 DriveFormat::Iso => (Media::Cdrom, DiskMode::ReadOnly),
             };
-            cfg.disks.push(Disk {
+            cfg.disks.push(QemuDisk {
                 path: image,
                 format: Some("raw".into()),
                 bus: drive.disk_bus(),
@@ -603,7 +570,7 @@ impl Dut {
             .collect();
         cfg.incoming = matches!(plan, DiskPlan::BackedBy(_));
         cfg.nics = nics;
-        Disk::check_all(&cfg.disks, &cfg.machine)?;
+        QemuDisk::check_all(&cfg.disks, &cfg.machine)?;
         cfg.serial_log = Some(artifacts.join("console-qemu.log"));
         cfg.paused = true;
         cfg.no_shutdown = false;

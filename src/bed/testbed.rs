@@ -222,12 +222,6 @@ impl TestBed {
         self.nodes()?.get(key)
     }
 
-    /// The node of the link named `name` (nodes of unnamed links are
-    /// `node<i>`).
-    pub fn node_by_name(&self, name: &str) -> Result<&Node> {
-        self.nodes()?.by_name(name)
-    }
-
     /// (node name, node container id) of every node on this host (none
     /// for a bed on a lab).
     pub fn nodes_info(&self) -> Vec<(String, String)> {

@@ -5,7 +5,7 @@ use toml::Spanned;
 
 use super::Topology;
 use crate::addr::Mac;
-use crate::bed::dut::Dut;
+use crate::bed::dut::{Disk, Dut};
 use crate::bed::topology_file::{
     parse_config_drive, parse_firmware, parse_poweroff, parse_rom, DutSection, Place,
 };
@@ -114,20 +114,22 @@ impl Topology {
                     .map(|i| self.resolve(i.get_ref()))
                     .transpose()?,
             ),
-            None => Dut::disks_only(),
+            None => Dut::new(),
         };
         for disk in &d.disks {
             let path = self.resolve(disk.path.get_ref())?;
-            let bus = match &disk.bus {
-                Some(b) => b.get_ref().parse()?,
-                None if disk.cdrom => DiskBus::Sata,
-                None => DiskBus::Virtio,
-            };
-            dut = if disk.cdrom {
-                dut.cdrom_on(path, bus)
+            let mut one = if disk.cdrom {
+                Disk::cdrom(path)
             } else {
-                dut.disk_on(path, disk.format.as_deref(), bus)
+                Disk::new(path)
             };
+            if let Some(b) = &disk.bus {
+                one = one.bus(b.get_ref().parse()?);
+            }
+            if let (Some(f), false) = (&disk.format, disk.cdrom) {
+                one = one.format(f);
+            }
+            dut = dut.disk(one);
         }
         let place = Place {
             path: &self.path,

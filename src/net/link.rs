@@ -29,7 +29,7 @@ use crate::run::RunId;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Link {
-    /// The link's name (`bed.node_by_name(..)`); `None`: `link<i>`.
+    /// The link's name (`bed.node("name")`); `None`: `link<i>`.
     pub link_name: Option<String>,
     /// Addresses with prefix length, IPv4 or IPv6.
     pub addrs: Vec<IpNet>,

@@ -89,12 +89,6 @@ impl<'c> RemoteShell<'c> {
         }
     }
 
-    /// The state of a shell attached before whose private prompt is
-    /// `prompt` (for a guest restored from a saved state).
-    pub fn state_from_prompt(prompt: &str, timeout: Duration) -> ShellState {
-        ShellState::from_prompt(prompt, timeout)
-    }
-
     /// What to keep to [`RemoteShell::resume`] later.
     pub fn state(&self) -> ShellState {
         self.state.clone()
