@@ -92,7 +92,7 @@ pub use bed::machine::Machine;
 pub use bed::segment::Segment;
 pub use bed::state::{PowerState, WarmOutcome};
 pub use bed::testbed::TestBed;
-pub use bed::topology::{Topology, TopologyBed};
+pub use bed::topology::Topology;
 pub use commands::Commands;
 pub use error::{Error, Result};
 pub use net::{App, Direction, Impairment, Link, TOOLS_IMAGE};

@@ -17,22 +17,22 @@ fn topology(name: &str) -> std::path::PathBuf {
 #[test]
 fn forward_topology_routes_and_runs_its_apps() {
     let t = alpy::TestBed::from_topology(&topology("forward.toml"), BOOT).expect("stand up");
-    let client = t.bed.node("client").unwrap();
+    let client = t.node("client").unwrap();
     client.succeed("ping -c 2 -i 0.2 -W 5 192.168.2.2").unwrap();
     // The topology's background app serves on the server node.
     client
         .wait_for_open_port("192.168.2.2", 5201, Duration::from_secs(20))
         .unwrap();
-    assert_eq!(t.apps.len(), 1);
+    assert_eq!(t.apps().len(), 1);
     t.close().unwrap();
 }
 
 #[test]
 fn rabbit_topology_boots_and_logs_in() {
     let mut t = alpy::TestBed::from_topology(&topology("rabbit.toml"), BOOT).expect("stand up");
-    let kernel = t.bed.shell().unwrap().succeed("uname -s").unwrap();
+    let kernel = t.shell().unwrap().succeed("uname -s").unwrap();
     assert_eq!(kernel, "Linux\n");
-    assert!(t.bed.node("wan").is_ok() && t.bed.node("dmz").is_err());
+    assert!(t.node("wan").is_ok() && t.node("dmz").is_err());
     t.close().unwrap();
 }
 
@@ -103,7 +103,7 @@ fn topology_links_start_impaired_and_down() {
 #[test]
 fn vendor_topology_boots_with_secure_boot_and_its_config_drive() {
     let mut t = alpy::TestBed::from_topology(&topology("vendor.toml"), BOOT).expect("stand up");
-    let sh = &mut t.bed.shell().unwrap();
+    let sh = &mut t.shell().unwrap();
     assert_eq!(sh.succeed("hostname").unwrap(), "fw-day0\n");
     let sb = sh.succeed("dmesg | grep -i 'secure boot'").unwrap();
     assert!(sb.contains("Secure boot enabled"), "{sb}");
@@ -112,8 +112,7 @@ fn vendor_topology_boots_with_secure_boot_and_its_config_drive() {
         .unwrap();
     assert_eq!(mtu.trim(), "1400", "the lan link's MTU");
     for (node, dut) in [("lan", "10.0.0.1"), ("wan", "10.0.1.1")] {
-        t.bed
-            .node(node)
+        t.node(node)
             .unwrap()
             .wait_until_succeeds(&format!("ping -c 1 -W 2 {dut}"), Duration::from_secs(30))
             .unwrap();

@@ -48,9 +48,9 @@ fn topology_file_on_the_lab(s: &Server) {
         std::env::remove_var(v);
     }
     let t = t.unwrap_or_else(|e| panic!("forward.toml on the lab: {e}"));
-    assert!(t.bed.is_remote());
-    assert_eq!(t.apps.len(), 1, "the iperf server app");
-    let client = t.bed.node("client").unwrap();
+    assert!(t.is_remote());
+    assert_eq!(t.apps().len(), 1, "the iperf server app");
+    let client = t.node("client").unwrap();
     assert!(client.is_remote());
     let wall = || {
         std::time::SystemTime::now()
@@ -64,14 +64,14 @@ fn topology_file_on_the_lab(s: &Server) {
     client
         .wait_for_open_port("192.168.2.2", 5201, Duration::from_secs(10))
         .unwrap();
-    let cap = t.bed.capture(0).unwrap();
+    let cap = t.capture(0).unwrap();
     let echo: Vec<f64> = cap
         .filter(&alpy::pcap::Filter::new().icmp_type(8))
         .map(|f| f.timestamp.as_secs_f64())
         .collect();
     assert_eq!(echo.len(), 2, "the client's echo requests on link 0");
     // Host time (the lab runs on this host): within the ping's window.
-    let offset = t.bed.capture_offset().expect("a lab bed has an offset");
+    let offset = t.capture_offset().expect("a lab bed has an offset");
     eprintln!(
         "lab capture offset {offset:.3} s; echo stamps {echo:?} in [{before:.3}, {after:.3}]"
     );
@@ -87,9 +87,9 @@ fn topology_file_on_the_lab(s: &Server) {
         .collect();
     assert!(!replies.is_empty());
     assert!(
-        replies.iter().all(|m| *m == t.bed.dut_mac(0)),
+        replies.iter().all(|m| *m == t.dut_mac(0)),
         "replies from {replies:?}, dut_mac(0) = {}",
-        t.bed.dut_mac(0)
+        t.dut_mac(0)
     );
     // Carrier and impairment through the lab, as locally.
     // A command's own timeout holds through the lab too.
@@ -114,7 +114,7 @@ fn topology_file_on_the_lab(s: &Server) {
     client.clear_impairment().unwrap();
     let q = client.succeed("tc qdisc show dev eth0").unwrap();
     assert!(q.contains("pfifo") && !q.contains("tbf"), "{q}");
-    let artifacts = t.bed.artifacts_dir().to_path_buf();
+    let artifacts = t.artifacts_dir().to_path_buf();
 
     t.close().unwrap();
     // close() returned once the lab's bed was down: none of its

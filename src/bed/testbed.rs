@@ -37,6 +37,9 @@ pub struct TestBed {
     pub(crate) timings: TimingsLog,
     /// Warm start: the DUT paused at its ready point until `boot()`.
     pub(crate) warm: Option<WarmStart>,
+    /// Apps the bed closes before its machines and nodes (a topology
+    /// file's background apps).
+    pub(crate) apps: Vec<crate::net::Container>,
     /// Each link's gateway as its node sees it (the DUT, usually).
     pub(crate) link_gateways: Vec<Option<std::net::IpAddr>>,
     /// Each link's machine NIC (machine index, NIC), if its node is on
@@ -99,6 +102,7 @@ impl TestBed {
             wiring: None,
             timings,
             warm: b.warm.clone(),
+            apps: Vec::new(),
             link_gateways: b.links.iter().map(|l| l.gateway.or(l.gateway6)).collect(),
             link_nics: (0..b.links.len())
                 .map(|i| {
@@ -220,6 +224,12 @@ impl TestBed {
     /// ```
     pub fn node(&self, key: impl crate::net::nodes::NodeKey) -> Result<&Node> {
         self.nodes()?.get(key)
+    }
+
+    /// The apps the bed started itself and closes with it: a topology
+    /// file's background apps (`background = true`), in link order.
+    pub fn apps(&self) -> &[crate::net::Container] {
+        &self.apps
     }
 
     /// (node name, node container id) of every node on this host (none
@@ -378,6 +388,9 @@ impl TestBed {
                 first.get_or_insert(e);
             }
         };
+        for app in self.apps.drain(..) {
+            keep(app.close());
+        }
         for m in &mut self.machines {
             keep(m.close());
         }

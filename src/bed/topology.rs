@@ -404,41 +404,17 @@ impl Topology {
     }
 }
 
-/// A test bed stood up from a topology: started, its background apps
-/// running, booted, then its other apps run to completion (each must exit
-/// 0). Close the apps with the bed.
-pub struct TopologyBed {
-    /// The test bed.
-    pub bed: TestBed,
-    /// The background apps, by link index.
-    pub apps: Vec<(usize, crate::net::Container)>,
-}
-
-impl TopologyBed {
-    /// Closes the apps, then the bed.
-    pub fn close(self) -> Result<()> {
-        let mut first = Ok(());
-        for (_, app) in self.apps {
-            if let Err(e) = app.close() {
-                first = first.and(Err(e));
-            }
-        }
-        let closed = self.bed.close();
-        first.and(closed)
-    }
-}
-
 impl TestBed {
     /// Stands up the bed a topology file describes (see
     /// [`crate::bed::topology`]), booted, within `timeout` for the boot.
-    pub fn from_topology(path: &Path, timeout: Duration) -> Result<TopologyBed> {
+    pub fn from_topology(path: &Path, timeout: Duration) -> Result<TestBed> {
         let t = Topology::load(path)?;
         let mut bed = t.builder()?.start()?;
-        let mut apps = Vec::new();
         for i in 0..t.link_count() {
             for (app, background) in t.apps(i) {
                 if background {
-                    apps.push((i, bed.node(i)?.spawn_app(&app)?));
+                    let running = bed.node(i)?.spawn_app(&app)?;
+                    bed.apps.push(running);
                 }
             }
         }
@@ -452,7 +428,7 @@ impl TestBed {
                 }
             }
         }
-        Ok(TopologyBed { bed, apps })
+        Ok(bed)
     }
 }
 

@@ -16,8 +16,8 @@
 //!     std::path::Path::new("topologies/forward.toml"),
 //!     std::time::Duration::from_secs(120),
 //! )?;
-//! assert!(t.bed.is_remote() == std::env::var_os("REMOTE_LAB_URL").is_some());
-//! t.bed.node("client")?.succeed("ping -c 1 192.168.2.2")?;
+//! assert!(t.is_remote() == std::env::var_os("REMOTE_LAB_URL").is_some());
+//! t.node("client")?.succeed("ping -c 1 192.168.2.2")?;
 //! t.close()?;
 //! # Ok(()) }
 //! ```

@@ -133,11 +133,11 @@ pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy:
     alpy::logging::init();
     let dir = alpy::bed::registry::bed_dir(id)?;
     let mut t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
-    let info = alpy::bed::registry::BedInfo::of(&t.bed, id, file.to_path_buf());
-    let mut published = alpy::bed::registry::Published::new(&dir, &mut t.bed, &info)?;
+    let info = alpy::bed::registry::BedInfo::of(&t, id, file.to_path_buf());
+    let mut published = alpy::bed::registry::Published::new(&dir, &mut t, &info)?;
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
     let mut control = alpy::bed::control::Control::new();
-    let reply = published.serve_until_down(|line| control.answer(&mut t.bed, line));
+    let reply = published.serve_until_down(|line| control.answer(&mut t, line));
     published.unshare_console();
     let apps = control.close();
     let closed = t.close().and(apps);
