@@ -41,6 +41,20 @@ pub trait Commands {
         COMMAND_TIMEOUT
     }
 
+    /// A mark of the target's own output so far (a machine's console),
+    /// taken when a wait starts; `None` where there is none (a node).
+    /// For implementors: see [`Commands::output_besides`].
+    fn output_mark(&self) -> Option<u64> {
+        None
+    }
+
+    /// What the target printed since `mark` other than the exchanges of
+    /// `cmd` (a daemon's complaint on the console): a timed-out wait
+    /// shows it, so the error says why, not only what did not happen.
+    fn output_besides(&self, _mark: u64, _cmd: &str) -> Option<String> {
+        None
+    }
+
     /// [`Commands::execute_within`] the default timeout.
     fn execute(&self, cmd: &str) -> Result<Output> {
         self.execute_within(cmd, self.command_timeout())
@@ -77,21 +91,25 @@ pub trait Commands {
     /// Retries `cmd` until it succeeds (returns its standard output) or
     /// `timeout` passes (the error quotes the last failure).
     fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String> {
+        let mark = self.output_mark();
         crate::wait::wait_until(
             &format!("`{cmd}` to succeed on {}", self.target()),
             timeout,
             || self.succeed(cmd),
         )
+        .map_err(|e| with_output_besides(self, e, mark, cmd))
     }
 
     /// Retries `cmd` until it fails (returns its output) or `timeout`
     /// passes.
     fn wait_until_fails(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        let mark = self.output_mark();
         crate::wait::wait_until(
             &format!("`{cmd}` to fail on {}", self.target()),
             timeout,
             || self.fail(cmd),
         )
+        .map_err(|e| with_output_besides(self, e, mark, cmd))
     }
 
     /// Waits until `addr:port` accepts TCP connections from here (it
@@ -103,5 +121,33 @@ pub trait Commands {
         let addr = addr.to_ip_addr()?;
         let cmd = format!("nc -z -w 1 {} {port}", shell_quote(&addr.to_string()));
         self.wait_until_succeeds(&cmd, timeout).map(drop)
+    }
+}
+
+/// A wait's timeout with what else the target printed meanwhile.
+fn with_output_besides<C: Commands + ?Sized>(
+    target: &C,
+    e: Error,
+    mark: Option<u64>,
+    cmd: &str,
+) -> Error {
+    let besides = mark.and_then(|m| target.output_besides(m, cmd));
+    match (e, besides) {
+        (
+            Error::Timeout {
+                what,
+                timeout,
+                tail,
+            },
+            Some(more),
+        ) if !more.is_empty() => Error::Timeout {
+            what,
+            timeout,
+            tail: format!(
+                "{tail}\n{} meanwhile printed (besides the command's own lines):\n{more}",
+                target.target()
+            ),
+        },
+        (e, _) => e,
     }
 }

@@ -53,6 +53,27 @@ fn forward_and_the_pcaps_show_it() {
             .unwrap(),
         "1\n"
     );
+    // A guest-side wait that times out says what the guest printed
+    // meanwhile: here a daemon's complaint from the background (started
+    // as a daemon is, not as a job of the console shell: busybox ash
+    // without line editing ends when a job of its own ends).
+    let shell = bed.shell().unwrap();
+    shell
+        .succeed("(sh -c \"sleep 1; echo 'mydaemon: failed to open pidfile' >&2\" &)")
+        .unwrap();
+    let e = shell
+        .wait_until_succeeds("test -e /run/mydaemon.pid", Duration::from_secs(4))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the guest meanwhile printed") && e.contains("mydaemon: failed to open pidfile"),
+        "{e}"
+    );
+    let besides = &e[e.find("meanwhile printed").unwrap_or(0)..];
+    assert!(
+        !besides.contains("@rc@") && !besides.contains("test -e"),
+        "the command's own exchange is left out: {besides}"
+    );
     let out = ping(&bed, 3).checked("ping through the DUT").unwrap();
     assert!(
         out.stdout_str().contains("3 received"),

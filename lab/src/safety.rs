@@ -155,6 +155,14 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
     parsed
         .check_machine()
         .map_err(|e| format!("topology: {e}"))?;
+    // Apps as the bed will run them: images and capabilities within the
+    // lab's allow-lists, as for an app asked for through the API.
+    for i in 0..parsed.link_count() {
+        for (j, (app, _)) in parsed.apps(i).iter().enumerate() {
+            check_app(app, &cfg.docker_images, &cfg.app_caps)
+                .map_err(|e| format!("link {i}, app {j}: {e}"))?;
+        }
+    }
     Ok((text, parsed.name))
 }
 
@@ -344,6 +352,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("allow-list"), "{e}");
+        // A topology app's capabilities are the lab's to grant.
+        let app = |caps: &str| {
+            format!("[dut]\nkernel = \"store:k\"\n[[link]]\napps = [{{ image = \"alpy/tools\", caps = {caps} }}]\n")
+        };
+        let e = check_topology(&app("[\"SYS_ADMIN\"]"), &c, at).unwrap_err();
+        assert!(e.contains("SYS_ADMIN") && e.contains("app_caps"), "{e}");
+        check_topology(&app("[\"NET_ADMIN\"]"), &c, at).unwrap();
         let (text, name) =
             check_topology("name = \"t\"\n[dut]\nkernel = \"store:k\"\n", &c, at).unwrap();
         assert!(text.contains("/proc/self/exe") && name == "t", "{text}");

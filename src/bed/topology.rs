@@ -24,6 +24,7 @@
 //! gateway = "192.168.2.1"
 //! routes = [{ dest = "10.20.0.0/16", via = "192.168.2.254" }]
 //! apps = [{ name = "iperf", image = "alpy/tools", cmd = ["iperf3", "-s"], background = true }]
+//! # an app may add capabilities: { image = "alpy/tools", cmd = ["udhcpc", "-i", "eth0"], caps = ["NET_ADMIN"] }
 //! tags = ["servers"]                    # roles: bed.role("servers")
 //!
 //! [[link]]
@@ -361,6 +362,9 @@ impl Topology {
                     let mut app = App::new(&a.image).cmd(a.cmd.clone());
                     if let Some(n) = &a.name {
                         app = app.name(n);
+                    }
+                    for c in &a.caps {
+                        app = app.cap(c);
                     }
                     (app, a.background)
                 })

@@ -211,6 +211,9 @@ pub(super) struct AppSection {
     pub(super) cmd: Vec<String>,
     #[serde(default)]
     pub(super) background: bool,
+    /// Linux capabilities to add (`NET_ADMIN` for a DHCP client).
+    #[serde(default)]
+    pub(super) caps: Vec<String>,
 }
 
 /// Where in a file: `path:line:col`.

@@ -47,11 +47,12 @@ fn errors_name_file_line_and_column() {
 #[test]
 fn a_good_file_gives_a_builder() {
     let text = format!(
-        "name = \"ok\"\n{DUT}[[link]]\nname = \"c\"\naddrs = [\"10.0.0.2/24\"]\ngateway = \"10.0.0.1\"\napps = [{{ image = \"alpy/tools\", cmd = [\"true\"] }}]\n"
+        "name = \"ok\"\n{DUT}[[link]]\nname = \"c\"\naddrs = [\"10.0.0.2/24\"]\ngateway = \"10.0.0.1\"\napps = [{{ image = \"alpy/tools\", cmd = [\"true\"], caps = [\"NET_ADMIN\"] }}]\n"
     );
     let t = Topology::parse(Path::new("/x/t.toml"), &text).unwrap();
     assert_eq!((t.name.as_str(), t.link_count()), ("ok", 1));
     assert_eq!(t.apps(0).len(), 1);
+    assert_eq!(t.apps(0)[0].0.caps(), ["NET_ADMIN"]);
     t.builder().unwrap();
     let dot = t.drawing().dot();
     assert!(

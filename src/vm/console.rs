@@ -122,6 +122,8 @@ struct State {
     pending: Vec<u8>,
     /// The last bytes received, for error messages.
     history: VecDeque<u8>,
+    /// Bytes received in all (a mark for [`Console::output_since`]).
+    received: u64,
     /// Why the reader stopped, once it has.
     closed: Option<String>,
     /// Received bytes of a line not logged yet.
@@ -189,6 +191,7 @@ impl Console {
             state: Mutex::new(State {
                 pending: Vec::new(),
                 history: VecDeque::new(),
+                received: 0,
                 closed: None,
                 log_line: Vec::new(),
                 taps: Vec::new(),
@@ -348,6 +351,22 @@ impl Console {
         std::mem::take(&mut lock(&self.shared).pending)
     }
 
+    /// A mark of how much has been received so far, for
+    /// [`Console::output_since`].
+    pub fn mark(&self) -> u64 {
+        lock(&self.shared).received
+    }
+
+    /// What was received since `mark` (at most the last 16 KiB), as
+    /// text.
+    pub fn output_since(&self, mark: u64) -> String {
+        let st = lock(&self.shared);
+        let new = usize::try_from(st.received.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let skip = st.history.len().saturating_sub(new);
+        let bytes: Vec<u8> = st.history.iter().skip(skip).copied().collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// The last lines received, escaped (what a timeout error shows).
     pub fn tail(&self) -> String {
         history_tail(&lock(&self.shared).history)
@@ -434,6 +453,7 @@ fn read_loop(
                 let mut st = lock(shared);
                 st.pending.extend_from_slice(data);
                 st.history.extend(data.iter().copied());
+                st.received += data.len() as u64;
                 let excess = st.history.len().saturating_sub(HISTORY);
                 st.history.drain(..excess);
                 if !st.taps.is_empty() {

@@ -236,6 +236,15 @@ impl Commands for RemoteShell<'_> {
         self.state.timeout
     }
 
+    fn output_mark(&self) -> Option<u64> {
+        Some(self.console.borrow().mark())
+    }
+
+    fn output_besides(&self, mark: u64, cmd: &str) -> Option<String> {
+        let text = self.console.borrow().output_since(mark);
+        Some(lines_besides(&text, cmd, &self.state.prompt))
+    }
+
     fn execute_within(&self, command: &str, timeout: Duration) -> Result<Output> {
         if command.contains('\n') {
             return Err(Error::Config(
@@ -246,7 +255,15 @@ impl Commands for RemoteShell<'_> {
         let mut console = self.console.borrow_mut();
         // `%d` where the marker expects digits: the command line itself can
         // never match the marker.
-        console.send_line(&format!("{command}; printf '\\n@rc@%d@rc@\\n' \"$?\""))?;
+        // A command sent to the background (`daemon &`) takes no `;`
+        // after it: `&;` is a syntax error.
+        let trimmed = command.trim_end();
+        let sep = if trimmed.ends_with('&') && !trimmed.ends_with("&&") {
+            " "
+        } else {
+            "; "
+        };
+        console.send_line(&format!("{trimmed}{sep}printf '\\n@rc@%d@rc@\\n' \"$?\""))?;
         let done = console.expect(&Pattern::regex(r"\r?\n@rc@(\d+)@rc@\r?\n")?, timeout)?;
         console.expect(&Pattern::exact(&self.state.prompt), timeout)?;
         let code = done
@@ -258,5 +275,45 @@ impl Commands for RemoteShell<'_> {
             stdout: done.before_str().replace("\r\n", "\n").into_bytes(),
             stderr: Vec::new(),
         })
+    }
+}
+
+/// The lines of console `text` that are not a command exchange: not the
+/// echo of `cmd`, its exit-code marker or a `prompt` before them; each
+/// once, the last 15, trimmed, control bytes escaped.
+fn lines_besides(text: &str, cmd: &str, prompt: &str) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        // What follows a prompt on its line (a message that came while
+        // the shell waited) counts; the prompt does not.
+        let line = match prompt.trim() {
+            "" => line,
+            p => line.trim_start().strip_prefix(p).unwrap_or(line),
+        }
+        .trim();
+        let ours = line.is_empty() || line.contains(cmd) || line.contains("@rc@");
+        if ours {
+            continue;
+        }
+        let shown: String = line.chars().flat_map(char::escape_debug).collect();
+        seen.retain(|l| *l != shown);
+        seen.push(shown);
+    }
+    let start = seen.len().saturating_sub(15);
+    seen[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines_besides;
+
+    #[test]
+    fn a_wait_shows_the_lines_that_are_not_its_own() {
+        let text = "test -e /x; printf '\\n@rc@%d@rc@\\n' \"$?\"\r\n\r\n@rc@1@rc@\r\nguest# \
+                    dnsmasq: failed to open pidfile\r\ntest -e /x; printf ..\r\n@rc@1@rc@\r\nguest# \
+                    dnsmasq: failed to open pidfile\r\n\x1b[0m\r\n";
+        let shown = lines_besides(text, "test -e /x", "guest# ");
+        assert_eq!(shown, "dnsmasq: failed to open pidfile\n\\u{1b}[0m");
     }
 }
