@@ -87,13 +87,11 @@ impl BedInfo {
             nodes: bed.nodes_info(),
             console: None,
             state: "up".into(),
-            dut_macs: (0..bed.nodes_info().len())
+            dut_macs: (0..bed.link_nics.len())
                 .map(|i| bed.dut_mac(i).to_string())
                 .collect(),
             capture_offset: bed.capture_offset(),
-            captures: (0..bed.nodes_info().len())
-                .map(|i| bed.pcap_path(i))
-                .collect(),
+            captures: (0..bed.link_nics.len()).map(|i| bed.pcap_path(i)).collect(),
             machines: bed
                 .machines()
                 .iter()
@@ -143,7 +141,8 @@ impl BedInfo {
             .ok_or_else(|| Error::NotFound {
                 what: format!("a capture of link {i} of bed {}", self.id),
                 hint: "its node is on a segment: each machine NIC there has its own capture \
-                   (<machine>-nic<N>.pcap in the artifacts directory)"
+                   (<machine>-nic<N>.pcap in the artifacts directory; linkN.pcap for a \
+                   machine named dut)"
                     .into(),
             })
     }

@@ -336,6 +336,13 @@ mod tests {
             .unwrap()
             .builder()
             .unwrap();
+        assert!(
+            matches!(
+                b.warm.as_ref().map(|w| &w.prepare),
+                Some(crate::bed::warm::Preparation::EachMachine(_))
+            ),
+            "warm on the first of two machines is per machine"
+        );
         b.check_warm(&b.machine_specs()).unwrap();
         let e = err("name = \"x\"\n");
         assert!(e.contains("needs a [dut] or [[machine]]"), "{e}");

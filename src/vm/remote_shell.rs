@@ -258,11 +258,9 @@ impl Commands for RemoteShell<'_> {
         // A command sent to the background (`daemon &`) takes no `;`
         // after it: `&;` is a syntax error.
         let trimmed = command.trim_end();
-        let sep = if trimmed.ends_with('&') && !trimmed.ends_with("&&") {
-            " "
-        } else {
-            "; "
-        };
+        let background =
+            trimmed.ends_with('&') && !trimmed.ends_with("&&") && !trimmed.ends_with("\\&");
+        let sep = if background { " " } else { "; " };
         console.send_line(&format!("{trimmed}{sep}printf '\\n@rc@%d@rc@\\n' \"$?\""))?;
         let done = console.expect(&Pattern::regex(r"\r?\n@rc@(\d+)@rc@\r?\n")?, timeout)?;
         console.expect(&Pattern::exact(&self.state.prompt), timeout)?;
@@ -292,7 +290,7 @@ fn lines_besides(text: &str, cmd: &str, prompt: &str) -> String {
             p => line.trim_start().strip_prefix(p).unwrap_or(line),
         }
         .trim();
-        let ours = line.is_empty() || line.contains(cmd) || line.contains("@rc@");
+        let ours = line.is_empty() || line.contains(cmd.trim()) || line.contains("@rc@");
         if ours {
             continue;
         }
