@@ -110,6 +110,29 @@ pub fn inherit<T, F: FnOnce() -> T>(f: F) -> impl FnOnce() -> T {
     }
 }
 
+/// Runs `f` on every item at once, a scoped thread each in the caller's
+/// log scope, and returns the results in the items' order (a thread that
+/// panicked is [`crate::Error::Internal`] naming `what`).
+pub(crate) fn each_at_once<I, T, F>(items: I, what: &str, f: F) -> Vec<Result<T>>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    T: Send,
+    F: Fn(I::Item) -> Result<T> + Sync,
+{
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|item| s.spawn(inherit(move || f(item))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| crate::util::join_scoped(h, what))
+            .collect()
+    })
+}
+
 struct AlpyLogger {
     terminal: env_logger::Logger,
     sinks: Mutex<Vec<Sink>>,

@@ -24,21 +24,11 @@ impl TestBed {
         if self.is_remote() {
             return Ok(()); // the lab booted it and logged in
         }
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let mut machines = self.machines.iter_mut();
-            let first = machines.next();
-            let others: Vec<_> = machines
-                .map(|m| s.spawn(logging::inherit(move || m.boot(timeout))))
-                .collect();
-            let mut out = vec![first.map_or(Ok(()), |m| m.boot(timeout))];
-            out.extend(
-                others
-                    .into_iter()
-                    .map(|h| crate::util::join_scoped(h, "a machine's boot")),
-            );
-            out
-        });
-        results.into_iter().collect()
+        logging::each_at_once(self.machines.iter_mut(), "a machine's boot", |m| {
+            m.boot(timeout)
+        })
+        .into_iter()
+        .collect()
     }
 
     /// The DUT's shell: attached on first use (echo off, a private prompt),

@@ -60,22 +60,13 @@ impl TestBed {
         let fds: Vec<_> = (1..self.machines.len())
             .map(|m| self.nic_fds(m))
             .collect::<Result<_>>()?;
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self.machines[1..]
-                .iter_mut()
-                .zip(&fds)
-                .map(|(m, fds)| {
-                    s.spawn(logging::inherit(move || {
-                        m.start_qemu(fds, DiskPlan::AsConfigured, None)
-                    }))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| crate::util::join_scoped(h, "a machine's start"))
-                .collect()
-        });
-        results.into_iter().collect()
+        logging::each_at_once(
+            self.machines[1..].iter_mut().zip(&fds),
+            "a machine's start",
+            |(m, fds)| m.start_qemu(fds, DiskPlan::AsConfigured, None),
+        )
+        .into_iter()
+        .collect()
     }
 
     /// What the links ask for once everything runs: impairment, and links

@@ -83,31 +83,22 @@ impl TestBed {
                 let fds: Vec<_> = (0..self.machines.len())
                     .map(|m| self.nic_fds(m))
                     .collect::<Result<_>>()?;
-                let results: Vec<Result<()>> = std::thread::scope(|s| {
-                    let handles: Vec<_> = self
-                        .machines
-                        .iter_mut()
-                        .zip(fds)
-                        .zip(&keys)
-                        .map(|((machine, fds), key)| {
-                            let store = &store;
-                            s.spawn(crate::logging::inherit(move || {
-                                let mut alone = Alone {
-                                    machine,
-                                    fds,
-                                    prepare: prepare.as_ref(),
-                                    boot_timeout: w.boot_timeout,
-                                };
-                                restore_or_build(&mut alone, store, key)
-                            }))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| crate::util::join_scoped(h, "a machine's warm start"))
-                        .collect()
-                });
-                results.into_iter().collect()
+                let store = &store;
+                crate::logging::each_at_once(
+                    self.machines.iter_mut().zip(fds).zip(&keys),
+                    "a machine's warm start",
+                    |((machine, fds), key)| {
+                        let mut alone = Alone {
+                            machine,
+                            fds,
+                            prepare: prepare.as_ref(),
+                            boot_timeout: w.boot_timeout,
+                        };
+                        restore_or_build(&mut alone, store, key)
+                    },
+                )
+                .into_iter()
+                .collect()
             }
         }
     }

@@ -336,15 +336,8 @@ impl Nodes {
 
     fn close_all(&mut self) -> Result<()> {
         let nodes = std::mem::take(&mut self.nodes);
-        let mut results: Vec<Result<()>> = std::thread::scope(|s| {
-            let hs: Vec<_> = nodes
-                .into_iter()
-                .map(|n| s.spawn(crate::logging::inherit(move || n.close())))
-                .collect();
-            hs.into_iter()
-                .map(|h| join_scoped(h, "a node close thread"))
-                .collect()
-        });
+        let mut results =
+            crate::logging::each_at_once(nodes, "a node close thread", |n: Node| n.close());
         if let Some(h) = self.shared.as_ref().and_then(|s| s.helper.as_ref()) {
             results.push(h.close());
         }
