@@ -139,8 +139,25 @@ async fn console(
         None => info.console.clone(),
     };
     let path = shared.ok_or_else(|| ApiError::conflict("the bed does not share its console"))?;
-    let sock = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
-        tracing::error!(bed = %info.id, "connect to the console: {e}");
+    // Attached (the share taps the console before it says so) before the
+    // client is upgraded: what the client provokes afterwards reaches it.
+    let bed_id = info.id.clone();
+    let sock = tokio::task::spawn_blocking(move || {
+        let mut sock = std::os::unix::net::UnixStream::connect(&path)
+            .map_err(|e| alpy::Error::io(format!("connect to {}", path.display()), e))?;
+        alpy::vm::console_share::await_attached(&mut sock, Duration::from_secs(10))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| alpy::Error::io("configure the console socket", e))?;
+        Ok::<_, alpy::Error>(sock)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the console's attach task failed: {e}")))?
+    .and_then(|s| {
+        tokio::net::UnixStream::from_std(s)
+            .map_err(|e| alpy::Error::io("register the console socket", e))
+    })
+    .map_err(|e| {
+        tracing::error!(bed = %bed_id, "attach to the console: {e}");
         ApiError::internal("the lab's console does not answer")
     })?;
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, "console attached");

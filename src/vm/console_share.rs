@@ -8,6 +8,12 @@
 //! the keyboard and keeps it until it disconnects; the others are told
 //! that they are read-only for now.
 //!
+//! A client's first bytes are [`ATTACHED`]: from then on it receives
+//! every byte the console reads, so a client that waits for that line
+//! (`alpy console`, the lab's console bridge) knows that nothing it
+//! provokes afterwards is missed. A refused client gets a line
+//! `alpy: refused: <why>` instead.
+//!
 //! The socket is created mode 0600 (in a 0700 directory, see
 //! [`crate::bed::registry`]), and a client whose peer credentials are not
 //! this process's user (or root) is refused as well.
@@ -25,6 +31,53 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::util::lock;
 use crate::vm::console::{Console, Taps};
+
+/// The line a share sends a client once it receives the console's bytes.
+pub const ATTACHED: &[u8] = b"[alpy: attached]\r\n";
+
+/// Reads a share's first line from `sock` (waiting at most `within`):
+/// Ok once the client is attached, the share's reason if it refused.
+pub fn await_attached(sock: &mut UnixStream, within: Duration) -> Result<()> {
+    sock.set_read_timeout(Some(within))
+        .map_err(|e| Error::io("configure the console socket", e))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let outcome = loop {
+        match sock.read(&mut byte) {
+            Ok(0) => break Err(None),
+            Ok(_) => {
+                line.push(byte[0]);
+                if byte[0] == b'\n' || line.len() > 512 {
+                    break if line == ATTACHED { Ok(()) } else { Err(None) };
+                }
+            }
+            Err(e) => break Err(Some(e)),
+        }
+    };
+    sock.set_read_timeout(None)
+        .map_err(|e| Error::io("configure the console socket", e))?;
+    let said = String::from_utf8_lossy(&line).trim().to_string();
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(Some(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(Error::Timeout {
+                what: "the console share to attach this client".into(),
+                timeout: within,
+                tail: said,
+            })
+        }
+        Err(Some(e)) => Err(Error::io("read the console share's first line", e)),
+        Err(None) if said.is_empty() => Err(Error::Closed(
+            "the console share closed without attaching this client".into(),
+        )),
+        Err(None) => Err(Error::Closed(format!("the console share said: {said}"))),
+    }
+}
 
 /// How often the threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -184,6 +237,10 @@ fn attach(mut client: UnixStream, hub: &Arc<Hub>) -> Result<()> {
     let id = hub.next_id.fetch_add(1, Ordering::SeqCst);
     log::info!(target: "alpy::console", "[{}] client {id} attached", hub.name);
     let rx = hub.taps.tap();
+    // Tapped: tell the client, before any of the console's bytes.
+    if client.write_all(ATTACHED).is_err() {
+        return Ok(());
+    }
     let mut out = client
         .try_clone()
         .map_err(|e| Error::io("clone a console client", e))?;

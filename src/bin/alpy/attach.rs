@@ -94,6 +94,10 @@ pub(crate) fn console(
         };
         alpy::Error::io(format!("connect to {}{hint}", path.display()), e)
     })?;
+    // Print the banner only once the bed sends us the console's bytes, so
+    // whatever a caller provokes after it shows here.
+    let mut sock = sock;
+    alpy::vm::console_share::await_attached(&mut sock, std::time::Duration::from_secs(10))?;
     let key = if escape == 0x1d {
         "Ctrl-]".to_string()
     } else {
