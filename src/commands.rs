@@ -68,48 +68,39 @@ pub trait Commands {
 
     /// [`Commands::succeed`] within `timeout`.
     fn succeed_within(&self, cmd: &str, timeout: Duration) -> Result<String> {
-        let out = self
-            .execute_within(cmd, timeout)?
-            .checked(&format!("`{cmd}` on {}", self.target()))?;
-        Ok(out.stdout_str())
+        journaled(self, cmd, succeed_quietly(self, cmd, timeout))
     }
 
     /// Runs `cmd`, which must fail: returns its output on a non-zero exit;
     /// an exit code of 0 is [`Error::CommandFailed`] saying it succeeded.
     fn fail(&self, cmd: &str) -> Result<Output> {
-        let out = self.execute(cmd)?;
-        if out.status.success() {
-            return Err(Error::CommandFailed {
-                what: format!("`{cmd}` on {} (expected to fail)", self.target()),
-                status: "it succeeded (exit code 0)".into(),
-                output: out.tail(),
-            });
-        }
-        Ok(out)
+        journaled(self, &format!("{cmd} (to fail)"), fail_quietly(self, cmd))
     }
 
     /// Retries `cmd` until it succeeds (returns its standard output) or
     /// `timeout` passes (the error quotes the last failure).
     fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String> {
         let mark = self.output_mark();
-        crate::wait::wait_until(
+        let r = crate::wait::wait_until(
             &format!("`{cmd}` to succeed on {}", self.target()),
             timeout,
-            || self.succeed(cmd),
+            || succeed_quietly(self, cmd, self.command_timeout()),
         )
-        .map_err(|e| with_output_besides(self, e, mark, cmd))
+        .map_err(|e| with_output_besides(self, e, mark, cmd));
+        journaled(self, &format!("{cmd} (until it succeeds)"), r)
     }
 
     /// Retries `cmd` until it fails (returns its output) or `timeout`
     /// passes.
     fn wait_until_fails(&self, cmd: &str, timeout: Duration) -> Result<Output> {
         let mark = self.output_mark();
-        crate::wait::wait_until(
+        let r = crate::wait::wait_until(
             &format!("`{cmd}` to fail on {}", self.target()),
             timeout,
-            || self.fail(cmd),
+            || fail_quietly(self, cmd),
         )
-        .map_err(|e| with_output_besides(self, e, mark, cmd))
+        .map_err(|e| with_output_besides(self, e, mark, cmd));
+        journaled(self, &format!("{cmd} (until it fails)"), r)
     }
 
     /// Waits until `addr:port` accepts TCP connections from here (it
@@ -122,6 +113,38 @@ pub trait Commands {
         let cmd = format!("nc -z -w 1 {} {port}", shell_quote(&addr.to_string()));
         self.wait_until_succeeds(&cmd, timeout).map(drop)
     }
+}
+
+/// [`Commands::succeed_within`], not journaled (a wait's tries).
+fn succeed_quietly<C: Commands + ?Sized>(c: &C, cmd: &str, timeout: Duration) -> Result<String> {
+    let out = c
+        .execute_within(cmd, timeout)?
+        .checked(&format!("`{cmd}` on {}", c.target()))?;
+    Ok(out.stdout_str())
+}
+
+/// [`Commands::fail`], not journaled (a wait's tries).
+fn fail_quietly<C: Commands + ?Sized>(c: &C, cmd: &str) -> Result<Output> {
+    let out = c.execute(cmd)?;
+    if out.status.success() {
+        return Err(Error::CommandFailed {
+            what: format!("`{cmd}` on {} (expected to fail)", c.target()),
+            status: "it succeeded (exit code 0)".into(),
+            output: out.tail(),
+        });
+    }
+    Ok(out)
+}
+
+/// Records a check's outcome in the bed's journal, and returns it.
+fn journaled<C: Commands + ?Sized, T>(c: &C, what: &str, r: Result<T>) -> Result<T> {
+    crate::journal::emit(crate::journal::Event::Check {
+        on: c.target(),
+        what: what.to_string(),
+        ok: r.is_ok(),
+        detail: r.as_ref().err().map(|e| e.to_string()),
+    });
+    r
 }
 
 /// A wait's timeout with what else the target printed meanwhile.

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::error::{IoContext, Result};
+use crate::journal::StepState;
 
 /// (id, scope, writer): scoped sinks receive only their scope's records
 /// and unscoped ones.
@@ -346,6 +347,7 @@ impl Step {
     pub fn start(what: impl Into<String>) -> Self {
         let what = what.into();
         log::info!(target: "alpy::step", "{what}...");
+        step_event(&what, StepState::Started, None, None);
         Step {
             what,
             started: Instant::now(),
@@ -358,6 +360,7 @@ impl Step {
         self.finished = true;
         let took = self.started.elapsed();
         log::info!(target: "alpy::step", "{}", done_line(&self.what, took));
+        step_event(&self.what, StepState::Done, Some(took), None);
         took
     }
 
@@ -366,6 +369,12 @@ impl Step {
         self.finished = true;
         let took = self.started.elapsed();
         log::error!(target: "alpy::step", "{}", failed_line(&self.what, took, Some(why)));
+        step_event(
+            &self.what,
+            StepState::Failed,
+            Some(took),
+            Some(why.to_string()),
+        );
         took
     }
 }
@@ -375,6 +384,7 @@ impl Drop for Step {
         if !self.finished {
             let took = self.started.elapsed();
             log::error!(target: "alpy::step", "{}", failed_line(&self.what, took, None));
+            step_event(&self.what, StepState::Failed, Some(took), None);
         }
     }
 }
@@ -395,6 +405,15 @@ pub fn step<T, E: Display>(
             Err(e)
         }
     }
+}
+
+fn step_event(what: &str, state: StepState, took: Option<Duration>, error: Option<String>) {
+    crate::journal::emit(crate::journal::Event::Step {
+        what: what.to_string(),
+        state,
+        secs: took.map(|d| (d.as_secs_f64() * 1e4).round() / 1e4),
+        error,
+    });
 }
 
 fn done_line(what: &str, took: Duration) -> String {

@@ -267,6 +267,7 @@ fn child_role() {
                 bed.resume().unwrap();
                 bed.wait_prompt(PROMPT, BOOT).unwrap();
             }
+            println!("ARTIFACTS {}", bed.artifacts_dir().display());
             announce(bed.qemu_pid().unwrap(), 0);
             std::thread::sleep(Duration::from_secs(300));
             drop(bed);
@@ -305,22 +306,80 @@ fn unprivileged_passes(test: &str, expect: &str) {
     assert!(text.contains(expect), "{text}");
 }
 
-/// Starts a child test process in `phase` and waits for its `READY` line:
-/// (child, run id, QEMU pid or 0, watchdog pid or 0).
-fn child_in_phase(phase: &str) -> (std::process::Child, String, i32, i32) {
+/// A child test process in a phase (see [`child_in_phase`]).
+struct Child {
+    process: std::process::Child,
+    run: String,
+    qemu_pid: i32,
+    watchdog_pid: i32,
+    /// Its bed's artifacts directory, if it has a bed.
+    artifacts: Option<std::path::PathBuf>,
+}
+
+/// Starts a child test process in `phase` and waits for its `READY` line.
+fn child_in_phase(phase: &str) -> Child {
     let mut child = common::child("child_role", &[("ALPY_TEST_ROLE", phase)])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut artifacts = None;
     let ready = lines
         .by_ref()
         .map_while(Result::ok)
-        .find_map(|l| l.split_once("READY ").map(|(_, rest)| rest.to_string()))
+        .find_map(|l| {
+            // (After libtest's "test child_role ... " on the first line.)
+            if let Some((_, dir)) = l.split_once("ARTIFACTS ") {
+                artifacts = Some(std::path::PathBuf::from(dir));
+            }
+            l.split_once("READY ").map(|(_, rest)| rest.to_string())
+        })
         .unwrap_or_else(|| panic!("child for phase {phase} never got ready"));
     let parts: Vec<&str> = ready.split_whitespace().collect();
     let num = |i: usize| parts.get(i).and_then(|p| p.parse().ok()).unwrap_or(0);
-    (child, parts[0].to_string(), num(1), num(2))
+    Child {
+        process: child,
+        run: parts[0].to_string(),
+        qemu_pid: num(1),
+        watchdog_pid: num(2),
+        artifacts,
+    }
+}
+
+/// A killed bed's page says so: `report` (`alpy report DIR`'s call) writes
+/// it, or `complete_killed` (the next bed's call) on the artifacts root.
+fn killed_page(dir: &Path, next_run: bool) {
+    let page = if next_run {
+        let root = dir.parent().unwrap();
+        let pages = alpy::report::complete_killed(root);
+        assert!(
+            pages.contains(&dir.join(alpy::report::FILE)),
+            "the next run completed {pages:?}, not {}",
+            dir.display()
+        );
+        dir.join(alpy::report::FILE)
+    } else {
+        alpy::report::write(dir).unwrap()
+    };
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains(r#"id="outcome">KILLED"#),
+        "{}",
+        page.display()
+    );
+    let events = alpy::journal::read(dir).unwrap();
+    assert!(
+        matches!(
+            events.last().map(|e| &e.event),
+            Some(alpy::journal::Event::Result {
+                outcome: alpy::journal::Outcome::Killed,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    // Written once: a later scan leaves it alone.
+    assert!(!alpy::report::complete_killed(dir.parent().unwrap()).contains(&page));
 }
 
 #[test]
@@ -370,7 +429,13 @@ fn leftovers(docker: &alpy::net::Docker, run: &str, qemu_pid: i32) -> Vec<String
 fn sigkill_at_each_phase_leaves_nothing_within_3_s() {
     let docker = common::docker();
     for phase in ["nodes", "qemu", "running"] {
-        let (mut child, run, qemu_pid, _) = child_in_phase(phase);
+        let Child {
+            process: mut child,
+            run,
+            qemu_pid,
+            artifacts,
+            ..
+        } = child_in_phase(phase);
         assert!(
             !left_of(&docker, &run).is_empty(),
             "{phase}: nothing was created?"
@@ -388,6 +453,11 @@ fn sigkill_at_each_phase_leaves_nothing_within_3_s() {
             t0.elapsed().as_secs_f64()
         );
         assert!(left.is_empty(), "{phase}: left 3 s after SIGKILL: {left:?}");
+        match (phase, artifacts) {
+            ("nodes", _) => {} // no bed
+            (_, Some(dir)) => killed_page(&dir, phase == "qemu"),
+            (_, None) => panic!("{phase}: the child did not say where its artifacts are"),
+        }
     }
 }
 
@@ -409,7 +479,12 @@ fn sigkill_without_root_leaves_nothing_within_3_s() {
 #[test]
 fn the_reaper_removes_what_a_dead_run_left() {
     let docker = common::docker();
-    let (mut child, run, _, watchdog) = child_in_phase("nodes");
+    let Child {
+        process: mut child,
+        run,
+        watchdog_pid: watchdog,
+        ..
+    } = child_in_phase("nodes");
     assert!(watchdog > 0, "the nodes have a watchdog");
     // Watchdog first, then the owner.
     nix::sys::signal::kill(

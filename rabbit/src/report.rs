@@ -37,6 +37,7 @@ impl Report {
     /// Records a check; a false one fails the test.
     pub fn check(&mut self, ok: bool, what: &str) {
         println!("CHECK {} {what}", if ok { "ok  " } else { "FAIL" });
+        alpy::journal::check(ok, what);
         if !ok {
             self.failures.push(what.to_string());
         }
@@ -45,6 +46,7 @@ impl Report {
     /// Records an error that ended the test.
     pub fn error(&mut self, e: &dyn Display) {
         println!("ERROR {e}");
+        alpy::journal::check(false, &e.to_string());
         self.failures.push(e.to_string());
     }
 

@@ -24,6 +24,23 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What a CI system should attach: the bed's `report.html` if it was
+    /// written, else the artifacts directory.
+    pub fn attachment(&self) -> String {
+        let page = std::path::Path::new(&self.artifacts).join(alpy::report::FILE);
+        if page.is_file() {
+            page.display().to_string()
+        } else {
+            self.artifacts.clone()
+        }
+    }
+
+    /// The bed's page, if the test got that far.
+    pub fn report_page(&self) -> Option<std::path::PathBuf> {
+        let page = std::path::Path::new(&self.artifacts).join(alpy::report::FILE);
+        (!self.artifacts.is_empty() && page.is_file()).then_some(page)
+    }
+
     /// The lines that say why it failed: failed checks and errors.
     pub fn failures(&self) -> Vec<&str> {
         self.lines
@@ -34,11 +51,31 @@ impl Outcome {
     }
 }
 
+/// Writes the suite's HTML page (see [`alpy::report::suite`]).
+pub fn html(path: &std::path::Path, outcomes: &[Outcome]) -> Result<(), String> {
+    let tests: Vec<alpy::report::suite::SuiteTest> = outcomes
+        .iter()
+        .map(|o| alpy::report::suite::SuiteTest {
+            name: o.test.clone(),
+            outcome: if o.passed { "passed" } else { "failed" }.into(),
+            duration_s: o.seconds,
+            first_failure: (!o.passed).then(|| {
+                o.failures()
+                    .first()
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| o.summary.clone())
+            }),
+            report: o.report_page(),
+        })
+        .collect();
+    alpy::report::suite::write(path, "rabbit", &tests).map_err(|e| e.to_string())
+}
+
 /// The JUnit XML of a suite run: one `testcase` per test with its duration;
 /// a `failure` quoting the failed CHECK and ERROR lines; the test's lines in
 /// `system-out`, ending with GitLab's `[[ATTACHMENT|path]]` for the
-/// artifacts directory, which is also the suite's property
-/// `artifacts.<test>`. The document validates against Jenkins'
+/// bed's `report.html` (the artifacts directory if there is none); the
+/// artifacts directory is the suite's property `artifacts.<test>`. The document validates against Jenkins'
 /// `junit-10.xsd` (which GitLab reads too): no per-testcase properties, and
 /// no `skipped` count on the root element (this suite skips nothing).
 pub fn junit_xml(suite: &str, outcomes: &[Outcome]) -> Result<String, String> {
@@ -71,7 +108,7 @@ pub fn junit_xml(suite: &str, outcomes: &[Outcome]) -> Result<String, String> {
                 format!("artifacts.{}", o.test),
                 o.artifacts.clone(),
             ));
-            out.push_str(&format!("\n[[ATTACHMENT|{}]]", o.artifacts));
+            out.push_str(&format!("\n[[ATTACHMENT|{}]]", o.attachment()));
         }
         tc.set_system_out(out);
         ts.add_test_case(tc);

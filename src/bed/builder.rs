@@ -281,6 +281,17 @@ impl TestBedBuilder {
         // This bed's records only (see logging): its threads inherit the scope.
         let log_sink = logging::add_scoped_sink(&artifacts.join("debug.log"))?;
         log_sink.enter();
+        // Pages of killed runs in the default root, before this bed's
+        // records start.
+        if self.artifacts.is_none() {
+            crate::report::complete_killed(&default_artifacts_root());
+        }
+        let journal = crate::journal::Journal::open(
+            &artifacts,
+            log_sink.scope(),
+            &self.name,
+            &run.to_string(),
+        )?;
         let machines: Vec<(String, Vec<String>)> = specs
             .iter()
             .map(|m| (m.name.clone(), m.tags.clone()))
@@ -306,6 +317,7 @@ impl TestBedBuilder {
             &plan,
         );
         bed.dir_lock = Some(dir_lock);
+        bed.journal = Some(journal);
         let stood_up = match crate::bed::remote::LabClient::from_env() {
             Ok(Some(_)) if self.is_network() => Err(Error::Config(format!(
                 "test bed {}: a bed of several machines or segments cannot run on a lab \
@@ -323,7 +335,7 @@ impl TestBedBuilder {
             }
             Err(e) => {
                 log::error!(target: "alpy::testbed", "start failed: {e}");
-                bed.abandon();
+                bed.abandon(&e);
                 eprintln!(
                     "alpy: test bed {} failed to start; artifacts: {}",
                     bed.name(),

@@ -329,7 +329,10 @@ impl Drawing {
             if l.down {
                 edge.push_str(" (down)");
             }
-            doc = doc.add(text(20 + DUT_W + 8, y - 6, &edge, 12, "start"));
+            doc = doc.add(text(20 + DUT_W + 8, y - 6, &edge, 12, "start").set(
+                "data-capture",
+                crate::bed::testbed::capture_file("dut", l.nic().unwrap_or(i)),
+            ));
             if let Some(imp) = &l.impairment {
                 doc = doc.add(text(20 + DUT_W + 8, y + 16, imp, 10, "start"));
             }

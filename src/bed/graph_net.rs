@@ -6,6 +6,7 @@
 use svg::node::element::{Line, Rectangle};
 
 use crate::bed::graph::{canvas, node_box, text, Drawing};
+use crate::bed::testbed::capture_file;
 
 /// A machine as drawn.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,15 +145,16 @@ pub(crate) fn svg(d: &Drawing) -> String {
         let sy = y_of(i, d.segments.len());
         for (m, nic) in &s.ends {
             if let Some(my) = machine_y(m) {
-                doc = doc
-                    .add(line(MACHINE_X + MACHINE_W, my, SEG_X, sy))
-                    .add(text(
+                doc = doc.add(line(MACHINE_X + MACHINE_W, my, SEG_X, sy)).add(
+                    text(
                         MACHINE_X + MACHINE_W + 6,
                         my - 6,
                         &format!("nic{nic}"),
                         11,
                         "start",
-                    ));
+                    )
+                    .set("data-capture", capture_file(m, *nic)),
+                );
             }
         }
     }
@@ -161,15 +163,16 @@ pub(crate) fn svg(d: &Drawing) -> String {
         match &l.on {
             DrawnAttach::Nic(m, nic) => {
                 if let Some(my) = machine_y(m) {
-                    doc = doc
-                        .add(line(MACHINE_X + MACHINE_W, my, NODE_X, ny))
-                        .add(text(
+                    doc = doc.add(line(MACHINE_X + MACHINE_W, my, NODE_X, ny)).add(
+                        text(
                             MACHINE_X + MACHINE_W + 6,
                             my + 14,
                             &format!("nic{nic}"),
                             11,
                             "start",
-                        ));
+                        )
+                        .set("data-capture", capture_file(m, *nic)),
+                    );
                 }
             }
             DrawnAttach::Segment(s) => {

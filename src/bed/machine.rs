@@ -255,6 +255,11 @@ impl Machine {
             QemuProcess::start(&cfg, &self.dir.join("qemu.log"), QMP_TIMEOUT)
         })?;
         self.timings.record("qemu", t0.elapsed());
+        crate::journal::emit(crate::journal::Event::Machine {
+            machine: self.name().to_string(),
+            qemu: qemu.version(),
+            accel: format!("{:?}", qemu.accel()).to_lowercase(),
+        });
         let console = qemu
             .take_serial()
             .ok_or_else(|| Error::Internal("QEMU gave no serial console".into()))
@@ -366,6 +371,10 @@ impl Machine {
                 .map(|o| o - self.virtual_clock_base);
             if let Some(o) = self.capture_offset {
                 log::debug!(target: "alpy::testbed", "{}: capture time stamps + {o:.6} s = host time", self.label);
+                crate::journal::emit(crate::journal::Event::CaptureClock {
+                    machine: self.name().to_string(),
+                    offset_s: o,
+                });
             }
         }
         Ok(())

@@ -391,7 +391,8 @@ pub fn request_within(info: &BedInfo, line: &str, timeout: Duration) -> Result<S
 }
 
 /// Asks bed `id`'s supervisor to take it down, and waits until it has
-/// (its registry entry is gone), within `timeout`.
+/// (its registry entry is gone and the supervisor has exited), within
+/// `timeout`.
 pub fn down(info: &BedInfo, timeout: Duration) -> Result<()> {
     let dir = registry_dir().join(&info.id);
     let sock = dir.join("control.sock");
@@ -399,7 +400,17 @@ pub fn down(info: &BedInfo, timeout: Duration) -> Result<()> {
         .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
     writeln!(s, "down").map_err(|e| Error::io("send down", e))?;
     let deadline = Instant::now() + timeout;
-    while dir.exists() {
+    // Exited (a zombie counts: its parent may never reap it).
+    let supervisor_runs = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", info.supervisor_pid))
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().next().map(|state| state != "Z")
+            })
+            .unwrap_or(false)
+    };
+    while dir.exists() || supervisor_runs() {
         if Instant::now() >= deadline {
             return Err(Error::Timeout {
                 what: format!("test bed {} to go down", info.id),

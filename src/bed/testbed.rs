@@ -17,6 +17,7 @@ use crate::bed::timings::{Timings, TimingsLog};
 use crate::bed::warm::WarmStart;
 use crate::bed::wiring::{Far, Plan, Wiring};
 use crate::error::{Error, Result};
+use crate::journal::Outcome;
 use crate::logging::{SinkGuard, Step};
 use crate::net::link::{default_mac, fixed_mac};
 use crate::net::{Node, Nodes};
@@ -49,6 +50,8 @@ pub struct TestBed {
     /// The artifacts directory is this bed's while this is held.
     pub(crate) dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
     pub(crate) closed: bool,
+    /// `events.jsonl`, closed with the result at teardown.
+    pub(crate) journal: Option<crate::journal::Journal>,
 }
 
 impl TestBed {
@@ -77,11 +80,7 @@ impl TestBed {
                             Far::Segment(_) => Default::default(),
                         };
                         let mac = machine_mac(&run, m, n, b.warm.is_some());
-                        let pcap = if dut_files {
-                            artifacts.join(format!("link{n}.pcap"))
-                        } else {
-                            artifacts.join(format!("{}-nic{n}.pcap", spec.name))
-                        };
+                        let pcap = artifacts.join(capture_file(&spec.name, n));
                         MachineNic { choices, mac, pcap }
                     })
                     .collect();
@@ -115,12 +114,13 @@ impl TestBed {
             _log_sink: Some(log_sink),
             dir_lock: None,
             closed: false,
+            journal: None,
         }
     }
 
-    /// Tears down what a failed start made.
-    pub(crate) fn abandon(&mut self) {
-        let _ = self.teardown();
+    /// Tears down what a failed start made (`why`).
+    pub(crate) fn abandon(&mut self, why: &Error) {
+        let _ = self.teardown(Closing::Abandon(why.to_string()));
         self.closed = true;
     }
 
@@ -348,7 +348,7 @@ impl TestBed {
         let kept = crate::bed::keep::wanted(false)
             .then(|| crate::bed::keep::keep(&mut self))
             .flatten();
-        let r = self.teardown();
+        let r = self.teardown(Closing::Close);
         if let Some(k) = kept {
             k.withdraw();
         }
@@ -378,7 +378,7 @@ impl TestBed {
         crate::bed::leftovers::leftovers(&run)
     }
 
-    fn teardown(&mut self) -> Result<()> {
+    fn teardown(&mut self, how: Closing) -> Result<()> {
         let t0 = Instant::now();
         let step = Step::start(format!("Close test bed {}", self.name));
         let mut first: Option<Error> = None;
@@ -409,11 +409,61 @@ impl TestBed {
         if let Err(e) = std::fs::write(&path, format!("{:#}\n", self.timings().to_json())) {
             log::warn!(target: "alpy::testbed", "write {}: {e}", path.display());
         }
+        self.finish_report(&how, first.as_ref());
         self._log_sink = None;
         self.dir_lock = None;
         match first {
             None => Ok(()),
             Some(e) => Err(e),
+        }
+    }
+}
+
+/// How a bed is being taken down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Closing {
+    /// By [`TestBed::close`].
+    Close,
+    /// By `Drop`: a panic, or an early return.
+    Drop,
+    /// After a failed start, which says why.
+    Abandon(String),
+}
+
+impl TestBed {
+    /// Writes the journal's result and `report.html`; a failed bed's
+    /// report is named on standard output as a JUnit attachment (GitLab
+    /// shows it in the merge request).
+    fn finish_report(&mut self, how: &Closing, close_error: Option<&Error>) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        let recorded = journal.first_failure();
+        let (outcome, failure) = match (how, recorded) {
+            (Closing::Abandon(why), _) => (Outcome::Failed, Some(format!("start: {why}"))),
+            (_, Some(f)) => (Outcome::Failed, Some(f)),
+            (Closing::Drop, None) if std::thread::panicking() => (Outcome::Failed, None),
+            (Closing::Drop, None) => (
+                Outcome::Failed,
+                Some("the bed was dropped without close() (the test returned early)".into()),
+            ),
+            (Closing::Close, None) => match close_error {
+                Some(e) => (Outcome::Failed, Some(format!("closing the bed: {e}"))),
+                None => (Outcome::Passed, None),
+            },
+        };
+        if let Err(e) = journal.close(outcome, failure) {
+            log::warn!(target: "alpy::testbed", "{e}");
+        }
+        let t0 = Instant::now();
+        match crate::report::write(&self.artifacts) {
+            Ok(page) => {
+                log::debug!(target: "alpy::testbed", "wrote {} in {:.1} ms", page.display(), t0.elapsed().as_secs_f64() * 1e3);
+                if outcome != Outcome::Passed {
+                    println!("[[ATTACHMENT|{}]]", page.display());
+                }
+            }
+            Err(e) => log::warn!(target: "alpy::testbed", "cannot write the report: {e}"),
         }
     }
 }
@@ -425,7 +475,7 @@ impl Drop for TestBed {
             let kept = crate::bed::keep::wanted(true)
                 .then(|| crate::bed::keep::keep(self))
                 .flatten();
-            let _ = self.teardown();
+            let _ = self.teardown(Closing::Drop);
             if let Some(k) = kept {
                 k.withdraw();
             }
@@ -435,6 +485,17 @@ impl Drop for TestBed {
                 self.artifacts.display()
             );
         }
+    }
+}
+
+/// The capture file of machine `machine`'s NIC `nic` in the artifacts:
+/// `link<nic>.pcap` for a machine named `dut` (a one-machine bed's, as
+/// always), `<machine>-nic<nic>.pcap` for the others.
+pub(crate) fn capture_file(machine: &str, nic: usize) -> String {
+    if machine == "dut" {
+        format!("link{nic}.pcap")
+    } else {
+        format!("{machine}-nic{nic}.pcap")
     }
 }
 

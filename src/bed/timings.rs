@@ -87,7 +87,12 @@ impl TimingsLog {
     }
 
     pub(crate) fn record(&self, phase: &str, took: Duration) {
-        crate::util::lock(&self.all).record(&format!("{}{phase}", self.prefix), took);
+        let name = format!("{}{phase}", self.prefix);
+        crate::journal::emit(crate::journal::Event::Phase {
+            name: name.clone(),
+            secs: (took.as_secs_f64() * 1e4).round() / 1e4,
+        });
+        crate::util::lock(&self.all).record(&name, took);
     }
 
     pub(crate) fn note(&self, name: &str, value: f64) {

@@ -17,6 +17,8 @@ pub struct Container {
     log_file: Option<PathBuf>,
     /// Whether a non-zero exit before close is a failure worth reporting.
     expect_clean_exit: bool,
+    /// For an app: its node and command, for the bed's journal.
+    app: Option<Box<(String, String, std::time::Instant)>>,
     closed: bool,
 }
 
@@ -37,6 +39,7 @@ impl Container {
             name,
             log_file: None,
             expect_clean_exit: false,
+            app: None,
             closed: false,
         }
     }
@@ -64,6 +67,7 @@ impl Container {
             name: spec.name.clone(),
             log_file: log_file.map(Path::to_path_buf),
             expect_clean_exit: false,
+            app: None,
             closed: false,
         };
         docker.start(&c.id)?;
@@ -74,6 +78,17 @@ impl Container {
             spec.image
         );
         Ok(c)
+    }
+
+    /// Marks it as an app of `node` running `command`: its end goes to
+    /// the bed's journal when it is closed.
+    pub(crate) fn journaled_as_app(mut self, node: &str, command: String) -> Self {
+        self.app = Some(Box::new((
+            node.to_string(),
+            command,
+            std::time::Instant::now(),
+        )));
+        self
     }
 
     /// The container's id.
@@ -188,6 +203,20 @@ impl Container {
         self.closed = true;
         log::debug!("removed container {}", self.name);
         let (running, status) = state?;
+        if let Some((node, command, started)) = self.app.as_deref() {
+            crate::journal::emit(crate::journal::Event::App {
+                name: self.name.clone(),
+                node: node.clone(),
+                command: command.clone(),
+                secs: (started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
+                log: self
+                    .log_file
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|f| f.to_string_lossy().into_owned()),
+                exit_code: (!running).then_some(status.0),
+            });
+        }
         let logs = logs?;
         if !running && !status.success() && !self.expect_clean_exit {
             return Err(Error::CommandFailed {

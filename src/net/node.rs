@@ -287,7 +287,8 @@ impl Node {
             &here.shared.docker,
             &spec,
             Node::app_log(here, &spec).as_deref(),
-        )?;
+        )?
+        .journaled_as_app(&self.name, spec.cmd.join(" "));
         let out = c.wait(timeout);
         c.close()?;
         out
@@ -316,7 +317,8 @@ impl Node {
             &here.shared.docker,
             &spec,
             Node::app_log(here, &spec).as_deref(),
-        )?;
+        )?
+        .journaled_as_app(&self.name, spec.cmd.join(" "));
         c.ensure_running_for(app.startup_grace)?;
         Ok(c)
     }

@@ -513,6 +513,14 @@ fn log_lines(name: &str, dir: char, data: &[u8]) {
 
 fn log_one(name: &str, dir: char, data: &[u8]) {
     log::debug!(target: "alpy::console", "[{name}] {dir} \"{}\"", data.escape_ascii());
+    if dir == '<' {
+        // The label is "<bed>/<machine>".
+        let machine = name.rsplit('/').next().unwrap_or(name);
+        crate::journal::emit(crate::journal::Event::Console {
+            machine: machine.to_string(),
+            text: String::from_utf8_lossy(data).into_owned(),
+        });
+    }
 }
 
 /// The last lines of the history, escaped so that control bytes show.

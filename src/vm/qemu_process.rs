@@ -43,6 +43,7 @@ pub struct QemuProcess {
     readers: Vec<JoinHandle<()>>,
     tail: Tail,
     command_line: String,
+    accel: Accel,
     closed: bool,
 }
 
@@ -219,6 +220,7 @@ impl QemuProcess {
             readers,
             tail,
             command_line,
+            accel,
             closed: false,
         };
         log::debug!(target: "alpy::qemu", "QEMU pid {} ready, QMP {}", proc_.pid, proc_.qmp.greeting());
@@ -233,6 +235,17 @@ impl QemuProcess {
     /// The full command line, shell-quoted.
     pub fn command_line(&self) -> &str {
         &self.command_line
+    }
+
+    /// The accelerator QEMU runs with.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// QEMU's version from its QMP greeting (`7.2.22`).
+    pub fn version(&self) -> String {
+        let v = &self.qmp.greeting()["QMP"]["version"]["qemu"];
+        format!("{}.{}.{}", v["major"], v["minor"], v["micro"])
     }
 
     /// The QMP session.

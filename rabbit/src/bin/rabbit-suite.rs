@@ -4,10 +4,11 @@
 //! test failed.
 //!
 //! ```text
-//! rabbit-suite [--jobs N] [--only TEST]... [--expect-fail] [--shard K/N] [--junit PATH] [--list]
+//! rabbit-suite [--jobs N] [--only TEST]... [--expect-fail] [--shard K/N] [--junit PATH] [--html PATH] [--list]
 //! ```
 //! `--shard K/N` runs a stable K-th of N shares (for CI jobs run in
-//! parallel); `--junit PATH` writes a JUnit XML report.
+//! parallel); `--junit PATH` writes a JUnit XML report, `--html PATH` the
+//! suite's page (each test linked to its bed's `report.html`).
 //! `--expect-fail` inverts the verdict: every test run must fail (use it
 //! with `RABBIT_SKIP=<feature>` to see that a test catches a missing
 //! feature). Run it from the workspace (it calls cargo).
@@ -21,6 +22,10 @@ use std::time::Instant;
 
 use carrot::suite::{Outcome, Shard};
 use clap::Parser;
+
+/// Rabbit's test targets that test the suite itself, not Rabbit: the
+/// browser test of the pages runs this runner (and must not run itself).
+const HARNESS_TESTS: &[&str] = &["report-pages"];
 
 fn test_binaries() -> Result<Vec<(String, PathBuf)>, String> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -51,7 +56,10 @@ fn test_binaries() -> Result<Vec<(String, PathBuf)>, String> {
             v["executable"].as_str(),
             v["target"]["name"].as_str(),
         ) {
-            bins.push((name.replace('_', "-"), PathBuf::from(exe)));
+            let name = name.replace('_', "-");
+            if !HARNESS_TESTS.contains(&name.as_str()) {
+                bins.push((name, PathBuf::from(exe)));
+            }
         }
     }
     // Longest first, so that the workers finish together: warm-started
@@ -166,6 +174,10 @@ struct Args {
     /// Write a JUnit XML report here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Write the suite's HTML page here: every test, its result and
+    /// duration, the first failure, a link to its bed's report.html.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Print the names of the tests that would run, and exit.
     #[arg(long)]
     list: bool,
@@ -247,6 +259,15 @@ fn main() {
         });
         match written {
             Ok(()) => println!("JUnit report: {}", path.display()),
+            Err(e) => {
+                eprintln!("rabbit-suite: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    if let Some(path) = &args.html {
+        match carrot::suite::html(path, &results) {
+            Ok(()) => println!("HTML report: {}", path.display()),
             Err(e) => {
                 eprintln!("rabbit-suite: {e}");
                 std::process::exit(2);

@@ -218,6 +218,22 @@ enum Command {
         #[arg(long)]
         svg: Option<std::path::PathBuf>,
     },
+    /// Write a bed's report.html again from its artifacts directory (a
+    /// killed run's is marked killed), or with --suite, one page for every
+    /// bed under an artifacts root.
+    ///
+    /// Example: `alpy report target/alpy/forward-a285bd7441`;
+    /// `alpy report --suite target/alpy --html suite.html`.
+    Report {
+        /// A bed's artifacts directory, or with --suite an artifacts root.
+        dir: std::path::PathBuf,
+        /// DIR is a root: write a suite page of all its beds.
+        #[arg(long)]
+        suite: bool,
+        /// Where the suite page goes (default: DIR/index.html).
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
+    },
 }
 
 /// Prints an error the way the other subcommands do and fails.
@@ -336,6 +352,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("lab", &e),
         },
+        Command::Report { dir, suite, html } => match report(&dir, suite, html) {
+            Ok(page) => {
+                println!("{}", page.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("report", &e),
+        },
         Command::Graph { file, output, svg } => {
             match graph(&file, output.as_deref(), svg.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -343,4 +366,48 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `alpy report`: a bed's page, or a suite page of a root's beds.
+fn report(
+    dir: &std::path::Path,
+    suite: bool,
+    html: Option<std::path::PathBuf>,
+) -> alpy::Result<std::path::PathBuf> {
+    if !suite {
+        if !dir.join(alpy::journal::FILE).is_file() {
+            return Err(alpy::Error::NotFound {
+                what: format!("{} in {}", alpy::journal::FILE, dir.display()),
+                hint: "give a bed's artifacts directory (a bed of this alpy writes events.jsonl \
+                       there), or --suite with an artifacts root"
+                    .into(),
+            });
+        }
+        if alpy::report::running(dir) {
+            return Err(alpy::Error::Config(format!(
+                "the bed in {} is still running: its report.html is written when it closes",
+                dir.display()
+            )));
+        }
+        return alpy::report::write(dir);
+    }
+    let tests = alpy::report::suite::from_root(dir)?;
+    if tests.is_empty() {
+        return Err(alpy::Error::NotFound {
+            what: format!(
+                "a bed directory (with {}) under {}",
+                alpy::journal::FILE,
+                dir.display()
+            ),
+            hint: "give the artifacts root the tests wrote to (ALPY_ARTIFACTS, or target/alpy)"
+                .into(),
+        });
+    }
+    let page = html.unwrap_or_else(|| dir.join("index.html"));
+    let title = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "suite".into());
+    alpy::report::suite::write(&page, &title, &tests)?;
+    Ok(page)
 }

@@ -1,0 +1,255 @@
+//! The report's links: each capture file's frames by protocol, a
+//! frames-per-second plot over the run (sampled, so a long capture does
+//! not grow the page), its first and last frame on the bed's clock.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pcap::{Capture, Frame};
+
+/// Points of a plot, at most.
+const PLOT_POINTS: usize = 120;
+/// The plot's size in the page.
+const PLOT_W: f64 = 360.0;
+const PLOT_H: f64 = 48.0;
+
+/// A capture file, summed up.
+#[derive(Debug, Serialize)]
+pub(crate) struct LinkReport {
+    /// The file's name (`link0.pcap`, `r2-nic1.pcap`).
+    pub file: String,
+    /// The machine whose NIC it is.
+    pub machine: String,
+    pub frames: usize,
+    pub protocols: Vec<(String, usize)>,
+    /// Seconds on the bed's clock.
+    pub first_t: Option<f64>,
+    pub last_t: Option<f64>,
+    /// SVG polyline points of frames per second.
+    pub plot: String,
+    pub peak_fps: f64,
+    pub error: Option<String>,
+}
+
+/// Reads every capture of `dir`; stamps move by the machine's offset
+/// (`offsets`), then onto the bed's clock (`start_unix`).
+pub(crate) fn read_links(
+    dir: &Path,
+    start_unix: f64,
+    offsets: &[(String, f64)],
+    duration: f64,
+) -> Result<Vec<LinkReport>> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pcap"))
+        .collect();
+    files.sort_by_key(|f| sort_key(f));
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let machine = machine_of(&file);
+            let offset = offsets
+                .iter()
+                .rev()
+                .find(|(m, _)| *m == machine)
+                .map_or(0.0, |(_, o)| *o);
+            match Capture::open(&dir.join(&file)) {
+                Ok(cap) => summarise(file, machine, cap.frames(), offset - start_unix, duration),
+                Err(e) => LinkReport {
+                    file,
+                    machine,
+                    frames: 0,
+                    protocols: Vec::new(),
+                    first_t: None,
+                    last_t: None,
+                    plot: String::new(),
+                    peak_fps: 0.0,
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect())
+}
+
+/// `link2.pcap` before `link10.pcap`.
+fn sort_key(file: &str) -> (String, usize) {
+    let stem = file.trim_end_matches(".pcap");
+    let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (head, n) = stem.split_at(stem.len() - digits);
+    (head.to_string(), n.parse().unwrap_or(0))
+}
+
+/// The machine of a capture file (see `capture_file`).
+fn machine_of(file: &str) -> String {
+    match file.rsplit_once("-nic") {
+        Some((m, _)) => m.to_string(),
+        None => "dut".into(),
+    }
+}
+
+fn summarise(
+    file: String,
+    machine: String,
+    frames: &[Frame],
+    shift: f64,
+    duration: f64,
+) -> LinkReport {
+    let times: Vec<f64> = frames
+        .iter()
+        .map(|f| f.timestamp.as_secs_f64() + shift)
+        .collect();
+    let mut protocols: Vec<(String, usize)> = Vec::new();
+    for f in frames {
+        let p = protocol(f);
+        match protocols.iter_mut().find(|(n, _)| *n == p) {
+            Some((_, c)) => *c += 1,
+            None => protocols.push((p, 1)),
+        }
+    }
+    protocols.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let (plot, peak_fps) = plot(&times, duration);
+    LinkReport {
+        file,
+        machine,
+        frames: frames.len(),
+        protocols,
+        first_t: times.first().map(|t| round(*t)),
+        last_t: times.last().map(|t| round(*t)),
+        plot,
+        peak_fps,
+        error: None,
+    }
+}
+
+/// A frame's protocol, as a reader names it.
+fn protocol(f: &Frame) -> String {
+    if f.arp.is_some() || f.ethertype == Some(0x0806) {
+        return "ARP".into();
+    }
+    let port = |p: u16| f.src_port == Some(p) || f.dst_port == Some(p);
+    match (f.ethertype, f.protocol) {
+        (Some(0x0800 | 0x86dd), Some(p)) => {
+            let v6 = f.ethertype == Some(0x86dd);
+            match p {
+                1 => "ICMP".into(),
+                58 => "ICMPv6".into(),
+                6 => "TCP".into(),
+                17 if port(67) || port(68) => "DHCP".into(),
+                17 if port(546) || port(547) => "DHCPv6".into(),
+                17 if port(53) => "DNS".into(),
+                17 => "UDP".into(),
+                89 => "OSPF".into(),
+                112 => "VRRP".into(),
+                50 => "ESP".into(),
+                47 => "GRE".into(),
+                132 => "SCTP".into(),
+                p if v6 => format!("IPv6 proto {p}"),
+                p => format!("IPv4 proto {p}"),
+            }
+        }
+        (Some(0x88cc), _) => "LLDP".into(),
+        (Some(0x8035), _) => "RARP".into(),
+        (Some(t), _) => format!("ethertype 0x{t:04x}"),
+        (None, _) => "not Ethernet".into(),
+    }
+}
+
+/// Frames per second over `[0, duration]` in at most [`PLOT_POINTS`]
+/// buckets, as SVG points; and the peak rate.
+fn plot(times: &[f64], duration: f64) -> (String, f64) {
+    let end = times.iter().copied().fold(duration, f64::max).max(0.001);
+    // Buckets of at least a quarter second, so a burst in a short test
+    // is not a rate of thousands per second.
+    let buckets = PLOT_POINTS.min(((end / 0.25).ceil() as usize).max(1));
+    let width = end / buckets as f64;
+    let mut counts = vec![0usize; buckets];
+    for t in times {
+        let i = ((t.max(0.0) / width) as usize).min(buckets - 1);
+        counts[i] += 1;
+    }
+    let rates: Vec<f64> = counts.iter().map(|c| *c as f64 / width).collect();
+    let peak = rates.iter().copied().fold(0.0, f64::max);
+    let points = rates
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let x = (i as f64 + 0.5) / buckets as f64 * PLOT_W;
+            let y = PLOT_H
+                - if peak > 0.0 {
+                    r / peak * (PLOT_H - 2.0)
+                } else {
+                    0.0
+                };
+            format!("{x:.1},{y:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    (points, round(peak))
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The topology picture with each link's label followed by its frame
+/// count (labels carry `data-capture="<file>"`).
+pub(crate) fn label_links(svg: &str, links: &[LinkReport]) -> String {
+    let mut out = svg.to_string();
+    for l in links {
+        let attr = format!("data-capture=\"{}\"", l.file);
+        let Some(at) = out.find(&attr) else { continue };
+        let Some(end) = out[at..].find("</text>").map(|e| at + e) else {
+            continue;
+        };
+        let label = format!(" · {} frames", l.frames);
+        let trimmed = out[..end].trim_end().len();
+        out.replace_range(trimmed..end, &label);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_name_their_machine_and_sort_by_number() {
+        assert_eq!(machine_of("link3.pcap"), "dut");
+        assert_eq!(machine_of("r-2-nic1.pcap"), "r-2");
+        let mut f = vec!["link10.pcap", "link2.pcap", "a-nic0.pcap"];
+        f.sort_by_key(|f| sort_key(f));
+        assert_eq!(f, ["a-nic0.pcap", "link2.pcap", "link10.pcap"]);
+    }
+
+    #[test]
+    fn a_plot_has_bounded_points_and_its_peak() {
+        let times: Vec<f64> = (0..100_000).map(|i| i as f64 / 1000.0).collect();
+        let (points, peak) = plot(&times, 100.0);
+        assert_eq!(points.split(' ').count(), PLOT_POINTS);
+        assert!((peak - 1000.0).abs() < 20.0, "{peak}");
+    }
+
+    #[test]
+    fn labels_get_their_counts() {
+        let svg = "<text data-capture=\"link0.pcap\" x=\"1\">\n\nnic0\n</text>";
+        let l = LinkReport {
+            file: "link0.pcap".into(),
+            machine: "dut".into(),
+            frames: 7,
+            protocols: vec![],
+            first_t: None,
+            last_t: None,
+            plot: String::new(),
+            peak_fps: 0.0,
+            error: None,
+        };
+        assert_eq!(
+            label_links(svg, &[l]),
+            "<text data-capture=\"link0.pcap\" x=\"1\">\n\nnic0 · 7 frames</text>"
+        );
+    }
+}
