@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::pcap::{Capture, Frame};
+use crate::pcap::Frame;
 
 /// Points of a plot, at most.
 const PLOT_POINTS: usize = 120;
@@ -33,14 +33,9 @@ pub(crate) struct LinkReport {
     pub error: Option<String>,
 }
 
-/// Reads every capture of `dir`; stamps move by the machine's offset
-/// (`offsets`), then onto the bed's clock (`start_unix`).
-pub(crate) fn read_links(
-    dir: &Path,
-    start_unix: f64,
-    offsets: &[(String, f64)],
-    duration: f64,
-) -> Result<Vec<LinkReport>> {
+/// Every capture of `dir`, read (one thread each: a long test's files
+/// take tens of ms), its stamps as in the file.
+pub(crate) fn read_captures(dir: &Path) -> Result<Vec<(String, Result<Summary>)>> {
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
         .flatten()
@@ -48,17 +43,39 @@ pub(crate) fn read_links(
         .filter(|n| n.ends_with(".pcap"))
         .collect();
     files.sort_by_key(|f| sort_key(f));
-    Ok(files
+    Ok(std::thread::scope(|scope| {
+        let jobs: Vec<_> = files
+            .into_iter()
+            .map(|file| {
+                scope.spawn(move || {
+                    let summary = summarise(&dir.join(&file));
+                    (file, summary)
+                })
+            })
+            .collect();
+        jobs.into_iter().filter_map(|j| j.join().ok()).collect()
+    }))
+}
+
+/// The links of the page: each capture's stamps moved by its machine's
+/// offset (`offsets`), then onto the bed's clock (`start_unix`).
+pub(crate) fn link_reports(
+    captures: Vec<(String, Result<Summary>)>,
+    start_unix: f64,
+    offsets: &[(String, f64)],
+    duration: f64,
+) -> Vec<LinkReport> {
+    captures
         .into_iter()
-        .map(|file| {
+        .map(|(file, summary)| {
             let machine = machine_of(&file);
             let offset = offsets
                 .iter()
                 .rev()
                 .find(|(m, _)| *m == machine)
                 .map_or(0.0, |(_, o)| *o);
-            match Capture::open(&dir.join(&file)) {
-                Ok(cap) => summarise(file, machine, cap.frames(), offset - start_unix, duration),
+            match summary {
+                Ok(s) => s.report(file, machine, offset - start_unix, duration),
                 Err(e) => LinkReport {
                     file,
                     machine,
@@ -72,7 +89,7 @@ pub(crate) fn read_links(
                 },
             }
         })
-        .collect())
+        .collect()
 }
 
 /// `link2.pcap` before `link10.pcap`.
@@ -91,38 +108,59 @@ fn machine_of(file: &str) -> String {
     }
 }
 
-fn summarise(
-    file: String,
-    machine: String,
-    frames: &[Frame],
-    shift: f64,
-    duration: f64,
-) -> LinkReport {
-    let times: Vec<f64> = frames
-        .iter()
-        .map(|f| f.timestamp.as_secs_f64() + shift)
-        .collect();
-    let mut protocols: Vec<(String, usize)> = Vec::new();
-    for f in frames {
-        let p = protocol(f);
-        match protocols.iter_mut().find(|(n, _)| *n == p) {
-            Some((_, c)) => *c += 1,
-            None => protocols.push((p, 1)),
+/// A capture's counts, read frame by frame (no frame is kept: a long
+/// test's captures do not fill the memory).
+pub(crate) struct Summary {
+    /// Stamps as in the file, seconds since the epoch.
+    times: Vec<f64>,
+    protocols: Vec<(String, usize)>,
+}
+
+impl Summary {
+    fn report(mut self, file: String, machine: String, shift: f64, duration: f64) -> LinkReport {
+        for t in &mut self.times {
+            *t += shift;
+        }
+        let (plot, peak_fps) = plot(&self.times, duration);
+        LinkReport {
+            file,
+            machine,
+            frames: self.times.len(),
+            protocols: self.protocols,
+            first_t: self.times.first().map(|t| round(*t)),
+            last_t: self.times.last().map(|t| round(*t)),
+            plot,
+            peak_fps,
+            error: None,
         }
     }
-    protocols.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let (plot, peak_fps) = plot(&times, duration);
-    LinkReport {
-        file,
-        machine,
-        frames: frames.len(),
-        protocols,
-        first_t: times.first().map(|t| round(*t)),
-        last_t: times.last().map(|t| round(*t)),
-        plot,
-        peak_fps,
-        error: None,
+}
+
+/// Reads `path` as [`crate::pcap::Capture::open`] does (a frame cut
+/// short at the end is not there yet).
+fn summarise(path: &Path) -> Result<Summary> {
+    let err = |message: String| Error::Pcap {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
+        .map_err(|e| err(format!("not a pcap file: {e}")))?;
+    let mut times = Vec::new();
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    while let Some(p) = reader.next_packet() {
+        let p = match p {
+            Ok(p) => p,
+            Err(pcap_file::PcapError::IncompleteBuffer) => break,
+            Err(e) => return Err(err(format!("frame {}: {e}", times.len()))),
+        };
+        times.push(p.timestamp.as_secs_f64());
+        let frame = Frame::decode(p.timestamp, p.data.into_owned());
+        *counts.entry(protocol(&frame)).or_default() += 1;
     }
+    let mut protocols: Vec<(String, usize)> = counts.into_iter().collect();
+    protocols.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(Summary { times, protocols })
 }
 
 /// A frame's protocol, as a reader names it.

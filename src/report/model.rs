@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::journal::{Entry, Event, Outcome, StepState};
-use crate::report::links::{read_links, LinkReport};
+use crate::report::links::{link_reports, read_captures, LinkReport};
 
 /// Console lines kept per page (the newest); the rest stay in the logs.
 const CONSOLE_LINES: usize = 10_000;
@@ -117,7 +117,16 @@ pub(crate) struct FileRow {
 impl BedReport {
     /// Reads `dir`'s artifacts.
     pub(crate) fn load(dir: &Path) -> Result<BedReport> {
-        let entries = crate::journal::read(dir)?;
+        // The captures in threads of their own while the journal is read.
+        let (entries, captures) = std::thread::scope(|scope| {
+            let captures = scope.spawn(|| read_captures(dir));
+            let entries = crate::journal::read(dir);
+            let captures = captures
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("reading the captures panicked".into())));
+            (entries, captures)
+        });
+        let (entries, captures) = (entries?, captures?);
         let mut r = BedReport {
             name: String::new(),
             test: String::new(),
@@ -264,7 +273,7 @@ impl BedReport {
         }
         let first_machine = r.machines.first().map(|m| m.name.clone());
         r.lanes = lanes(&entries, r.duration_s, first_machine.as_deref());
-        r.links = read_links(dir, start_unix, &offsets, r.duration_s)?;
+        r.links = link_reports(captures, start_unix, &offsets, r.duration_s);
         r.topology_svg = std::fs::read_to_string(dir.join("topology.svg"))
             .ok()
             .map(|svg| crate::report::links::label_links(&svg, &r.links));
