@@ -81,3 +81,75 @@ fn gc_removes_a_dead_runs_containers_and_says_so() {
         });
     assert!(!left, "{name} is still there after alpy gc");
 }
+
+/// `alpy report DIR` draws a bed's page from its files alone (a run whose
+/// process is gone is marked killed), `--suite` one page for a root, and
+/// bad input is named.
+#[test]
+fn report_draws_pages_from_artifacts_and_names_bad_input() {
+    use alpy::journal::{Entry, Event};
+    let root = common::temp_dir("cli-report");
+    let bed = root.join("gone-0123456789");
+    std::fs::create_dir_all(&bed).unwrap();
+    let lines: Vec<String> = [
+        Entry {
+            t: 0.0,
+            event: Event::Bed {
+                name: "gone".into(),
+                run: "0123456789".into(),
+                test: "a_test".into(),
+                host: "h".into(),
+                alpy: "0".into(),
+                // No such process: its owner died without closing it.
+                pid: u32::MAX,
+                start_unix_ms: 1_796_000_000_000,
+            },
+        },
+        Entry {
+            t: 1.5,
+            event: Event::Phase {
+                name: "boot".into(),
+                secs: 1.0,
+            },
+        },
+    ]
+    .iter()
+    .map(|e| serde_json::to_string(e).unwrap())
+    .collect();
+    std::fs::write(bed.join(alpy::journal::FILE), lines.join("\n") + "\n").unwrap();
+
+    let (code, out, err) = alpy(&["report", &bed.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(out.trim()).unwrap();
+    assert!(html.contains(r#"id="outcome">KILLED"#), "{html}");
+    assert!(html.contains(r#"data-phase="boot""#), "{html}");
+
+    let page = root.join("suite.html");
+    let (code, out, err) = alpy(&[
+        "report",
+        "--suite",
+        &root.to_string_lossy(),
+        "--html",
+        &page.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), page.to_string_lossy());
+    let suite = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        // minijinja escapes '/' in attributes as &#x2f; (browsers read it back).
+        suite.contains(r#"href="gone-0123456789&#x2f;report.html""#)
+            && suite.contains(r#"data-outcome="killed""#),
+        "{suite}"
+    );
+
+    let (code, _, err) = alpy(&["report", &root.to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("events.jsonl in") && err.contains("--suite"),
+        "{err}"
+    );
+    let empty = common::temp_dir("cli-report-empty");
+    let (code, _, err) = alpy(&["report", "--suite", &empty.to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("a bed directory"), "{err}");
+}
