@@ -165,6 +165,36 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A step as a person reads it: `Create 2 nodes...`, `Create 2
+    /// nodes... done (0.51 s)`, `... failed (0.12 s): why`; `None` for
+    /// other events. `alpy up` prints these from the supervisor's events.
+    ///
+    /// ```
+    /// use alpy::journal::{Event, StepState};
+    /// let e = Event::Step { what: "Boot".into(), state: StepState::Done, secs: Some(9.6), error: None };
+    /// assert_eq!(e.step_line().as_deref(), Some("Boot... done (9.60 s)"));
+    /// ```
+    pub fn step_line(&self) -> Option<String> {
+        let Event::Step {
+            what,
+            state,
+            secs,
+            error,
+        } = self
+        else {
+            return None;
+        };
+        let secs = secs.unwrap_or(0.0);
+        Some(match (state, error) {
+            (StepState::Started, _) => format!("{what}..."),
+            (StepState::Done, _) => format!("{what}... done ({secs:.2} s)"),
+            (StepState::Failed, Some(why)) => format!("{what}... failed ({secs:.2} s): {why}"),
+            (StepState::Failed, None) => format!("{what}... failed ({secs:.2} s)"),
+        })
+    }
+}
+
 /// A line of `events.jsonl`: when, and what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -185,6 +215,31 @@ struct Open {
     started: Instant,
     file: Mutex<std::io::BufWriter<std::fs::File>>,
     first_failure: Mutex<Option<String>>,
+}
+
+/// Where every journal of this process is copied as well (see [`tee`]).
+fn tee_file() -> &'static Mutex<Option<std::fs::File>> {
+    static T: OnceLock<Mutex<Option<std::fs::File>>> = OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+/// Copies the events of every bed of this process, from now on, to
+/// `path` as well (appending): for a process that owns one bed and whose
+/// parent must follow it before the bed's artifacts directory is known,
+/// as `alpy up` follows its supervisor.
+pub fn tee(path: &Path) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    *lock(tee_file()) = Some(f);
+    Ok(())
+}
+
+/// Stops [`tee`]: later events go to their beds' journals only.
+pub fn untee() {
+    *lock(tee_file()) = None;
 }
 
 fn journals() -> &'static Mutex<HashMap<u64, Arc<Open>>> {
@@ -283,6 +338,10 @@ impl Open {
             // leaves them on disk.
             f.flush()
         });
+        drop(f);
+        if let Some(t) = lock(tee_file()).as_mut() {
+            let _ = writeln!(t, "{line}");
+        }
     }
 }
 

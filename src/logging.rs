@@ -417,14 +417,24 @@ fn step_event(what: &str, state: StepState, took: Option<Duration>, error: Optio
 }
 
 fn done_line(what: &str, took: Duration) -> String {
-    format!("{what}... done ({:.2} s)", took.as_secs_f64())
+    step_line(what, StepState::Done, took, None)
 }
 
 fn failed_line(what: &str, took: Duration, why: Option<&dyn Display>) -> String {
-    match why {
-        Some(why) => format!("{what}... failed ({:.2} s): {why}", took.as_secs_f64()),
-        None => format!("{what}... failed ({:.2} s)", took.as_secs_f64()),
+    step_line(what, StepState::Failed, took, why.map(|w| w.to_string()))
+}
+
+/// The log's words for a step: the same as the journal's (`alpy up` shows
+/// those).
+fn step_line(what: &str, state: StepState, took: Duration, error: Option<String>) -> String {
+    crate::journal::Event::Step {
+        what: what.to_string(),
+        state,
+        secs: Some(took.as_secs_f64()),
+        error,
     }
+    .step_line()
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

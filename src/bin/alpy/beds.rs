@@ -50,7 +50,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
         log_path.display()
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
-    let mut progress = Progress::new(&log_path);
+    let mut progress = Progress::new(&dir.join(alpy::journal::FILE));
     loop {
         progress.show();
         if let Ok(info) = alpy::bed::registry::find(&id) {
@@ -98,30 +98,44 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
 }
 
 /// The supervisor's steps (`Create 2 nodes... done (0.23 s)`), shown on
-/// stderr as they reach its log, so a slow boot is seen to progress.
+/// stderr as they reach its events file (the bed's journal, teed), so a
+/// slow boot is seen to progress.
 struct Progress {
-    log: Option<std::io::BufReader<std::fs::File>>,
+    path: std::path::PathBuf,
+    events: Option<std::io::BufReader<std::fs::File>>,
     partial: String,
 }
 
 impl Progress {
     fn new(path: &std::path::Path) -> Progress {
         Progress {
-            log: std::fs::File::open(path).ok().map(std::io::BufReader::new),
+            path: path.to_path_buf(),
+            events: None,
             partial: String::new(),
         }
     }
 
-    /// Prints the step lines written since the last call.
+    /// Prints the steps written since the last call.
     fn show(&mut self) {
         use std::io::BufRead;
-        let Some(log) = self.log.as_mut() else { return };
-        while let Ok(n) = log.read_line(&mut self.partial) {
+        if self.events.is_none() {
+            // The supervisor creates it when it starts.
+            self.events = std::fs::File::open(&self.path)
+                .ok()
+                .map(std::io::BufReader::new);
+        }
+        let Some(events) = self.events.as_mut() else {
+            return;
+        };
+        while let Ok(n) = events.read_line(&mut self.partial) {
             if n == 0 || !self.partial.ends_with('\n') {
                 break; // the rest of a line comes later
             }
-            if let Some((_, step)) = self.partial.split_once(" alpy::step] ") {
-                eprintln!("alpy up: {}", step.trim_end());
+            if let Some(step) = serde_json::from_str::<alpy::journal::Entry>(&self.partial)
+                .ok()
+                .and_then(|e| e.event.step_line())
+            {
+                eprintln!("alpy up: {step}");
             }
             self.partial.clear();
         }
@@ -132,9 +146,13 @@ impl Progress {
 pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
     alpy::logging::init();
     let dir = alpy::bed::registry::bed_dir(id)?;
+    // `alpy up` follows the bed's steps there while it comes up.
+    alpy::journal::tee(&dir.join(alpy::journal::FILE))?;
     let mut t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
     let info = alpy::bed::registry::BedInfo::of(&t, id, file.to_path_buf());
     let mut published = alpy::bed::registry::Published::new(&dir, &mut t, &info)?;
+    // Up: `alpy up` has what it follows; the bed's own journal goes on.
+    alpy::journal::untee();
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
     let mut control = alpy::bed::control::Control::new();
     let reply = published.serve_until_down(|line| control.answer(&mut t, line));
