@@ -62,8 +62,17 @@
 //! | `ALPY_KEEP_TIMEOUT` | seconds a kept bed waits for `alpy down` (default 1800) |
 //! | `ALPY_WARM` | `off`: warm-started beds boot cold (see [`bed::warm`]) |
 //! | `ALPY_WARM_MAX_MB` | size limit of the warm-start cache (default 4096) |
+//! | `ALPY_WARM_MAP` | `off`: snapshots keep their RAM in the migration stream instead of a mapped file |
+//! | `ALPY_SOURCE_DIR` | the alpy checkout whose image recipes `alpy doctor` compares (default: the build's) |
+//! | `REMOTE_LAB_URL` | an alpy-lab server: beds run there (see [`lab`]) |
+//! | `REMOTE_LAB_TOKEN` | the bearer token for it (never shown) |
+//! | `REMOTE_LAB_WAIT` | seconds a bed waits in the lab's queue (default 1800) |
+//! | `REMOTE_LAB_CA` | a PEM file of the lab's certificate authority (default: the system's roots) |
 //! | `DOCKER_HOST` | the Docker engine |
 //! | `RUST_LOG` | terminal log level (the debug log always goes to `debug.log`) |
+//!
+//! [`settings::VARS`] holds the same list; `alpy --help` prints it and
+//! `alpy doctor` shows each value.
 #![warn(missing_docs)]
 
 pub mod addr;
@@ -79,6 +88,7 @@ pub mod output;
 pub mod pcap;
 pub mod report;
 pub mod run;
+pub mod settings;
 pub mod util;
 pub mod vm;
 pub mod wait;

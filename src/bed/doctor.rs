@@ -65,6 +65,10 @@ impl Check {
 pub struct Report {
     /// In the order they ran.
     pub checks: Vec<Check>,
+    /// Each of alpy's environment variables ([`crate::settings::VARS`])
+    /// and its value here (`None`: unset, the default applies; a secret
+    /// shows as `"(set)"`).
+    pub settings: Vec<(String, Option<String>)>,
 }
 
 impl Report {
@@ -87,6 +91,19 @@ impl Report {
             if let Some(fix) = &c.fix {
                 s.push_str(&format!("      {:width$}  fix: {fix}\n", ""));
             }
+        }
+        let vwidth = self
+            .settings
+            .iter()
+            .map(|(n, _)| n.len())
+            .max()
+            .unwrap_or(0);
+        s.push_str("settings:\n");
+        for (name, value) in &self.settings {
+            s.push_str(&format!(
+                "      {name:vwidth$}  {}\n",
+                value.as_deref().unwrap_or("(unset: the default)")
+            ));
         }
         let fails = self
             .checks
@@ -145,7 +162,18 @@ pub fn run(opts: &Options) -> Report {
     checks.push(netem_check());
     checks.push(cache_check());
     checks.extend(build_checks(opts.source_dir.as_deref(), engine_up));
-    Report { checks }
+    Report {
+        checks,
+        settings: settings(),
+    }
+}
+
+/// The environment variables and their values here.
+fn settings() -> Vec<(String, Option<String>)> {
+    crate::settings::current()
+        .into_iter()
+        .map(|(v, value)| (v.name.to_string(), value))
+        .collect()
 }
 
 /// Whether a requirement is there: a command on `PATH`, or a file.
@@ -430,9 +458,14 @@ mod tests {
             checks[1].fix.as_deref(),
             Some("apt-get install alpy-pkg (scripts/setup installs it)")
         );
-        let report = Report { checks };
+        let report = Report {
+            checks,
+            settings: vec![("ALPY_X".into(), None)],
+        };
         assert!(!report.ready());
-        assert!(report.render().contains("NOT ready: 1 check(s) failed"));
+        let text = report.render();
+        assert!(text.contains("NOT ready: 1 check(s) failed"));
+        assert!(text.contains("ALPY_X  (unset: the default)"), "{text}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tools::{gc, graph};
 
 /// alpy: a test harness for network virtual appliances.
 #[derive(Parser)]
-#[command(name = "alpy", version, about)]
+#[command(name = "alpy", version, about, after_help = alpy::settings::help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
