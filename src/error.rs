@@ -94,6 +94,18 @@ pub enum Error {
         /// The last lines of its output.
         output: String,
     },
+    /// A lab server (alpy-lab) refused a request, or could not be
+    /// reached: `status` is the HTTP status when it answered.
+    #[error("lab server: {what}: {}{detail}", .status.map(|s| format!("{s}: ")).unwrap_or_default())]
+    Lab {
+        /// What was asked (`start a session`, `POST /lab/exec`).
+        what: String,
+        /// The HTTP status of its answer; `None` when none came (the
+        /// connection failed, or timed out).
+        status: Option<u16>,
+        /// The server's `detail`, or the transport's error.
+        detail: String,
+    },
     /// Network namespace, tap or address configuration failed.
     #[error("network set-up: {0}")]
     Net(String),

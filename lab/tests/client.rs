@@ -11,6 +11,22 @@ use common::Server;
 #[test]
 fn a_remote_bed_through_the_client_library() {
     let s = Server::start("client", "");
+    // Refusals and unreachable servers are lab errors a program can act on.
+    match alpy::lab::LabClient::connect(&s.url, "not-the-token") {
+        Err(alpy::Error::Lab {
+            status: Some(401), ..
+        }) => {}
+        other => panic!("a wrong token: {:?}", other.err()),
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    match alpy::lab::LabClient::connect(&nowhere, &s.token) {
+        Err(e @ alpy::Error::Lab { status: None, .. }) => {
+            assert!(e.to_string().starts_with("lab server: "), "{e}")
+        }
+        other => panic!("no server: {:?}", other.err()),
+    }
     let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
     // A second client waits behind the first.
     let second = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();

@@ -48,13 +48,19 @@ pub(crate) fn checked(r: Response, what: &str) -> Result<Response> {
         .ok()
         .and_then(|v| v["detail"].as_str().map(str::to_string))
         .unwrap_or(body);
-    Err(Error::Config(format!(
-        "lab server: {what}: {status}: {detail}"
-    )))
+    Err(Error::Lab {
+        what: what.to_string(),
+        status: Some(status),
+        detail,
+    })
 }
 
 pub(crate) fn net(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
-    move |e| Error::Config(format!("lab server: {what}: {e}"))
+    move |e| Error::Lab {
+        what: what.to_string(),
+        status: e.status().map(|s| s.as_u16()),
+        detail: e.to_string(),
+    }
 }
 
 impl LabClient {

@@ -289,7 +289,11 @@ impl RemoteBed {
             let c = self.client()?;
             let url = c.url.replacen("http", "ws", 1) + "/lab/console";
             let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
-                .map_err(|e| Error::Config(format!("lab console {url}: {e}")))?;
+                .map_err(|e| Error::Lab {
+                    what: format!("open the console {url}"),
+                    status: None,
+                    detail: e.to_string(),
+                })?;
             let sid = c
                 .session
                 .parse()
@@ -445,7 +449,11 @@ type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::T
 /// Opens the WebSocket `req` to `url` (`ws://` or `wss://`, checked like
 /// the HTTP client's TLS).
 fn connect_ws(req: tungstenite::handshake::client::Request, url: &str) -> Result<Ws> {
-    let bad = |e: String| Error::Config(format!("lab console {url}: {e}"));
+    let bad = |e: String| Error::Lab {
+        what: format!("open the console {url}"),
+        status: None,
+        detail: e,
+    };
     let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
     let host = parsed.host_str().ok_or_else(|| bad("no host".into()))?;
     let port = parsed
@@ -453,8 +461,23 @@ fn connect_ws(req: tungstenite::handshake::client::Request, url: &str) -> Result
         .ok_or_else(|| bad("no port".into()))?;
     let tcp = std::net::TcpStream::connect((host, port)).map_err(|e| bad(e.to_string()))?;
     let connector = tungstenite::Connector::Rustls(crate::bed::remote::tls::client_config()?);
-    let (ws, _) = tungstenite::client_tls_with_config(req, tcp, None, Some(connector))
-        .map_err(|e| bad(e.to_string()))?;
+    let (ws, _) =
+        tungstenite::client_tls_with_config(req, tcp, None, Some(connector)).map_err(|e| {
+            // A refused upgrade carries the server's status and detail.
+            match e {
+                tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r)) => Error::Lab {
+                    what: format!("open the console {url}"),
+                    status: Some(r.status().as_u16()),
+                    detail: r
+                        .body()
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                        .and_then(|v| v["detail"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| r.status().to_string()),
+                },
+                e => bad(e.to_string()),
+            }
+        })?;
     Ok(ws)
 }
 

@@ -16,20 +16,34 @@ fn target(url: Option<String>, token: Option<String>) -> alpy::Result<(String, S
     Ok((url.trim_end_matches('/').to_string(), token))
 }
 
+/// A transport failure (no answer) as a lab error.
+fn unreached(what: String) -> impl FnOnce(reqwest::Error) -> alpy::Error {
+    move |e| alpy::Error::Lab {
+        what,
+        status: e.status().map(|s| s.as_u16()),
+        detail: e.to_string(),
+    }
+}
+
+/// A refusal: the server's status and its `detail`.
+fn refused(what: String, status: reqwest::StatusCode, v: &Value) -> alpy::Error {
+    alpy::Error::Lab {
+        what,
+        status: Some(status.as_u16()),
+        detail: v["detail"].as_str().unwrap_or("(no detail)").to_string(),
+    }
+}
+
 fn get(url: &str, token: &str, path: &str) -> alpy::Result<Value> {
+    let what = format!("GET {url}{path}");
     let r = alpy::lab::http_client(token, std::time::Duration::from_secs(60))?
         .get(format!("{url}{path}"))
         .send()
-        .map_err(|e| alpy::Error::Config(format!("lab server {url}: {e}")))?;
+        .map_err(unreached(what.clone()))?;
     let status = r.status();
-    let v: Value = r
-        .json()
-        .map_err(|e| alpy::Error::Config(format!("lab server {url}{path}: {e}")))?;
+    let v: Value = r.json().map_err(unreached(what.clone()))?;
     if !status.is_success() {
-        return Err(alpy::Error::Config(format!(
-            "lab server {url}{path}: {status}: {}",
-            v["detail"]
-        )));
+        return Err(refused(what, status, &v));
     }
     Ok(v)
 }
@@ -109,17 +123,15 @@ pub(crate) fn run(
 fn destroy(url: &str, token: &str, id: Option<&str>, force: bool) -> alpy::Result<()> {
     let id =
         id.ok_or_else(|| alpy::Error::Config("say which lab: alpy lab destroy LAB_ID".into()))?;
+    let what = format!("destroy lab {id} ({url})");
     let r = alpy::lab::http_client(token, std::time::Duration::from_secs(60))?
         .delete(format!("{url}/labs/{id}?force={force}"))
         .send()
-        .map_err(|e| alpy::Error::Config(format!("lab server {url}: {e}")))?;
+        .map_err(unreached(what.clone()))?;
     let status = r.status();
     let v: Value = r.json().unwrap_or_default();
     if !status.is_success() {
-        return Err(alpy::Error::Config(format!(
-            "destroy lab {id}: {status}: {}",
-            v["detail"]
-        )));
+        return Err(refused(what, status, &v));
     }
     println!("lab {id} is being destroyed");
     Ok(())
