@@ -26,6 +26,12 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs shell command lines somewhere: the verbs every node and machine
 /// shell has.
+///
+/// `succeed`, `fail`, `wait_until_succeeds`, `wait_until_fails` and
+/// `wait_for_open_port` are *checks*: each outcome goes to the bed's
+/// journal and report at its time, and a failed one makes the bed's result
+/// "failed" even when the test handles the error. To probe without a
+/// check, use `execute` and look at the exit status.
 pub trait Commands {
     /// Where the commands run, for messages: `node client`, `the guest`.
     fn target(&self) -> String;
@@ -39,6 +45,13 @@ pub trait Commands {
     /// [`Commands::fail`].
     fn command_timeout(&self) -> Duration {
         COMMAND_TIMEOUT
+    }
+
+    /// The log scope (the bed) the target belongs to: its checks go to
+    /// that bed's journal whichever thread runs them. `None`: the
+    /// calling thread's.
+    fn log_scope(&self) -> Option<u64> {
+        None
     }
 
     /// A mark of the target's own output so far (a machine's console),
@@ -136,8 +149,10 @@ fn fail_quietly<C: Commands + ?Sized>(c: &C, cmd: &str) -> Result<Output> {
     Ok(out)
 }
 
-/// Records a check's outcome in the bed's journal, and returns it.
+/// Records a check's outcome in the target's bed's journal, and returns
+/// it.
 fn journaled<C: Commands + ?Sized, T>(c: &C, what: &str, r: Result<T>) -> Result<T> {
+    let _scope = crate::logging::enter_for_call(c.log_scope());
     crate::journal::emit(crate::journal::Event::Check {
         on: c.target(),
         what: what.to_string(),

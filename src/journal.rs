@@ -5,9 +5,10 @@
 //! instead of reading `debug.log`.
 //!
 //! Events reach the journal of the bed whose log scope the calling thread
-//! is in (see [`crate::logging`]): a bed's own threads, and the test's
-//! thread that started it, write to that bed's file; a thread outside any
-//! bed writes nowhere.
+//! is in (see [`crate::logging`]): a bed's own threads, the test's thread
+//! that started it (the innermost bed, when one thread started several),
+//! and a node's or shell's checks (they enter their bed's scope) write to
+//! that bed's file; a thread outside any bed writes nowhere.
 //!
 //! Each line is one [`Entry`]: `t`, seconds since the bed started, and the
 //! [`Event`] itself, tagged by `kind`:
@@ -51,7 +52,8 @@ pub enum StepState {
 pub enum Outcome {
     /// Closed with no failed check.
     Passed,
-    /// A check failed, the test panicked, or closing failed.
+    /// A check failed, the test panicked, the bed failed to start, was
+    /// dropped without `close()`, or closing failed.
     Failed,
     /// The test's process died without closing the bed (SIGKILL, say):
     /// written afterwards, by `alpy report` or the next bed.
@@ -406,14 +408,14 @@ pub fn check(ok: bool, what: &str) -> bool {
 }
 
 /// Reads a journal, skipping lines that do not parse (a line cut by a
-/// kill, say).
+/// kill, even in the middle of a character).
 pub fn read(dir: &Path) -> Result<Vec<Entry>> {
     let path = dir.join(FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let bytes =
+        std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
         .collect())
 }
 
@@ -431,11 +433,16 @@ pub(crate) fn append_killed(dir: &Path) -> Result<()> {
     let line = serde_json::to_string(&entry)
         .map_err(|e| Error::Internal(format!("encode an event: {e}")))?;
     let path = dir.join(FILE);
+    // After a line the kill cut short, on a line of its own.
+    let cut = std::fs::read(&path)
+        .map(|b| b.last().is_some_and(|&c| c != b'\n'))
+        .unwrap_or(false);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(format!("append to {}", path.display()), e))
+    let sep = if cut { "\n" } else { "" };
+    writeln!(f, "{sep}{line}").map_err(|e| Error::io(format!("append to {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -39,7 +39,11 @@ thread_local! {
 
 /// The innermost log scope of this thread.
 pub fn current_scope() -> Option<u64> {
-    SCOPES.with(|s| s.borrow().last().copied())
+    // None while the thread's locals are torn down (a panic hook may ask).
+    SCOPES
+        .try_with(|s| s.try_borrow().ok().and_then(|s| s.last().copied()))
+        .ok()
+        .flatten()
 }
 
 fn enter_scope(scope: u64) {

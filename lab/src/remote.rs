@@ -142,18 +142,19 @@ async fn console(
     // Attached (the share taps the console before it says so) before the
     // client is upgraded: what the client provokes afterwards reaches it.
     let bed_id = info.id.clone();
-    let sock = tokio::task::spawn_blocking(move || {
+    let (sock, first) = tokio::task::spawn_blocking(move || {
         let mut sock = std::os::unix::net::UnixStream::connect(&path)
             .map_err(|e| alpy::Error::io(format!("connect to {}", path.display()), e))?;
-        alpy::vm::console_share::await_attached(&mut sock, Duration::from_secs(10))?;
+        let first = alpy::vm::console_share::await_attached(&mut sock, Duration::from_secs(10))?;
         sock.set_nonblocking(true)
             .map_err(|e| alpy::Error::io("configure the console socket", e))?;
-        Ok::<_, alpy::Error>(sock)
+        Ok::<_, alpy::Error>((sock, first))
     })
     .await
     .map_err(|e| ApiError::internal(format!("the console's attach task failed: {e}")))?
-    .and_then(|s| {
+    .and_then(|(s, first)| {
         tokio::net::UnixStream::from_std(s)
+            .map(|s| (s, first))
             .map_err(|e| alpy::Error::io("register the console socket", e))
     })
     .map_err(|e| {
@@ -163,21 +164,26 @@ async fn console(
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, "console attached");
     let ends = hold_ends(app.clone(), s.session.key.clone(), lab);
     Ok(ws.on_upgrade(move |socket| async move {
-        if bridge(socket, sock, ends).await {
+        if bridge(socket, sock, first, ends).await {
             tracing::info!(session = %sid, "console cut: the session no longer holds the lab");
         }
     }))
 }
 
-/// Copies between the WebSocket and the console socket until either
-/// side ends or `ends` does (then the client gets a close frame with
-/// the reason); true if `ends` did.
+/// Copies between the WebSocket and the console socket (`first`: output
+/// already read from it) until either side ends or `ends` does (then the
+/// client gets a close frame with the reason); true if `ends` did.
 async fn bridge(
     ws: WebSocket,
     sock: tokio::net::UnixStream,
+    first: Vec<u8>,
     ends: impl std::future::Future<Output = ()>,
 ) -> bool {
     let (mut ws_tx, mut ws_rx) = ws.split();
+    // Console output read with the share's first line (an older share).
+    if !first.is_empty() && ws_tx.send(Message::Binary(first.into())).await.is_err() {
+        return false;
+    }
     let (mut rd, mut wr) = sock.into_split();
     let to_client = async {
         let mut buf = vec![0u8; 8192];

@@ -359,7 +359,21 @@ fn lock_artifacts(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::Fi
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    // A moment's shared lock is `alpy report` asking whether a bed runs
+    // here: try again a few times before saying the directory is taken.
+    let mut f = f;
+    let mut tries = 0;
+    let taken = loop {
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Err((back, _)) if tries < 10 => {
+                f = back;
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    match taken {
         Ok(mut l) => {
             let _ = l.set_len(0);
             let _ = l.rewind();

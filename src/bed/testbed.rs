@@ -379,6 +379,10 @@ impl TestBed {
     }
 
     fn teardown(&mut self, how: Closing) -> Result<()> {
+        // This bed's events, even from a thread whose innermost bed is
+        // another.
+        let _scope =
+            crate::logging::enter_for_call(self._log_sink.as_ref().and_then(|s| s.scope()));
         let t0 = Instant::now();
         let step = Step::start(format!("Close test bed {}", self.name));
         let mut first: Option<Error> = None;

@@ -479,6 +479,10 @@ impl Commands for Node {
         format!("node {}", self.name)
     }
 
+    fn log_scope(&self) -> Option<u64> {
+        self.log_scope
+    }
+
     fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output> {
         let _scope = crate::logging::enter_for_call(self.log_scope);
         if let Place::Lab(r) = &self.place {

@@ -26,10 +26,11 @@ use crate::error::{Error, Result};
 pub const FILE: &str = "report.html";
 
 /// Writes `dir/report.html` from the artifacts in `dir` and returns its
-/// path. A journal without a result whose process is gone is first marked
+/// path. A journal without a result whose bed no longer holds the
+/// directory (its `.lock` is free: its process is gone) is first marked
 /// killed.
 pub fn write(dir: &Path) -> Result<PathBuf> {
-    if owner_died(dir)? {
+    if !has_result(dir)? && !running(dir) {
         crate::journal::append_killed(dir)?;
     }
     let report = model::BedReport::load(dir)?;
@@ -39,53 +40,51 @@ pub fn write(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Renders template `name` (its text `source`) with `r` as `r`.
+/// The page's script: the page's policy allows it alone, by its hash, so
+/// nothing a journal or a topology holds can run there.
+const SCRIPT: &str = include_str!("bed.js");
+
+/// Renders template `name` (its text `source`) with `r` as `r`, and the
+/// page's script and its hash.
 fn render<T: serde::Serialize>(name: &str, source: &str, r: &T) -> Result<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(SCRIPT));
     let mut env = minijinja::Environment::new();
     env.add_template(name, source)
         .map_err(|e| Error::Internal(format!("report template {name}: {e}")))?;
     env.get_template(name)
         .and_then(|t| {
-            t.render(
-                minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) },
-            )
+            t.render(minijinja::context! {
+                r => minijinja::Value::from(minijinja::value::Serde(r)),
+                script => minijinja::Value::from_safe_string(SCRIPT.to_string()),
+                script_hash => hash,
+            })
         })
         .map_err(|e| Error::Internal(format!("render {name}: {e}")))
 }
 
-/// Whether `dir`'s journal has no result and its process is gone. Reads
-/// the first line (the pid) and the last few KiB (a result is the last
-/// line), so a scan of many old beds stays cheap.
-fn owner_died(dir: &Path) -> Result<bool> {
-    use std::io::{BufRead, Read, Seek, SeekFrom};
+/// Whether `dir`'s journal ends with a result. Reads the last few KiB
+/// only (a result is the last line), so a scan of many old beds stays
+/// cheap.
+fn has_result(dir: &Path) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
     let path = dir.join(crate::journal::FILE);
     let mut f =
         std::fs::File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    let mut first = String::new();
-    std::io::BufReader::new(&f)
-        .read_line(&mut first)
-        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    let Ok(crate::journal::Entry {
-        event: crate::journal::Event::Bed { pid, .. },
-        ..
-    }) = serde_json::from_str(&first)
-    else {
-        return Ok(false);
-    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut tail = String::new();
+    let mut tail = Vec::new();
     f.seek(SeekFrom::Start(len.saturating_sub(4096)))
-        .and_then(|_| f.read_to_string(&mut tail))
+        .and_then(|_| f.read_to_end(&mut tail))
         .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    if tail.contains(r#""kind":"result""#) {
-        return Ok(false);
-    }
-    Ok(pid == 0 || !Path::new(&format!("/proc/{pid}")).exists())
+    // Bytes: the cut may fall inside a character.
+    let needle = br#""kind":"result""#;
+    Ok(tail.windows(needle.len()).any(|w| w == needle))
 }
 
 /// Gives every bed directory under `root` whose process died without
-/// closing it (no result in its journal, its process gone, its `.lock`
-/// free) a result "killed" and a report. Returns the pages written.
+/// closing it (no result in its journal, its `.lock` free) a result
+/// "killed" and a report. Returns the pages written.
 pub fn complete_killed(root: &Path) -> Vec<PathBuf> {
     let Ok(dirs) = std::fs::read_dir(root) else {
         return Vec::new();
@@ -93,7 +92,7 @@ pub fn complete_killed(root: &Path) -> Vec<PathBuf> {
     dirs.flatten()
         .map(|d| d.path())
         .filter(|d| d.join(crate::journal::FILE).is_file())
-        .filter(|d| owner_died(d).unwrap_or(false) && !running(d))
+        .filter(|d| !has_result(d).unwrap_or(true) && !running(d))
         .filter_map(|d| match write(&d) {
             Ok(p) => {
                 log::info!(target: "alpy::report", "completed the report of a killed run: {}", p.display());
@@ -116,5 +115,40 @@ pub fn running(dir: &Path) -> bool {
     match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
         Ok(_guard) => false,
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kill may cut a line anywhere, inside a character too: the
+    /// journal still reads, the killed result lands on a line of its own,
+    /// and the tail check finds it whatever byte the tail starts at.
+    #[test]
+    fn a_journal_cut_inside_a_character_is_completed() {
+        let dir = std::env::temp_dir().join(format!("alpy-report-cut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bed = r#"{"t":0.0,"kind":"bed","name":"b","run":"r","test":"t","host":"h","alpy":"0","pid":0,"start_unix_ms":0}"#;
+        let long = format!(
+            r#"{{"t":1.0,"kind":"console","machine":"dut","text":"{}"#,
+            "é".repeat(3000)
+        );
+        let mut bytes = format!("{bed}\n{long}").into_bytes();
+        bytes.pop(); // cut inside the last 'é'
+        std::fs::write(dir.join(crate::journal::FILE), &bytes).unwrap();
+        assert!(!has_result(&dir).unwrap());
+        let page = write(&dir).unwrap();
+        assert!(has_result(&dir).unwrap());
+        let events = crate::journal::read(&dir).unwrap();
+        assert!(matches!(
+            events.last().map(|e| &e.event),
+            Some(crate::journal::Event::Result {
+                outcome: crate::journal::Outcome::Killed,
+                ..
+            })
+        ));
+        assert!(std::fs::read_to_string(page).unwrap().contains("KILLED"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

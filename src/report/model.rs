@@ -234,11 +234,14 @@ impl BedReport {
                     node: node.clone(),
                     command: command.clone(),
                     exit_code: *exit_code,
+                    // Only a plain name in this directory: a journal is
+                    // data, and may come from elsewhere.
                     tail: log
-                        .as_ref()
+                        .as_deref()
+                        .filter(|l| plain_name(l))
                         .map(|l| tail_of(&dir.join(l), APP_TAIL))
                         .unwrap_or_default(),
-                    log: log.clone(),
+                    log: log.clone().filter(|l| plain_name(l)),
                 }),
                 Event::Result {
                     outcome,
@@ -392,6 +395,15 @@ fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// A file name of this directory: one normal component, not hidden.
+fn plain_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.starts_with('.')
+}
+
 /// The last `n` lines of a file, or why there are none.
 fn tail_of(path: &Path, n: usize) -> String {
     match std::fs::read(path) {
@@ -468,6 +480,14 @@ mod tests {
             strip_controls("\x1b[1;32mok\x1b[0m\tdone\r\n"),
             "ok    done"
         );
+    }
+
+    #[test]
+    fn an_app_log_is_a_plain_name_here() {
+        assert!(plain_name("node1-http.log"));
+        for bad in ["../x", "/etc/passwd", "a/b", ".lock", ""] {
+            assert!(!plain_name(bad), "{bad}");
+        }
     }
 
     #[test]

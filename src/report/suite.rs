@@ -31,7 +31,8 @@ use crate::journal::{Event, Outcome};
 pub struct SuiteTest {
     /// Its name.
     pub name: String,
-    /// `passed`, `failed` or `killed`.
+    /// `passed`, `failed`, `killed`, `running`, or `unreadable` (its
+    /// journal could not be read: `first_failure` says why).
     pub outcome: String,
     /// How long it took.
     pub duration_s: f64,
@@ -97,18 +98,32 @@ pub fn from_root(root: &Path) -> Result<Vec<SuiteTest>> {
     dirs.sort();
     let mut tests = Vec::new();
     for dir in dirs {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         // A running bed's directory is its own: its page comes at close.
-        let report = if super::running(&dir) {
-            None
+        // One unreadable bed does not cost the others their rows.
+        let read = if super::running(&dir) {
+            crate::journal::read(&dir).map(|e| (None, e))
         } else {
-            Some(super::write(&dir)?)
+            super::write(&dir).and_then(|page| Ok((Some(page), crate::journal::read(&dir)?)))
         };
-        let entries = crate::journal::read(&dir)?;
+        let (report, entries) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tests.push(SuiteTest {
+                    name,
+                    outcome: "unreadable".into(),
+                    duration_s: 0.0,
+                    first_failure: Some(e.to_string()),
+                    report: None,
+                });
+                continue;
+            }
+        };
         let mut t = SuiteTest {
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name,
             outcome: "running".into(),
             duration_s: entries.last().map_or(0.0, |e| e.t),
             first_failure: None,

@@ -159,6 +159,8 @@ fn lock(s: &Shared) -> MutexGuard<'_, State> {
 /// An expect-style serial console.
 pub struct Console {
     name: String,
+    /// The log scope (bed) it was made in: checks typed on it belong there.
+    log_scope: Option<u64>,
     writer: UnixStream,
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
@@ -211,6 +213,7 @@ impl Console {
         };
         Ok(Console {
             name: name.to_string(),
+            log_scope: crate::logging::current_scope(),
             writer: stream,
             shared,
             reader: Some(reader),
@@ -396,6 +399,11 @@ impl Console {
     /// The name its log lines carry.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The log scope (the bed) it was made in.
+    pub fn log_scope(&self) -> Option<u64> {
+        self.log_scope
     }
 
     /// Stops the reader and flushes the transcript.

@@ -36,30 +36,45 @@ use crate::vm::console::{Console, Taps};
 pub const ATTACHED: &[u8] = b"[alpy: attached]\r\n";
 
 /// Reads a share's first line from `sock` (waiting at most `within`):
-/// Ok once the client is attached, the share's reason if it refused.
-pub fn await_attached(sock: &mut UnixStream, within: Duration) -> Result<()> {
+/// Ok once the client is attached, the share's reason if it refused. The
+/// bytes returned are console output to pass on: empty, except from the
+/// share of an older alpy, which sends no attach line (its first line is
+/// the console's).
+pub fn await_attached(sock: &mut UnixStream, within: Duration) -> Result<Vec<u8>> {
     sock.set_read_timeout(Some(within))
         .map_err(|e| Error::io("configure the console socket", e))?;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    let outcome = loop {
+    // Some(true): a whole line; Some(false): the share closed.
+    let read = loop {
         match sock.read(&mut byte) {
-            Ok(0) => break Err(None),
+            Ok(0) => break Ok(false),
             Ok(_) => {
                 line.push(byte[0]);
                 if byte[0] == b'\n' || line.len() > 512 {
-                    break if line == ATTACHED { Ok(()) } else { Err(None) };
+                    break Ok(true);
                 }
             }
-            Err(e) => break Err(Some(e)),
+            Err(e) => break Err(e),
         }
     };
     sock.set_read_timeout(None)
         .map_err(|e| Error::io("configure the console socket", e))?;
     let said = String::from_utf8_lossy(&line).trim().to_string();
-    match outcome {
-        Ok(()) => Ok(()),
-        Err(Some(e))
+    match read {
+        Ok(true) if line == ATTACHED => Ok(Vec::new()),
+        Ok(true) if said.starts_with("alpy: refused") => Err(Error::Closed(format!(
+            "the console share said: {said}"
+        ))),
+        Ok(true) => {
+            log::warn!(target: "alpy::console", "the console share sent no attach line (an older alpy's bed?): passing its first line on");
+            Ok(line)
+        }
+        Ok(false) if said.is_empty() => Err(Error::Closed(
+            "the console share closed without attaching this client".into(),
+        )),
+        Ok(false) => Err(Error::Closed(format!("the console share said: {said}"))),
+        Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
@@ -68,14 +83,12 @@ pub fn await_attached(sock: &mut UnixStream, within: Duration) -> Result<()> {
             Err(Error::Timeout {
                 what: "the console share to attach this client".into(),
                 timeout: within,
-                tail: said,
+                tail: format!(
+                    "{said}(a bed of an older alpy shares no attach line: take it down and up again)"
+                ),
             })
         }
-        Err(Some(e)) => Err(Error::io("read the console share's first line", e)),
-        Err(None) if said.is_empty() => Err(Error::Closed(
-            "the console share closed without attaching this client".into(),
-        )),
-        Err(None) => Err(Error::Closed(format!("the console share said: {said}"))),
+        Err(e) => Err(Error::io("read the console share's first line", e)),
     }
 }
 

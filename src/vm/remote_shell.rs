@@ -236,6 +236,10 @@ impl Commands for RemoteShell<'_> {
         self.state.timeout
     }
 
+    fn log_scope(&self) -> Option<u64> {
+        self.console.borrow().log_scope()
+    }
+
     fn output_mark(&self) -> Option<u64> {
         Some(self.console.borrow().mark())
     }

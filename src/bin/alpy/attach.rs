@@ -97,7 +97,8 @@ pub(crate) fn console(
     // Print the banner only once the bed sends us the console's bytes, so
     // whatever a caller provokes after it shows here.
     let mut sock = sock;
-    alpy::vm::console_share::await_attached(&mut sock, std::time::Duration::from_secs(10))?;
+    let first =
+        alpy::vm::console_share::await_attached(&mut sock, std::time::Duration::from_secs(10))?;
     let key = if escape == 0x1d {
         "Ctrl-]".to_string()
     } else {
@@ -111,6 +112,10 @@ pub(crate) fn console(
         if read_only { ", read-only" } else { "" }
     );
     let raw = RawTerminal::enter()?;
+    if !first.is_empty() {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(&first).and_then(|_| out.flush());
+    }
     let mut from_bed = sock
         .try_clone()
         .map_err(|e| alpy::Error::io("clone the console socket", e))?;

@@ -375,6 +375,13 @@ fn report(
     html: Option<std::path::PathBuf>,
 ) -> alpy::Result<std::path::PathBuf> {
     if !suite {
+        if html.is_some() {
+            return Err(alpy::Error::Config(
+                "--html names the suite page: use it with --suite (a bed's page is always \
+                 DIR/report.html)"
+                    .into(),
+            ));
+        }
         if !dir.join(alpy::journal::FILE).is_file() {
             return Err(alpy::Error::NotFound {
                 what: format!("{} in {}", alpy::journal::FILE, dir.display()),
