@@ -228,7 +228,8 @@ fn tee_file() -> &'static Mutex<Option<std::fs::File>> {
 /// Copies the events of every bed of this process, from now on, to
 /// `path` as well (appending): for a process that owns one bed and whose
 /// parent must follow it before the bed's artifacts directory is known,
-/// as `alpy up` follows its supervisor.
+/// as `alpy up` follows its supervisor. The copy does not say which bed a
+/// line is of: use it in a process of one bed.
 pub fn tee(path: &Path) -> Result<()> {
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -333,17 +334,20 @@ impl Open {
         let Ok(line) = serde_json::to_string(&entry) else {
             return;
         };
+        let line = line + "\n";
         let mut f = lock(&self.file);
         // A full disk must not fail the test: the report says less.
-        let _ = writeln!(f, "{line}").and_then(|_| {
+        let _ = f.write_all(line.as_bytes()).and_then(|_| {
             // Console text and steps are flushed at once, so a killed run
             // leaves them on disk.
             f.flush()
         });
-        drop(f);
+        // Under the journal's lock, so the copy keeps the journal's order;
+        // one write per line.
         if let Some(t) = lock(tee_file()).as_mut() {
-            let _ = writeln!(t, "{line}");
+            let _ = t.write_all(line.as_bytes());
         }
+        drop(f);
     }
 }
 

@@ -54,20 +54,23 @@
 //!
 //! | variable | effect |
 //! |---|---|
-//! | `ALPY_ARTIFACTS` | base directory of test bed artifacts (default `target/alpy`) |
+//! | `ALPY_ARTIFACTS` | base directory of test bed artifacts (default `$CARGO_TARGET_DIR/alpy`, else the `target/` above the running binary) |
 //! | `ALPY_ACCEL` | `kvm` or `tcg` (default: KVM only where it works) |
 //! | `ALPY_NET_MODE` | `direct` (root) or `helper` (no root); default: by capabilities |
-//! | `ALPY_CACHE` | where built guests and warm-start snapshots live (default `~/.cache/alpy`) |
+//! | `ALPY_CACHE` | where built guests and warm-start snapshots live (default `$XDG_CACHE_HOME/alpy`, else `~/.cache/alpy`) |
 //! | `ALPY_KEEP` | `on-failure` or `always`: keep beds up for debugging (see [`bed::keep`]) |
 //! | `ALPY_KEEP_TIMEOUT` | seconds a kept bed waits for `alpy down` (default 1800) |
 //! | `ALPY_WARM` | `off`: warm-started beds boot cold (see [`bed::warm`]) |
 //! | `ALPY_WARM_MAX_MB` | size limit of the warm-start cache (default 4096) |
-//! | `ALPY_WARM_MAP` | `off`: snapshots keep their RAM in the migration stream instead of a mapped file |
+//! | `ALPY_WARM_MAP` | `off`: snapshots built from now on carry their RAM in the migration stream |
 //! | `ALPY_SOURCE_DIR` | the alpy checkout whose image recipes `alpy doctor` compares (default: the build's) |
 //! | `REMOTE_LAB_URL` | an alpy-lab server: beds run there (see [`lab`]) |
 //! | `REMOTE_LAB_TOKEN` | the bearer token for it (never shown) |
 //! | `REMOTE_LAB_WAIT` | seconds a bed waits in the lab's queue (default 1800) |
 //! | `REMOTE_LAB_CA` | a PEM file of the lab's certificate authority (default: the system's roots) |
+//! | `CI` | `true` or `1`: `ALPY_KEEP` is ignored (a CI job never waits for `alpy down`) |
+//! | `XDG_RUNTIME_DIR` | where beds stood up by `alpy up` keep their sockets (default `/tmp/alpy-<uid>`) |
+//! | `XDG_CACHE_HOME` | the cache's parent when `ALPY_CACHE` is unset (default `~/.cache`) |
 //! | `DOCKER_HOST` | the Docker engine |
 //! | `RUST_LOG` | terminal log level (the debug log always goes to `debug.log`) |
 //!

@@ -33,7 +33,7 @@ const fn var(name: &'static str, default: &'static str, what: &'static str) -> V
 pub const VARS: &[Var] = &[
     var(
         "ALPY_ARTIFACTS",
-        "target/alpy",
+        "$CARGO_TARGET_DIR/alpy, else the target/ above the running binary, else $TMPDIR/alpy",
         "base directory of test bed artifacts",
     ),
     var("ALPY_ACCEL", "KVM only where it works", "kvm or tcg"),
@@ -44,7 +44,7 @@ pub const VARS: &[Var] = &[
     ),
     var(
         "ALPY_CACHE",
-        "~/.cache/alpy",
+        "$XDG_CACHE_HOME/alpy, else ~/.cache/alpy",
         "where built guests and warm-start snapshots live",
     ),
     var(
@@ -57,7 +57,11 @@ pub const VARS: &[Var] = &[
         "1800",
         "seconds a kept bed waits for alpy down",
     ),
-    var("ALPY_WARM", "on", "off: warm-started beds boot cold"),
+    var(
+        "ALPY_WARM",
+        "on",
+        "off (or 0, false): warm-started beds boot cold",
+    ),
     var(
         "ALPY_WARM_MAX_MB",
         "4096",
@@ -66,7 +70,7 @@ pub const VARS: &[Var] = &[
     var(
         "ALPY_WARM_MAP",
         "on",
-        "off: restore snapshots by copying RAM, not mapping it",
+        "off: snapshots built from now on carry their RAM in the migration stream",
     ),
     var(
         "ALPY_SOURCE_DIR",
@@ -80,7 +84,7 @@ pub const VARS: &[Var] = &[
     ),
     Var {
         name: "REMOTE_LAB_TOKEN",
-        default: "none",
+        default: "none; needed with REMOTE_LAB_URL",
         what: "the bearer token for REMOTE_LAB_URL",
         secret: true,
     },
@@ -93,6 +97,21 @@ pub const VARS: &[Var] = &[
         "REMOTE_LAB_CA",
         "the system's roots",
         "a PEM file of the lab's certificate authority",
+    ),
+    var(
+        "CI",
+        "unset",
+        "true or 1: ALPY_KEEP is ignored (a CI job never waits for alpy down)",
+    ),
+    var(
+        "XDG_RUNTIME_DIR",
+        "/tmp/alpy-<uid>",
+        "where beds stood up by alpy up keep their sockets (alpy/beds)",
+    ),
+    var(
+        "XDG_CACHE_HOME",
+        "~/.cache",
+        "the cache's parent when ALPY_CACHE is unset",
     ),
     var(
         "DOCKER_HOST",
@@ -149,6 +168,21 @@ mod tests {
             .collect();
         let list: Vec<&str> = VARS.iter().map(|v| v.name).collect();
         assert_eq!(table, list, "src/lib.rs's table and settings::VARS differ");
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("## Environment")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap_or_default();
+        let rows: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        assert_eq!(
+            rows, list,
+            "README's Environment table and settings::VARS differ"
+        );
     }
 
     #[test]

@@ -53,8 +53,10 @@ impl LabNodes {
             .map_err(net("read exec output"))?;
         let (mut out, mut err, mut code) = (String::new(), String::new(), None);
         for line in text.lines() {
-            let v: Value = serde_json::from_str(line).map_err(|e| {
-                Error::Internal(format!("lab server: exec output line {line:?}: {e}"))
+            let v: Value = serde_json::from_str(line).map_err(|e| Error::Lab {
+                what: format!("exec in node {node}"),
+                status: None,
+                detail: format!("an output line that is not JSON ({e}): {line:?}"),
             })?;
             if let Some(s) = v["stdout"].as_str() {
                 out.push_str(s);
@@ -73,10 +75,10 @@ impl LabNodes {
                 });
             }
         }
-        let code = code.ok_or_else(|| {
-            Error::Internal(format!(
-                "lab server: exec in {node} ended without an exit code"
-            ))
+        let code = code.ok_or_else(|| Error::Lab {
+            what: format!("exec in node {node}"),
+            status: None,
+            detail: "the answer ended without an exit code".into(),
         })?;
         Ok((code, out, err))
     }
@@ -103,8 +105,10 @@ impl NodeService for LabNodes {
             .json()
             .map_err(net("read the app's end"))?;
         let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        let code = v["exit_code"].as_i64().ok_or_else(|| {
-            Error::Internal(format!("lab server: an app's end without exit_code: {v}"))
+        let code = v["exit_code"].as_i64().ok_or_else(|| Error::Lab {
+            what: "run an app".into(),
+            status: None,
+            detail: format!("an app's end without exit_code: {v}"),
         })?;
         Ok(output(code, text("stdout"), text("stderr")))
     }
@@ -115,9 +119,14 @@ impl NodeService for LabNodes {
         let v: Value = checked(r, &format!("start an app in node {node}"))?
             .json()
             .map_err(net("read the app's id"))?;
-        v["app_id"].as_str().map(str::to_string).ok_or_else(|| {
-            Error::Internal(format!("lab server: a started app without app_id: {v}"))
-        })
+        v["app_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Lab {
+                what: format!("start an app in node {node}"),
+                status: None,
+                detail: format!("a started app without app_id: {v}"),
+            })
     }
 
     fn stop_app(&self, id: &str) -> Result<()> {

@@ -117,6 +117,13 @@ impl Machine {
             match self.qmp_execute("query-status", None) {
                 Ok(v) if v["status"] == "shutdown" => return Ok(()),
                 Ok(_) => {}
+                // The lab refused (an expired session, say): not a sign
+                // that QEMU went away.
+                Err(
+                    e @ Error::Lab {
+                        status: Some(_), ..
+                    },
+                ) => return Err(e),
                 Err(e) => {
                     log::info!(target: "alpy::lab", "QMP no longer answers after power-off: {e}");
                     return Ok(());

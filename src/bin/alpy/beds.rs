@@ -72,6 +72,8 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
+            // Its last steps (the one that failed) before the files go.
+            progress.show();
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
             let _ = std::fs::remove_dir_all(&dir);
             return Err(alpy::Error::CommandFailed {
@@ -81,6 +83,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
             });
         }
         if std::time::Instant::now() >= deadline {
+            progress.show();
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(&dir);
@@ -103,7 +106,8 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
 struct Progress {
     path: std::path::PathBuf,
     events: Option<std::io::BufReader<std::fs::File>>,
-    partial: String,
+    /// A line read in part (bytes: it may end inside a character).
+    partial: Vec<u8>,
 }
 
 impl Progress {
@@ -111,7 +115,7 @@ impl Progress {
         Progress {
             path: path.to_path_buf(),
             events: None,
-            partial: String::new(),
+            partial: Vec::new(),
         }
     }
 
@@ -127,11 +131,11 @@ impl Progress {
         let Some(events) = self.events.as_mut() else {
             return;
         };
-        while let Ok(n) = events.read_line(&mut self.partial) {
-            if n == 0 || !self.partial.ends_with('\n') {
+        while let Ok(n) = events.read_until(b'\n', &mut self.partial) {
+            if n == 0 || !self.partial.ends_with(b"\n") {
                 break; // the rest of a line comes later
             }
-            if let Some(step) = serde_json::from_str::<alpy::journal::Entry>(&self.partial)
+            if let Some(step) = serde_json::from_slice::<alpy::journal::Entry>(&self.partial)
                 .ok()
                 .and_then(|e| e.event.step_line())
             {

@@ -41,11 +41,12 @@ fn get(url: &str, token: &str, path: &str) -> alpy::Result<Value> {
         .send()
         .map_err(unreached(what.clone()))?;
     let status = r.status();
-    let v: Value = r.json().map_err(unreached(what.clone()))?;
     if !status.is_success() {
+        // The status first: a proxy's refusal may not be JSON.
+        let v: Value = r.json().unwrap_or_default();
         return Err(refused(what, status, &v));
     }
-    Ok(v)
+    r.json().map_err(unreached(what))
 }
 
 /// `alpy lab status|queue|sessions|destroy`.
