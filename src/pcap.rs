@@ -331,27 +331,44 @@ pub struct Capture {
     frames: Vec<Frame>,
 }
 
+/// Reads a pcap file frame by frame, decoding each and keeping none (a
+/// long capture does not fill the memory); returns how many there were.
+/// A frame cut short at the end (QEMU still writing it) is not there yet.
+///
+/// ```no_run
+/// # fn main() -> alpy::Result<()> {
+/// let mut arp = 0;
+/// alpy::pcap::each_frame(std::path::Path::new("link0.pcap"), |f| {
+///     arp += usize::from(f.arp.is_some())
+/// })?;
+/// # Ok(()) }
+/// ```
+pub fn each_frame(path: &Path, mut f: impl FnMut(Frame)) -> Result<usize> {
+    let err = |message: String| Error::Pcap {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
+        .map_err(|e| err(format!("not a pcap file: {e}")))?;
+    let mut n = 0;
+    while let Some(p) = reader.next_packet() {
+        let p = match p {
+            Ok(p) => p,
+            Err(pcap_file::PcapError::IncompleteBuffer) => break,
+            Err(e) => return Err(err(format!("frame {n}: {e}"))),
+        };
+        f(Frame::decode(p.timestamp, p.data.into_owned()));
+        n += 1;
+    }
+    Ok(n)
+}
+
 impl Capture {
     /// Reads and decodes a pcap file.
     pub fn open(path: &Path) -> Result<Capture> {
-        let err = |message: String| Error::Pcap {
-            path: path.display().to_string(),
-            message,
-        };
-        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-        let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
-            .map_err(|e| err(format!("not a pcap file: {e}")))?;
         let mut frames = Vec::new();
-        while let Some(p) = reader.next_packet() {
-            let p = match p {
-                Ok(p) => p,
-                // A capture read while QEMU writes may end in the middle of
-                // its last frame: that frame is not there yet.
-                Err(pcap_file::PcapError::IncompleteBuffer) => break,
-                Err(e) => return Err(err(format!("frame {}: {e}", frames.len()))),
-            };
-            frames.push(Frame::decode(p.timestamp, p.data.into_owned()));
-        }
+        each_frame(path, |f| frames.push(f))?;
         Ok(Capture {
             path: path.to_path_buf(),
             frames,

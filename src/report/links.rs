@@ -139,25 +139,12 @@ impl Summary {
 /// Reads `path` as [`crate::pcap::Capture::open`] does (a frame cut
 /// short at the end is not there yet).
 fn summarise(path: &Path) -> Result<Summary> {
-    let err = |message: String| Error::Pcap {
-        path: path.display().to_string(),
-        message,
-    };
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
-        .map_err(|e| err(format!("not a pcap file: {e}")))?;
     let mut times = Vec::new();
     let mut counts: std::collections::HashMap<String, usize> = Default::default();
-    while let Some(p) = reader.next_packet() {
-        let p = match p {
-            Ok(p) => p,
-            Err(pcap_file::PcapError::IncompleteBuffer) => break,
-            Err(e) => return Err(err(format!("frame {}: {e}", times.len()))),
-        };
-        times.push(p.timestamp.as_secs_f64());
-        let frame = Frame::decode(p.timestamp, p.data.into_owned());
+    crate::pcap::each_frame(path, |frame| {
+        times.push(frame.timestamp.as_secs_f64());
         *counts.entry(protocol(&frame)).or_default() += 1;
-    }
+    })?;
     let mut protocols: Vec<(String, usize)> = counts.into_iter().collect();
     protocols.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(Summary { times, protocols })
