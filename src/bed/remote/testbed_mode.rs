@@ -117,11 +117,14 @@ impl Machine {
             match self.qmp_execute("query-status", None) {
                 Ok(v) if v["status"] == "shutdown" => return Ok(()),
                 Ok(_) => {}
-                // The lab refused (an expired session, say): not a sign
-                // that QEMU went away.
+                // The lab refused the caller (a bad token, a session no
+                // longer active): not a sign that QEMU went away. Other
+                // answers (400 "QMP protocol: broken pipe", 404 "no lab")
+                // are what a powered-off machine looks like from here.
                 Err(
                     e @ Error::Lab {
-                        status: Some(_), ..
+                        status: Some(401 | 403 | 423),
+                        ..
                     },
                 ) => return Err(e),
                 Err(e) => {
