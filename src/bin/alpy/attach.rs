@@ -162,6 +162,14 @@ pub(crate) fn console(
         }
     };
     DETACHING.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Half-close, and wait (2 s at most) for the share to close its side:
+    // it does so once it has let go of the keyboard, so a client that
+    // types after our "detached" is never refused as a second typist.
+    let _ = to_bed.shutdown(std::net::Shutdown::Write);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !printer.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let _ = to_bed.shutdown(std::net::Shutdown::Both);
     let _ = printer.join();
     drop(raw);
