@@ -328,7 +328,7 @@ impl Open {
             }
         }
         let entry = Entry {
-            t: (self.started.elapsed().as_secs_f64() * 1e4).round() / 1e4,
+            t: secs(self.started.elapsed()),
             event,
         };
         let Ok(line) = serde_json::to_string(&entry) else {
@@ -377,6 +377,12 @@ fn record_panics() {
             previous(info);
         }));
     });
+}
+
+/// A duration as the journal writes it: seconds, to 0.1 ms (as
+/// `timings.json` does).
+pub(crate) fn secs(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 1e4
 }
 
 /// Writes `event` to the journal of the calling thread's bed, if any.

@@ -415,7 +415,7 @@ fn step_event(what: &str, state: StepState, took: Option<Duration>, error: Optio
     crate::journal::emit(crate::journal::Event::Step {
         what: what.to_string(),
         state,
-        secs: took.map(|d| (d.as_secs_f64() * 1e4).round() / 1e4),
+        secs: took.map(crate::journal::secs),
         error,
     });
 }

@@ -258,7 +258,7 @@ impl Machine {
         crate::journal::emit(crate::journal::Event::Machine {
             machine: self.name().to_string(),
             qemu: qemu.version(),
-            accel: format!("{:?}", qemu.accel()).to_lowercase(),
+            accel: qemu.accel().as_str().to_string(),
         });
         let console = qemu
             .take_serial()

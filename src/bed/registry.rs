@@ -401,15 +401,7 @@ pub fn down(info: &BedInfo, timeout: Duration) -> Result<()> {
     writeln!(s, "down").map_err(|e| Error::io("send down", e))?;
     let deadline = Instant::now() + timeout;
     // Exited (a zombie counts: its parent may never reap it).
-    let supervisor_runs = || {
-        std::fs::read_to_string(format!("/proc/{}/stat", info.supervisor_pid))
-            .ok()
-            .and_then(|stat| {
-                let rest = &stat[stat.rfind(')')? + 1..];
-                rest.split_whitespace().next().map(|state| state != "Z")
-            })
-            .unwrap_or(false)
-    };
+    let supervisor_runs = || crate::run::process_start_time(info.supervisor_pid).is_some();
     while dir.exists() || supervisor_runs() {
         if Instant::now() >= deadline {
             return Err(Error::Timeout {

@@ -51,10 +51,7 @@ impl Timings {
         let mut o: serde_json::Map<String, serde_json::Value> = self
             .phases
             .iter()
-            .map(|(k, v)| {
-                let secs = (v.as_secs_f64() * 1e4).round() / 1e4;
-                (k.clone(), serde_json::json!(secs))
-            })
+            .map(|(k, v)| (k.clone(), serde_json::json!(crate::journal::secs(*v))))
             .collect();
         if !self.notes.is_empty() {
             let notes = self
@@ -90,7 +87,7 @@ impl TimingsLog {
         let name = format!("{}{phase}", self.prefix);
         crate::journal::emit(crate::journal::Event::Phase {
             name: name.clone(),
-            secs: (took.as_secs_f64() * 1e4).round() / 1e4,
+            secs: crate::journal::secs(took),
         });
         crate::util::lock(&self.all).record(&name, took);
     }

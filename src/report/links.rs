@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pcap::Frame;
+use crate::report::model::round;
 
 /// Points of a plot, at most.
 const PLOT_POINTS: usize = 120;
@@ -214,10 +215,6 @@ fn plot(times: &[f64], duration: f64) -> (String, f64) {
         .collect::<Vec<_>>()
         .join(" ");
     (points, round(peak))
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The topology picture with each link's label followed by its frame

@@ -30,6 +30,11 @@ pub const FILE: &str = "report.html";
 /// directory (its `.lock` is free: its process is gone) is first marked
 /// killed.
 pub fn write(dir: &Path) -> Result<PathBuf> {
+    write_report(dir).map(|(path, _)| path)
+}
+
+/// [`write`], and what the page shows (a suite page sums it up).
+fn write_report(dir: &Path) -> Result<(PathBuf, model::BedReport)> {
     if !has_result(dir)? && !running(dir) {
         crate::journal::append_killed(dir)?;
     }
@@ -37,7 +42,7 @@ pub fn write(dir: &Path) -> Result<PathBuf> {
     let html = render("bed.html", include_str!("bed.html"), &report)?;
     let path = dir.join(FILE);
     std::fs::write(&path, html).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-    Ok(path)
+    Ok((path, report))
 }
 
 /// The page's script: the page's policy allows it alone, by its hash, so

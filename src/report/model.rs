@@ -391,7 +391,8 @@ fn phase_lane(name: &str, first_machine: Option<&str>) -> (String, String) {
     }
 }
 
-fn round(x: f64) -> f64 {
+/// To the millisecond: what the page shows and the plot needs.
+pub(super) fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -407,11 +408,7 @@ fn plain_name(name: &str) -> bool {
 /// The last `n` lines of a file, or why there are none.
 fn tail_of(path: &Path, n: usize) -> String {
     match std::fs::read(path) {
-        Ok(b) => {
-            let text = String::from_utf8_lossy(&b);
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(n)..].join("\n")
-        }
+        Ok(b) => crate::util::tail_lines(&String::from_utf8_lossy(&b), n),
         Err(e) => format!("({}: {e})", path.display()),
     }
 }

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::journal::{Event, Outcome};
 
 /// A test of the suite.
 #[derive(Debug, Clone, Serialize)]
@@ -105,50 +104,30 @@ pub fn from_root(root: &Path) -> Result<Vec<SuiteTest>> {
         // A running bed's directory is its own: its page comes at close.
         // One unreadable bed does not cost the others their rows.
         let read = if super::running(&dir) {
-            crate::journal::read(&dir).map(|e| (None, e))
+            super::model::BedReport::load(&dir).map(|r| (None, r))
         } else {
-            super::write(&dir).and_then(|page| Ok((Some(page), crate::journal::read(&dir)?)))
+            super::write_report(&dir).map(|(page, r)| (Some(page), r))
         };
-        let (report, entries) = match read {
-            Ok(r) => r,
-            Err(e) => {
-                tests.push(SuiteTest {
-                    name,
-                    outcome: "unreadable".into(),
-                    duration_s: 0.0,
-                    first_failure: Some(e.to_string()),
-                    report: None,
-                });
-                continue;
-            }
+        let t = match read {
+            Ok((report, r)) => SuiteTest {
+                name: if r.test != r.name && r.test != "main" {
+                    format!("{} ({name})", r.test)
+                } else {
+                    name
+                },
+                outcome: r.outcome,
+                duration_s: r.duration_s,
+                first_failure: r.first_failure,
+                report,
+            },
+            Err(e) => SuiteTest {
+                name,
+                outcome: "unreadable".into(),
+                duration_s: 0.0,
+                first_failure: Some(e.to_string()),
+                report: None,
+            },
         };
-        let mut t = SuiteTest {
-            name,
-            outcome: "running".into(),
-            duration_s: entries.last().map_or(0.0, |e| e.t),
-            first_failure: None,
-            report,
-        };
-        for e in entries {
-            match e.event {
-                Event::Bed { test, name, .. } if test != name && test != "main" => {
-                    t.name = format!("{test} ({})", t.name);
-                }
-                Event::Result {
-                    outcome,
-                    first_failure,
-                } => {
-                    t.outcome = match outcome {
-                        Outcome::Passed => "passed",
-                        Outcome::Failed => "failed",
-                        Outcome::Killed => "killed",
-                    }
-                    .into();
-                    t.first_failure = first_failure;
-                }
-                _ => {}
-            }
-        }
         tests.push(t);
     }
     Ok(tests)
