@@ -4,6 +4,7 @@
 
 pub mod builder;
 mod captures;
+mod closing;
 pub mod config_drive;
 pub mod control;
 pub mod doctor;
