@@ -201,16 +201,18 @@ fn impairment_through_the_relay_with_a_dut() {
         .unwrap();
     let slower = rtt(ping(&bed, 3));
     eprintln!("rtt through the DUT: {base:.2} ms, +100 ms towards the DUT: {slow:.2} ms, +100 ms back: {slower:.2} ms");
-    // A 100 ms delay; ping's own timing noise is a few tens of microseconds
-    // either way, so the rise is checked to within 1 ms.
+    // A delay only ever adds, and so does TCG's scheduling noise (a minimum
+    // of three pings has been seen at 2.2 ms where 0.7 ms is usual). So the
+    // delayed round trips are checked against the delay alone, and the base
+    // only for being far below it: a delay that was not applied cannot reach
+    // 100 ms, and one applied a single way cannot reach 200 ms.
+    assert!(base < 50.0, "rtt without impairment is {base} ms");
     assert!(
-        slow >= base + 99.0 && slow >= 100.0,
-        "rtt {base} -> {slow} ms"
+        slow >= 100.0,
+        "rtt {base} -> {slow} ms with 100 ms towards the DUT"
     );
-    // Against the base, not `slow`: a minimum of three pings under TCG can
-    // carry a few ms of scheduling noise, which only ever adds.
     assert!(
-        slower >= base + 199.0,
+        slower >= 200.0,
         "rtt {base} -> {slower} ms with both ways delayed by 100 ms"
     );
     bed.shutdown(Duration::from_secs(60)).unwrap();
