@@ -6,6 +6,7 @@
 //! against: 201 for a new session, 423 for a call that needs the active
 //! session, 409 for a conflict, 413 for a body over the limit.
 
+use alpy::lab::wire::SessionStatus;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -13,13 +14,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
 use crate::auth::{own_session, Caller, OwnSession};
 use crate::config::{Config, Role};
 use crate::db::{handle, session_key, Db, DbError};
 pub use crate::error::{ApiError, ApiResult};
-use crate::wire::{LabOut, SessionOut};
+use alpy::lab::wire::{FileEntry, Files, Queue, Session};
 
 /// What every handler shares.
 pub struct App {
@@ -30,13 +30,13 @@ pub struct App {
     /// Wakes housekeeping (a session was created or ended).
     pub wake: tokio::sync::Notify,
     /// The store's files with their SHA-256 (computed at start).
-    pub store_hashes: Vec<serde_json::Value>,
+    pub store_hashes: Vec<FileEntry>,
 }
 
 /// The store's entries: name, SHA-256 and size of each file that exists.
 /// An entry whose file cannot be read is left out, with a warning that
 /// names it (topologies that use it are refused until it is there).
-pub fn hash_store(cfg: &Config) -> Vec<serde_json::Value> {
+pub fn hash_store(cfg: &Config) -> Vec<FileEntry> {
     cfg.store
         .iter()
         .filter_map(|(name, path)| {
@@ -46,7 +46,11 @@ pub fn hash_store(cfg: &Config) -> Vec<serde_json::Value> {
                     .map_err(|e| std::io::Error::other(e.to_string()))
             });
             match hashed {
-                Ok((size, sha256)) => Some(json!({ "name": name, "sha256": sha256, "size": size })),
+                Ok((size, sha256)) => Some(FileEntry {
+                    name: name.clone(),
+                    size,
+                    sha256: Some(sha256),
+                }),
                 Err(e) => {
                     tracing::warn!(
                         store = %name,
@@ -142,27 +146,31 @@ async fn create_session(State(app): State<Shared>, caller: Caller) -> ApiResult<
         .await?;
     tracing::info!(session = %handle(&s.key), owner = %caller.name, status = %s.status, position = s.position, "session created");
     app.wake.notify_one();
-    Ok((StatusCode::CREATED, Json(SessionOut::of(&s, Some(&id)))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::wire::session(&s, Some(&id))),
+    )
+        .into_response())
 }
 
 async fn get_session(
     State(app): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<SessionOut>> {
+) -> ApiResult<Json<Session>> {
     let s = own_session(&app, &caller, &id).await?;
-    Ok(Json(SessionOut::of(&s, Some(&id))))
+    Ok(Json(crate::wire::session(&s, Some(&id))))
 }
 
 /// The active session, by its handle (an id is a credential: its owner
 /// has it already).
-async fn get_active_session(State(app): State<Shared>, _: Caller) -> ApiResult<Json<SessionOut>> {
+async fn get_active_session(State(app): State<Shared>, _: Caller) -> ApiResult<Json<Session>> {
     let q = app.db(|db| db.queue()).await?;
     let s = q
         .into_iter()
-        .find(|s| s.status == "active")
+        .find(|s| s.status == SessionStatus::Active)
         .ok_or_else(|| ApiError::not_found("no session is active"))?;
-    Ok(Json(SessionOut::of(&s, None)))
+    Ok(Json(crate::wire::session(&s, None)))
 }
 
 async fn delete_session(
@@ -181,7 +189,7 @@ pub async fn end_session(app: &Shared, key: &str, by: &str) -> ApiResult<StatusC
         .db(move |db| db.session(&k))
         .await?
         .ok_or_else(|| ApiError::not_found("no such session"))?;
-    if s.status != "active" && s.status != "waiting" {
+    if !s.status.is_live() {
         return Err(ApiError::conflict(format!(
             "session {} is {} already",
             handle(key),
@@ -191,7 +199,7 @@ pub async fn end_session(app: &Shared, key: &str, by: &str) -> ApiResult<StatusC
     let capacity = app.cfg.limits.max_labs;
     let (k, note) = (key.to_string(), format!("ended by {by}"));
     let released = app
-        .db(move |db| db.end_session(&k, "ended", Some(&note), capacity))
+        .db(move |db| db.end_session(&k, SessionStatus::Ended, Some(&note), capacity))
         .await?;
     tracing::info!(session = %handle(key), lab = ?released, by = %by, "session ended");
     app.wake.notify_one();
@@ -212,15 +220,21 @@ async fn heartbeat(State(app): State<Shared>, own: OwnSession) -> ApiResult<Stat
 }
 
 /// Sessions (handles, no ids) and labs, as the caller may see them.
-async fn queue(State(app): State<Shared>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+async fn queue(State(app): State<Shared>, caller: Caller) -> ApiResult<Json<Queue>> {
     let (sessions, labs) = app.db(|db| Ok((db.queue()?, db.labs()?))).await?;
-    let sessions: Vec<SessionOut> = sessions.iter().map(|s| SessionOut::of(s, None)).collect();
-    let labs: Vec<LabOut> = labs.iter().map(|l| LabOut::of(l, &caller)).collect();
-    Ok(Json(json!({ "sessions": sessions, "labs": labs })))
+    Ok(Json(Queue {
+        sessions: sessions
+            .iter()
+            .map(|s| crate::wire::session(s, None))
+            .collect(),
+        labs: labs.iter().map(|l| crate::wire::lab(l, &caller)).collect(),
+    }))
 }
 
-async fn store(State(app): State<Shared>, _: Caller) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(json!({ "files": app.store_hashes })))
+async fn store(State(app): State<Shared>, _: Caller) -> ApiResult<Json<Files>> {
+    Ok(Json(Files {
+        files: app.store_hashes.clone(),
+    }))
 }
 
 async fn metrics(State(app): State<Shared>, _: Caller) -> ApiResult<Response> {
@@ -228,8 +242,14 @@ async fn metrics(State(app): State<Shared>, _: Caller) -> ApiResult<Response> {
         .db(|db| Ok((db.queue()?, db.labs()?, db.counter("heartbeat_expiries")?)))
         .await?;
     let now = crate::db::now();
-    let waiting = sessions.iter().filter(|s| s.status == "waiting").count();
-    let active = sessions.iter().filter(|s| s.status == "active").count();
+    let waiting = sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Waiting)
+        .count();
+    let active = sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Active)
+        .count();
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<String>| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
@@ -249,10 +269,7 @@ async fn metrics(State(app): State<Shared>, _: Caller) -> ApiResult<Response> {
         "gauge",
         vec![format!(" {active}")],
     );
-    let up = labs
-        .iter()
-        .filter(|l| l.status == "up" || l.status == "idle")
-        .count();
+    let up = labs.iter().filter(|l| l.status.is_standing()).count();
     metric(
         "alpy_lab_active_labs",
         "Labs standing (up or idle).",

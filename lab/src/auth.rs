@@ -4,6 +4,7 @@
 //! answered as if it did not exist ([`OwnSession`], [`ActiveSession`]).
 //! Handlers take these as extractors, so no route can forget the check.
 
+use alpy::lab::wire::SessionStatus;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -142,7 +143,7 @@ impl FromRequestParts<Shared> for ActiveSession {
 
     async fn from_request_parts(parts: &mut Parts, app: &Shared) -> ApiResult<ActiveSession> {
         let own = OwnSession::from_request_parts(parts, app).await?;
-        if own.session.status != "active" {
+        if own.session.status != SessionStatus::Active {
             return Err(ApiError(
                 StatusCode::LOCKED,
                 format!(

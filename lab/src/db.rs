@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use alpy::lab::wire::{LabStatus, SessionStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -70,8 +71,8 @@ type R<T> = Result<T, DbError>;
 pub struct SessionRow {
     /// SHA-256 of its id.
     pub key: String,
-    /// `waiting`, `active`, `ended` or `expired`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: SessionStatus,
     /// 0 when active, else the place in the queue (1 = next).
     pub position: i64,
     /// Who created it (the token's name).
@@ -97,8 +98,8 @@ pub struct LabRow {
     pub name: String,
     /// The token name whose session stood it up.
     pub owner: String,
-    /// `starting`, `up`, `idle` (nobody holds it) or `destroying`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: LabStatus,
     /// Sessions holding it.
     pub refcount: i64,
     /// The bed's id in the alpy registry, once up.
@@ -296,7 +297,7 @@ impl Db {
     pub fn end_session(
         &self,
         key: &str,
-        status: &str,
+        status: SessionStatus,
         note: Option<&str>,
         capacity: usize,
     ) -> R<Option<(String, i64)>> {
@@ -304,7 +305,7 @@ impl Db {
         let t = c.transaction()?;
         t.execute(
             "UPDATE sessions SET status = ?2, note = COALESCE(?3, note) WHERE id = ?1 AND status IN ('active','waiting')",
-            params![key, status, note],
+            params![key, status.as_str(), note],
         )?;
         let released = release_in(&t, key)?;
         promote(&t, capacity)?;
@@ -460,10 +461,10 @@ impl Db {
     }
 
     /// Sets a lab's status.
-    pub fn lab_status(&self, id: &str, status: &str) -> R<()> {
+    pub fn lab_status(&self, id: &str, status: LabStatus) -> R<()> {
         lock(&self.conn).execute(
             "UPDATE labs SET status = ?2 WHERE id = ?1",
-            params![id, status],
+            params![id, status.as_str()],
         )?;
         Ok(())
     }
@@ -576,7 +577,8 @@ fn view(c: &Connection, key: &str) -> R<Option<SessionRow>> {
     let Some((ord, status, owner, created, last_heartbeat, note)) = row else {
         return Ok(None);
     };
-    let position = if status == "waiting" {
+    let status: SessionStatus = status.parse().map_err(DbError::Other)?;
+    let position = if status == SessionStatus::Waiting {
         c.query_row(
             "SELECT COUNT(*) FROM sessions WHERE status = 'waiting' AND ord <= ?1",
             [ord],
@@ -597,6 +599,14 @@ fn view(c: &Connection, key: &str) -> R<Option<SessionRow>> {
     }))
 }
 
+/// Column `i` of `r`, one of the API's status words.
+fn word<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 fn lab_view(c: &Connection, id: &str) -> R<Option<LabRow>> {
     Ok(c
         .query_row(
@@ -608,7 +618,7 @@ fn lab_view(c: &Connection, id: &str) -> R<Option<LabRow>> {
                     lab_id: r.get(0)?,
                     topology_hash: r.get(1)?,
                     name: r.get(2)?,
-                    status: r.get(3)?,
+                    status: word(r, 3)?,
                     refcount: r.get(4)?,
                     bed_id: r.get(5)?,
                     bed: bed.and_then(|b| serde_json::from_str(&b).ok()),

@@ -11,6 +11,7 @@
 //! bed under the labs' directory that no lab lists, so no bed runs that
 //! the server does not count against `max_labs`.
 
+use alpy::lab::wire::{LabStatus, SessionStatus};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,7 @@ pub async fn pass(app: &Shared) -> bool {
                 let (k, n) = (key.clone(), note.clone());
                 let ended = app
                     .db(move |db| {
-                        let r = db.end_session(&k, "expired", Some(&n), max)?;
+                        let r = db.end_session(&k, SessionStatus::Expired, Some(&n), max)?;
                         db.count("heartbeat_expiries", 1)?;
                         Ok(r)
                     })
@@ -123,7 +124,9 @@ pub async fn reap_at_start(app: &Shared) {
                 // max_labs (as `destroying`) until that is over and what
                 // it left is down.
                 let id = l.lab_id.clone();
-                let _ = app.db(move |db| db.lab_status(&id, "destroying")).await;
+                let _ = app
+                    .db(move |db| db.lab_status(&id, LabStatus::Destroying))
+                    .await;
                 let (app, l) = (app.clone(), l.clone());
                 tokio::spawn(async move {
                     reap_dir(&app, &dir).await;

@@ -3,6 +3,7 @@
 //! a lab nobody holds stays up, idle, for the next session that asks for
 //! it), and destroy. Every one needs the caller's own active session.
 
+use alpy::lab::wire::{Acquired, Destroying, Devices, Lab, LabStatus, Released};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Multipart, Query, State};
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::api::{new_id, ApiError, ApiResult, Shared};
@@ -20,7 +20,6 @@ use crate::config::Reuse;
 use crate::db::LabRow;
 use crate::labs;
 use crate::safety::{check_topology, extra_file_path};
-use crate::wire::LabOut;
 
 /// The lab routes.
 pub fn routes() -> Router<Shared> {
@@ -151,10 +150,11 @@ async fn acquire(
                 .await?
                 .unwrap_or(lab);
             tracing::info!(session = %sid, topology = ?name, lab = %lab.lab_id, "lab reused");
-            return Ok(
-                Json(json!({ "reused": true, "lab": LabOut::of(&lab, &own.caller) }))
-                    .into_response(),
-            );
+            return Ok(Json(Acquired {
+                reused: true,
+                lab: crate::wire::lab(&lab, &own.caller),
+            })
+            .into_response());
         }
     }
     make_room(&app, &sid, &name).await?;
@@ -178,7 +178,7 @@ async fn acquire(
         topology_hash: hash,
         name: name.clone(),
         owner,
-        status: "starting".into(),
+        status: LabStatus::Starting,
         refcount: 1,
         bed_id: None,
         bed: None,
@@ -227,8 +227,16 @@ async fn acquire(
     match task.await.map_err(|e| ApiError::internal(e.to_string()))? {
         Ok(()) => {
             let lab = app.db(move |db| db.lab(&lab_id)).await?;
-            let lab = lab.map(|l| LabOut::of(&l, &own.caller));
-            Ok(Json(json!({ "reused": false, "lab": lab })).into_response())
+            let lab = lab.ok_or_else(|| {
+                ApiError::conflict(
+                    "the lab was destroyed (by an operator?) as it came up: ask again",
+                )
+            })?;
+            Ok(Json(Acquired {
+                reused: false,
+                lab: crate::wire::lab(&lab, &own.caller),
+            })
+            .into_response())
         }
         Err(why) => Err(ApiError::internal(why)),
     }
@@ -245,10 +253,10 @@ async fn wait_while_starting(
     loop {
         let (h, o) = (hash.to_string(), owner.clone());
         match app.db(move |db| db.lab_by_hash(&h, o.as_deref())).await? {
-            Some(l) if l.status == "starting" && Instant::now() < deadline => {
+            Some(l) if l.status == LabStatus::Starting && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            Some(l) if l.status == "up" || l.status == "idle" => return Ok(Some(l)),
+            Some(l) if l.status.is_standing() => return Ok(Some(l)),
             _ => return Ok(None),
         }
     }
@@ -258,24 +266,23 @@ async fn wait_while_starting(
 /// A lab being destroyed frees its slot soon (a session that ends lets the
 /// next one in while its lab still goes down): that is waited for.
 async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
-    let standing = |labs: &[LabRow]| labs.iter().filter(|l| l.status != "gone").count();
     let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s);
     let max = app.cfg.limits.max_labs;
     let mut labs = app.db(|db| db.labs()).await?;
-    while standing(&labs) >= max
-        && labs.iter().any(|l| l.status == "destroying")
+    while labs.len() >= max
+        && labs.iter().any(|l| l.status == LabStatus::Destroying)
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
         labs = app.db(|db| db.labs()).await?;
     }
-    if standing(&labs) < max {
+    if labs.len() < max {
         return Ok(());
     }
-    for l in labs.iter().filter(|l| l.status == "idle") {
+    for l in labs.iter().filter(|l| l.status == LabStatus::Idle) {
         tracing::info!(session = %sid, topology = ?name, lab = %l.lab_id, "destroying idle lab to make room");
         destroy_now(app, l, None).await;
-        if standing(&app.db(|db| db.labs()).await?) < max {
+        if app.db(|db| db.labs()).await?.len() < max {
             return Ok(());
         }
     }
@@ -287,7 +294,9 @@ async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
 /// Takes lab `l` down and forgets it (its holders get `note`).
 pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) {
     let id = l.lab_id.clone();
-    let _ = app.db(move |db| db.lab_status(&id, "destroying")).await;
+    let _ = app
+        .db(move |db| db.lab_status(&id, LabStatus::Destroying))
+        .await;
     if let Some(bed) = l.bed_id.clone() {
         let down = tokio::task::spawn_blocking(move || labs::take_down(&bed)).await;
         if let Ok(Err(e)) | Err(e) = down.map_err(|e| e.to_string()) {
@@ -308,14 +317,11 @@ async fn held(app: &Shared, s: &ActiveSession) -> ApiResult<LabRow> {
         .ok_or_else(|| ApiError::not_found("this session holds no lab: POST /lab first"))
 }
 
-async fn show(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<LabOut>> {
-    Ok(Json(LabOut::of(&held(&app, &s).await?, &s.caller)))
+async fn show(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Lab>> {
+    Ok(Json(crate::wire::lab(&held(&app, &s).await?, &s.caller)))
 }
 
-async fn devices(
-    State(app): State<Shared>,
-    s: ActiveSession,
-) -> ApiResult<Json<serde_json::Value>> {
+async fn devices(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Devices>> {
     let lab = held(&app, &s).await?;
     let bed = lab.bed.unwrap_or_default();
     let nodes: Vec<String> = bed["nodes"]
@@ -324,27 +330,33 @@ async fn devices(
         .flatten()
         .filter_map(|n| n[0].as_str().map(str::to_string))
         .collect();
-    Ok(Json(json!({
-        "name": lab.name,
-        "nodes": nodes,
-        "links": nodes,
-        "console": "/lab/console",
-        "dut_macs": bed["dut_macs"],
-        "capture_offset": bed["capture_offset"],
-    })))
+    let dut_macs = bed["dut_macs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect();
+    Ok(Json(Devices {
+        name: lab.name,
+        links: nodes.clone(),
+        nodes,
+        console: "/lab/console".into(),
+        dut_macs,
+        capture_offset: bed["capture_offset"].as_f64(),
+    }))
 }
 
-async fn release(
-    State(app): State<Shared>,
-    s: ActiveSession,
-) -> ApiResult<Json<serde_json::Value>> {
+async fn release(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Released>> {
     let key = s.session.key.clone();
     let (lab, refcount) = app
         .db(move |db| db.release(&key))
         .await?
         .ok_or_else(|| ApiError::not_found("this session holds no lab"))?;
     tracing::info!(session = %s.handle(), lab = %lab, refcount, "lab released");
-    Ok(Json(json!({ "lab_id": lab, "refcount": refcount })))
+    Ok(Json(Released {
+        lab_id: lab,
+        refcount,
+    }))
 }
 
 /// `?force=true`.
@@ -377,7 +389,7 @@ pub(crate) async fn start_destroy(
             lab.lab_id, lab.refcount
         )));
     }
-    if lab.status == "destroying" {
+    if lab.status == LabStatus::Destroying {
         return Err(ApiError::conflict(format!(
             "lab {} is being destroyed",
             lab.lab_id
@@ -385,7 +397,8 @@ pub(crate) async fn start_destroy(
     }
     tracing::info!(lab = %lab.lab_id, topology = ?lab.name, by = %by, force, "destroy");
     let id = lab.lab_id.clone();
-    app.db(move |db| db.lab_status(&id, "destroying")).await?;
+    app.db(move |db| db.lab_status(&id, LabStatus::Destroying))
+        .await?;
     let note = format!("lab {} destroyed by {by}", lab.lab_id);
     let id = lab.lab_id.clone();
     tokio::spawn(async move {
@@ -393,7 +406,10 @@ pub(crate) async fn start_destroy(
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "lab_id": id, "status": "destroying" })),
+        Json(Destroying {
+            lab_id: id,
+            status: LabStatus::Destroying,
+        }),
     )
         .into_response())
 }

@@ -4,12 +4,12 @@
 //! /lab/logs/{name}` sends one. Only plain files named `*.log` directly in
 //! that directory are served: no paths, no links.
 
+use alpy::lab::wire::{FileEntry, Files};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 
 use crate::api::{ApiError, ApiResult, Shared};
 use crate::auth::ActiveSession;
@@ -31,7 +31,7 @@ fn servable(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-async fn list(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<serde_json::Value>> {
+async fn list(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Files>> {
     let (_, info) = held_bed(&app, &s).await?;
     let mut files = Vec::new();
     for e in std::fs::read_dir(&info.artifacts)
@@ -44,11 +44,15 @@ async fn list(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<ser
             continue;
         };
         if servable(&name) && meta.is_file() {
-            files.push(json!({ "name": name, "size": meta.len() }));
+            files.push(FileEntry {
+                name,
+                size: meta.len(),
+                sha256: None,
+            });
         }
     }
-    files.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Ok(Json(json!({ "files": files })))
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(Files { files }))
 }
 
 async fn one(

@@ -3,13 +3,12 @@
 //! (what `/queue` shows), never by their id. Every route needs an
 //! `operator` token: a `user` or `viewer` token gets 403.
 
+use alpy::lab::wire::{MoveTo, Moved};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::api::{end_session, ApiError, ApiResult, Shared};
 use crate::auth::Operator;
@@ -60,23 +59,19 @@ async fn end_any(
     end_session(&app, &s.key, &format!("operator {}", caller.name)).await
 }
 
-#[derive(Deserialize)]
-struct Position {
-    /// 1 = next.
-    position: usize,
-}
-
 /// `POST /sessions/{handle}/position {"position": N}`: moves a waiting
 /// session to place N of the queue.
 async fn move_session(
     State(app): State<Shared>,
     Operator(caller): Operator,
     Path(handle): Path<String>,
-    Json(p): Json<Position>,
-) -> ApiResult<Json<serde_json::Value>> {
+    Json(p): Json<MoveTo>,
+) -> ApiResult<Json<Moved>> {
     let s = by_handle(&app, &handle).await?;
     let key = s.key.clone();
-    let moved = app.db(move |db| db.move_waiting(&key, p.position)).await?;
+    let moved = app
+        .db(move |db| db.move_waiting(&key, p.position as usize))
+        .await?;
     if !moved {
         return Err(ApiError::conflict(format!(
             "session {handle} is {}, not waiting",
@@ -89,5 +84,8 @@ async fn move_session(
         .await?
         .ok_or_else(|| ApiError::not_found("the session ended meanwhile"))?;
     tracing::info!(session = %handle, position = now.position, by = %caller.name, "session moved");
-    Ok(Json(json!({ "handle": handle, "position": now.position })))
+    Ok(Json(Moved {
+        handle,
+        position: now.position,
+    }))
 }

@@ -4,6 +4,7 @@
 //! while the bed runs), QMP, and power; the console, QMP and power of any
 //! machine of the bed (`?machine=NAME`, or `"machine"` in a QMP body).
 
+use alpy::lab::wire::SessionStatus;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -103,7 +104,7 @@ async fn still_holds(app: &Shared, key: &str, lab: &str) -> bool {
         .db(move |db| Ok((db.session(&k)?, db.held_lab(&k)?)))
         .await;
     match now {
-        Ok((Some(s), Some(l))) => s.status == "active" && l.lab_id == lab,
+        Ok((Some(s), Some(l))) => s.status == SessionStatus::Active && l.lab_id == lab,
         Err(e) => e.0 == axum::http::StatusCode::SERVICE_UNAVAILABLE,
         _ => false,
     }

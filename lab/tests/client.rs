@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use alpy::lab::wire::SessionStatus;
 use common::Server;
 
 #[test]
@@ -134,8 +135,8 @@ fn the_clients_heartbeats_keep_its_session() {
     let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
     let waiting = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
     std::thread::sleep(Duration::from_secs(10));
-    assert_eq!(lab.info().unwrap().status, "active");
-    assert_eq!(waiting.info().unwrap().status, "waiting");
+    assert_eq!(lab.info().unwrap().status, SessionStatus::Active);
+    assert_eq!(waiting.info().unwrap().status, SessionStatus::Waiting);
     lab.close().unwrap();
     waiting.close().unwrap();
 }
@@ -185,4 +186,49 @@ fn the_same_topology_file_runs_remotely() {
     );
     lab.close().unwrap();
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `alpy lab` runs the operator's actions through the client library, and
+/// prints the API's own shapes with `--json`.
+#[test]
+fn the_cli_moves_and_ends_sessions_as_an_operator() {
+    let s = Server::start("cli-operator", "max_sessions_per_token = 4");
+    let (_a, _, _) = s.session();
+    let (_b, _, _) = s.session();
+    let (c, _, position) = s.session();
+    assert_eq!(position, 2);
+    let handle = s.status(&c)["handle"].as_str().unwrap().to_string();
+    let alpy = |token: &str, args: &[&str]| {
+        let out = std::process::Command::new(common::alpy_bin())
+            .arg("lab")
+            .args(args)
+            .args(["--url", &s.url, "--token", token])
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    // A user may look, not move.
+    let (ok, _, err) = alpy(&s.token, &["move", &handle, "1"]);
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, out, err) = alpy(&s.operator, &["move", &handle, "1"]);
+    assert!(
+        ok && out.contains(&format!("{handle} is now at position 1")),
+        "{out}{err}"
+    );
+    let (ok, out, err) = alpy(&s.viewer, &["queue", "--json"]);
+    assert!(ok, "{err}");
+    let queue: Vec<alpy::lab::wire::Session> = serde_json::from_str(&out).unwrap();
+    let waiting: Vec<_> = queue
+        .iter()
+        .filter(|q| q.status == SessionStatus::Waiting)
+        .map(|q| (q.position, q.handle.as_str()))
+        .collect();
+    assert_eq!(waiting[0], (1, handle.as_str()), "{out}");
+    assert!(queue.iter().all(|q| q.session_id.is_none()), "{out}");
+    let (ok, out, err) = alpy(&s.operator, &["end", &handle]);
+    assert!(ok && out.contains("ended"), "{out}{err}");
+    assert_eq!(s.status(&c)["status"], "ended");
+    let (ok, _, err) = alpy(&s.operator, &["end", &handle]);
+    assert!(!ok && err.contains("404"), "{err}");
 }

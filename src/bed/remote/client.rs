@@ -7,23 +7,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
+use super::wire::{Session, SessionStatus};
 use crate::error::{Error, Result};
-
-/// A session as the server reports it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct SessionInfo {
-    /// Its id.
-    pub session_id: String,
-    /// `waiting`, `active`, `ended` or `expired`.
-    pub status: String,
-    /// 0 when active, else its place in the queue.
-    pub position: i64,
-    /// What happened to it, if anything.
-    #[serde(default)]
-    pub note: Option<String>,
-}
 
 /// A session on a lab server. Heartbeats go out from a background thread
 /// until [`LabClient::close`] (or drop) ends the session.
@@ -89,18 +76,21 @@ impl LabClient {
             .post(format!("{url}/session"))
             .send()
             .map_err(net(&format!("reach {url}")))?;
-        let info: SessionInfo = checked(r, "create a session")?
+        let info: Session = checked(r, "create a session")?
             .json()
             .map_err(net("read the new session"))?;
-        log::info!(target: "alpy::lab", "session {} at {url}: {} (position {})", &info.session_id[..12], info.status, info.position);
+        let Some(session_id) = info.session_id else {
+            return Err(Error::Lab {
+                what: format!("create a session at {url}"),
+                status: None,
+                detail: "the answer has no session_id (is this an alpy-lab server?)".into(),
+            });
+        };
+        log::info!(target: "alpy::lab", "session {} at {url}: {} (position {})", info.handle, info.status, info.position);
         let stop = Arc::new(AtomicBool::new(false));
         let heart = {
-            let (http, url, id, stop) = (
-                http.clone(),
-                url.clone(),
-                info.session_id.clone(),
-                stop.clone(),
-            );
+            let (http, url, id, stop) =
+                (http.clone(), url.clone(), session_id.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("lab-heartbeat".into())
                 .spawn(move || heartbeat(&http, &url, &id, &stop))
@@ -109,7 +99,7 @@ impl LabClient {
         Ok(LabClient {
             url,
             http,
-            session: info.session_id,
+            session: session_id,
             token: token.to_string(),
             stop,
             heart: Some(heart),
@@ -123,7 +113,7 @@ impl LabClient {
     }
 
     /// The session as the server sees it.
-    pub fn info(&self) -> Result<SessionInfo> {
+    pub fn info(&self) -> Result<Session> {
         let r = self
             .http
             .get(format!("{}/session/{}", self.url, self.session))
@@ -141,18 +131,18 @@ impl LabClient {
         let mut last = -1;
         loop {
             let info = self.info()?;
-            match info.status.as_str() {
-                "active" => return Ok(()),
-                "waiting" => {
+            match info.status {
+                SessionStatus::Active => return Ok(()),
+                SessionStatus::Waiting => {
                     if info.position != last {
                         log::info!(target: "alpy::lab", "waiting for the lab: position {} in the queue", info.position);
                         last = info.position;
                     }
                 }
-                other => {
+                over => {
                     return Err(Error::Closed(format!(
-                        "lab session {} is {other}{}",
-                        self.session,
+                        "lab session {} is {over}{}",
+                        info.handle,
                         info.note.map(|n| format!(": {n}")).unwrap_or_default()
                     )))
                 }
@@ -178,6 +168,16 @@ impl LabClient {
             url: self.url.clone(),
             session: self.session.clone(),
         }
+    }
+
+    /// `GET path` with this session's header, read as `T`; `what` names
+    /// the call in errors.
+    pub(crate) fn get_json<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
+        let r = self
+            .with_session(self.http.get(format!("{}{path}", self.url)))
+            .send()
+            .map_err(net(what))?;
+        checked(r, what)?.json().map_err(net(what))
     }
 
     /// A request with this session's header.

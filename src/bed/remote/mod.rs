@@ -42,12 +42,15 @@
 mod client;
 mod remote_bed;
 mod remote_nodes;
+mod server;
 mod testbed_mode;
 mod tls;
 pub(crate) mod topology_out;
+pub mod wire;
 
-pub use client::{LabClient, SessionInfo};
+pub use client::LabClient;
 pub use remote_bed::RemoteBed;
+pub use server::LabServer;
 pub use tls::{http_client, CA_VAR};
 
 /// The environment variable that points tests at a lab server.

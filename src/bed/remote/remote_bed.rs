@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::bed::remote::client::{checked, net, LabClient};
+use crate::bed::remote::wire::{Acquired, Devices, FileEntry, Files, Lab};
 use crate::error::{Error, Result};
 use crate::pcap::Capture;
 use crate::vm::console::Console;
@@ -20,7 +21,7 @@ use crate::vm::console::Console;
 /// A lab held by this client's session.
 pub struct RemoteBed {
     client: Option<LabClient>,
-    lab: Value,
+    lab: Lab,
     console: Option<Console>,
     bridge_stop: Arc<AtomicBool>,
     bridge: Option<std::thread::JoinHandle<()>>,
@@ -32,7 +33,7 @@ pub struct RemoteBed {
     /// releasing it.
     destroy: bool,
     /// What the lab says of its bed: the DUT's MACs and capture offset.
-    devices: Value,
+    devices: Devices,
 }
 
 impl LabClient {
@@ -63,29 +64,28 @@ impl LabClient {
             .multipart(form)
             .send()
             .map_err(net("upload the topology"))?;
-        let v: Value = checked(r, "acquire a lab")?
+        let got: Acquired = checked(r, "acquire a lab")?
             .json()
             .map_err(net("read the lab"))?;
-        log::info!(target: "alpy::lab", "lab {} ({}), reused: {}", v["lab"]["lab_id"], v["lab"]["name"], v["reused"]);
+        log::info!(target: "alpy::lab", "lab {} ({}), reused: {}", got.lab.lab_id, got.lab.name, got.reused);
+        let devices = self.get_json("/lab/devices", "list devices")?;
         let own_dir = dir.is_none();
         let dir = dir.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("alpy-remote-{}", &self.session[..16]))
         });
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let mut bed = RemoteBed {
+        Ok(RemoteBed {
             client: Some(self),
-            lab: v["lab"].clone(),
+            lab: got.lab,
             console: None,
             bridge_stop: Arc::new(AtomicBool::new(false)),
             bridge: None,
             dir,
             own_dir,
             destroy: !reuse,
-            devices: Value::Null,
-        };
-        bed.devices = bed.devices()?;
-        Ok(bed)
+            devices,
+        })
     }
 
     /// [`LabClient::acquire`] with a topology file as a local test bed
@@ -120,24 +120,13 @@ impl LabClient {
         origin: &str,
         resolve: impl Fn(&str) -> Result<PathBuf>,
     ) -> Result<()> {
-        let r = self
-            .http
-            .get(format!("{}/store", self.url))
-            .send()
-            .map_err(net("list the store"))?;
-        let store: Value = checked(r, "list the store")?
-            .json()
-            .map_err(net("read the store"))?;
+        let store: Files = self.get_json("/store", "list the store")?;
         let by_hash = |sha: &str| {
-            store["files"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find_map(|f| {
-                    (f["sha256"] == sha)
-                        .then(|| f["name"].as_str().map(str::to_string))
-                        .flatten()
-                })
+            store
+                .files
+                .iter()
+                .find(|f| f.sha256.as_deref() == Some(sha))
+                .map(|f| f.name.clone())
         };
         for (key, v) in crate::bed::topology::boot_files_mut(t) {
             let Some(s) = v.as_str().filter(|s| !s.starts_with("store:")) else {
@@ -166,43 +155,25 @@ impl RemoteBed {
     }
 
     /// The lab as the server describes it (id, status, refcount, bed).
-    pub fn lab(&self) -> &Value {
+    pub fn lab(&self) -> &Lab {
         &self.lab
-    }
-
-    /// `GET /lab/devices`: nodes, links, the DUT's MACs, the capture
-    /// offset.
-    fn devices(&self) -> Result<Value> {
-        let c = self.client()?;
-        let r = c
-            .with_session(c.http.get(format!("{}/lab/devices", c.url)))
-            .send()
-            .map_err(net("list devices"))?;
-        checked(r, "list devices")?
-            .json()
-            .map_err(net("read devices"))
     }
 
     /// The DUT's MAC on link `i`, as the lab's bed has it.
     pub fn dut_mac(&self, i: usize) -> Option<crate::addr::Mac> {
-        self.devices["dut_macs"][i].as_str()?.parse().ok()
+        self.devices.dut_macs.get(i)?.parse().ok()
     }
 
     /// What to add to the lab's raw capture stamps for the lab host's
     /// time (its bed measured it when the DUT was resumed).
     pub fn capture_offset(&self) -> Option<f64> {
-        self.devices["capture_offset"].as_f64()
+        self.devices.capture_offset
     }
 
     /// The nodes' names.
     pub fn nodes(&self) -> Result<Vec<String>> {
-        let v = self.devices()?;
-        Ok(v["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str().map(str::to_string))
-            .collect())
+        let now: Devices = self.client()?.get_json("/lab/devices", "list devices")?;
+        Ok(now.nodes)
     }
 
     /// Runs `cmd` in node `node`: (exit code, stdout, stderr).
@@ -312,7 +283,7 @@ impl RemoteBed {
                     .spawn(move || bridge(ws, theirs, &stop))
                     .map_err(|e| Error::io("spawn the console bridge", e))?,
             );
-            let name = format!("remote-{}/dut", self.lab["name"].as_str().unwrap_or("lab"));
+            let name = format!("remote-{}/dut", self.lab.name);
             self.console = Some(Console::new(
                 ours,
                 &name,
@@ -385,20 +356,11 @@ impl Drop for RemoteBed {
 /// Copies the lab bed's `*.log` files into `dest` (at most 256 MiB).
 fn fetch_logs(client: &LabClient, dest: &Path) -> Result<()> {
     const MAX_TOTAL: u64 = 256 << 20;
-    let r = client
-        .with_session(client.http.get(format!("{}/lab/logs", client.url)))
-        .send()
-        .map_err(net("list the lab's logs"))?;
-    let list: Value = checked(r, "list the lab's logs")?
-        .json()
-        .map_err(net("read the list of logs"))?;
+    let list: Files = client.get_json("/lab/logs", "list the lab's logs")?;
     std::fs::create_dir_all(dest)
         .map_err(|e| Error::io(format!("create {}", dest.display()), e))?;
     let mut total = 0;
-    for f in list["files"].as_array().into_iter().flatten() {
-        let (Some(name), size) = (f["name"].as_str(), f["size"].as_u64().unwrap_or(0)) else {
-            continue;
-        };
+    for FileEntry { name, size, .. } in list.files {
         if total + size > MAX_TOTAL {
             log::warn!(target: "alpy::lab", "the lab's {name} ({size} bytes) left on the lab: over 256 MiB of logs");
             continue;
@@ -430,9 +392,9 @@ fn wait_gone(client: &LabClient, timeout: Duration) -> Result<()> {
             return Ok(());
         }
         let status = checked(r, "ask for the lab")?
-            .json::<Value>()
-            .map_err(net("read the lab"))?["status"]
-            .clone();
+            .json::<Lab>()
+            .map_err(net("read the lab"))?
+            .status;
         if std::time::Instant::now() >= deadline {
             return Err(Error::Timeout {
                 what: format!("the lab to go down (it is {status})"),

@@ -1,139 +1,135 @@
-//! `alpy lab`: a lab server's state, for people (the `alpy::lab` client
-//! is for tests).
+//! `alpy lab`: a lab server's state and the operator's actions, for
+//! people, through [`alpy::lab::LabServer`] (the `alpy::lab` client is
+//! for tests).
 
-use serde_json::Value;
+use alpy::lab::wire::{Queue, SessionStatus};
+use alpy::lab::LabServer;
+use clap::{Args, Subcommand};
 
-/// The server and token: flags, else `REMOTE_LAB_URL` / `REMOTE_LAB_TOKEN`.
-fn target(url: Option<String>, token: Option<String>) -> alpy::Result<(String, String)> {
-    let url = url
-        .or_else(|| std::env::var(alpy::lab::URL_VAR).ok())
-        .ok_or_else(|| alpy::Error::Config(format!("give --url or set {}", alpy::lab::URL_VAR)))?;
-    let token = token
-        .or_else(|| std::env::var(alpy::lab::TOKEN_VAR).ok())
-        .ok_or_else(|| {
-            alpy::Error::Config(format!("give --token or set {}", alpy::lab::TOKEN_VAR))
-        })?;
-    Ok((url.trim_end_matches('/').to_string(), token))
-}
-
-/// A transport failure (no answer) as a lab error.
-fn unreached(what: String) -> impl FnOnce(reqwest::Error) -> alpy::Error {
-    move |e| alpy::Error::Lab {
-        what,
-        status: e.status().map(|s| s.as_u16()),
-        detail: e.to_string(),
-    }
-}
-
-/// A refusal: the server's status and its `detail`.
-fn refused(what: String, status: reqwest::StatusCode, v: &Value) -> alpy::Error {
-    alpy::Error::Lab {
-        what,
-        status: Some(status.as_u16()),
-        detail: v["detail"].as_str().unwrap_or("(no detail)").to_string(),
-    }
-}
-
-fn get(url: &str, token: &str, path: &str) -> alpy::Result<Value> {
-    let what = format!("GET {url}{path}");
-    let r = alpy::lab::http_client(token, std::time::Duration::from_secs(60))?
-        .get(format!("{url}{path}"))
-        .send()
-        .map_err(unreached(what.clone()))?;
-    let status = r.status();
-    if !status.is_success() {
-        // The status first: a proxy's refusal may not be JSON.
-        let v: Value = r.json().unwrap_or_default();
-        return Err(refused(what, status, &v));
-    }
-    r.json().map_err(unreached(what))
-}
-
-/// `alpy lab status|queue|sessions|destroy`.
-pub(crate) fn run(
-    what: &str,
-    id: Option<&str>,
-    force: bool,
-    json: bool,
+/// Which server, with which token.
+#[derive(Args, Debug)]
+pub(crate) struct Target {
+    /// The server (default: REMOTE_LAB_URL).
+    #[arg(long, global = true)]
     url: Option<String>,
+    /// The API token (default: REMOTE_LAB_TOKEN).
+    #[arg(long, global = true)]
     token: Option<String>,
-) -> alpy::Result<()> {
-    let (url, token) = target(url, token)?;
-    if what == "destroy" {
-        return destroy(&url, &token, id, force);
-    }
-    let q = get(&url, &token, "/queue")?;
-    let empty = Vec::new();
-    let sessions = q["sessions"].as_array().unwrap_or(&empty);
-    let labs = q["labs"].as_array().unwrap_or(&empty);
+    /// Print JSON (the API's own shapes).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// What to ask of the lab server.
+#[derive(Subcommand, Debug)]
+pub(crate) enum LabCommand {
+    /// Sessions and labs at a glance.
+    Status,
+    /// The live sessions, active first, then the queue in order.
+    #[command(alias = "sessions")]
+    Queue,
+    /// Operator: destroy a lab.
+    Destroy {
+        /// The lab's id (`alpy lab status` lists them).
+        lab_id: String,
+        /// Even if sessions hold it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Operator: end a session, by its handle (`alpy lab queue`).
+    End {
+        /// The session's handle.
+        handle: String,
+    },
+    /// Operator: move a waiting session to a place in the queue.
+    Move {
+        /// The session's handle.
+        handle: String,
+        /// The place to move it to (1 = next).
+        position: u32,
+    },
+}
+
+/// `alpy lab ...`.
+pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
+    let lab = LabServer::from_args_or_env(target.url, target.token)?;
+    let json = target.json;
     match what {
-        "status" => {
+        LabCommand::Status => {
+            let q = lab.queue()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&q).unwrap_or_default());
-                return Ok(());
+                return print_json(&q);
             }
-            let active = sessions.iter().filter(|s| s["status"] == "active").count();
-            println!(
-                "{url}: {active} active session(s), {} waiting, {} lab(s)",
-                sessions.len() - active,
-                labs.len()
-            );
-            for l in labs {
-                println!(
-                    "  lab {}  {:<16} {:<10} held by {}",
-                    l["lab_id"].as_str().unwrap_or("?"),
-                    l["name"].as_str().unwrap_or("?"),
-                    l["status"].as_str().unwrap_or("?"),
-                    l["refcount"]
-                );
-            }
+            status(lab.url(), &q);
         }
-        "queue" | "sessions" => {
+        LabCommand::Queue => {
+            let q = lab.queue()?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(sessions).unwrap_or_default()
-                );
-                return Ok(());
+                return print_json(&q.sessions);
             }
-            println!(
-                "{:<4} {:<14} {:<8} {:<12} lab",
-                "pos", "session", "status", "owner"
-            );
-            for s in sessions {
-                println!(
-                    "{:<4} {:<14} {:<8} {:<12} {}",
-                    s["position"],
-                    s["handle"].as_str().unwrap_or("?"),
-                    s["status"].as_str().unwrap_or("?"),
-                    s["owner"].as_str().unwrap_or("?"),
-                    s["lab_id"].as_str().unwrap_or("-")
-                );
-            }
+            queue(&q);
         }
-        other => {
-            return Err(alpy::Error::Config(format!(
-                "unknown lab command {other:?}"
-            )))
+        LabCommand::Destroy { lab_id, force } => {
+            let d = lab.destroy_lab(&lab_id, force)?;
+            if json {
+                return print_json(&d);
+            }
+            println!("lab {} is being destroyed", d.lab_id);
+        }
+        LabCommand::End { handle } => {
+            lab.end_session(&handle)?;
+            println!("session {handle} ended");
+        }
+        LabCommand::Move { handle, position } => {
+            let m = lab.move_session(&handle, position)?;
+            if json {
+                return print_json(&m);
+            }
+            println!("session {} is now at position {}", m.handle, m.position);
         }
     }
     Ok(())
 }
 
-/// `alpy lab destroy LAB_ID` (an operator's token).
-fn destroy(url: &str, token: &str, id: Option<&str>, force: bool) -> alpy::Result<()> {
-    let id =
-        id.ok_or_else(|| alpy::Error::Config("say which lab: alpy lab destroy LAB_ID".into()))?;
-    let what = format!("destroy lab {id} ({url})");
-    let r = alpy::lab::http_client(token, std::time::Duration::from_secs(60))?
-        .delete(format!("{url}/labs/{id}?force={force}"))
-        .send()
-        .map_err(unreached(what.clone()))?;
-    let status = r.status();
-    let v: Value = r.json().unwrap_or_default();
-    if !status.is_success() {
-        return Err(refused(what, status, &v));
-    }
-    println!("lab {id} is being destroyed");
+fn print_json<T: serde::Serialize>(v: &T) -> alpy::Result<()> {
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| alpy::Error::Internal(format!("print JSON: {e}")))?;
+    println!("{text}");
     Ok(())
+}
+
+fn status(url: &str, q: &Queue) {
+    let active = q
+        .sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Active)
+        .count();
+    println!(
+        "{url}: {active} active session(s), {} waiting, {} lab(s)",
+        q.sessions.len() - active,
+        q.labs.len()
+    );
+    for l in &q.labs {
+        println!(
+            "  lab {}  {:<16} {:<10} held by {}",
+            l.lab_id, l.name, l.status, l.refcount
+        );
+    }
+}
+
+fn queue(q: &Queue) {
+    println!(
+        "{:<4} {:<14} {:<8} {:<12} lab",
+        "pos", "session", "status", "owner"
+    );
+    for s in &q.sessions {
+        println!(
+            "{:<4} {:<14} {:<8} {:<12} {}",
+            s.position,
+            s.handle,
+            s.status,
+            s.owner,
+            s.lab_id.as_deref().unwrap_or("-")
+        );
+    }
 }

@@ -179,29 +179,18 @@ enum Command {
         #[arg(long)]
         seconds: Option<f64>,
     },
-    /// A lab server's state (alpy-lab): `status`, `queue` (or `sessions`),
-    /// `destroy LAB_ID [--force]`. The server and token come from --url
-    /// and --token, else REMOTE_LAB_URL and REMOTE_LAB_TOKEN.
+    /// A lab server (alpy-lab): its state (`status`, `queue`), and the
+    /// operator's actions (`destroy`, `end`, `move`). The server and token
+    /// come from --url and --token, else REMOTE_LAB_URL and
+    /// REMOTE_LAB_TOKEN; --json prints the API's own shapes.
     ///
-    /// Example: `alpy lab status`, or `alpy lab destroy 3f2a9c... --force`.
+    /// Example: `alpy lab status`, `alpy lab move 0123456789ab 1`, or
+    /// `alpy lab destroy 3f2a9c... --force`.
     Lab {
-        /// status, queue, sessions or destroy.
-        #[arg(value_parser = ["status", "queue", "sessions", "destroy"])]
-        what: String,
-        /// The lab to destroy.
-        id: Option<String>,
-        /// Destroy even if sessions hold it.
-        #[arg(long)]
-        force: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// The server (default: REMOTE_LAB_URL).
-        #[arg(long)]
-        url: Option<String>,
-        /// The API token (default: REMOTE_LAB_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
+        #[command(flatten)]
+        target: lab::Target,
+        #[command(subcommand)]
+        what: lab::LabCommand,
     },
     /// Draw a topology file as a Graphviz graph (DOT), and as SVG (drawn
     /// by alpy itself: no Graphviz needed; every bed also writes its
@@ -341,14 +330,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("capture", &e),
         },
-        Command::Lab {
-            what,
-            id,
-            force,
-            json,
-            url,
-            token,
-        } => match lab::run(&what, id.as_deref(), force, json, url, token) {
+        Command::Lab { target, what } => match lab::run(target, what) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("lab", &e),
         },

@@ -1,0 +1,107 @@
+//! A lab server seen from outside any session: what it holds, and the
+//! operator's actions. `alpy lab` is built on it; a script can be too.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder};
+use serde::de::DeserializeOwned;
+
+use super::client::{checked, net};
+use super::wire::{Destroying, MoveTo, Moved, Queue};
+use crate::error::{Error, Result};
+
+/// A lab server and a token, with no session: for looking at the queue
+/// and labs, and (with an operator's token) for ending sessions, moving
+/// them in the queue and destroying labs.
+///
+/// ```no_run
+/// # fn main() -> alpy::Result<()> {
+/// let lab = alpy::lab::LabServer::new("http://lab-host:8300", "alpylab_...")?;
+/// let q = lab.queue()?;
+/// for s in &q.sessions {
+///     println!("{} {} {}", s.position, s.handle, s.status);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct LabServer {
+    url: String,
+    http: Client,
+}
+
+impl LabServer {
+    /// The server at `url` (`https://` is checked against the system's
+    /// CAs and `REMOTE_LAB_CA`'s), called with `token`.
+    pub fn new(url: &str, token: &str) -> Result<LabServer> {
+        Ok(LabServer {
+            url: url.trim_end_matches('/').to_string(),
+            http: super::tls::http_client(token, Duration::from_secs(60))?,
+        })
+    }
+
+    /// The server at `url`, else `REMOTE_LAB_URL`, with `token`, else
+    /// `REMOTE_LAB_TOKEN`: an error naming what to give when one is
+    /// missing.
+    pub fn from_args_or_env(url: Option<String>, token: Option<String>) -> Result<LabServer> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let url = url
+            .or_else(|| var(super::URL_VAR))
+            .ok_or_else(|| Error::Config(format!("give --url or set {}", super::URL_VAR)))?;
+        let token = token
+            .or_else(|| var(super::TOKEN_VAR))
+            .ok_or_else(|| Error::Config(format!("give --token or set {}", super::TOKEN_VAR)))?;
+        LabServer::new(&url, &token)
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The live sessions (by handle) and the labs, as this token may see
+    /// them.
+    pub fn queue(&self) -> Result<Queue> {
+        self.call(self.http.get(self.at("/queue")), "GET /queue")
+    }
+
+    /// Operator: destroys lab `id`; `force` even if sessions hold it.
+    pub fn destroy_lab(&self, id: &str, force: bool) -> Result<Destroying> {
+        let path = format!("/labs/{id}?force={force}");
+        self.call(
+            self.http.delete(self.at(&path)),
+            &format!("destroy lab {id}"),
+        )
+    }
+
+    /// Operator: ends the live session with this handle (its lab is
+    /// released; the next in the queue is promoted).
+    pub fn end_session(&self, handle: &str) -> Result<()> {
+        let what = format!("end session {handle}");
+        let r = self
+            .http
+            .delete(self.at(&format!("/sessions/{handle}")))
+            .send()
+            .map_err(net(&what))?;
+        checked(r, &what).map(drop)
+    }
+
+    /// Operator: moves the waiting session with this handle to
+    /// `position` in the queue (1 = next).
+    pub fn move_session(&self, handle: &str, position: u32) -> Result<Moved> {
+        self.call(
+            self.http
+                .post(self.at(&format!("/sessions/{handle}/position")))
+                .json(&MoveTo { position }),
+            &format!("move session {handle}"),
+        )
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    fn call<T: DeserializeOwned>(&self, req: RequestBuilder, what: &str) -> Result<T> {
+        let what = format!("{what} ({})", self.url);
+        let r = req.send().map_err(net(&what))?;
+        checked(r, &what)?.json().map_err(net(&what))
+    }
+}

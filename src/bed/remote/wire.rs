@@ -1,0 +1,303 @@
+//! The lab API's answers as types: one set that the server (`alpy-lab`)
+//! serializes and the client ([`super::LabClient`], [`super::LabServer`])
+//! and `alpy lab` deserialize, so the two sides cannot drift apart. With
+//! the `openapi` feature each type also describes itself as a schema,
+//! which is how the server's `/openapi.json` is generated.
+//!
+//! ```
+//! use alpy::lab::wire::{Session, SessionStatus};
+//! let s: Session = serde_json::from_str(
+//!     r#"{"handle": "0123456789ab", "status": "waiting", "position": 2,
+//!         "owner": "ci", "created": 1.0, "last_heartbeat": 2.0,
+//!         "lab_id": null, "note": null}"#,
+//! ).unwrap();
+//! assert_eq!(s.status, SessionStatus::Waiting);
+//! assert!(s.session_id.is_none()); // only its owner sees the id
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// In the queue.
+    Waiting,
+    /// Holds the lab host: may acquire labs.
+    Active,
+    /// Ended by its owner or an operator.
+    Ended,
+    /// Ended by the server: its heartbeats stopped.
+    Expired,
+}
+
+/// Where a lab is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum LabStatus {
+    /// Its bed is being stood up.
+    Starting,
+    /// Up, and held by at least one session.
+    Up,
+    /// Up, and held by nobody: kept for reuse until room is needed.
+    Idle,
+    /// Being taken down.
+    Destroying,
+}
+
+macro_rules! words {
+    ($t:ty, $what:literal, $($v:ident = $s:literal),+) => {
+        impl $t {
+            /// The word the API and the database use.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),+ }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($s => Ok(Self::$v),)+
+                    other => Err(format!(
+                        concat!("unknown ", $what, " status {:?} (known: {})"),
+                        other,
+                        [$($s),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+words!(
+    SessionStatus,
+    "session",
+    Waiting = "waiting",
+    Active = "active",
+    Ended = "ended",
+    Expired = "expired"
+);
+words!(
+    LabStatus,
+    "lab",
+    Starting = "starting",
+    Up = "up",
+    Idle = "idle",
+    Destroying = "destroying"
+);
+
+impl SessionStatus {
+    /// Waiting or active: not over.
+    pub fn is_live(self) -> bool {
+        matches!(self, SessionStatus::Waiting | SessionStatus::Active)
+    }
+}
+
+impl LabStatus {
+    /// Up or idle: its bed answers.
+    pub fn is_standing(self) -> bool {
+        matches!(self, LabStatus::Up | LabStatus::Idle)
+    }
+}
+
+/// A session as the API shows it to a given caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Session {
+    /// Its id: only in answers to its owner, who presented (or has just
+    /// received) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The first 12 hex digits of the id's SHA-256: safe to show; an
+    /// operator names a session by it.
+    pub handle: String,
+    /// Where it is in its life.
+    pub status: SessionStatus,
+    /// 0 when active, else the place in the queue (1 = next).
+    pub position: i64,
+    /// The name of the token that created it.
+    pub owner: String,
+    /// Seconds since the epoch.
+    pub created: f64,
+    /// Seconds since the epoch.
+    pub last_heartbeat: f64,
+    /// The lab it holds, if any.
+    #[serde(default)]
+    pub lab_id: Option<String>,
+    /// What happened to it, if anything (why it expired, say).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A lab as the API shows it to a given caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Lab {
+    /// The lab's id.
+    pub lab_id: String,
+    /// SHA-256 of its checked topology and extra files: equal topologies
+    /// share a lab.
+    pub topology_hash: String,
+    /// The topology's name.
+    pub name: String,
+    /// The name of the token that stood it up.
+    pub owner: String,
+    /// Where it is in its life.
+    pub status: LabStatus,
+    /// Sessions holding it.
+    pub refcount: i64,
+    /// The bed's id in the lab host's registry, once up.
+    #[serde(default)]
+    pub bed_id: Option<String>,
+    /// Operators only: the bed's description (`alpy up --json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub bed: Option<serde_json::Value>,
+    /// Operators only: the lab's directory on the lab host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+/// `GET /queue`: the live sessions (active first, then the queue in
+/// order) and the labs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Queue {
+    /// Live sessions, by handle (no ids).
+    pub sessions: Vec<Session>,
+    /// Every lab.
+    pub labs: Vec<Lab>,
+}
+
+/// `POST /lab`: the lab the session now holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Acquired {
+    /// True when another session's equal lab was joined.
+    pub reused: bool,
+    /// The lab.
+    pub lab: Lab,
+}
+
+/// `GET /lab/devices`: what a held lab has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Devices {
+    /// The topology's name.
+    pub name: String,
+    /// The nodes' names.
+    pub nodes: Vec<String>,
+    /// The links' names (a link is named by its node).
+    pub links: Vec<String>,
+    /// The console WebSocket's path.
+    pub console: String,
+    /// The DUT's NIC MACs, in link order.
+    #[serde(default)]
+    pub dut_macs: Vec<String>,
+    /// Host time minus capture time, in seconds, when known.
+    #[serde(default)]
+    pub capture_offset: Option<f64>,
+}
+
+/// `POST /lab/release`: the hold was given back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Released {
+    /// The lab that was held.
+    pub lab_id: String,
+    /// Sessions still holding it.
+    pub refcount: i64,
+}
+
+/// `DELETE /lab`, `DELETE /labs/{id}`: the lab is being taken down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Destroying {
+    /// The lab.
+    pub lab_id: String,
+    /// Always `destroying`.
+    pub status: LabStatus,
+}
+
+/// `POST /sessions/{handle}/position`: where the session now waits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Moved {
+    /// The session's handle.
+    pub handle: String,
+    /// Its place in the queue now (1 = next).
+    pub position: i64,
+}
+
+/// The body of `POST /sessions/{handle}/position`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MoveTo {
+    /// The place in the queue to move to (1 = next).
+    pub position: u32,
+}
+
+/// A file: a store entry (with its hash) or a lab log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileEntry {
+    /// Its name (a store name, or a log's file name).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256 (store entries only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// `GET /store` and `GET /lab/logs`: a list of files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Files {
+    /// The files.
+    pub files: Vec<FileEntry>,
+}
+
+/// Every error answer: a status code and this body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// What was wrong, and how to fix it where the server knows.
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_the_words_of_the_wire() {
+        for s in [
+            SessionStatus::Waiting,
+            SessionStatus::Active,
+            SessionStatus::Ended,
+            SessionStatus::Expired,
+        ] {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(s.as_str().parse::<SessionStatus>().unwrap(), s);
+        }
+        for s in [
+            LabStatus::Starting,
+            LabStatus::Up,
+            LabStatus::Idle,
+            LabStatus::Destroying,
+        ] {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+            assert_eq!(s.as_str().parse::<LabStatus>().unwrap(), s);
+        }
+        let e = "gone".parse::<LabStatus>().unwrap_err();
+        assert!(e.contains("\"gone\"") && e.contains("destroying"), "{e}");
+    }
+}
