@@ -6,13 +6,16 @@
 //! against: 201 for a new session, 423 for a call that needs the active
 //! session, 409 for a conflict, 413 for a body over the limit.
 
+use crate::openapi::{ApiDoc, SessionHeader};
+use alpy::lab::wire::ErrorBody;
 use alpy::lab::wire::SessionStatus;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::auth::{own_session, Caller, OwnSession};
@@ -29,6 +32,8 @@ pub struct App {
     pub db: Arc<Db>,
     /// Wakes housekeeping (a session was created or ended).
     pub wake: tokio::sync::Notify,
+    /// The OpenAPI document (set when the router is built).
+    pub openapi: std::sync::OnceLock<serde_json::Value>,
     /// The store's files with their SHA-256 (computed at start).
     pub store_hashes: Vec<FileEntry>,
 }
@@ -93,26 +98,36 @@ impl App {
     }
 }
 
-/// All routes.
-pub fn router(app: Shared) -> Router {
-    let limit = app.cfg.limits.max_body_bytes;
-    let body_timeout = std::time::Duration::from_secs_f64(app.cfg.timeouts.body_s);
-    Router::new()
-        .route("/session", post(create_session))
-        .route("/session/heartbeat", post(heartbeat))
-        .route("/session/{id}", get(get_session).delete(delete_session))
-        .route("/active-session", get(get_active_session))
-        .route("/queue", get(queue))
-        .route("/store", get(store))
-        .route("/healthz", get(|| async { StatusCode::NO_CONTENT }))
-        .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|_: Caller| async { Json(crate::openapi::document()) }),
-        )
+/// Every route with its OpenAPI description, and the document they make.
+pub fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_session))
+        .routes(routes!(heartbeat))
+        .routes(routes!(get_session, delete_session))
+        .routes(routes!(get_active_session))
+        .routes(routes!(queue))
+        .routes(routes!(store))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
         .merge(crate::lab_api::routes())
         .merge(crate::remote::routes())
         .merge(crate::operator::routes())
+        .split_for_parts();
+    crate::openapi::add_auth_answers(&mut doc);
+    (routes, doc)
+}
+
+/// All routes, with the limits and the JSON errors.
+pub fn router(app: Shared) -> Router {
+    let limit = app.cfg.limits.max_body_bytes;
+    let body_timeout = std::time::Duration::from_secs_f64(app.cfg.timeouts.body_s);
+    let (routes, doc) = routes();
+    // Set once, here; a second router over the same state keeps the first.
+    let _ = app
+        .openapi
+        .set(serde_json::to_value(&doc).unwrap_or_default());
+    routes
         // The extractors' own limit covers bodies of unknown length; the
         // layer refuses a declared Content-Length over the limit before
         // reading any of it, so the client gets its 413 instead of a reset.
@@ -132,6 +147,7 @@ pub fn new_id() -> ApiResult<String> {
     Ok(hex::encode(b))
 }
 
+#[utoipa::path(post, path = "/session", tag = "sessions", responses((status = 201, description = "the new session, with its id", body = Session), (status = 403, description = "a viewer token", body = ErrorBody), (status = 429, description = "the token has limits.max_sessions_per_token live sessions", body = ErrorBody)))]
 async fn create_session(State(app): State<Shared>, caller: Caller) -> ApiResult<Response> {
     caller.at_least(Role::User)?;
     let id = new_id()?;
@@ -153,6 +169,7 @@ async fn create_session(State(app): State<Shared>, caller: Caller) -> ApiResult<
         .into_response())
 }
 
+#[utoipa::path(get, path = "/session/{id}", tag = "sessions", params(("id" = String, Path, description = "the session's id")), responses((status = 200, description = "the session", body = Session), (status = 404, description = "no such session for this token", body = ErrorBody)))]
 async fn get_session(
     State(app): State<Shared>,
     caller: Caller,
@@ -164,6 +181,7 @@ async fn get_session(
 
 /// The active session, by its handle (an id is a credential: its owner
 /// has it already).
+#[utoipa::path(get, path = "/active-session", tag = "sessions", responses((status = 200, description = "the active session, by handle (no id)", body = Session), (status = 404, description = "none is active", body = ErrorBody)))]
 async fn get_active_session(State(app): State<Shared>, _: Caller) -> ApiResult<Json<Session>> {
     let q = app.db(|db| db.queue()).await?;
     let s = q
@@ -173,6 +191,7 @@ async fn get_active_session(State(app): State<Shared>, _: Caller) -> ApiResult<J
     Ok(Json(crate::wire::session(&s, None)))
 }
 
+#[utoipa::path(delete, path = "/session/{id}", tag = "sessions", params(("id" = String, Path, description = "the session's id")), responses((status = 204, description = "ended"), (status = 404, description = "no such session for this token", body = ErrorBody), (status = 409, description = "ended already", body = ErrorBody)))]
 async fn delete_session(
     State(app): State<Shared>,
     caller: Caller,
@@ -206,6 +225,7 @@ pub async fn end_session(app: &Shared, key: &str, by: &str) -> ApiResult<StatusC
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/session/heartbeat", tag = "sessions", params(SessionHeader), responses((status = 204, description = "noted"), (status = 404, description = "no such live session for this token", body = ErrorBody)))]
 async fn heartbeat(State(app): State<Shared>, own: OwnSession) -> ApiResult<StatusCode> {
     let key = own.session.key.clone();
     if app.db(move |db| db.heartbeat(&key)).await? {
@@ -220,6 +240,7 @@ async fn heartbeat(State(app): State<Shared>, own: OwnSession) -> ApiResult<Stat
 }
 
 /// Sessions (handles, no ids) and labs, as the caller may see them.
+#[utoipa::path(get, path = "/queue", tag = "service", responses((status = 200, description = "live sessions (handles, no ids) and labs (host paths for operators only)", body = Queue)))]
 async fn queue(State(app): State<Shared>, caller: Caller) -> ApiResult<Json<Queue>> {
     let (sessions, labs) = app.db(|db| Ok((db.queue()?, db.labs()?))).await?;
     Ok(Json(Queue {
@@ -231,12 +252,26 @@ async fn queue(State(app): State<Shared>, caller: Caller) -> ApiResult<Json<Queu
     }))
 }
 
+#[utoipa::path(get, path = "/store", tag = "service", responses((status = 200, description = "the image store's files", body = Files)))]
 async fn store(State(app): State<Shared>, _: Caller) -> ApiResult<Json<Files>> {
     Ok(Json(Files {
         files: app.store_hashes.clone(),
     }))
 }
 
+/// Liveness: no token needed.
+#[utoipa::path(get, path = "/healthz", tag = "service", security(()), responses((status = 204, description = "alive")))]
+async fn healthz() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, description = "the OpenAPI document", body = Object)))]
+async fn openapi_json(State(app): State<Shared>, _: Caller) -> Json<serde_json::Value> {
+    Json(app.openapi.get().cloned().unwrap_or_default())
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
 async fn metrics(State(app): State<Shared>, _: Caller) -> ApiResult<Response> {
     let (sessions, labs, expiries) = app
         .db(|db| Ok((db.queue()?, db.labs()?, db.counter("heartbeat_expiries")?)))

@@ -3,14 +3,16 @@
 //! a lab nobody holds stays up, idle, for the next session that asks for
 //! it), and destroy. Every one needs the caller's own active session.
 
+use crate::openapi::SessionHeader;
+use alpy::lab::wire::ErrorBody;
 use alpy::lab::wire::{Acquired, Destroying, Devices, Lab, LabStatus, Released};
 use std::time::{Duration, Instant};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{Multipart, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -22,11 +24,11 @@ use crate::labs;
 use crate::safety::{check_topology, extra_file_path};
 
 /// The lab routes.
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/lab", post(acquire).get(show).delete(destroy))
-        .route("/lab/devices", get(devices))
-        .route("/lab/release", post(release))
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(acquire, show, destroy))
+        .routes(routes!(devices))
+        .routes(routes!(release))
 }
 
 /// What a client uploaded.
@@ -108,6 +110,7 @@ fn topology_hash(text: &str, extra: &[(String, Vec<u8>)]) -> String {
     hex::encode(h.finalize())
 }
 
+#[utoipa::path(post, path = "/lab", tag = "lab", params(SessionHeader), request_body(content_type = "multipart/form-data", description = "topology (TOML, files as store:NAME), extra_files, reuse=true|false"), responses((status = 200, description = "the lab (reused or stood up)", body = Acquired), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 409, description = "no room: every lab slot is held", body = ErrorBody), (status = 413, description = "the upload is over limits.max_body_bytes", body = ErrorBody)))]
 async fn acquire(
     State(app): State<Shared>,
     ActiveSession(own): ActiveSession,
@@ -317,10 +320,12 @@ async fn held(app: &Shared, s: &ActiveSession) -> ApiResult<LabRow> {
         .ok_or_else(|| ApiError::not_found("this session holds no lab: POST /lab first"))
 }
 
+#[utoipa::path(get, path = "/lab", tag = "lab", params(SessionHeader), responses((status = 200, description = "the session's lab", body = Lab), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn show(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Lab>> {
     Ok(Json(crate::wire::lab(&held(&app, &s).await?, &s.caller)))
 }
 
+#[utoipa::path(get, path = "/lab/devices", tag = "lab", params(SessionHeader), responses((status = 200, description = "nodes, links and the console", body = Devices), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn devices(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Devices>> {
     let lab = held(&app, &s).await?;
     let bed = lab.bed.unwrap_or_default();
@@ -346,6 +351,7 @@ async fn devices(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<
     }))
 }
 
+#[utoipa::path(post, path = "/lab/release", tag = "lab", params(SessionHeader), responses((status = 200, description = "the hold was given back", body = Released), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn release(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Released>> {
     let key = s.session.key.clone();
     let (lab, refcount) = app
@@ -360,12 +366,15 @@ async fn release(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<
 }
 
 /// `?force=true`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Force {
+    /// Even if other sessions hold it.
     #[serde(default)]
     pub(crate) force: bool,
 }
 
+#[utoipa::path(delete, path = "/lab", tag = "lab", params(SessionHeader, Force), responses((status = 202, description = "being destroyed", body = Destroying), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 409, description = "others hold it (?force=true), or it is being destroyed", body = ErrorBody)))]
 async fn destroy(
     State(app): State<Shared>,
     s: ActiveSession,

@@ -4,22 +4,24 @@
 //! /lab/logs/{name}` sends one. Only plain files named `*.log` directly in
 //! that directory are served: no paths, no links.
 
+use crate::openapi::SessionHeader;
+use alpy::lab::wire::ErrorBody;
 use alpy::lab::wire::{FileEntry, Files};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{ApiError, ApiResult, Shared};
 use crate::auth::ActiveSession;
 use crate::remote::held_bed;
 
 /// The routes.
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/lab/logs", get(list))
-        .route("/lab/logs/{name}", get(one))
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
 }
 
 /// Whether `name` is a log the API serves: `*.log`, one plain name.
@@ -31,6 +33,7 @@ fn servable(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
+#[utoipa::path(get, path = "/lab/logs", tag = "lab", params(SessionHeader), responses((status = 200, description = "the *.log files of the lab's bed", body = Files), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn list(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Files>> {
     let (_, info) = held_bed(&app, &s).await?;
     let mut files = Vec::new();
@@ -55,6 +58,7 @@ async fn list(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<Fil
     Ok(Json(Files { files }))
 }
 
+#[utoipa::path(get, path = "/lab/logs/{name}", tag = "lab", params(SessionHeader, ("name" = String, Path, description = "a name from GET /lab/logs")), responses((status = 200, description = "the log", content_type = "text/plain", body = String), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn one(
     State(app): State<Shared>,
     s: ActiveSession,

@@ -60,6 +60,11 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Print the API's OpenAPI document (what `/openapi.json` serves), to
+    /// generate a client without a running server.
+    ///
+    /// Example: `alpy-lab openapi > alpy-lab.openapi.json`.
+    Openapi,
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -102,6 +107,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Openapi => {
+            let (_, doc) = api::routes();
+            match doc.to_pretty_json() {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("alpy-lab openapi: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,
@@ -171,6 +189,7 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
             db: Arc::new(db),
             wake: tokio::sync::Notify::new(),
             store_hashes,
+            openapi: std::sync::OnceLock::new(),
         });
         housekeeping::reap_at_start(&app).await;
         tokio::spawn(housekeeping::run(Arc::clone(&app)));

@@ -3,12 +3,13 @@
 //! (what `/queue` shows), never by their id. Every route needs an
 //! `operator` token: a `user` or `viewer` token gets 403.
 
-use alpy::lab::wire::{MoveTo, Moved};
+use alpy::lab::wire::ErrorBody;
+use alpy::lab::wire::{Destroying, MoveTo, Moved};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{end_session, ApiError, ApiResult, Shared};
 use crate::auth::Operator;
@@ -16,14 +17,15 @@ use crate::db::SessionRow;
 use crate::lab_api::{start_destroy, Force};
 
 /// The routes.
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/labs/{id}", delete(destroy_any))
-        .route("/sessions/{handle}", delete(end_any))
-        .route("/sessions/{handle}/position", post(move_session))
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(destroy_any))
+        .routes(routes!(end_any))
+        .routes(routes!(move_session))
 }
 
 /// `DELETE /labs/{id}`: `alpy lab destroy`.
+#[utoipa::path(delete, path = "/labs/{id}", tag = "operator", params(("id" = String, Path, description = "the lab"), Force), responses((status = 202, description = "being destroyed", body = Destroying), (status = 404, description = "no such lab", body = ErrorBody), (status = 409, description = "held by others without force", body = ErrorBody)))]
 async fn destroy_any(
     State(app): State<Shared>,
     Operator(caller): Operator,
@@ -50,6 +52,7 @@ async fn by_handle(app: &Shared, handle: &str) -> ApiResult<SessionRow> {
 }
 
 /// `DELETE /sessions/{handle}`: ends a session, releasing its lab.
+#[utoipa::path(delete, path = "/sessions/{handle}", tag = "operator", params(("handle" = String, Path, description = "the session's handle")), responses((status = 204, description = "ended"), (status = 404, description = "no live session with that handle", body = ErrorBody)))]
 async fn end_any(
     State(app): State<Shared>,
     Operator(caller): Operator,
@@ -61,6 +64,7 @@ async fn end_any(
 
 /// `POST /sessions/{handle}/position {"position": N}`: moves a waiting
 /// session to place N of the queue.
+#[utoipa::path(post, path = "/sessions/{handle}/position", tag = "operator", params(("handle" = String, Path, description = "the session's handle")), request_body = MoveTo, responses((status = 200, description = "its new position", body = Moved), (status = 404, description = "no live session with that handle", body = ErrorBody), (status = 409, description = "not waiting", body = ErrorBody)))]
 async fn move_session(
     State(app): State<Shared>,
     Operator(caller): Operator,

@@ -4,15 +4,17 @@
 //! while the bed runs), QMP, and power; the console, QMP and power of any
 //! machine of the bed (`?machine=NAME`, or `"machine"` in a QMP body).
 
+use crate::openapi::SessionHeader;
+use alpy::lab::wire::ErrorBody;
 use alpy::lab::wire::SessionStatus;
 use std::time::Duration;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -44,13 +46,13 @@ pub const QMP_ALLOWED: &[&str] = &[
 ];
 
 /// The remote bed's routes.
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/lab/console", get(console))
-        .route("/lab/nodes/{name}/exec", post(exec))
-        .route("/lab/links/{name}/pcap", get(pcap))
-        .route("/lab/qmp", post(qmp))
-        .route("/lab/power/{action}", post(power))
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(console))
+        .routes(routes!(exec))
+        .routes(routes!(pcap))
+        .routes(routes!(qmp))
+        .routes(routes!(power))
         .merge(crate::remote_apps::routes())
         .merge(crate::lab_logs::routes())
 }
@@ -112,8 +114,10 @@ async fn still_holds(app: &Shared, key: &str, lab: &str) -> bool {
 
 /// Which machine of the held lab a call is for (`?machine=r2`; none: the
 /// first, the DUT).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OnMachine {
+    /// The machine's name (none: the first, the DUT); a 404 names them.
     #[serde(default)]
     machine: Option<String>,
 }
@@ -125,6 +129,7 @@ fn machine_of(info: &alpy::bed::registry::BedInfo, machine: Option<&str>) -> Api
         .map_err(|e| ApiError::not_found(e.to_string()))
 }
 
+#[utoipa::path(get, path = "/lab/console", tag = "lab", params(SessionHeader, OnMachine), responses((status = 101, description = "switching protocols: the serial console, both ways"), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn console(
     State(app): State<Shared>,
     s: ActiveSession,
@@ -235,8 +240,9 @@ async fn bridge(
     cut
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ExecBody {
+    /// The command and its arguments.
     cmd: Vec<String>,
     /// How long to wait for it (default 120 s, at most an hour); past it
     /// the stream ends with `{"timed_out": true}`.
@@ -244,6 +250,7 @@ struct ExecBody {
     timeout_s: Option<f64>,
 }
 
+#[utoipa::path(post, path = "/lab/nodes/{name}/exec", tag = "lab", params(SessionHeader, ("name" = String, Path, description = "the node")), request_body = ExecBody, responses((status = 200, description = "JSON lines of {stdout} and {stderr}, then {exit_code} or {timed_out}", content_type = "application/x-ndjson", body = String), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn exec(
     State(app): State<Shared>,
     s: ActiveSession,
@@ -331,8 +338,11 @@ async fn exec(
 }
 
 /// `?follow=false`: the capture as it is now, not followed.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Follow {
+    /// Keep sending as the capture grows (default), or send it as it is
+    /// now and end.
     #[serde(default = "yes")]
     follow: bool,
 }
@@ -341,6 +351,7 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(get, path = "/lab/links/{name}/pcap", tag = "lab", params(SessionHeader, ("name" = String, Path, description = "the link (its node's name)"), Follow), responses((status = 200, description = "the link's capture, live while the bed runs", content_type = "application/vnd.tcpdump.pcap", body = Vec<u8>), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn pcap(
     State(app): State<Shared>,
     s: ActiveSession,
@@ -399,10 +410,13 @@ async fn pcap(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct QmpBody {
+    /// The QMP command (one of the allow-list).
     execute: String,
+    /// Its arguments.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     arguments: Option<serde_json::Value>,
     /// The machine (none: the first, the DUT).
     #[serde(default)]
@@ -432,6 +446,7 @@ async fn qmp_call(
     Ok(serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer)))
 }
 
+#[utoipa::path(post, path = "/lab/qmp", tag = "lab", params(SessionHeader), request_body = QmpBody, responses((status = 200, description = "QMP's return, as {\"return\": ..}", body = Object), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 403, description = "the command is not on the allow-list (the answer names it)", body = ErrorBody)))]
 async fn qmp(
     State(app): State<Shared>,
     s: ActiveSession,
@@ -454,6 +469,7 @@ async fn qmp(
     ))
 }
 
+#[utoipa::path(post, path = "/lab/power/{action}", tag = "lab", params(SessionHeader, ("action" = String, Path, description = "off, on or cycle"), OnMachine), responses((status = 200, description = "{\"action\", \"return\"}", body = Object), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn power(
     State(app): State<Shared>,
     s: ActiveSession,

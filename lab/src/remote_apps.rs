@@ -5,12 +5,14 @@
 //! artifacts, stopped when it goes down); the server only checks them:
 //! allow-listed images, no host mounts, the configured capabilities only.
 
+use crate::openapi::SessionHeader;
+use alpy::lab::wire::ErrorBody;
 use std::time::Duration;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,15 +24,16 @@ use crate::remote::held_bed;
 const MAX_RUN: Duration = Duration::from_secs(1800);
 
 /// The routes.
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/lab/nodes/{name}/apps", post(start))
-        .route("/lab/apps/{id}", delete(stop))
-        .route("/lab/nodes/{name}/link", post(link))
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(stop))
+        .routes(routes!(link))
 }
 
 /// `POST /lab/nodes/{name}/link`: impairment or carrier on a node's link
 /// (alpy's `LinkChange` as JSON), done by the lab's supervisor.
+#[utoipa::path(post, path = "/lab/nodes/{name}/link", tag = "lab", params(SessionHeader, ("name" = String, Path, description = "the node")), request_body(content = Object, description = "{\"change\": \"impair\", \"direction\": \"to_dut|to_node|both\", \"impairment\": {..}}, {\"change\": \"clear\"} or {\"change\": \"carrier\", \"up\": bool}"), responses((status = 204, description = "done"), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody)))]
 async fn link(
     State(app): State<Shared>,
     s: ActiveSession,
@@ -59,9 +62,10 @@ async fn link(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AppBody {
     /// alpy's `App`, as JSON.
+    #[schema(value_type = Object)]
     app: alpy::App,
     /// Start it and return its id (201) instead of waiting for its end.
     #[serde(default)]
@@ -75,6 +79,7 @@ fn default_timeout() -> f64 {
     120.0
 }
 
+#[utoipa::path(post, path = "/lab/nodes/{name}/apps", tag = "lab", params(SessionHeader, ("name" = String, Path, description = "the node")), request_body = AppBody, responses((status = 200, description = "the app's end: {exit_code, stdout, stderr}", body = Object), (status = 201, description = "started in the background: {app_id}", body = Object), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 409, description = "the supervisor refused it", body = ErrorBody)))]
 async fn start(
     State(app): State<Shared>,
     s: ActiveSession,
@@ -111,6 +116,7 @@ async fn start(
     }
 }
 
+#[utoipa::path(delete, path = "/lab/apps/{id}", tag = "lab", params(SessionHeader, ("id" = String, Path, description = "the app's id")), responses((status = 204, description = "stopped"), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 409, description = "it had failed", body = ErrorBody)))]
 async fn stop(
     State(app): State<Shared>,
     s: ActiveSession,
