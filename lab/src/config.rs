@@ -3,6 +3,7 @@
 //! topologies may use (the image store and the Docker allow-list), how many
 //! labs run at once, and the heartbeat limits.
 
+use crate::error::Error;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -244,17 +245,23 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// A new random token (256 bits, hex) prefixed `alpylab_`.
-pub fn new_token() -> Result<String, String> {
+pub fn new_token() -> Result<String, Error> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| format!("no randomness for a token: {e}"))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| Error::Refused(format!("no randomness for a token: {e}")))?;
     Ok(format!("alpylab_{}", hex::encode(b)))
 }
 
 impl Config {
     /// Reads and checks `path`; relative paths in it are made absolute.
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text =
+            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
+        let bad = |at: String, detail: String| Error::Config {
+            path: path.to_path_buf(),
+            at,
+            detail,
+        };
         let mut c: Config = toml::from_str(&text).map_err(|e| {
             let at = e
                 .span()
@@ -265,7 +272,7 @@ impl Config {
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();
-            format!("{}{at}: {}", path.display(), e.message())
+            bad(at, e.message().to_string())
         })?;
         // Absolute, so that labs (run in their own directories) find them.
         let parent = match path.parent() {
@@ -273,7 +280,7 @@ impl Config {
             _ => Path::new("."),
         };
         let base = std::fs::canonicalize(parent)
-            .map_err(|e| format!("cannot resolve {}: {e}", parent.display()))?;
+            .map_err(Error::io(format!("resolve {}", parent.display())))?;
         let base = base.as_path();
         if c.state_dir.is_relative() {
             c.state_dir = base.join(&c.state_dir);
@@ -295,17 +302,19 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for t in &c.tokens {
             if !names.insert(t.name.as_str()) {
-                return Err(format!(
-                    "{}: two [[token]] entries are named {:?}: each token needs its own name",
-                    path.display(),
-                    t.name
+                return Err(bad(
+                    String::new(),
+                    format!(
+                        "two [[token]] entries are named {:?}: each token needs its own name",
+                        t.name
+                    ),
                 ));
             }
         }
         if c.limits.max_labs == 0 {
-            return Err(format!(
-                "{}: limits.max_labs must be at least 1",
-                path.display()
+            return Err(bad(
+                String::new(),
+                "limits.max_labs must be at least 1".into(),
             ));
         }
         Ok(c)
@@ -345,23 +354,28 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 /// Adds a token named `name` to the configuration file at `path`
 /// (appending a `[[token]]` table) and returns the token, which is shown
 /// once and never stored.
-pub fn create_token(path: &Path, name: &str, role: Role) -> Result<String, String> {
+pub fn create_token(path: &Path, name: &str, role: Role) -> Result<String, Error> {
     let c = Config::load(path)?;
+    let bad = |detail: String| Error::Config {
+        path: path.to_path_buf(),
+        at: String::new(),
+        detail,
+    };
     if c.tokens.iter().any(|t| t.name == name) {
-        return Err(format!("{}: a token named {name:?} exists", path.display()));
+        return Err(bad(format!("a token named {name:?} exists")));
     }
     if name.is_empty()
         || !name
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || "-_.@".contains(ch))
     {
-        return Err(format!(
+        return Err(bad(format!(
             "bad token name {name:?}: use letters, digits, - _ . @"
-        ));
+        )));
     }
     let token = new_token()?;
-    let mut text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut text =
+        std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
     if !text.ends_with('\n') {
         text.push('\n');
     }
@@ -370,8 +384,8 @@ pub fn create_token(path: &Path, name: &str, role: Role) -> Result<String, Strin
         hash_token(&token)
     ));
     let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    std::fs::write(&tmp, text).map_err(Error::io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(Error::io(format!("replace {}", path.display())))?;
     Ok(token)
 }
 
@@ -402,10 +416,20 @@ mod tests {
         assert_eq!(c.token(&token).map(|t| t.name.as_str()), Some("ci"));
         assert_eq!(c.token(&token).map(|t| t.role), Some(Role::Operator));
         assert!(c.token("alpylab_guess").is_none());
+        // A missing file is an I/O error a caller can tell apart.
         let e = Config::load(Path::new("/nonexistent/lab.toml")).unwrap_err();
-        assert!(e.contains("/nonexistent"), "{e}");
+        assert!(
+            matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("cannot read /nonexistent"), "{e}");
         std::fs::write(dir.join("bad.toml"), "listen = \"x\"\nlsten = 1\n").unwrap();
         let e = Config::load(&dir.join("bad.toml")).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { at, .. } if at == ":2:1"),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(
             e.contains("bad.toml:2:1") && e.contains("unknown field"),
             "{e}"
@@ -416,7 +440,12 @@ mod tests {
         )
         .unwrap();
         let e = Config::load(&dir.join("twice.toml")).unwrap_err();
-        assert!(e.contains("two [[token]] entries are named \"ci\""), "{e}");
+        assert!(matches!(e, Error::Config { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("two [[token]] entries are named \"ci\""),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

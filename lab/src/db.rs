@@ -53,6 +53,8 @@ impl std::fmt::Display for DbError {
     }
 }
 
+impl std::error::Error for DbError {}
+
 impl From<rusqlite::Error> for DbError {
     fn from(x: rusqlite::Error) -> Self {
         match x.sqlite_error_code() {

@@ -1,7 +1,8 @@
-//! Errors as the API answers them: one JSON shape, `{"detail": "..."}`,
-//! for every error, the handlers' own and axum's (a bad JSON body, an
-//! unknown route, a body over the limit), and every 5xx logged with its
-//! cause.
+//! The server's errors: [`Error`] for what fails outside a request (its
+//! configuration, its start, a lab's bed), and [`ApiError`], how the API
+//! answers: one JSON shape, `{"detail": "..."}`, for every error, the
+//! handlers' own and axum's (a bad JSON body, an unknown route, a body
+//! over the limit), and every 5xx logged with its cause.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -10,6 +11,61 @@ use axum::Json;
 use serde_json::json;
 
 use crate::db::DbError;
+
+/// What goes wrong outside a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file is wrong (`at` is `:line:column` when
+    /// known), or a change asked of it is.
+    #[error("{}{at}: {detail}", path.display())]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Where in it, if known.
+        at: String,
+        /// What is wrong, and what to do.
+        detail: String,
+    },
+    /// A file or directory could not be used.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// The system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A check at start refused to serve (plain HTTP off loopback, the
+    /// database not in WAL mode, no randomness).
+    #[error("{0}")]
+    Refused(String),
+    /// A lab's bed: `alpy up` or `alpy down` failed (the text says how).
+    #[error("{0}")]
+    Bed(String),
+    /// The database.
+    #[error("{0}")]
+    Db(#[from] DbError),
+}
+
+impl Error {
+    /// An I/O error while doing `what`.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Db(d) => d.into(),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
 
 /// An error answer: a status and a reason.
 #[derive(Debug)]
@@ -35,12 +91,6 @@ impl ApiError {
     /// 500 with a reason.
     pub fn internal(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.into())
-    }
-}
-
-impl From<String> for ApiError {
-    fn from(s: String) -> Self {
-        ApiError::internal(s)
     }
 }
 
@@ -115,4 +165,23 @@ pub async fn json_errors(r: Response) -> Response {
     );
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_answer_with_their_status() {
+        let busy: ApiError = Error::Db(DbError::Busy).into();
+        assert_eq!(busy.0, StatusCode::SERVICE_UNAVAILABLE);
+        let limit: ApiError = Error::Db(DbError::Limit("3 sessions".into())).into();
+        assert_eq!(
+            (limit.0, limit.1.as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, "3 sessions")
+        );
+        let bed: ApiError = Error::Bed("the lab did not come up".into()).into();
+        assert_eq!(bed.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(bed.1, "the lab did not come up");
+    }
 }

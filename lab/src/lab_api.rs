@@ -202,27 +202,27 @@ async fn acquire(
                 labs::stand_up(&cfg, &d, &d.join("topology.toml"))
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error::Error::Bed(format!("the stand-up task failed: {e}")))
             .and_then(|r| r);
             match stood {
                 Ok(st) => {
                     let id = lab_id.clone();
                     let bed_id = st.bed_id.clone();
                     app.db(move |db| db.lab_up(&id, &st.bed_id, &st.bed))
-                        .await
-                        .map_err(|e| e.1)?;
+                        .await?;
                     tracing::info!(session = %sid, topology = ?name, lab = %lab_id, bed = %bed_id, "lab up");
                     Ok(())
                 }
                 Err(why) => {
                     // Its uploads go with it; the reason stays in the log.
+                    let why = why.to_string();
                     tracing::error!(session = %sid, topology = ?name, lab = %lab_id, "lab failed: {}", why.escape_debug());
                     let id = lab_id.clone();
                     let _ = app
                         .db(move |db| db.drop_lab(&id, Some("the lab failed to come up")))
                         .await;
                     let _ = std::fs::remove_dir_all(&dir);
-                    Err(app.redact(&why))
+                    Err(ApiError::internal(app.redact(&why)))
                 }
             }
         })
@@ -241,7 +241,7 @@ async fn acquire(
             })
             .into_response())
         }
-        Err(why) => Err(ApiError::internal(why)),
+        Err(why) => Err(why),
     }
 }
 
@@ -302,7 +302,11 @@ pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) {
         .await;
     if let Some(bed) = l.bed_id.clone() {
         let down = tokio::task::spawn_blocking(move || labs::take_down(&bed)).await;
-        if let Ok(Err(e)) | Err(e) = down.map_err(|e| e.to_string()) {
+        let failed = match down {
+            Ok(done) => done.err().map(|e| e.to_string()),
+            Err(task) => Some(format!("the task failed: {task}")),
+        };
+        if let Some(e) = failed {
             tracing::warn!(lab = %l.lab_id, topology = ?l.name, "taking the lab down: {e}");
         }
     }

@@ -2,6 +2,7 @@
 //! lab's own directory: each has its own supervisor process, so a lab
 //! outlives a restart of this server, and `alpy down` ends it.
 
+use crate::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -34,7 +35,7 @@ pub struct Stood {
 
 /// Stands up `topology` (inside `dir`) with `alpy up --json`; artifacts
 /// go to `dir/artifacts`. Blocks until the bed is ready or fails.
-pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, String> {
+pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Error> {
     let alpy = cfg.alpy_command();
     let child = Command::new(&alpy)
         .args(["up", "--json", "--timeout"])
@@ -48,32 +49,31 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Stri
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {} up: {e}", alpy.display()))?;
+        .map_err(Error::io(format!("run {} up", alpy.display())))?;
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("waiting for {} up: {e}", alpy.display()))?;
+        .map_err(Error::io(format!("wait for {} up", alpy.display())))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(Error::Bed(format!(
             "the lab did not come up ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
     let bed: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("alpy up printed no bed description: {e}"))?;
+        .map_err(|e| Error::Bed(format!("alpy up printed no bed description: {e}")))?;
     let bed_id = bed["id"]
         .as_str()
-        .ok_or("alpy up printed no bed id")?
+        .ok_or_else(|| Error::Bed("alpy up printed no bed id".into()))?
         .to_string();
     Ok(Stood { bed_id, bed })
 }
 
 /// Takes bed `bed_id` down (nothing to do if it is gone already).
-pub fn take_down(bed_id: &str) -> Result<(), String> {
+pub fn take_down(bed_id: &str) -> Result<(), Error> {
     match alpy::bed::registry::find(bed_id) {
-        Ok(info) => {
-            alpy::bed::registry::down(&info, Duration::from_secs(180)).map_err(|e| e.to_string())
-        }
+        Ok(info) => alpy::bed::registry::down(&info, Duration::from_secs(180))
+            .map_err(|e| Error::Bed(format!("take bed {bed_id} down: {e}"))),
         Err(_) => Ok(()),
     }
 }

@@ -10,6 +10,7 @@
 //! restart loses no session, queue entry or lab. See the README's
 //! "alpy-lab" section and `/openapi.json`.
 
+use error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -148,39 +149,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), String> {
+fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
     let mut cfg = config::Config::load(path)?;
     if let Some(l) = listen {
         cfg.listen = l;
     }
     let tls = cfg.tls.as_ref().map(serve::acceptor).transpose()?;
     std::fs::create_dir_all(cfg.state_dir.join("labs"))
-        .map_err(|e| format!("cannot create {}: {e}", cfg.state_dir.display()))?;
+        .map_err(Error::io(format!("create {}", cfg.state_dir.display())))?;
     {
         use std::os::unix::fs::PermissionsExt;
         // Uploads, lab logs and the database: the server's user only.
         std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("chmod {}: {e}", cfg.state_dir.display()))?;
+            .map_err(Error::io(format!("chmod {}", cfg.state_dir.display())))?;
     }
     let busy = std::time::Duration::from_millis(cfg.limits.db_busy_ms);
-    let db =
-        db::Db::open(&cfg.state_dir.join("alpy-lab.sqlite"), busy).map_err(|e| e.to_string())?;
-    let journal = db.journal_mode().map_err(|e| e.to_string())?;
+    let db = db::Db::open(&cfg.state_dir.join("alpy-lab.sqlite"), busy)?;
+    let journal = db.journal_mode()?;
     if journal != "wal" {
-        return Err(format!("the database is in {journal} mode, not WAL"));
+        return Err(Error::Refused(format!(
+            "the database is in {journal} mode, not WAL"
+        )));
     }
-    let rt = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    let rt = tokio::runtime::Runtime::new().map_err(Error::io("start the async runtime"))?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(Error::io(format!("listen on {}", cfg.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("read the listening address"))?;
         serve::check_listen(&cfg, &addr)?;
         let store_hashes = {
             let cfg = cfg.clone();
             tokio::task::spawn_blocking(move || api::hash_store(&cfg))
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| Error::Refused(format!("hashing the store failed: {e}")))?
         };
         let header_timeout = std::time::Duration::from_secs_f64(cfg.timeouts.header_s);
         let max_connections = cfg.limits.max_connections;

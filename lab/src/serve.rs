@@ -3,6 +3,7 @@
 //! closes idle and slow connections, TLS handshakes within the same limit,
 //! WebSocket upgrades, and a graceful stop on SIGTERM or Ctrl-C.
 
+use crate::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,37 +17,37 @@ use crate::config::{Config, Tls};
 
 /// Whether `cfg` may listen where it says: plain HTTP only on loopback,
 /// unless `insecure_plain_http`.
-pub fn check_listen(cfg: &Config, addr: &SocketAddr) -> Result<(), String> {
+pub fn check_listen(cfg: &Config, addr: &SocketAddr) -> Result<(), Error> {
     if addr.ip().is_loopback() || cfg.tls.is_some() || cfg.insecure_plain_http {
         return Ok(());
     }
-    Err(format!(
+    Err(Error::Refused(format!(
         "listening on {addr} (not loopback) without TLS would send tokens and session ids in clear: \
          give [tls] cert and key in the configuration, or set insecure_plain_http = true if a \
          reverse proxy in front terminates TLS"
-    ))
+    )))
 }
 
 /// The TLS acceptor for `tls` (PEM files).
-pub fn acceptor(tls: &Tls) -> Result<tokio_rustls::TlsAcceptor, String> {
+pub fn acceptor(tls: &Tls) -> Result<tokio_rustls::TlsAcceptor, Error> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("tls.cert {}: {e}", tls.cert.display()))?;
+        .map_err(|e| Error::Tls(format!("cert {}: {e}", tls.cert.display())))?;
     if certs.is_empty() {
-        return Err(format!(
-            "tls.cert {}: no certificate in it",
+        return Err(Error::Tls(format!(
+            "cert {}: no certificate in it",
             tls.cert.display()
-        ));
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| format!("tls.key {}: {e}", tls.key.display()))?;
+        .map_err(|e| Error::Tls(format!("key {}: {e}", tls.key.display())))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(|e| Error::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("tls: the certificate and key do not fit: {e}"))?;
+        .map_err(|e| Error::Tls(format!("the certificate and key do not fit: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -42,7 +42,6 @@ fn topology_file_on_the_lab(s: &Server) {
     std::env::set_var("REMOTE_LAB_TOKEN", &s.token);
     std::env::set_var("ALPY_ARTIFACTS", s.dir.join("artifacts"));
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/forward.toml");
-    let containers_before = alpy_containers();
     let t = alpy::TestBed::from_topology(&path, Duration::from_secs(120));
     for v in ["REMOTE_LAB_URL", "REMOTE_LAB_TOKEN", "ALPY_ARTIFACTS"] {
         std::env::remove_var(v);
@@ -115,17 +114,36 @@ fn topology_file_on_the_lab(s: &Server) {
     let q = client.succeed("tc qdisc show dev eth0").unwrap();
     assert!(q.contains("pfifo") && !q.contains("tbf"), "{q}");
     let artifacts = t.artifacts_dir().to_path_buf();
-
+    // The lab bed's run (operators see the bed, and a node container
+    // carries its run's label): its containers, whatever other tests run
+    // beside this one.
+    let node = s.queue()["labs"][0]["bed"]["nodes"][0][1]
+        .as_str()
+        .expect("the operator sees the lab's bed and its nodes")
+        .to_string();
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().expect("docker");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let run = docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"alpy.run\"}}",
+        &node,
+    ]);
+    assert!(
+        !run.is_empty(),
+        "node container {node} has no alpy.run label"
+    );
+    let ours = || docker(&["ps", "-aq", "--filter", &format!("label=alpy.run={run}")]);
+    assert!(!ours().is_empty(), "no container of run {run}");
     t.close().unwrap();
     // close() returned once the lab's bed was down: none of its
     // containers is left.
-    let new: Vec<String> = alpy_containers()
-        .into_iter()
-        .filter(|c| !containers_before.contains(c))
-        .collect();
+    let left = ours();
     assert!(
-        new.is_empty(),
-        "containers left right after close(): {new:?}"
+        left.is_empty(),
+        "containers left right after close(): {left:?}"
     );
     // The lab's logs came back: the iperf app's, QEMU's, the lab bed's.
     let logs: Vec<String> = std::fs::read_dir(artifacts.join("lab"))
