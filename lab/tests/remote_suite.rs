@@ -12,16 +12,32 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 
-fn alpy_containers() -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}"])
-        .output()
-        .expect("docker ps");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|n| n.starts_with("alpy-"))
-        .map(str::to_string)
-        .collect()
+/// The runs of the beds whose artifacts are under `dir`: each bed's
+/// journal (`events.jsonl`) starts with its `bed` event, which names it.
+fn runs_under(dir: &std::path::Path) -> Vec<String> {
+    let mut runs = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(path);
+            } else if e.file_name() == "events.jsonl" {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let first: serde_json::Value = text
+                    .lines()
+                    .next()
+                    .and_then(|l| serde_json::from_str(l).ok())
+                    .unwrap_or_default();
+                if let Some(run) = first["run"].as_str() {
+                    runs.push(run.to_string());
+                }
+            }
+        }
+    }
+    runs.sort();
+    runs.dedup();
+    runs
 }
 
 fn active_labs(s: &Server) -> u64 {
@@ -165,7 +181,6 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
         rabbit.join("initrd.img").display(),
         rabbit.join("rabbit.qcow2").display()
     );
-    let before = alpy_containers();
     let s = Server::start_with_store("remote-suite", "max_labs = 1", &store);
     let artifacts = s.dir.join("artifacts");
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -253,9 +268,23 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
     }
     assert_eq!(active_labs(&s), 0, "labs are left on the server");
     assert!(beds().is_empty(), "beds are left: {:?}", beds());
-    let left: Vec<String> = alpy_containers()
-        .into_iter()
-        .filter(|c| !before.contains(c))
+    // Every bed of this server's labs wrote its run into its journal; no
+    // container of those runs is left (containers of other tests running
+    // beside this one are theirs to clean).
+    let runs = runs_under(&s.dir);
+    assert!(runs.len() >= 5, "the labs' runs: {runs:?}");
+    let left: Vec<String> = runs
+        .iter()
+        .flat_map(|run| {
+            let out = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &format!("label=alpy.run={run}")])
+                .output()
+                .expect("docker ps");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(|c| format!("{c} (run {run})"))
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert!(left.is_empty(), "containers are left: {left:?}");
     // No process of a lab (its supervisor, QEMU, a watchdog) is left:
