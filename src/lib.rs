@@ -58,7 +58,7 @@
 //! | `ALPY_ACCEL` | `kvm` or `tcg` (default: KVM only where it works) |
 //! | `ALPY_NET_MODE` | `direct` (root) or `helper` (no root); default: by capabilities |
 //! | `ALPY_CACHE` | where built guests and warm-start snapshots live (default `$XDG_CACHE_HOME/alpy`, else `~/.cache/alpy`) |
-//! | `ALPY_KEEP` | `on-failure` or `always`: keep beds up for debugging (see [`bed::keep`]) |
+//! | `ALPY_KEEP` | `on-failure` or `always`: keep beds up for debugging (see [`supervisor::keep`]) |
 //! | `ALPY_KEEP_TIMEOUT` | seconds a kept bed waits for `alpy down` (default 1800) |
 //! | `ALPY_WARM` | `off`: warm-started beds boot cold (see [`bed::warm`]) |
 //! | `ALPY_WARM_MAX_MB` | size limit of the warm-start cache (default 4096) |
@@ -92,6 +92,7 @@ pub mod pcap;
 pub mod report;
 pub mod run;
 pub mod settings;
+pub mod supervisor;
 pub mod util;
 pub mod vm;
 pub mod wait;

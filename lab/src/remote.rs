@@ -7,6 +7,7 @@
 use crate::openapi::SessionHeader;
 use alpy::lab::wire::ErrorBody;
 use alpy::lab::wire::SessionStatus;
+use alpy::supervisor::protocol::Request;
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -62,7 +63,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
 pub(crate) async fn held_bed(
     app: &Shared,
     s: &ActiveSession,
-) -> ApiResult<(String, alpy::bed::registry::BedInfo)> {
+) -> ApiResult<(String, alpy::supervisor::registry::BedInfo)> {
     held_lab_bed(app, s).await.map(|(sid, info, _)| (sid, info))
 }
 
@@ -70,7 +71,7 @@ pub(crate) async fn held_bed(
 async fn held_lab_bed(
     app: &Shared,
     s: &ActiveSession,
-) -> ApiResult<(String, alpy::bed::registry::BedInfo, String)> {
+) -> ApiResult<(String, alpy::supervisor::registry::BedInfo, String)> {
     let key = s.session.key.clone();
     let lab = app
         .db(move |db| db.held_lab(&key))
@@ -79,7 +80,7 @@ async fn held_lab_bed(
     let bed = lab
         .bed_id
         .ok_or_else(|| ApiError::conflict(format!("lab {} is {}", lab.lab_id, lab.status)))?;
-    let info = alpy::bed::registry::find(&bed).map_err(|e| {
+    let info = alpy::supervisor::registry::find(&bed).map_err(|e| {
         tracing::warn!(lab = %lab.lab_id, "its bed is gone: {e}");
         ApiError::conflict(format!("lab {}'s bed is gone", lab.lab_id))
     })?;
@@ -124,7 +125,10 @@ struct OnMachine {
 
 /// The index of `machine` in the held lab's bed, or 404 naming its
 /// machines.
-fn machine_of(info: &alpy::bed::registry::BedInfo, machine: Option<&str>) -> ApiResult<usize> {
+fn machine_of(
+    info: &alpy::supervisor::registry::BedInfo,
+    machine: Option<&str>,
+) -> ApiResult<usize> {
     info.machine_index(machine)
         .map_err(|e| ApiError::not_found(e.to_string()))
 }
@@ -424,26 +428,22 @@ struct QmpBody {
 }
 
 async fn qmp_call(
-    info: &alpy::bed::registry::BedInfo,
+    info: &alpy::supervisor::registry::BedInfo,
     machine: Option<&str>,
     cmd: &str,
     args: Option<&serde_json::Value>,
 ) -> ApiResult<serde_json::Value> {
     machine_of(info, machine)?;
-    let verb = match machine {
-        Some(m) => format!("machine-qmp {m}"),
-        None => "qmp".to_string(),
-    };
-    let line = match args {
-        Some(a) => format!("{verb} {cmd} {a}"),
-        None => format!("{verb} {cmd}"),
+    let request = Request::Qmp {
+        machine: machine.map(str::to_string),
+        command: cmd.to_string(),
+        arguments: args.cloned(),
     };
     let info = info.clone();
-    let answer = tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
+    tokio::task::spawn_blocking(move || alpy::supervisor::registry::request(&info, &request))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok(serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer)))
+        .map_err(|e| ApiError::bad(e.to_string()))
 }
 
 #[utoipa::path(post, path = "/lab/qmp", tag = "lab", params(SessionHeader), request_body = QmpBody, responses((status = 200, description = "QMP's return, as {\"return\": ..}", body = Object), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 403, description = "the command is not on the allow-list (the answer names it)", body = ErrorBody)))]

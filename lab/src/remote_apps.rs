@@ -7,6 +7,7 @@
 
 use crate::openapi::SessionHeader;
 use alpy::lab::wire::ErrorBody;
+use alpy::supervisor::protocol::Request;
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -51,11 +52,9 @@ async fn link(
             return Err(ApiError::bad("loss_percent: from 0 to 100"));
         }
     }
-    let json = serde_json::to_string(&change)
-        .map_err(|e| ApiError::internal(format!("encode the change: {e}")))?;
-    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, change = ?json, "link");
-    let line = format!("link {name} {json}");
-    tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, change = ?change, "link");
+    let request = Request::Link { node: name, change };
+    tokio::task::spawn_blocking(move || alpy::supervisor::registry::request(&info, &request))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::conflict(e.to_string()))?;
@@ -92,27 +91,31 @@ async fn start(
     crate::safety::check_app(&body.app, &app.cfg.docker_images, &app.cfg.app_caps)
         .map_err(ApiError::bad)?;
     let timeout = Duration::from_secs_f64(body.timeout_s.clamp(0.0, MAX_RUN.as_secs_f64()));
-    let app_json = serde_json::to_string(&body.app)
-        .map_err(|e| ApiError::internal(format!("encode the app: {e}")))?;
+    let background = body.background;
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, image = %body.app.image(), background = body.background, "app");
-    let line = if body.background {
-        format!("app-start {name} {app_json}")
+    let request = if body.background {
+        Request::AppStart {
+            node: name,
+            app: body.app,
+        }
     } else {
-        format!("app-run {name} {} {app_json}", timeout.as_secs_f64())
+        Request::AppRun {
+            node: name,
+            timeout_s: timeout.as_secs_f64(),
+            app: body.app,
+        }
     };
     let wait = timeout + Duration::from_secs(30);
     let answer = tokio::task::spawn_blocking(move || {
-        alpy::bed::registry::request_within(&info, &line, wait)
+        alpy::supervisor::registry::request_within(&info, &request, wait)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::conflict(e.to_string()))?;
-    if body.background {
+    if background {
         Ok((StatusCode::CREATED, Json(json!({ "app_id": answer }))))
     } else {
-        let v = serde_json::from_str(&answer)
-            .map_err(|e| ApiError::internal(format!("the supervisor's answer: {e}")))?;
-        Ok((StatusCode::OK, Json(v)))
+        Ok((StatusCode::OK, Json(answer)))
     }
 }
 
@@ -127,8 +130,8 @@ async fn stop(
         return Err(ApiError::bad(format!("bad app id {id:?}")));
     }
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, app = ?id, "app stop");
-    let line = format!("app-stop {id}");
-    tokio::task::spawn_blocking(move || alpy::bed::registry::request(&info, &line))
+    let request = Request::AppStop { id };
+    tokio::task::spawn_blocking(move || alpy::supervisor::registry::request(&info, &request))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::conflict(e.to_string()))?;

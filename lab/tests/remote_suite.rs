@@ -256,7 +256,7 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
     // Destroying is asynchronous: the labs and their beds go within a
     // minute or two.
     let beds = || -> Vec<String> {
-        alpy::bed::registry::list()
+        alpy::supervisor::registry::list()
             .into_iter()
             .filter(|b| b.artifacts.starts_with(&s.dir))
             .map(|b| b.id)

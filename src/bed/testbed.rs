@@ -345,8 +345,8 @@ impl TestBed {
     /// returns the first error. Artifacts stay.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        let kept = crate::bed::keep::wanted(false)
-            .then(|| crate::bed::keep::keep(&mut self))
+        let kept = crate::supervisor::keep::wanted(false)
+            .then(|| crate::supervisor::keep::keep(&mut self))
             .flatten();
         let r = self.teardown(Closing::Close);
         if let Some(k) = kept {
@@ -427,8 +427,8 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         if !self.closed {
             self.closed = true;
-            let kept = crate::bed::keep::wanted(true)
-                .then(|| crate::bed::keep::keep(self))
+            let kept = crate::supervisor::keep::wanted(true)
+                .then(|| crate::supervisor::keep::keep(self))
                 .flatten();
             let _ = self.teardown(Closing::Drop);
             if let Some(k) = kept {

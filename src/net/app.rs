@@ -19,7 +19,7 @@ pub const DEFAULT_STARTUP_GRACE: Duration = Duration::from_millis(200);
 /// let custom = App::new("acme/bgpd:1.4").cmd(["bgpd", "-f"]).cap("NET_ADMIN");
 /// # let _ = (server, custom);
 /// ```
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct App {
     pub(crate) image: String,
     pub(crate) name: Option<String>,

@@ -15,7 +15,7 @@
 //! `alpy: refused: <why>` instead.
 //!
 //! The socket is created mode 0600 (in a 0700 directory, see
-//! [`crate::bed::registry`]), and a client whose peer credentials are not
+//! [`crate::supervisor::registry`]), and a client whose peer credentials are not
 //! this process's user (or root) is refused as well.
 
 use std::io::{Read, Write};

@@ -75,7 +75,7 @@ pub(crate) fn console(
     escape: &str,
 ) -> alpy::Result<()> {
     let escape = escape_byte(escape)?;
-    let info = alpy::bed::registry::find(id)?;
+    let info = alpy::supervisor::registry::find(id)?;
     let index = info.machine_index(machine)?;
     let shared = match info.machines.get(index) {
         Some(m) => m.console.clone(),
@@ -187,7 +187,7 @@ pub(crate) fn exec(
     interactive: bool,
     tty: bool,
 ) -> alpy::Result<i32> {
-    let info = alpy::bed::registry::find(id)?;
+    let info = alpy::supervisor::registry::find(id)?;
     let (name, _) = &info.nodes[info.index_of(node, "node", false)?];
     let size = if tty {
         if !std::io::stdin().is_terminal() {
@@ -202,7 +202,17 @@ pub(crate) fn exec(
     let docker = alpy::net::Docker::connect()?;
     // The node's kept tools container, owned by the bed (removed with it):
     // no container start per call.
-    let tools = alpy::bed::registry::request(&info, &format!("tools {name}"))?;
+    let tools = alpy::supervisor::registry::request(
+        &info,
+        &alpy::supervisor::protocol::Request::Tools {
+            node: name.to_string(),
+        },
+    )?;
+    let tools = tools.as_str().ok_or_else(|| {
+        alpy::Error::Internal(format!(
+            "the supervisor gave no tools container id: {tools}"
+        ))
+    })?;
     let raw = if tty {
         Some(RawTerminal::enter()?)
     } else {
@@ -213,7 +223,7 @@ pub(crate) fn exec(
         tty: size,
     };
     let code = docker.exec_attached(
-        &tools,
+        tools,
         cmd,
         attach,
         std::io::stdin(),

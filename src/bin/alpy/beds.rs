@@ -1,11 +1,13 @@
 //! The subcommands that stand beds up and reach them: `up` (with its
 //! supervisor), `ls`, `capture`.
 
+use alpy::supervisor::protocol::{Reply, Request};
+
 /// Stands a bed up in a supervisor process and returns once it is ready.
 pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Result<()> {
     use std::os::unix::process::CommandExt;
     let id = alpy::run::RunId::new().to_string();
-    let dir = alpy::bed::registry::bed_dir(&id)?;
+    let dir = alpy::supervisor::registry::bed_dir(&id)?;
     let log_path = dir.join("supervisor.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| alpy::Error::io(format!("create {}", log_path.display()), e))?;
@@ -53,7 +55,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
     let mut progress = Progress::new(&dir.join(alpy::journal::FILE));
     loop {
         progress.show();
-        if let Ok(info) = alpy::bed::registry::find(&id) {
+        if let Ok(info) = alpy::supervisor::registry::find(&id) {
             progress.show();
             if json {
                 println!(
@@ -149,24 +151,32 @@ impl Progress {
 /// The supervisor: owns the bed until `alpy down`.
 pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
     alpy::logging::init();
-    let dir = alpy::bed::registry::bed_dir(id)?;
+    let dir = alpy::supervisor::registry::bed_dir(id)?;
     // `alpy up` follows the bed's steps there while it comes up.
     alpy::journal::tee(&dir.join(alpy::journal::FILE))?;
     let mut t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
-    let info = alpy::bed::registry::BedInfo::of(&t, id, file.to_path_buf());
-    let mut published = alpy::bed::registry::Published::new(&dir, &mut t, &info)?;
+    let info = alpy::supervisor::registry::BedInfo::of(&t, id, file.to_path_buf());
+    let mut published = alpy::supervisor::registry::Published::new(&dir, &mut t, &info)?;
     // Up: `alpy up` has what it follows; the bed's own journal goes on.
     alpy::journal::untee();
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
-    let mut control = alpy::bed::control::Control::new();
-    let reply = published.serve_until_down(|line| control.answer(&mut t, line));
+    let mut control = alpy::supervisor::control::Control::new();
+    let reply = published.serve_until_down(|request| control.answer(&mut t, request));
     published.unshare_console();
     let apps = control.close();
     let closed = t.close().and(apps);
     published.withdraw();
     if let Ok(mut s) = reply {
         use std::io::Write;
-        let _ = writeln!(s, "{}", if closed.is_ok() { "ok" } else { "error" });
+        let done = match &closed {
+            Ok(()) => Reply::Ok {
+                value: serde_json::Value::Null,
+            },
+            Err(e) => Reply::Error {
+                error: e.to_string(),
+            },
+        };
+        let _ = writeln!(s, "{}", serde_json::to_string(&done).unwrap_or_default());
     }
     closed
 }
@@ -174,13 +184,13 @@ pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy:
 /// Copies link `link`'s pcap file to standard output as it grows.
 pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Result<()> {
     use std::io::{Read, Write};
-    let info = alpy::bed::registry::find(id)?;
+    let info = alpy::supervisor::registry::find(id)?;
     let index = info.index_of(link, "link", true)?;
 
     let path = info.capture_path(index)?;
     let mut f = std::fs::File::open(&path)
         .map_err(|e| alpy::Error::io(format!("open {}", path.display()), e))?;
-    let registry_entry = alpy::bed::registry::registry_dir().join(&info.id);
+    let registry_entry = alpy::supervisor::registry::registry_dir().join(&info.id);
     let deadline =
         seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
     let mut out = std::io::stdout().lock();
@@ -206,7 +216,7 @@ pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Resul
 /// The machine a command names first, if its first word is one of the
 /// bed's machines: (machine, the other words).
 fn machine_and_rest<'w>(
-    info: &alpy::bed::registry::BedInfo,
+    info: &alpy::supervisor::registry::BedInfo,
     words: &'w [String],
     min_rest: usize,
 ) -> (Option<&'w str>, &'w [String]) {
@@ -221,7 +231,11 @@ fn machine_and_rest<'w>(
 }
 
 /// The error for words that do not fit `usage`, naming the machines.
-fn bad_words(info: &alpy::bed::registry::BedInfo, words: &[String], usage: &str) -> alpy::Error {
+fn bad_words(
+    info: &alpy::supervisor::registry::BedInfo,
+    words: &[String],
+    usage: &str,
+) -> alpy::Error {
     let machines: Vec<&str> = info.machines.iter().map(|m| m.name.as_str()).collect();
     alpy::Error::Config(format!(
         "expected {usage}, got {words:?} (machines: {})",
@@ -229,21 +243,34 @@ fn bad_words(info: &alpy::bed::registry::BedInfo, words: &[String], usage: &str)
     ))
 }
 
-/// The control line for QMP `command` on `machine` (the DUT if `None`).
-fn qmp_line(machine: Option<&str>, command: &str, arguments: Option<&str>) -> String {
-    let line = match machine {
-        Some(m) => format!(
-            "machine-qmp {m} {command} {}",
-            arguments.unwrap_or_default()
-        ),
-        None => format!("qmp {command} {}", arguments.unwrap_or_default()),
+/// QMP `command` on `machine` (the DUT if `None`) through bed `info`'s
+/// supervisor: its `return`, as JSON text.
+fn qmp_request(
+    info: &alpy::supervisor::registry::BedInfo,
+    machine: Option<&str>,
+    command: &str,
+    arguments: Option<&str>,
+) -> alpy::Result<String> {
+    let arguments = arguments
+        .map(|a| {
+            serde_json::from_str::<serde_json::Value>(a).map_err(|e| {
+                alpy::Error::Config(format!(
+                    "QMP arguments must be a JSON object, like '{{\"device\": \"n0\"}}': {e}"
+                ))
+            })
+        })
+        .transpose()?;
+    let request = Request::Qmp {
+        machine: machine.map(str::to_string),
+        command: command.to_string(),
+        arguments,
     };
-    line.trim_end().to_string()
+    alpy::supervisor::registry::request(info, &request).map(|v| v.to_string())
 }
 
 /// `alpy qmp ID [MACHINE] COMMAND [ARGUMENTS]`: the command's `return`.
 pub(crate) fn qmp(id: &str, words: &[String]) -> alpy::Result<String> {
-    let info = alpy::bed::registry::find(id)?;
+    let info = alpy::supervisor::registry::find(id)?;
     let (machine, rest) = machine_and_rest(&info, words, 1);
     // `r9 query-status` is a machine that is not there, not a command
     // with arguments (those are a JSON object).
@@ -265,12 +292,12 @@ pub(crate) fn qmp(id: &str, words: &[String]) -> alpy::Result<String> {
         }
     };
     info.machine_index(machine)?;
-    alpy::bed::registry::request(&info, &qmp_line(machine, command, arguments))
+    qmp_request(&info, machine, command, arguments)
 }
 
 /// `alpy power ID [MACHINE] on|off|cycle|status`.
 pub(crate) fn power(id: &str, words: &[String]) -> alpy::Result<String> {
-    let info = alpy::bed::registry::find(id)?;
+    let info = alpy::supervisor::registry::find(id)?;
     let (machine, rest) = machine_and_rest(&info, words, 1);
     if let (None, [first, _]) = (machine, words) {
         info.machine_index(Some(first))?;
@@ -283,11 +310,11 @@ pub(crate) fn power(id: &str, words: &[String]) -> alpy::Result<String> {
         _ => return Err(bad_words(&info, words, "[MACHINE] on|off|cycle|status")),
     };
     info.machine_index(machine)?;
-    alpy::bed::registry::request(&info, &qmp_line(machine, command, None))
+    qmp_request(&info, machine, command, None)
 }
 
 pub(crate) fn ls(json: bool) {
-    let beds = alpy::bed::registry::list();
+    let beds = alpy::supervisor::registry::list();
     if json {
         println!(
             "{}",

@@ -3,8 +3,8 @@
 //! registry, `$XDG_RUNTIME_DIR/alpy/beds/<id>/` (else
 //! `/tmp/alpy-<uid>/beds/<id>/`, mode 0700), holding `bed.json` (what the
 //! other subcommands need), `control.sock` (mode 0600), on which the
-//! supervisor takes one-line commands (`down`, and those of
-//! [`crate::bed::control`]), and `console.sock` (mode 0600), the DUT's serial console
+//! supervisor takes one JSON request per line
+//! ([`crate::supervisor::protocol`]), and `console.sock` (mode 0600), the DUT's serial console
 //! shared for `alpy console` ([`crate::vm::console_share`]), with
 //! `console-<machine>.sock` for each other machine of the bed.
 
@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::bed::testbed::TestBed;
 use crate::error::{Error, Result};
+use crate::supervisor::protocol::{Reply, Request};
 use crate::vm::console_share::ConsoleShare;
 
 /// What a stood-up bed tells the other subcommands.
@@ -288,12 +290,13 @@ impl Published {
         })
     }
 
-    /// Serves commands until `down` (whose connection it returns, for the
-    /// answer once the bed is closed). Any other line goes to `handle`,
-    /// whose answer (or error) is written back as one line.
+    /// Serves requests until [`Request::Down`] (whose connection it
+    /// returns, for the reply once the bed is closed). Any other request
+    /// goes to `handle`, whose value (or error) is written back as one
+    /// [`Reply`] line; a line that is no request gets an error reply.
     pub fn serve_until_down(
         &self,
-        handle: impl FnMut(&str) -> Result<String>,
+        handle: impl FnMut(Request) -> Result<Value>,
     ) -> Result<UnixStream> {
         self.serve(None, handle)?
             .ok_or_else(|| Error::Internal("the control socket stopped without a deadline".into()))
@@ -303,7 +306,7 @@ impl Published {
     pub fn serve(
         &self,
         deadline: Option<Instant>,
-        mut handle: impl FnMut(&str) -> Result<String>,
+        mut handle: impl FnMut(Request) -> Result<Value>,
     ) -> Result<Option<UnixStream>> {
         self.listener
             .set_nonblocking(deadline.is_some())
@@ -331,16 +334,13 @@ impl Published {
             if r.read_line(&mut line).is_err() {
                 continue;
             }
-            let line = line.trim();
-            if line == "down" {
-                return Ok(Some(stream));
-            }
-            let answer = match handle(line) {
-                Ok(a) => format!("ok {a}"),
-                Err(e) => format!("error {e}"),
+            let reply = match Request::parse(line.trim()) {
+                Ok(Request::Down) => return Ok(Some(stream)),
+                Ok(request) => Reply::of(handle(request)),
+                Err(e) => Reply::of(Err(e)),
             };
             let mut w = stream;
-            let _ = writeln!(w, "{}", answer.replace('\n', " "));
+            let _ = writeln!(w, "{}", json_line(&reply));
         }
     }
 
@@ -361,33 +361,43 @@ impl Published {
     }
 }
 
-/// Sends one command line to bed `info`'s supervisor; returns its answer
-/// (an `error ...` answer is an error).
-pub fn request(info: &BedInfo, line: &str) -> Result<String> {
-    request_within(info, line, Duration::from_secs(60))
+/// Sends `request` to bed `info`'s supervisor; returns its reply's value
+/// (an error reply is an error naming the bed).
+pub fn request(info: &BedInfo, request: &Request) -> Result<Value> {
+    request_within(info, request, Duration::from_secs(60))
+}
+
+/// `value` as one line of JSON.
+pub(crate) fn json_line<T: serde::Serialize>(value: &T) -> String {
+    // Serializing these plain types cannot fail; a message says so if it
+    // ever did.
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| format!(r#"{{"result":"error","error":"encode a reply: {e}"}}"#))
 }
 
 /// [`request`], waiting up to `timeout` for the answer (an app run to
 /// completion takes as long as it takes).
-pub fn request_within(info: &BedInfo, line: &str, timeout: Duration) -> Result<String> {
+pub fn request_within(info: &BedInfo, request: &Request, timeout: Duration) -> Result<Value> {
     let sock = registry_dir().join(&info.id).join("control.sock");
     let mut s = UnixStream::connect(&sock)
         .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
     let _ = s.set_read_timeout(Some(timeout));
-    writeln!(s, "{line}").map_err(|e| Error::io("send a command to the supervisor", e))?;
+    writeln!(s, "{}", json_line(request))
+        .map_err(|e| Error::io("send a request to the supervisor", e))?;
     let mut answer = String::new();
     BufReader::new(s)
         .read_line(&mut answer)
         .map_err(|e| Error::io("read the supervisor's answer", e))?;
-    let answer = answer.trim_end();
-    match answer.split_once(' ') {
-        Some(("ok", rest)) => Ok(rest.to_string()),
-        _ if answer == "ok" => Ok(String::new()),
-        Some(("error", why)) => Err(Error::Config(format!("bed {}: {why}", info.id))),
-        _ => Err(Error::Internal(format!(
-            "the supervisor answered {answer:?}"
-        ))),
-    }
+    let reply: Reply = serde_json::from_str(answer.trim_end()).map_err(|e| {
+        Error::Internal(format!(
+            "bed {}'s supervisor answered {:?}, which is no reply ({e}): is it an older alpy? \
+             `alpy down {}` and stand it up again",
+            info.id,
+            answer.trim_end(),
+            info.id
+        ))
+    })?;
+    reply.into_result(&format!("bed {}", info.id))
 }
 
 /// Asks bed `id`'s supervisor to take it down, and waits until it has
@@ -398,7 +408,7 @@ pub fn down(info: &BedInfo, timeout: Duration) -> Result<()> {
     let sock = dir.join("control.sock");
     let mut s = UnixStream::connect(&sock)
         .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
-    writeln!(s, "down").map_err(|e| Error::io("send down", e))?;
+    writeln!(s, "{}", json_line(&Request::Down)).map_err(|e| Error::io("send down", e))?;
     let deadline = Instant::now() + timeout;
     // Exited (a zombie counts: its parent may never reap it).
     let supervisor_runs = || crate::run::process_start_time(info.supervisor_pid).is_some();

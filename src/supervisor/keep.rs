@@ -9,8 +9,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::bed::registry::{bed_dir, BedInfo, Published};
 use crate::bed::testbed::TestBed;
+use crate::supervisor::registry::{bed_dir, BedInfo, Published};
 
 /// Prints to stderr without ever panicking (this runs in Drop, maybe
 /// during unwinding, maybe with nobody reading stderr any more).
@@ -91,9 +91,9 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
     say!("  alpy qmp {id} query-status");
     say!("  alpy down {id}");
     say!("  artifacts: {}", info.artifacts.display());
-    let mut control = crate::bed::control::Control::new();
-    let served = published.serve(Some(Instant::now() + wait), |line| {
-        control.answer(bed, line)
+    let mut control = crate::supervisor::control::Control::new();
+    let served = published.serve(Some(Instant::now() + wait), |request| {
+        control.answer(bed, request)
     });
     if let Err(e) = control.close() {
         say!(
@@ -103,7 +103,10 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
     }
     match served {
         Ok(Some(mut down)) => {
-            let _ = writeln!(down, "ok");
+            let done = crate::supervisor::protocol::Reply::Ok {
+                value: serde_json::Value::Null,
+            };
+            let _ = writeln!(down, "{}", crate::supervisor::registry::json_line(&done));
             say!("alpy: `alpy down {id}`: closing test bed {}", bed.name());
         }
         Ok(None) => say!(
