@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use alpy::bed::config_drive::ConfigDrive;
 use alpy::nic::{NicModel, NicRom};
-use alpy::vm::qemu::DiskBus;
+use alpy::vm::DiskBus;
+use alpy::ConfigDrive;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -22,7 +22,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// (to the boot loader, to the prompt) in seconds.
 fn boot_once(links: usize, rom: NicRom, model: NicModel) -> alpy::Result<(f64, f64)> {
-    let disk = alpy::cache::cache_dir()?.join("uefi-guest/disk.raw");
+    let disk = alpy::internal::cache::cache_dir()?.join("uefi-guest/disk.raw");
     let dut = alpy::Dut::new()
         .disk(alpy::Disk::new(disk).format("raw").bus(DiskBus::Sata))
         .uefi()
@@ -42,12 +42,9 @@ fn boot_once(links: usize, rom: NicRom, model: NicModel) -> alpy::Result<(f64, f
     bed.resume()?;
     let timeout = Duration::from_secs(300);
     let console = bed.console()?;
-    console.expect(
-        &alpy::vm::console::Pattern::exact("BdsDxe: starting"),
-        timeout,
-    )?;
+    console.expect(&alpy::vm::Pattern::exact("BdsDxe: starting"), timeout)?;
     let loader = t0.elapsed().as_secs_f64();
-    console.expect(&alpy::vm::console::Pattern::exact("guest# "), timeout)?;
+    console.expect(&alpy::vm::Pattern::exact("guest# "), timeout)?;
     let prompt = t0.elapsed().as_secs_f64();
     bed.close()?;
     Ok((loader, prompt))

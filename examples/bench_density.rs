@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use alpy::bed::warm::WarmStart;
+use alpy::WarmStart;
 use alpy::{Commands, Dut, TestBed};
 
 const BOOT: Duration = Duration::from_secs(600);
@@ -59,7 +59,7 @@ fn rss_mib(pid: i32) -> (f64, f64) {
 }
 
 fn bed(mib: u32, mode: &str, tag: &str) -> alpy::Result<alpy::TestBedBuilder> {
-    let guest = alpy::cache::cache_dir()?.join("guest");
+    let guest = alpy::internal::cache::cache_dir()?.join("guest");
     let version = format!("bench_density fill={mib} mode={mode} v2");
     Ok(TestBed::builder(&format!("density-{tag}"))
         .dut(
@@ -161,7 +161,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// and how long its save took (s).
 fn snapshot_size_mb(mib: u32, mode: &str) -> (f64, f64) {
     let version = format!("bench_density fill={mib} mode={mode} v2");
-    let Ok(warm) = alpy::cache::cache_dir().map(|c| c.join("warm")) else {
+    let Ok(warm) = alpy::internal::cache::cache_dir().map(|c| c.join("warm")) else {
         return (f64::NAN, f64::NAN);
     };
     let dir = std::fs::read_dir(&warm)

@@ -43,7 +43,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn guest() -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = alpy::cache::cache_dir()
+    let dir = alpy::internal::cache::cache_dir()
         .expect("a cache directory")
         .join("guest");
     (dir.join("vmlinuz"), dir.join("initrd.img"))
@@ -78,9 +78,8 @@ fn bench_chain(ns: &[usize], runs: usize, warm: bool) -> alpy::Result<()> {
     let start = |n: usize| {
         let b = chain(n);
         if warm {
-            let w =
-                alpy::bed::warm::WarmStart::per_machine(&format!("bench_network {n}"), |_| Ok(()))
-                    .boot_timeout(BOOT);
+            let w = alpy::WarmStart::per_machine(&format!("bench_network {n}"), |_| Ok(()))
+                .boot_timeout(BOOT);
             b.warm_start(w).start()
         } else {
             b.start()

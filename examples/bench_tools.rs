@@ -9,9 +9,9 @@
 use alpy::Commands;
 use std::time::Instant;
 
-use alpy::net::docker::Docker;
+use alpy::internal::docker::Docker;
+use alpy::internal::run::RunId;
 use alpy::net::{Link, NodeOptions, Nodes};
-use alpy::run::RunId;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

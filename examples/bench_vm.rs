@@ -10,10 +10,10 @@ use alpy::Commands;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use alpy::vm::console::{Console, Pattern};
-use alpy::vm::qemu::QemuConfig;
-use alpy::vm::qemu_process::QemuProcess;
-use alpy::vm::remote_shell::RemoteShell;
+use alpy::internal::qemu::QemuConfig;
+use alpy::internal::qemu_process::QemuProcess;
+use alpy::vm::RemoteShell;
+use alpy::vm::{Console, Pattern};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (kernel, initrd) = match args.as_slice() {
         [k, i] => (PathBuf::from(k), PathBuf::from(i)),
         [] => {
-            let dir = alpy::cache::cache_dir()?.join("guest");
+            let dir = alpy::internal::cache::cache_dir()?.join("guest");
             (dir.join("vmlinuz"), dir.join("initrd.img"))
         }
         _ => return Err("usage: bench_vm [KERNEL INITRD]".into()),
@@ -100,7 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = dir.join("state");
     let shell = sh.state();
     let t0 = Instant::now();
-    let bytes = alpy::vm::migrate::save(qemu.qmp(), &state, Duration::from_secs(120))?;
+    let bytes = alpy::internal::migrate::save(qemu.qmp(), &state, Duration::from_secs(120))?;
     let save = t0.elapsed().as_secs_f64();
     drop(sh);
     qemu.close()?;
@@ -112,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t0 = Instant::now();
         let mut q = QemuProcess::start(&warm_cfg, &log, Duration::from_secs(10))?;
         let mut c = Console::new(q.take_serial().ok_or("no serial")?, "bench-warm", None)?;
-        alpy::vm::migrate::load(q.qmp(), &state, Duration::from_secs(60))?;
+        alpy::internal::migrate::load(q.qmp(), &state, Duration::from_secs(60))?;
         q.qmp().cont()?;
         RemoteShell::resume(&mut c, shell.clone()).succeed("echo x")?;
         restore.push(t0.elapsed().as_secs_f64());

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use alpy::bed::warm::WarmStart;
+use alpy::WarmStart;
 use alpy::{Dut, Link, PowerOff, TestBed};
 
 /// The forward scenario: node "client" pings node "server" through the DUT.

@@ -36,19 +36,24 @@
 //!
 //! ## Where things are
 //!
-//! The crate has three wings; a lower one never imports a higher one (the
-//! layout and the reasons are in `docs/ARCHITECTURE.md`):
+//! A test author's API is the crate root ([`TestBed`], [`TestBedBuilder`],
+//! [`Dut`], [`Disk`], [`Link`], [`App`], [`Machine`], [`Segment`],
+//! [`Topology`], [`WarmStart`], [`ConfigDrive`], the [`Commands`] verbs)
+//! and these modules:
 //!
-//! - [`bed`]: [`TestBed`] stands a [`Dut`] and its links up in order and
-//!   takes them down again; [`bed::reap`] removes what dead runs left.
-//! - [`vm`]: the QEMU command line, process and QMP client, the serial
-//!   console's expect engine, login, and a shell on the console.
-//! - [`net`]: the Docker client, nodes and their links and taps, apps,
-//!   impairment, and the watchdog that cleans up after a killed owner.
-//! - At the root, what every wing uses: [`error`], [`logging`], [`run`]
-//!   (run identity and labels), [`addr`] (MAC and IP types), [`pcap`]
-//!   (reading captures), [`wait`], [`util`] and [`cache`]. [`doctor`] (in
-//!   `bed`, as it checks both wings) says whether the machine is ready.
+//! - [`net`]: nodes and their links, apps, impairment;
+//! - [`vm`]: the serial console's expect engine, login, a shell on the
+//!   console, QMP, and the DUT's device choices (disk bus, NIC model);
+//! - [`pcap`]: reading captures, filters and typed frames;
+//! - [`lab`]: running the same tests on an `alpy-lab` server;
+//! - [`journal`] and [`report`]: a bed's events and its HTML report;
+//! - [`wait`], [`error`], [`addr`], [`nic`], [`settings`], [`logging`],
+//!   [`doctor`].
+//!
+//! [`internal`] holds what alpy's own programs and tests reach into (the
+//! supervisor, QEMU's process, the Docker client, the reaper): public for
+//! the workspace, with no stability promise. The layout, and why, is in
+//! `docs/ARCHITECTURE.md`.
 //!
 //! ## Environment
 //!
@@ -79,36 +84,48 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+#[doc(hidden)]
 pub mod bed;
+#[doc(hidden)]
 pub mod cache;
+#[doc(hidden)]
 pub mod commands;
 pub mod error;
 pub mod journal;
 pub mod logging;
 pub mod net;
 pub mod nic;
+#[doc(hidden)]
 pub mod output;
 pub mod pcap;
 pub mod report;
+#[doc(hidden)]
 pub mod run;
 pub mod settings;
+#[doc(hidden)]
 pub mod supervisor;
+#[doc(hidden)]
 pub mod util;
 pub mod vm;
 pub mod wait;
 
+pub mod internal;
+
+#[doc(inline)]
 pub use bed::doctor;
-/// The client of an `alpy-lab` server: [`bed::remote`] under its short name.
+#[doc(inline)]
 pub use bed::remote as lab;
 
 pub use addr::Mac;
 pub use bed::builder::{PowerOff, TestBedBuilder};
+pub use bed::config_drive::ConfigDrive;
 pub use bed::dut::{Disk, Dut};
 pub use bed::machine::Machine;
 pub use bed::segment::Segment;
 pub use bed::state::{PowerState, WarmOutcome};
 pub use bed::testbed::TestBed;
 pub use bed::topology::Topology;
+pub use bed::warm::WarmStart;
 pub use commands::Commands;
 pub use error::{Error, Result};
 pub use net::{App, Direction, Impairment, Link, TOOLS_IMAGE};

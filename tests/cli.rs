@@ -60,8 +60,10 @@ fn gc_removes_a_dead_runs_containers_and_says_so() {
     let dead = child.id();
     child.wait().unwrap();
     let mut spec = common::spec("alpy/node", "gc-victim", &["sleep", "100"]);
-    spec.labels
-        .insert(alpy::run::LABEL_OWNER_PID.into(), dead.to_string());
+    spec.labels.insert(
+        alpy::internal::run::LABEL_OWNER_PID.into(),
+        dead.to_string(),
+    );
     let c = alpy::net::Container::run(&docker, &spec, None).unwrap();
     let name = c.name().to_string();
     std::mem::forget(c); // gc removes it, not this guard
@@ -70,7 +72,7 @@ fn gc_removes_a_dead_runs_containers_and_says_so() {
     assert!(out.contains(&format!("removed container {name}")), "{out}");
     assert!(out.contains("alpy gc: removed"), "{out}");
     let left = docker
-        .list_by_label(alpy::run::LABEL_RUN, None)
+        .list_by_label(alpy::internal::run::LABEL_RUN, None)
         .unwrap()
         .into_iter()
         .any(|s| {

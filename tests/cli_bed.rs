@@ -205,7 +205,7 @@ fn up_exec_capture_console_down() {
         .to_string();
     let containers = || {
         common::docker()
-            .list_by_label(alpy::run::LABEL_RUN, Some(&run))
+            .list_by_label(alpy::internal::run::LABEL_RUN, Some(&run))
             .unwrap()
     };
     let before = containers().len();
@@ -334,7 +334,7 @@ fn up_exec_capture_console_down() {
     let left = containers();
     assert!(left.is_empty(), "containers of {run} left after alpy down");
     assert!(
-        alpy::run::process_start_time(supervisor as u32).is_none(),
+        alpy::internal::run::process_start_time(supervisor as u32).is_none(),
         "the supervisor lives on"
     );
     let art = artifacts.to_string_lossy().into_owned();

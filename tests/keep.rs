@@ -60,7 +60,7 @@ fn alpy(args: &[&str]) -> (i32, String) {
 
 fn containers_of(run: &str) -> usize {
     common::docker()
-        .list_by_label(alpy::run::LABEL_RUN, Some(run))
+        .list_by_label(alpy::internal::run::LABEL_RUN, Some(run))
         .unwrap()
         .len()
 }

@@ -255,7 +255,7 @@ fn child_role() {
         return;
     };
     assert_eq!(role, "four");
-    let run = alpy::run::RunId::new();
+    let run = alpy::internal::run::RunId::new();
     let mut bed = chain("killed4", 4).run_id(run.clone()).start().unwrap();
     for m in bed.machine_names() {
         bed.machine(&m).unwrap().resume().unwrap();
@@ -292,7 +292,7 @@ fn sigkill_with_four_machines_leaves_nothing_within_3_s() {
     assert_eq!(pids.len(), 4, "{ready}");
     let left = || {
         let mut left: Vec<String> = docker
-            .list_by_label(alpy::run::LABEL_RUN, Some(&run))
+            .list_by_label(alpy::internal::run::LABEL_RUN, Some(&run))
             .unwrap()
             .into_iter()
             .filter_map(|c| c.names.and_then(|n| n.first().cloned()))
@@ -369,9 +369,9 @@ fn two_beds_of_one_topology_run_side_by_side() {
 /// changed, only r2's is built again. Each bed forwards.
 #[test]
 fn a_two_machine_bed_starts_warm_and_rebuilds_only_what_changed() {
-    use alpy::bed::warm::WarmStart;
     use alpy::WarmOutcome::{Built, Restored};
-    let version = format!("tests/machines {}", alpy::run::RunId::new());
+    use alpy::WarmStart;
+    let version = format!("tests/machines {}", alpy::internal::run::RunId::new());
     let warm = || {
         WarmStart::per_machine(&version, |m| {
             let route = if m.name() == "r1" {

@@ -8,9 +8,9 @@ mod common;
 use alpy::Commands;
 use std::time::Duration;
 
-use alpy::net::docker::Docker;
+use alpy::internal::docker::Docker;
+use alpy::internal::run::{RunId, LABEL_RUN};
 use alpy::net::{App, Impairment, Link, NodeOptions, Nodes};
-use alpy::run::{RunId, LABEL_RUN};
 
 const APP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -234,7 +234,7 @@ fn impairment_through_a_relay_wire() {
         Link::new().node_addr("192.168.55.2/24"),
     ];
     let (docker, nodes) = create(&run, &links);
-    let relay = alpy::net::impair::Relay::start(
+    let relay = alpy::internal::impair::Relay::start(
         nodes.node(0).unwrap().tap_dup().unwrap(),
         nodes.node(1).unwrap().tap_dup().unwrap(),
         "test-wire",

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use alpy::internal::run::{RunId, LABEL_RUN};
 use alpy::pcap::Filter;
-use alpy::run::{RunId, LABEL_RUN};
 use alpy::TestBed;
 
 const PROMPT: &str = common::GUEST_PROMPT;
@@ -252,7 +252,7 @@ fn child_role() {
             println!("DONE");
         }
         "nodes" => {
-            let docker = alpy::net::docker::Docker::connect().unwrap();
+            let docker = alpy::internal::docker::Docker::connect().unwrap();
             let links = [alpy::Link::new().node_addr("192.168.1.2/24")];
             let nodes =
                 alpy::net::Nodes::create(&docker, &run, &links, &Default::default()).unwrap();
@@ -401,7 +401,7 @@ fn two_processes_at_once() {
     }
 }
 
-fn left_of(docker: &alpy::net::docker::Docker, run: &str) -> Vec<String> {
+fn left_of(docker: &alpy::internal::docker::Docker, run: &str) -> Vec<String> {
     docker
         .list_by_label(LABEL_RUN, Some(run))
         .unwrap()
@@ -497,7 +497,7 @@ fn the_reaper_removes_what_a_dead_run_left() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!left_of(&docker, &run).is_empty(), "nothing left to reap?");
-    let reaped = alpy::bed::reap::reap(&docker).unwrap();
+    let reaped = alpy::internal::reap::reap(&docker).unwrap();
     assert!(left_of(&docker, &run).is_empty());
     assert!(
         reaped.containers.iter().any(|c| c.contains(&run)),
@@ -511,7 +511,7 @@ fn the_reaper_removes_what_a_dead_run_left() {
 fn reap_leaves_live_runs_alone() {
     let bed = common::router_bed("live").start().unwrap();
     let docker = common::docker();
-    alpy::bed::reap::reap(&docker).unwrap();
+    alpy::internal::reap::reap(&docker).unwrap();
     // The two node containers (their tools containers start beside them
     // in the background, so they are not counted).
     let nodes = left_of(&docker, bed.run_id().as_str())

@@ -9,16 +9,16 @@ use alpy::Disk;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alpy::bed::config_drive::ConfigDrive;
 use alpy::nic::{DutNic, NicModel};
-use alpy::vm::qemu::DiskBus;
+use alpy::vm::DiskBus;
+use alpy::ConfigDrive;
 
 const BOOT: Duration = Duration::from_secs(300);
 const UUID: &str = "6a2b4c1e-0000-4000-8000-00000000a1a1";
 
 /// The disk built by `images/uefi-guest/build`.
 fn uefi_disk() -> PathBuf {
-    let disk = alpy::cache::cache_dir()
+    let disk = alpy::internal::cache::cache_dir()
         .expect("a cache directory")
         .join("uefi-guest/disk.raw");
     assert!(
@@ -56,10 +56,10 @@ fn nic_of(i: usize) -> (DutNic, &'static str) {
     }
 }
 
-fn vendor_bed(name: &str, links: usize, firmware: alpy::vm::firmware::Firmware) -> alpy::TestBed {
-    let run = alpy::run::RunId::new();
+fn vendor_bed(name: &str, links: usize, firmware: alpy::vm::Firmware) -> alpy::TestBed {
+    let run = alpy::internal::run::RunId::new();
     let macs: Vec<String> = (0..links)
-        .map(|i| alpy::net::link::default_mac(&run, i, true).to_string())
+        .map(|i| alpy::internal::link::default_mac(&run, i, true).to_string())
         .collect();
     let drive = ConfigDrive::vfat("ALPYCFG").file("day0.sh", day0(&macs));
     let mut b = alpy::TestBed::builder(name)
@@ -95,7 +95,7 @@ fn vendor_bed(name: &str, links: usize, firmware: alpy::vm::firmware::Firmware) 
 
 #[test]
 fn secure_boot_sata_eight_links_and_a_config_drive() {
-    let mut bed = vendor_bed("vendor", 8, alpy::vm::firmware::Firmware::secure_boot());
+    let mut bed = vendor_bed("vendor", 8, alpy::vm::Firmware::secure_boot());
     bed.boot(BOOT).unwrap();
     let cmd = bed.qemu_command().unwrap_or_default().to_string();
     assert!(
@@ -170,10 +170,10 @@ fn secure_boot_sata_eight_links_and_a_config_drive() {
 /// nothing removes, and a process whose command line names the run.
 #[test]
 fn leftovers_name_what_a_run_left() {
-    let run = alpy::run::RunId::new();
+    let run = alpy::internal::run::RunId::new();
     let docker = common::docker();
     let mut spec = common::spec("alpy/node", "left", &["sleep", "60"]);
-    spec.labels = alpy::run::owner_labels(&run);
+    spec.labels = alpy::internal::run::owner_labels(&run);
     spec.name = run.name("left");
     let c = alpy::net::Container::run(&docker, &spec, None).unwrap();
     use std::os::unix::process::CommandExt;
@@ -184,7 +184,7 @@ fn leftovers_name_what_a_run_left() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let left = alpy::bed::leftovers::leftovers(&run).unwrap();
+    let left = alpy::internal::leftovers::leftovers(&run).unwrap();
     let text = left.to_string();
     assert!(
         left.containers.len() == 1 && text.contains(&run.name("left")),
@@ -200,7 +200,7 @@ fn leftovers_name_what_a_run_left() {
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).unwrap();
     sleeper.wait().unwrap();
     c.close().unwrap();
-    let left = alpy::bed::leftovers::leftovers(&run).unwrap();
+    let left = alpy::internal::leftovers::leftovers(&run).unwrap();
     assert!(left.is_empty(), "{left}");
     assert_eq!(left.to_string(), "nothing is left");
 }

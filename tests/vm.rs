@@ -8,10 +8,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use alpy::vm::console::Console;
-use alpy::vm::qemu::QemuConfig;
-use alpy::vm::qemu_process::QemuProcess;
-use alpy::vm::remote_shell::RemoteShell;
+use alpy::internal::qemu::QemuConfig;
+use alpy::internal::qemu_process::QemuProcess;
+use alpy::vm::Console;
+use alpy::vm::RemoteShell;
 use sha2::{Digest, Sha256};
 
 fn guest_config(dir: &Path) -> QemuConfig {
@@ -314,7 +314,7 @@ fn a_saved_guest_resumes_in_a_new_qemu() {
     let state = sh.state();
     let file = dir.join("state.bin");
     let t0 = Instant::now();
-    let bytes = alpy::vm::migrate::save(qemu.qmp(), &file, Duration::from_secs(60)).unwrap();
+    let bytes = alpy::internal::migrate::save(qemu.qmp(), &file, Duration::from_secs(60)).unwrap();
     eprintln!("saved {bytes} bytes in {:.2} s", t0.elapsed().as_secs_f64());
     drop(sh);
     console.close().unwrap();
@@ -326,7 +326,7 @@ fn a_saved_guest_resumes_in_a_new_qemu() {
     let mut qemu =
         QemuProcess::start(&cfg, &dir.join("qemu2.log"), Duration::from_secs(10)).unwrap();
     let mut console = Console::new(qemu.take_serial().unwrap(), "guest2", None).unwrap();
-    alpy::vm::migrate::load(qemu.qmp(), &file, Duration::from_secs(60)).unwrap();
+    alpy::internal::migrate::load(qemu.qmp(), &file, Duration::from_secs(60)).unwrap();
     qemu.qmp().cont().unwrap();
     let mut sh = RemoteShell::resume(&mut console, state);
     let mark = sh.succeed("echo $MARK").unwrap();

@@ -10,9 +10,9 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use alpy::bed::warm::{Store, WarmStart};
+use alpy::internal::run::RunId;
+use alpy::internal::warm::{Store, WarmStart};
 use alpy::pcap::Filter;
-use alpy::run::RunId;
 use alpy::TestBed;
 
 const BOOT: Duration = Duration::from_secs(180);
@@ -33,7 +33,7 @@ fn warm_bed(name: &str, version: &str) -> alpy::TestBedBuilder {
 
 /// The snapshot directory built for `version`.
 fn snapshot_dir(version: &str) -> std::path::PathBuf {
-    let warm = alpy::cache::cache_dir().unwrap().join("warm");
+    let warm = alpy::internal::cache::cache_dir().unwrap().join("warm");
     std::fs::read_dir(&warm)
         .unwrap()
         .flatten()
@@ -139,7 +139,7 @@ fn alpy_warm_off_boots_cold_and_still_prepares() {
         "{text}"
     );
     // ...and saved nothing.
-    let warm = alpy::cache::cache_dir().unwrap().join("warm");
+    let warm = alpy::internal::cache::cache_dir().unwrap().join("warm");
     let saved = std::fs::read_dir(&warm)
         .unwrap()
         .flatten()
@@ -181,7 +181,7 @@ fn a_corrupt_snapshot_is_rebuilt_with_a_warning() {
     let v = fresh_version("corrupt");
     assert_eq!(forward_warm("warm-good", &v, 1), "built");
     // Spoil the saved state in place.
-    let warm = alpy::cache::cache_dir().unwrap().join("warm");
+    let warm = alpy::internal::cache::cache_dir().unwrap().join("warm");
     let mut spoiled = 0;
     for e in std::fs::read_dir(&warm).unwrap().flatten() {
         let meta = e.path().join("meta.json");
@@ -292,20 +292,20 @@ fn every_key_component_invalidates_the_snapshot() {
     std::fs::copy(&kernel, &k2).unwrap();
     let i2 = dir.join("initrd.img");
     std::fs::copy(&initrd, &i2).unwrap();
-    let nic = |model: alpy::vm::qemu::NicModel, mac: &str| alpy::vm::qemu::Nic {
+    let nic = |model: alpy::vm::NicModel, mac: &str| alpy::internal::qemu::Nic {
         model,
         mac: Some(mac.into()),
         tap_fd: -1,
         dgram: false,
         pcap: None,
         mtu: None,
-        rom: alpy::vm::qemu::NicRom::None,
+        rom: alpy::internal::qemu::NicRom::None,
     };
-    use alpy::vm::qemu::NicModel::{VirtioNet, E1000};
+    use alpy::vm::NicModel::{VirtioNet, E1000};
     let nics = vec![nic(E1000, "52:54:00:a1:00:00")];
     let base = alpy::Dut::kernel(&k2, Some(i2.clone())).append("console=ttyS0");
-    let key = |dut: &alpy::Dut, nics: &[alpy::vm::qemu::Nic], v: &str| {
-        alpy::bed::warm::key(dut, nics, v).unwrap().hex
+    let key = |dut: &alpy::Dut, nics: &[alpy::internal::qemu::Nic], v: &str| {
+        alpy::internal::warm::key(dut, nics, v).unwrap().hex
     };
     let k0 = key(&base, &nics, "v1");
     assert_eq!(k0, key(&base.clone(), &nics, "v1"), "the key is stable");
@@ -321,9 +321,9 @@ fn every_key_component_invalidates_the_snapshot() {
     other_qemu.config_mut().binary = fake_qemu;
     let other_accel = base
         .clone()
-        .accel(match alpy::vm::qemu::Accel::detect().unwrap() {
-            alpy::vm::qemu::Accel::Tcg => alpy::vm::qemu::Accel::Kvm,
-            alpy::vm::qemu::Accel::Kvm => alpy::vm::qemu::Accel::Tcg,
+        .accel(match alpy::internal::qemu::Accel::detect().unwrap() {
+            alpy::internal::qemu::Accel::Tcg => alpy::internal::qemu::Accel::Kvm,
+            alpy::internal::qemu::Accel::Kvm => alpy::internal::qemu::Accel::Tcg,
         });
     let variants: Vec<(&str, String)> = vec![
         (
@@ -435,7 +435,7 @@ fn sigkill_during_the_save_leaves_no_usable_snapshot() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Nothing with this version is a snapshot; a new bed builds one.
-    let warm = alpy::cache::cache_dir().unwrap().join("warm");
+    let warm = alpy::internal::cache::cache_dir().unwrap().join("warm");
     let complete = std::fs::read_dir(&warm)
         .unwrap()
         .flatten()

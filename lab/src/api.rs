@@ -46,7 +46,7 @@ pub fn hash_store(cfg: &Config) -> Vec<FileEntry> {
         .iter()
         .filter_map(|(name, path)| {
             let hashed = std::fs::metadata(path).and_then(|m| {
-                alpy::bed::warm::file_hash(path)
+                alpy::internal::warm::file_hash(path)
                     .map(|sha256| (m.len(), sha256))
                     .map_err(|e| std::io::Error::other(e.to_string()))
             });

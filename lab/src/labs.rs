@@ -71,8 +71,8 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Erro
 
 /// Takes bed `bed_id` down (nothing to do if it is gone already).
 pub fn take_down(bed_id: &str) -> Result<(), Error> {
-    match alpy::supervisor::registry::find(bed_id) {
-        Ok(info) => alpy::supervisor::registry::down(&info, Duration::from_secs(180))
+    match alpy::internal::supervisor::registry::find(bed_id) {
+        Ok(info) => alpy::internal::supervisor::registry::down(&info, Duration::from_secs(180))
             .map_err(|e| Error::Bed(format!("take bed {bed_id} down: {e}"))),
         Err(_) => Ok(()),
     }
@@ -80,13 +80,13 @@ pub fn take_down(bed_id: &str) -> Result<(), Error> {
 
 /// Whether bed `bed_id`'s supervisor is alive.
 pub fn alive(bed_id: &str) -> bool {
-    alpy::supervisor::registry::find(bed_id).is_ok()
+    alpy::internal::supervisor::registry::find(bed_id).is_ok()
 }
 
 /// Beds of this user whose artifacts are under `dir` (a lab's bed whose
 /// `alpy up` this server lost at a restart).
 pub fn beds_under(dir: &Path) -> Vec<String> {
-    alpy::supervisor::registry::list()
+    alpy::internal::supervisor::registry::list()
         .into_iter()
         .filter(|b| b.artifacts.starts_with(dir))
         .map(|b| b.id)

@@ -5,9 +5,9 @@
 //! machine of the bed (`?machine=NAME`, or `"machine"` in a QMP body).
 
 use crate::openapi::SessionHeader;
+use alpy::internal::supervisor::protocol::Request;
 use alpy::lab::wire::ErrorBody;
 use alpy::lab::wire::SessionStatus;
-use alpy::supervisor::protocol::Request;
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -63,7 +63,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
 pub(crate) async fn held_bed(
     app: &Shared,
     s: &ActiveSession,
-) -> ApiResult<(String, alpy::supervisor::registry::BedInfo)> {
+) -> ApiResult<(String, alpy::internal::supervisor::registry::BedInfo)> {
     held_lab_bed(app, s).await.map(|(sid, info, _)| (sid, info))
 }
 
@@ -71,7 +71,11 @@ pub(crate) async fn held_bed(
 async fn held_lab_bed(
     app: &Shared,
     s: &ActiveSession,
-) -> ApiResult<(String, alpy::supervisor::registry::BedInfo, String)> {
+) -> ApiResult<(
+    String,
+    alpy::internal::supervisor::registry::BedInfo,
+    String,
+)> {
     let key = s.session.key.clone();
     let lab = app
         .db(move |db| db.held_lab(&key))
@@ -80,7 +84,7 @@ async fn held_lab_bed(
     let bed = lab
         .bed_id
         .ok_or_else(|| ApiError::conflict(format!("lab {} is {}", lab.lab_id, lab.status)))?;
-    let info = alpy::supervisor::registry::find(&bed).map_err(|e| {
+    let info = alpy::internal::supervisor::registry::find(&bed).map_err(|e| {
         tracing::warn!(lab = %lab.lab_id, "its bed is gone: {e}");
         ApiError::conflict(format!("lab {}'s bed is gone", lab.lab_id))
     })?;
@@ -126,7 +130,7 @@ struct OnMachine {
 /// The index of `machine` in the held lab's bed, or 404 naming its
 /// machines.
 fn machine_of(
-    info: &alpy::supervisor::registry::BedInfo,
+    info: &alpy::internal::supervisor::registry::BedInfo,
     machine: Option<&str>,
 ) -> ApiResult<usize> {
     info.machine_index(machine)
@@ -155,7 +159,8 @@ async fn console(
     let (sock, first) = tokio::task::spawn_blocking(move || {
         let mut sock = std::os::unix::net::UnixStream::connect(&path)
             .map_err(|e| alpy::Error::io(format!("connect to {}", path.display()), e))?;
-        let first = alpy::vm::console_share::await_attached(&mut sock, Duration::from_secs(10))?;
+        let first =
+            alpy::internal::console_share::await_attached(&mut sock, Duration::from_secs(10))?;
         sock.set_nonblocking(true)
             .map_err(|e| alpy::Error::io("configure the console socket", e))?;
         Ok::<_, alpy::Error>((sock, first))
@@ -428,7 +433,7 @@ struct QmpBody {
 }
 
 async fn qmp_call(
-    info: &alpy::supervisor::registry::BedInfo,
+    info: &alpy::internal::supervisor::registry::BedInfo,
     machine: Option<&str>,
     cmd: &str,
     args: Option<&serde_json::Value>,
@@ -440,10 +445,12 @@ async fn qmp_call(
         arguments: args.cloned(),
     };
     let info = info.clone();
-    tokio::task::spawn_blocking(move || alpy::supervisor::registry::request(&info, &request))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::bad(e.to_string()))
+    tokio::task::spawn_blocking(move || {
+        alpy::internal::supervisor::registry::request(&info, &request)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::bad(e.to_string()))
 }
 
 #[utoipa::path(post, path = "/lab/qmp", tag = "lab", params(SessionHeader), request_body = QmpBody, responses((status = 200, description = "QMP's return, as {\"return\": ..}", body = Object), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 403, description = "the command is not on the allow-list (the answer names it)", body = ErrorBody)))]

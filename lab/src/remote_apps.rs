@@ -6,8 +6,8 @@
 //! allow-listed images, no host mounts, the configured capabilities only.
 
 use crate::openapi::SessionHeader;
+use alpy::internal::supervisor::protocol::Request;
 use alpy::lab::wire::ErrorBody;
-use alpy::supervisor::protocol::Request;
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -54,10 +54,12 @@ async fn link(
     }
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, node = ?name, change = ?change, "link");
     let request = Request::Link { node: name, change };
-    tokio::task::spawn_blocking(move || alpy::supervisor::registry::request(&info, &request))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        alpy::internal::supervisor::registry::request(&info, &request)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::conflict(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -107,7 +109,7 @@ async fn start(
     };
     let wait = timeout + Duration::from_secs(30);
     let answer = tokio::task::spawn_blocking(move || {
-        alpy::supervisor::registry::request_within(&info, &request, wait)
+        alpy::internal::supervisor::registry::request_within(&info, &request, wait)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
@@ -131,9 +133,11 @@ async fn stop(
     }
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, app = ?id, "app stop");
     let request = Request::AppStop { id };
-    tokio::task::spawn_blocking(move || alpy::supervisor::registry::request(&info, &request))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        alpy::internal::supervisor::registry::request(&info, &request)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::conflict(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,7 +5,7 @@
 //! files inside the lab's own directory. Anything that names a host path
 //! is refused with a 400 that says what to write instead. Every string
 //! that reaches QEMU's command line is checked by alpy itself
-//! (`alpy::vm::argv_check`), here before the lab starts.
+//! (`alpy::internal::argv_check`), here before the lab starts.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -81,7 +81,7 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
         *v = toml::Value::String(path.to_string_lossy().into_owned());
         Ok(())
     };
-    for (key, v) in alpy::bed::topology::boot_files_mut(&mut t) {
+    for (key, v) in alpy::internal::topology::boot_files_mut(&mut t) {
         from_store(&key, v)?;
     }
     let mut sections: Vec<(String, &toml::Table)> = Vec::new();
@@ -221,7 +221,7 @@ fn check_sizes(name: &str, dut: &toml::Table, limits: &Limits) -> Result<(), Ref
 /// The lab's machines together within the memory and vCPU limits (each
 /// machine that sets none counts QEMU's default).
 fn check_totals(sections: &[(String, &toml::Table)], limits: &Limits) -> Result<(), Refusal> {
-    let default = alpy::vm::qemu::QemuConfig::default();
+    let default = alpy::internal::qemu::QemuConfig::default();
     let total = |key: &str, default: u32| -> u64 {
         sections
             .iter()

@@ -197,7 +197,7 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     let lab_id = first["lab"]["lab_id"].as_str().unwrap().to_string();
     let bed = first["lab"]["bed_id"].as_str().unwrap().to_string();
     assert!(
-        alpy::supervisor::registry::find(&bed).is_ok(),
+        alpy::internal::supervisor::registry::find(&bed).is_ok(),
         "the lab is a bed in the registry"
     );
     // The same topology again: the running lab, reference count 2.
@@ -325,7 +325,7 @@ fn acquire_reuse_release_and_destroy_real_labs() {
         202
     );
     let t0 = Instant::now();
-    while alpy::supervisor::registry::find(&bed).is_ok() {
+    while alpy::internal::supervisor::registry::find(&bed).is_ok() {
         assert!(
             t0.elapsed() < Duration::from_secs(120),
             "the destroyed lab's bed is still up"
@@ -355,7 +355,7 @@ fn acquire_reuse_release_and_destroy_real_labs() {
     let q: Value = s.queue();
     assert_eq!(q["labs"][0]["status"], "idle", "{q}");
     assert!(
-        alpy::supervisor::registry::find(&bed2).is_ok(),
+        alpy::internal::supervisor::registry::find(&bed2).is_ok(),
         "an idle lab keeps running"
     );
     let reused = lab_of(s.acquire(&b, common::TOPOLOGY, true));
@@ -415,8 +415,8 @@ fn a_killed_server_restarts_with_its_sessions_and_labs() {
     assert_eq!(code, 0);
     // A bed that dies while the server is down is reaped, and A told.
     s.kill();
-    let info = alpy::supervisor::registry::find(&bed).unwrap();
-    alpy::supervisor::registry::down(&info, Duration::from_secs(120)).unwrap();
+    let info = alpy::internal::supervisor::registry::find(&bed).unwrap();
+    alpy::internal::supervisor::registry::down(&info, Duration::from_secs(120)).unwrap();
     s.restart();
     let va = s.status(&a);
     assert!(
@@ -454,7 +454,10 @@ fn a_lab_comes_up_even_if_its_client_hangs_up() {
     loop {
         let held: Value = s.json_as("/lab", &a);
         if held["status"] == "up" {
-            assert!(alpy::supervisor::registry::find(held["bed_id"].as_str().unwrap()).is_ok());
+            assert!(
+                alpy::internal::supervisor::registry::find(held["bed_id"].as_str().unwrap())
+                    .is_ok()
+            );
             break;
         }
         assert_eq!(held["status"], "starting", "{held}");

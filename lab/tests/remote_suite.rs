@@ -174,7 +174,7 @@ fn topology_file_on_the_lab(s: &Server) {
 
 #[test]
 fn the_rabbit_suite_passes_on_a_lab_server() {
-    let rabbit = alpy::cache::cache_dir().unwrap().join("rabbit");
+    let rabbit = alpy::internal::cache::cache_dir().unwrap().join("rabbit");
     let store = format!(
         "rabbit-kernel = \"{}\"\nrabbit-initrd = \"{}\"\nrabbit-disk = \"{}\"\n",
         rabbit.join("vmlinuz").display(),
@@ -256,7 +256,7 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
     // Destroying is asynchronous: the labs and their beds go within a
     // minute or two.
     let beds = || -> Vec<String> {
-        alpy::supervisor::registry::list()
+        alpy::internal::supervisor::registry::list()
             .into_iter()
             .filter(|b| b.artifacts.starts_with(&s.dir))
             .map(|b| b.id)

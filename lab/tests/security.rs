@@ -499,7 +499,7 @@ fn topology_qmp_and_upload_attacks_are_refused() {
 
 /// The beds of this server's labs on this host.
 fn beds_of(s: &Server) -> Vec<String> {
-    alpy::supervisor::registry::list()
+    alpy::internal::supervisor::registry::list()
         .into_iter()
         .filter(|b| b.artifacts.starts_with(&s.dir))
         .map(|b| b.id)

@@ -103,10 +103,7 @@ fn a_tls_lab_on_a_non_loopback_address_serves_the_client_and_the_cli() {
     let console = bed.console().unwrap();
     console.send_line("echo tls-$((6*7))").unwrap();
     console
-        .expect(
-            &alpy::vm::console::Pattern::exact("tls-42"),
-            Duration::from_secs(30),
-        )
+        .expect(&alpy::vm::Pattern::exact("tls-42"), Duration::from_secs(30))
         .unwrap();
     // The CLI, with the CA in its environment.
     let cli = Command::new(common::alpy_bin())

@@ -18,7 +18,7 @@ pub struct RabbitImage {
 impl RabbitImage {
     /// `$ALPY_CACHE/rabbit` (default `~/.cache/alpy/rabbit`), checked.
     pub fn find() -> Result<RabbitImage> {
-        let cache = alpy::cache::cache_dir()?;
+        let cache = alpy::internal::cache::cache_dir()?;
         let dir = cache.join("rabbit");
         let img = RabbitImage {
             kernel: dir.join("vmlinuz"),

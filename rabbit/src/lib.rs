@@ -28,9 +28,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use alpy::addr::IpNet;
-use alpy::bed::warm::WarmStart;
-use alpy::vm::qemu::NicModel;
-use alpy::vm::remote_shell::RemoteShell;
+use alpy::vm::NicModel;
+use alpy::vm::RemoteShell;
+use alpy::WarmStart;
 use alpy::{Dut, Link, Login, PowerOff, Result, TestBed};
 
 pub use image::RabbitImage;

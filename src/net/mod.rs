@@ -2,19 +2,31 @@
 //! namespaces and taps, nodes and their links, apps, the no-root helper,
 //! and link impairment. Nothing here knows about QEMU or test beds.
 
+#[doc(hidden)]
 pub mod app;
+#[doc(hidden)]
 pub mod container;
+#[doc(hidden)]
 pub mod docker;
+#[doc(hidden)]
 pub mod docker_attach;
 mod helper;
+#[doc(hidden)]
 pub mod hub;
+#[doc(hidden)]
 pub mod impair;
+#[doc(hidden)]
 pub mod link;
+#[doc(hidden)]
 pub mod netns;
+#[doc(hidden)]
 pub mod node;
+#[doc(hidden)]
 pub mod nodes;
+#[doc(hidden)]
 pub mod remote;
 mod tools;
+#[doc(hidden)]
 pub mod watchdog;
 
 pub use app::{App, TOOLS_IMAGE};

@@ -9,8 +9,8 @@ pub use shared::*;
 
 use std::sync::Arc;
 
-use alpy::net::docker::{ContainerSpec, Docker};
-use alpy::run::{owner_labels, RunId};
+use alpy::internal::docker::{ContainerSpec, Docker};
+use alpy::internal::run::{owner_labels, RunId};
 
 /// A Docker client; tests need a running engine (`scripts/setup` starts one).
 pub fn docker() -> Arc<Docker> {

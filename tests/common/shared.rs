@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use alpy::run::RunId;
+use alpy::internal::run::RunId;
 
 /// A temporary directory, removed with everything in it when dropped
 /// (a failing test leaves nothing behind).
@@ -61,7 +61,7 @@ pub fn temp_dir(name: &str) -> TempDir {
 /// The test guest built by `images/guest/build`: (kernel, initrd), from
 /// alpy's cache (`ALPY_CACHE`, else `XDG_CACHE_HOME`, else `~/.cache`).
 pub fn guest() -> (PathBuf, PathBuf) {
-    let cache = alpy::cache::cache_dir().expect("a cache directory");
+    let cache = alpy::internal::cache::cache_dir().expect("a cache directory");
     let dir = cache.join("guest");
     let k = dir.join("vmlinuz");
     let i = dir.join("initrd.img");

@@ -226,9 +226,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
         // Labs outlive the server by design: take this test's down.
-        for bed in alpy::supervisor::registry::list() {
+        for bed in alpy::internal::supervisor::registry::list() {
             if bed.artifacts.starts_with(&self.dir) {
-                let _ = alpy::supervisor::registry::down(&bed, Duration::from_secs(120));
+                let _ = alpy::internal::supervisor::registry::down(&bed, Duration::from_secs(120));
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);

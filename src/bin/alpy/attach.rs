@@ -75,7 +75,7 @@ pub(crate) fn console(
     escape: &str,
 ) -> alpy::Result<()> {
     let escape = escape_byte(escape)?;
-    let info = alpy::supervisor::registry::find(id)?;
+    let info = alpy::internal::supervisor::registry::find(id)?;
     let index = info.machine_index(machine)?;
     let shared = match info.machines.get(index) {
         Some(m) => m.console.clone(),
@@ -97,8 +97,10 @@ pub(crate) fn console(
     // Print the banner only once the bed sends us the console's bytes, so
     // whatever a caller provokes after it shows here.
     let mut sock = sock;
-    let first =
-        alpy::vm::console_share::await_attached(&mut sock, std::time::Duration::from_secs(10))?;
+    let first = alpy::internal::console_share::await_attached(
+        &mut sock,
+        std::time::Duration::from_secs(10),
+    )?;
     let key = if escape == 0x1d {
         "Ctrl-]".to_string()
     } else {
@@ -187,7 +189,7 @@ pub(crate) fn exec(
     interactive: bool,
     tty: bool,
 ) -> alpy::Result<i32> {
-    let info = alpy::supervisor::registry::find(id)?;
+    let info = alpy::internal::supervisor::registry::find(id)?;
     let (name, _) = &info.nodes[info.index_of(node, "node", false)?];
     let size = if tty {
         if !std::io::stdin().is_terminal() {
@@ -202,9 +204,9 @@ pub(crate) fn exec(
     let docker = alpy::net::Docker::connect()?;
     // The node's kept tools container, owned by the bed (removed with it):
     // no container start per call.
-    let tools = alpy::supervisor::registry::request(
+    let tools = alpy::internal::supervisor::registry::request(
         &info,
-        &alpy::supervisor::protocol::Request::Tools {
+        &alpy::internal::supervisor::protocol::Request::Tools {
             node: name.to_string(),
         },
     )?;
@@ -218,7 +220,7 @@ pub(crate) fn exec(
     } else {
         None
     };
-    let attach = alpy::net::docker_attach::Attach {
+    let attach = alpy::internal::docker_attach::Attach {
         stdin: interactive,
         tty: size,
     };

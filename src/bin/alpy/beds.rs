@@ -1,13 +1,13 @@
 //! The subcommands that stand beds up and reach them: `up` (with its
 //! supervisor), `ls`, `capture`.
 
-use alpy::supervisor::protocol::{Reply, Request};
+use alpy::internal::supervisor::protocol::{Reply, Request};
 
 /// Stands a bed up in a supervisor process and returns once it is ready.
 pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Result<()> {
     use std::os::unix::process::CommandExt;
-    let id = alpy::run::RunId::new().to_string();
-    let dir = alpy::supervisor::registry::bed_dir(&id)?;
+    let id = alpy::internal::run::RunId::new().to_string();
+    let dir = alpy::internal::supervisor::registry::bed_dir(&id)?;
     let log_path = dir.join("supervisor.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| alpy::Error::io(format!("create {}", log_path.display()), e))?;
@@ -55,7 +55,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
     let mut progress = Progress::new(&dir.join(alpy::journal::FILE));
     loop {
         progress.show();
-        if let Ok(info) = alpy::supervisor::registry::find(&id) {
+        if let Ok(info) = alpy::internal::supervisor::registry::find(&id) {
             progress.show();
             if json {
                 println!(
@@ -81,7 +81,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
             return Err(alpy::Error::CommandFailed {
                 what: format!("standing up {}", file.display()),
                 status: status.to_string(),
-                output: alpy::util::tail_lines(&text, 20),
+                output: alpy::internal::util::tail_lines(&text, 20),
             });
         }
         if std::time::Instant::now() >= deadline {
@@ -92,7 +92,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
             return Err(alpy::Error::Timeout {
                 what: format!("{} to come up", file.display()),
                 timeout: std::time::Duration::from_secs(timeout),
-                tail: alpy::util::tail_lines(
+                tail: alpy::internal::util::tail_lines(
                     &std::fs::read_to_string(&log_path).unwrap_or_default(),
                     20,
                 ),
@@ -151,16 +151,16 @@ impl Progress {
 /// The supervisor: owns the bed until `alpy down`.
 pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy::Result<()> {
     alpy::logging::init();
-    let dir = alpy::supervisor::registry::bed_dir(id)?;
+    let dir = alpy::internal::supervisor::registry::bed_dir(id)?;
     // `alpy up` follows the bed's steps there while it comes up.
     alpy::journal::tee(&dir.join(alpy::journal::FILE))?;
     let mut t = alpy::TestBed::from_topology(file, std::time::Duration::from_secs(timeout))?;
-    let info = alpy::supervisor::registry::BedInfo::of(&t, id, file.to_path_buf());
-    let mut published = alpy::supervisor::registry::Published::new(&dir, &mut t, &info)?;
+    let info = alpy::internal::supervisor::registry::BedInfo::of(&t, id, file.to_path_buf());
+    let mut published = alpy::internal::supervisor::registry::Published::new(&dir, &mut t, &info)?;
     // Up: `alpy up` has what it follows; the bed's own journal goes on.
     alpy::journal::untee();
     log::info!("bed {id} is up; waiting for `alpy down {id}`");
-    let mut control = alpy::supervisor::control::Control::new();
+    let mut control = alpy::internal::supervisor::control::Control::new();
     let reply = published.serve_until_down(|request| control.answer(&mut t, request));
     published.unshare_console();
     let apps = control.close();
@@ -184,13 +184,13 @@ pub(crate) fn supervise(id: &str, file: &std::path::Path, timeout: u64) -> alpy:
 /// Copies link `link`'s pcap file to standard output as it grows.
 pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Result<()> {
     use std::io::{Read, Write};
-    let info = alpy::supervisor::registry::find(id)?;
+    let info = alpy::internal::supervisor::registry::find(id)?;
     let index = info.index_of(link, "link", true)?;
 
     let path = info.capture_path(index)?;
     let mut f = std::fs::File::open(&path)
         .map_err(|e| alpy::Error::io(format!("open {}", path.display()), e))?;
-    let registry_entry = alpy::supervisor::registry::registry_dir().join(&info.id);
+    let registry_entry = alpy::internal::supervisor::registry::registry_dir().join(&info.id);
     let deadline =
         seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
     let mut out = std::io::stdout().lock();
@@ -216,7 +216,7 @@ pub(crate) fn capture(id: &str, link: &str, seconds: Option<f64>) -> alpy::Resul
 /// The machine a command names first, if its first word is one of the
 /// bed's machines: (machine, the other words).
 fn machine_and_rest<'w>(
-    info: &alpy::supervisor::registry::BedInfo,
+    info: &alpy::internal::supervisor::registry::BedInfo,
     words: &'w [String],
     min_rest: usize,
 ) -> (Option<&'w str>, &'w [String]) {
@@ -232,7 +232,7 @@ fn machine_and_rest<'w>(
 
 /// The error for words that do not fit `usage`, naming the machines.
 fn bad_words(
-    info: &alpy::supervisor::registry::BedInfo,
+    info: &alpy::internal::supervisor::registry::BedInfo,
     words: &[String],
     usage: &str,
 ) -> alpy::Error {
@@ -246,7 +246,7 @@ fn bad_words(
 /// QMP `command` on `machine` (the DUT if `None`) through bed `info`'s
 /// supervisor: its `return`, as JSON text.
 fn qmp_request(
-    info: &alpy::supervisor::registry::BedInfo,
+    info: &alpy::internal::supervisor::registry::BedInfo,
     machine: Option<&str>,
     command: &str,
     arguments: Option<&str>,
@@ -265,12 +265,12 @@ fn qmp_request(
         command: command.to_string(),
         arguments,
     };
-    alpy::supervisor::registry::request(info, &request).map(|v| v.to_string())
+    alpy::internal::supervisor::registry::request(info, &request).map(|v| v.to_string())
 }
 
 /// `alpy qmp ID [MACHINE] COMMAND [ARGUMENTS]`: the command's `return`.
 pub(crate) fn qmp(id: &str, words: &[String]) -> alpy::Result<String> {
-    let info = alpy::supervisor::registry::find(id)?;
+    let info = alpy::internal::supervisor::registry::find(id)?;
     let (machine, rest) = machine_and_rest(&info, words, 1);
     // `r9 query-status` is a machine that is not there, not a command
     // with arguments (those are a JSON object).
@@ -297,7 +297,7 @@ pub(crate) fn qmp(id: &str, words: &[String]) -> alpy::Result<String> {
 
 /// `alpy power ID [MACHINE] on|off|cycle|status`.
 pub(crate) fn power(id: &str, words: &[String]) -> alpy::Result<String> {
-    let info = alpy::supervisor::registry::find(id)?;
+    let info = alpy::internal::supervisor::registry::find(id)?;
     let (machine, rest) = machine_and_rest(&info, words, 1);
     if let (None, [first, _]) = (machine, words) {
         info.machine_index(Some(first))?;
@@ -314,7 +314,7 @@ pub(crate) fn power(id: &str, words: &[String]) -> alpy::Result<String> {
 }
 
 pub(crate) fn ls(json: bool) {
-    let beds = alpy::supervisor::registry::list();
+    let beds = alpy::internal::supervisor::registry::list();
     if json {
         println!(
             "{}",

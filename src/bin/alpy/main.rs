@@ -294,15 +294,17 @@ fn main() -> ExitCode {
         },
         Command::Down { id, all } => {
             let beds = match (&id, all) {
-                (_, true) => Ok(alpy::supervisor::registry::list()),
-                (Some(id), false) => alpy::supervisor::registry::find(id).map(|b| vec![b]),
+                (_, true) => Ok(alpy::internal::supervisor::registry::list()),
+                (Some(id), false) => {
+                    alpy::internal::supervisor::registry::find(id).map(|b| vec![b])
+                }
                 (None, false) => Err(alpy::Error::Config("say which bed (an id) or --all".into())),
             };
             let mut code = ExitCode::SUCCESS;
             match beds {
                 Ok(beds) => {
                     for b in beds {
-                        match alpy::supervisor::registry::down(
+                        match alpy::internal::supervisor::registry::down(
                             &b,
                             std::time::Duration::from_secs(120),
                         ) {

@@ -2,7 +2,7 @@
 
 pub(crate) fn gc(json: bool) -> alpy::Result<()> {
     let docker = alpy::net::Docker::connect()?;
-    let reaped = alpy::bed::reap::reap(&docker)?;
+    let reaped = alpy::internal::reap::reap(&docker)?;
     if json {
         let v = serde_json::json!({
             "containers": reaped.containers,
@@ -30,7 +30,7 @@ pub(crate) fn graph(
     output: Option<&std::path::Path>,
     svg: Option<&std::path::Path>,
 ) -> alpy::Result<()> {
-    let drawing = alpy::bed::topology::Topology::load(file)?.drawing();
+    let drawing = alpy::Topology::load(file)?.drawing();
     let dot = drawing.dot();
     match output {
         Some(p) => std::fs::write(p, &dot)
