@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 /// stay as they are, so logged command lines read naturally.
 ///
 /// ```
-/// assert_eq!(alpy::util::shell_quote("eth0"), "eth0");
-/// assert_eq!(alpy::util::shell_quote("it's"), r#"'it'\''s'"#);
-/// assert_eq!(alpy::util::shell_quote(""), "''");
+/// assert_eq!(alpy::internal::util::shell_quote("eth0"), "eth0");
+/// assert_eq!(alpy::internal::util::shell_quote("it's"), r#"'it'\''s'"#);
+/// assert_eq!(alpy::internal::util::shell_quote(""), "''");
 /// ```
 pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
@@ -28,7 +28,7 @@ pub fn shell_quote(s: &str) -> String {
 /// The last `n` lines of `text`.
 ///
 /// ```
-/// assert_eq!(alpy::util::tail_lines("a\nb\nc\n", 2), "b\nc");
+/// assert_eq!(alpy::internal::util::tail_lines("a\nb\nc\n", 2), "b\nc");
 /// ```
 pub fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -22,7 +22,7 @@ pub enum DriveFormat {
 /// A config drive: a label and files.
 ///
 /// ```
-/// use alpy::bed::config_drive::ConfigDrive;
+/// use alpy::ConfigDrive;
 /// let drive = ConfigDrive::vfat("ALPYCFG")
 ///     .file("day0.sh", "hostname fw-day0\n")
 ///     .file("openstack/latest/meta_data.json", "{}");

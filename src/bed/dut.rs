@@ -34,7 +34,7 @@ pub(crate) enum DiskPlan<'a> {
 ///
 /// ```
 /// use alpy::{Disk, Dut};
-/// use alpy::vm::qemu::DiskBus;
+/// use alpy::vm::DiskBus;
 /// let dut = Dut::kernel("vmlinuz", Some("initrd.img".into()))
 ///     .append("console=ttyS0,115200")
 ///     .memory_mib(512)

@@ -128,7 +128,7 @@ impl Drawing {
     /// apps of link `i` (missing entries: none).
     ///
     /// ```
-    /// use alpy::bed::graph::Drawing;
+    /// use alpy::internal::graph::Drawing;
     /// let d = Drawing::new("demo", &[alpy::Link::new().name("client").node_addr("10.0.0.2/24")], vec![]);
     /// assert!(d.dot().contains(r#"client\n10.0.0.2/24"#));
     /// assert!(d.svg().contains("<svg"));
@@ -141,7 +141,7 @@ impl Drawing {
     /// DUT), its `links` and `segments`.
     ///
     /// ```
-    /// use alpy::bed::graph::Drawing;
+    /// use alpy::internal::graph::Drawing;
     /// use alpy::{Link, Segment};
     /// let m = |n: &str| (n.to_string(), vec!["routers".to_string()]);
     /// let d = Drawing::network(

@@ -62,7 +62,7 @@ impl std::fmt::Display for Leftovers {
 /// # let bed: alpy::TestBed = todo!();
 /// let run = bed.run_id().clone();
 /// bed.close()?;
-/// let left = alpy::bed::leftovers::leftovers(&run)?;
+/// let left = alpy::internal::leftovers::leftovers(&run)?;
 /// assert!(left.is_empty(), "{left}");
 /// # Ok(()) }
 /// ```

@@ -68,7 +68,7 @@ const BOOT_FILE_KEYS: [&str; 4] = ["kernel", "initrd", "firmware_code", "firmwar
 /// ```
 /// let mut t: toml::Table = "[dut]\nkernel = \"k\"\ndisks = [{ path = \"d\" }]\n\
 ///     [[machine]]\nname = \"r2\"\ninitrd = \"i\"".parse().unwrap();
-/// let keys: Vec<String> = alpy::bed::topology::boot_files_mut(&mut t)
+/// let keys: Vec<String> = alpy::internal::topology::boot_files_mut(&mut t)
 ///     .into_iter()
 ///     .map(|(k, _)| k)
 ///     .collect();

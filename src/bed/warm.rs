@@ -57,7 +57,7 @@ pub(crate) enum Preparation {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use alpy::bed::warm::WarmStart;
+/// use alpy::WarmStart;
 /// use alpy::Commands;
 /// # fn f(b: alpy::TestBedBuilder) -> alpy::Result<()> {
 /// let mut bed = b
@@ -88,7 +88,7 @@ impl WarmStart {
     /// needs).
     ///
     /// ```no_run
-    /// use alpy::bed::warm::WarmStart;
+    /// use alpy::WarmStart;
     /// use alpy::Commands;
     /// # fn f(b: alpy::TestBedBuilder) -> alpy::Result<()> {
     /// let bed = b
@@ -145,7 +145,7 @@ impl WarmStart {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use alpy::bed::warm::WarmStart;
+    /// use alpy::WarmStart;
     /// use alpy::Commands;
     /// let w = WarmStart::new("ospf-v1", |bed| bed.shell()?.succeed("start-ospf").map(drop))
     ///     .ready_when(|bed| {

@@ -186,7 +186,7 @@ impl Link {
     ///
     /// ```
     /// let l = alpy::Link::new().name("client").on("r1:0");
-    /// assert_eq!(l.attach, alpy::net::link::Attach::Nic("r1".into(), 0));
+    /// assert_eq!(l.attach, alpy::internal::link::Attach::Nic("r1".into(), 0));
     /// ```
     pub fn on(mut self, endpoint: &str) -> Self {
         if let Some((m, n)) = self.keep(parse_endpoint(endpoint)) {
@@ -325,8 +325,8 @@ pub enum Attach {
 /// Parses an endpoint, `"r1:0"`: a machine's name and a NIC index.
 ///
 /// ```
-/// assert_eq!(alpy::net::link::parse_endpoint("r1:2").unwrap(), ("r1".to_string(), 2));
-/// assert!(alpy::net::link::parse_endpoint("r1").is_err());
+/// assert_eq!(alpy::internal::link::parse_endpoint("r1:2").unwrap(), ("r1".to_string(), 2));
+/// assert!(alpy::internal::link::parse_endpoint("r1").is_err());
 /// ```
 pub fn parse_endpoint(s: &str) -> Result<(String, usize)> {
     let bad = || {

@@ -9,7 +9,7 @@
 //! reads end-of-file and removes every container labelled with the run
 //! (`docker rm -f`, through `DOCKER_HOST` like the library) and the paths
 //! it was told about. QEMU needs no watchdog: it dies with its owner
-//! (`PR_SET_PDEATHSIG`). The reaper (`alpy::bed::reap`) stays as the
+//! (`PR_SET_PDEATHSIG`). The reaper (`alpy::internal::reap`) stays as the
 //! second line of defence, for a host that was rebooted or a watchdog that
 //! was killed too.
 

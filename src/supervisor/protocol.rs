@@ -4,7 +4,7 @@
 //! supervisor all speak it through [`crate::supervisor::registry::request`].
 //!
 //! ```
-//! use alpy::supervisor::protocol::{Reply, Request};
+//! use alpy::internal::supervisor::protocol::{Reply, Request};
 //! let r = Request::Qmp { machine: None, command: "query-status".into(), arguments: None };
 //! let line = serde_json::to_string(&r).unwrap();
 //! assert_eq!(line, r#"{"op":"qmp","machine":null,"command":"query-status","arguments":null}"#);

@@ -14,11 +14,11 @@
 //! - paths are escaped (QEMU's `,,`).
 //!
 //! ```
-//! use alpy::vm::argv_check::Smbios;
+//! use alpy::internal::argv_check::Smbios;
 //! let t: Smbios = "type=1,manufacturer=Acme,,Inc,serial=A1".parse().unwrap();
 //! assert_eq!(t.to_arg(), "type=1,manufacturer=Acme,,Inc,serial=A1");
 //! assert!("type=1,file=/etc/shadow".parse::<Smbios>().is_err());
-//! assert!(alpy::vm::argv_check::check_disk_format("raw,file=/x").is_err());
+//! assert!(alpy::internal::argv_check::check_disk_format("raw,file=/x").is_err());
 //! ```
 
 use crate::error::{Error, Result};

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// Which firmware boots the DUT.
 ///
 /// ```
-/// use alpy::vm::firmware::Firmware;
+/// use alpy::vm::Firmware;
 /// assert!(Firmware::uefi().is_uefi());
 /// let sb = Firmware::secure_boot();
 /// assert!(sb.secure_boot_on() && sb.vars_template().unwrap().ends_with("OVMF_VARS_4M.ms.fd"));

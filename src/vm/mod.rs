@@ -25,9 +25,10 @@ pub mod qmp;
 #[doc(hidden)]
 pub mod remote_shell;
 
+pub use argv_check::Smbios;
 pub use console::{Console, Pattern};
-pub use firmware::Firmware;
+pub use firmware::{Firmware, Uefi};
 pub use login::Login;
-pub use qemu::{Accel, DiskBus, DiskMode, Media, Nic, NicModel, NicRom};
+pub use qemu::{Accel, DiskBus, DiskMode, Media, Nic, NicModel, NicRom, QemuConfig};
 pub use qmp::Qmp;
 pub use remote_shell::{RemoteShell, ShellState};

@@ -11,7 +11,7 @@ use crate::vm::qemu::{DiskBus, Media};
 ///
 /// ```
 /// use alpy::{Disk, Dut};
-/// use alpy::vm::qemu::DiskBus;
+/// use alpy::vm::DiskBus;
 /// let dut = Dut::new()
 ///     .disk(Disk::new("fw.qcow2").format("qcow2").bus(DiskBus::Sata))
 ///     .disk(Disk::new("data.raw"))
