@@ -7,9 +7,7 @@ use crate::error::{Error, Result};
 /// `$ALPY_CACHE`, else `$XDG_CACHE_HOME/alpy`, else `~/.cache/alpy`: the
 /// same directory `images/lib.sh` (`alpy_cache_dir`) builds into.
 pub fn cache_dir() -> Result<PathBuf> {
-    std::env::var_os("ALPY_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("alpy")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/alpy")))
+    crate::settings::Settings::from_env()
+        .cache_dir()
         .ok_or_else(|| Error::Config("neither ALPY_CACHE nor HOME is set".into()))
 }

@@ -2,6 +2,18 @@
 //! it, `alpy doctor` shows what each is set to here, and a unit test keeps
 //! the crate docs' table the same.
 //!
+//! They are read in one place, [`Settings::from_env`], into one value: a
+//! test bed takes it when its builder is made ([`crate::TestBed::builder`])
+//! and passes it down; `alpy` and the doctor read it once at their start.
+//! A program may also build one without touching its environment:
+//!
+//! ```
+//! use alpy::settings::Settings;
+//! let s = Settings::default().set("ALPY_WARM", "off").set("ALPY_KEEP", "always");
+//! assert!(!s.warm_enabled());
+//! assert_eq!(s.keep(), "always");
+//! ```
+//!
 //! ```
 //! let names: Vec<&str> = alpy::settings::VARS.iter().map(|v| v.name).collect();
 //! assert!(names.contains(&"ALPY_ARTIFACTS"));
@@ -128,15 +140,170 @@ pub const VARS: &[Var] = &[
 /// Each variable with its value here (`None`: unset); a secret's value
 /// is `"(set)"`.
 pub fn current() -> Vec<(&'static Var, Option<String>)> {
+    let here = Settings::from_env();
     VARS.iter()
         .map(|v| {
-            let value =
-                std::env::var(v.name)
-                    .ok()
-                    .map(|s| if v.secret { "(set)".to_string() } else { s });
+            let value = here.get(v.name).map(|s| {
+                if v.secret {
+                    "(set)".to_string()
+                } else {
+                    s.to_string()
+                }
+            });
             (v, value)
         })
         .collect()
+}
+
+/// Variables alpy reads that are not its own settings: where a default
+/// comes from.
+const ALSO_READ: &[&str] = &["HOME", "CARGO_TARGET_DIR"];
+
+/// The values of [`VARS`] (and of `HOME` and `CARGO_TARGET_DIR`, which
+/// defaults come from), read once; each accessor applies its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// The values in this process's environment now: the one place alpy
+    /// reads it.
+    pub fn from_env() -> Settings {
+        let names = VARS.iter().map(|v| v.name).chain(ALSO_READ.iter().copied());
+        Settings {
+            values: names
+                .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+                .collect(),
+        }
+    }
+
+    /// This value with `name` set to `value` (the environment is not
+    /// touched).
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Settings {
+        self.values.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// This value with `name` unset.
+    pub fn unset(mut self, name: &str) -> Settings {
+        self.values.remove(name);
+        self
+    }
+
+    /// A variable's value as given (`None`: unset).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// A variable's value, an empty one counting as unset.
+    fn given(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    fn path(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.given(name).map(std::path::PathBuf::from)
+    }
+
+    /// `ALPY_ARTIFACTS`, else `$CARGO_TARGET_DIR/alpy`; `None` leaves the
+    /// choice to the running binary's `target/`.
+    pub fn artifacts_root(&self) -> Option<std::path::PathBuf> {
+        self.path("ALPY_ARTIFACTS")
+            .or_else(|| self.path("CARGO_TARGET_DIR").map(|d| d.join("alpy")))
+    }
+
+    /// `ALPY_ACCEL` (`kvm` or `tcg`), if set.
+    pub fn accel(&self) -> Option<&str> {
+        self.given("ALPY_ACCEL")
+    }
+
+    /// `ALPY_NET_MODE` (`direct` or `helper`), if set.
+    pub fn net_mode(&self) -> Option<&str> {
+        self.given("ALPY_NET_MODE")
+    }
+
+    /// `$ALPY_CACHE`, else `$XDG_CACHE_HOME/alpy`, else `~/.cache/alpy`.
+    pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.path("ALPY_CACHE")
+            .or_else(|| self.path("XDG_CACHE_HOME").map(|x| x.join("alpy")))
+            .or_else(|| self.path("HOME").map(|h| h.join(".cache/alpy")))
+    }
+
+    /// `ALPY_KEEP`: `on-failure`, `always`, or `""` (off).
+    pub fn keep(&self) -> &str {
+        self.get("ALPY_KEEP").unwrap_or_default()
+    }
+
+    /// `ALPY_KEEP_TIMEOUT`, 30 minutes by default.
+    pub fn keep_timeout(&self) -> std::time::Duration {
+        let secs = self
+            .given("ALPY_KEEP_TIMEOUT")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(1800.0);
+        std::time::Duration::from_secs_f64(secs.max(0.0))
+    }
+
+    /// `CI` when it says a CI job runs (`true` or `1`).
+    pub fn ci(&self) -> Option<&str> {
+        self.get("CI").filter(|v| *v == "true" || *v == "1")
+    }
+
+    /// Warm start is on unless `ALPY_WARM` is `off`, `0` or `false`.
+    pub fn warm_enabled(&self) -> bool {
+        !matches!(self.get("ALPY_WARM"), Some("off" | "0" | "false"))
+    }
+
+    /// Snapshots may keep their RAM as a file unless `ALPY_WARM_MAP=off`.
+    pub fn warm_map(&self) -> bool {
+        self.get("ALPY_WARM_MAP") != Some("off")
+    }
+
+    /// `ALPY_WARM_MAX_MB`, 4096 by default, in bytes.
+    pub fn warm_max_bytes(&self) -> u64 {
+        self.given("ALPY_WARM_MAX_MB")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(4096)
+            << 20
+    }
+
+    /// `ALPY_SOURCE_DIR`, if set.
+    pub fn source_dir(&self) -> Option<std::path::PathBuf> {
+        self.path("ALPY_SOURCE_DIR")
+    }
+
+    /// `DOCKER_HOST`, else the engine's default socket.
+    pub fn docker_host(&self) -> &str {
+        self.given("DOCKER_HOST")
+            .unwrap_or("unix:///var/run/docker.sock")
+    }
+
+    /// `$XDG_RUNTIME_DIR/alpy/beds`, else `/tmp/alpy-<uid>/beds`.
+    pub fn registry_dir(&self) -> std::path::PathBuf {
+        match self.path("XDG_RUNTIME_DIR") {
+            Some(d) => d.join("alpy/beds"),
+            None => std::env::temp_dir().join(format!("alpy-{}/beds", nix::unistd::getuid())),
+        }
+    }
+
+    /// `REMOTE_LAB_URL`, if set and not empty.
+    pub fn lab_url(&self) -> Option<&str> {
+        self.given("REMOTE_LAB_URL")
+    }
+
+    /// `REMOTE_LAB_TOKEN`, if set and not empty.
+    pub fn lab_token(&self) -> Option<&str> {
+        self.given("REMOTE_LAB_TOKEN")
+    }
+
+    /// `REMOTE_LAB_WAIT` as given, if set.
+    pub fn lab_wait(&self) -> Option<&str> {
+        self.get("REMOTE_LAB_WAIT")
+    }
+
+    /// `REMOTE_LAB_CA`, if set and not empty.
+    pub fn lab_ca(&self) -> Option<std::path::PathBuf> {
+        self.path("REMOTE_LAB_CA")
+    }
 }
 
 /// The list as `alpy --help` prints it.
@@ -155,6 +322,74 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// alpy's variables are read in one place: no other file of the
+    /// library or the `alpy` command reads one from the environment.
+    #[test]
+    fn the_environment_is_read_only_here() {
+        let mut todo = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+        let mut readers = Vec::new();
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    todo.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|x| x != "rs") || path.ends_with("settings.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") {
+                        continue;
+                    }
+                    let reads = ["env::var(", "env::var_os("]
+                        .iter()
+                        .any(|r| code.contains(r));
+                    let names = VARS.iter().map(|v| v.name).chain(ALSO_READ.iter().copied());
+                    let named = names
+                        .chain(["URL_VAR", "TOKEN_VAR", "CA_VAR"])
+                        .any(|name| code.contains(name));
+                    if reads && named {
+                        readers.push(format!("{}:{}: {}", path.display(), n + 1, code));
+                    }
+                }
+            }
+        }
+        assert!(
+            readers.is_empty(),
+            "read through Settings (alpy::settings) instead:\n{}",
+            readers.join("\n")
+        );
+    }
+
+    #[test]
+    fn settings_apply_their_defaults() {
+        let none = Settings::default();
+        assert!(none.warm_enabled() && none.warm_map());
+        assert_eq!(none.warm_max_bytes(), 4096 << 20);
+        assert_eq!(none.keep_timeout(), std::time::Duration::from_secs(1800));
+        assert_eq!(none.docker_host(), "unix:///var/run/docker.sock");
+        assert!(none.ci().is_none() && none.lab_url().is_none());
+        let set = none
+            .set("ALPY_WARM", "0")
+            .set("CI", "true")
+            .set("REMOTE_LAB_URL", "")
+            .set("ALPY_WARM_MAX_MB", "10")
+            .set("XDG_CACHE_HOME", "/c")
+            .set("CARGO_TARGET_DIR", "/t");
+        assert!(!set.warm_enabled());
+        assert_eq!(set.ci(), Some("true"));
+        assert_eq!(set.lab_url(), None, "an empty URL is no URL");
+        assert_eq!(set.warm_max_bytes(), 10 << 20);
+        assert_eq!(set.cache_dir(), Some("/c/alpy".into()));
+        assert_eq!(set.artifacts_root(), Some("/t/alpy".into()));
+        let set = set.set("ALPY_ARTIFACTS", "/a").set("ALPY_CACHE", "/k");
+        assert_eq!(set.artifacts_root(), Some("/a".into()));
+        assert_eq!(set.cache_dir(), Some("/k".into()));
+    }
 
     /// The crate docs' table lists exactly these variables.
     #[test]

@@ -164,7 +164,13 @@ fn forward_and_the_pcaps_show_it() {
 #[test]
 fn impairment_through_the_relay_with_a_dut() {
     let (kernel, initrd) = common::guest();
+    // Settings given to the builder win over the environment's: its
+    // artifacts go under this root, whatever ALPY_ARTIFACTS says.
+    let root = std::env::temp_dir().join(format!("alpy-settings-{}", std::process::id()));
+    let settings =
+        alpy::settings::Settings::from_env().set("ALPY_ARTIFACTS", root.to_string_lossy());
     let mut bed = TestBed::builder("relay")
+        .settings(settings)
         .dut(alpy::Dut::kernel(kernel, Some(initrd)).append(common::ROUTER_APPEND))
         .link(
             alpy::Link::new()
@@ -217,11 +223,13 @@ fn impairment_through_the_relay_with_a_dut() {
     );
     bed.shutdown(Duration::from_secs(60)).unwrap();
     let dir = bed.artifacts_dir().to_path_buf();
+    assert!(dir.starts_with(&root), "{}", dir.display());
     bed.close().unwrap();
     // The relayed link is captured like any other.
     let cap0 = alpy::pcap::Capture::open(&dir.join("link0.pcap")).unwrap();
     cap0.expect_count(Filter::new().icmp_type(8), 2 + 3 + 3 + 3)
         .unwrap();
+    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Building a test bed: the DUT, its links, and how to reach and power
 //! off the guest; then [`TestBedBuilder::start`] stands it all up.
 
+use crate::settings::Settings;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub enum PowerOff {
 #[derive(Debug, Clone)]
 pub struct TestBedBuilder {
     pub(crate) name: String,
+    /// The environment's settings, read once when the builder is made.
+    pub(crate) settings: Settings,
     pub(crate) dut: Option<Dut>,
     /// Machines besides the DUT, in the order given.
     pub(crate) machines: Vec<MachineSpec>,
@@ -56,6 +59,7 @@ impl TestBed {
     pub fn builder(name: &str) -> TestBedBuilder {
         TestBedBuilder {
             name: name.to_string(),
+            settings: Settings::from_env(),
             dut: None,
             machines: Vec::new(),
             links: Vec::new(),
@@ -148,6 +152,20 @@ impl TestBedBuilder {
     /// `target/alpy/<name>-<id>`).
     pub fn artifacts_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.artifacts = Some(dir.into());
+        self
+    }
+
+    /// Settings to use instead of the environment's, read when
+    /// [`TestBed::builder`] was called (`ALPY_ARTIFACTS`, `ALPY_WARM`,
+    /// `ALPY_KEEP`, `ALPY_ACCEL`, ...: see [`crate::settings`]).
+    ///
+    /// ```
+    /// use alpy::settings::Settings;
+    /// let b = alpy::TestBed::builder("t").settings(Settings::from_env().set("ALPY_WARM", "off"));
+    /// # let _ = b;
+    /// ```
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
         self
     }
 
@@ -260,7 +278,15 @@ impl TestBedBuilder {
     pub fn start(self) -> Result<TestBed> {
         logging::init();
         let t_start = Instant::now();
-        let specs = self.machine_specs();
+        let mut specs = self.machine_specs();
+        // The accelerator, chosen once from these settings for every
+        // machine that did not force one.
+        if specs.iter().any(|s| s.dut.config.accel.is_none()) {
+            let accel = crate::vm::Accel::detect_with(self.settings.accel())?;
+            for s in specs.iter_mut().filter(|s| s.dut.config.accel.is_none()) {
+                s.dut.config.accel = Some(accel);
+            }
+        }
         if specs.is_empty() {
             return Err(Error::Config(
                 "the test bed has no DUT: give the builder .dut(..) or .machine(..)".into(),
@@ -271,7 +297,8 @@ impl TestBedBuilder {
         let run = self.run.clone().unwrap_or_default();
         let artifacts = match &self.artifacts {
             Some(d) => d.clone(),
-            None => default_artifacts_root().join(format!("{}-{run}", sanitize(&self.name))),
+            None => default_artifacts_root(&self.settings)
+                .join(format!("{}-{run}", sanitize(&self.name))),
         };
         std::fs::create_dir_all(&artifacts)
             .map_err(|e| Error::io(format!("create artifacts dir {}", artifacts.display()), e))?;
@@ -284,7 +311,7 @@ impl TestBedBuilder {
         // Pages of killed runs in the default root, before this bed's
         // records start.
         if self.artifacts.is_none() {
-            crate::report::complete_killed(&default_artifacts_root());
+            crate::report::complete_killed(&default_artifacts_root(&self.settings));
         }
         let journal = crate::journal::Journal::open(
             &artifacts,
@@ -318,7 +345,7 @@ impl TestBedBuilder {
         );
         bed.dir_lock = Some(dir_lock);
         bed.journal = Some(journal);
-        let stood_up = match crate::bed::remote::LabClient::from_env() {
+        let stood_up = match crate::bed::remote::LabClient::from_settings(&self.settings) {
             Ok(Some(_)) if self.is_network() => Err(Error::Config(format!(
                 "test bed {}: a bed of several machines or segments cannot run on a lab \
                  server yet; unset REMOTE_LAB_URL to run it here",
@@ -394,12 +421,9 @@ fn lock_artifacts(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::Fi
 }
 
 /// Where artifacts go by default.
-fn default_artifacts_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("ALPY_ARTIFACTS") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(d).join("alpy");
+fn default_artifacts_root(settings: &Settings) -> PathBuf {
+    if let Some(d) = settings.artifacts_root() {
+        return d;
     }
     // A binary built by cargo lives under <target>/<profile>/...
     if let Ok(exe) = std::env::current_exe() {

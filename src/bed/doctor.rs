@@ -138,8 +138,8 @@ pub struct Options {
 impl Default for Options {
     /// `ALPY_SOURCE_DIR`, else the tree this crate was built from.
     fn default() -> Options {
-        let source_dir = std::env::var_os("ALPY_SOURCE_DIR")
-            .map(PathBuf::from)
+        let source_dir = crate::settings::Settings::from_env()
+            .source_dir()
             .or_else(|| Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))))
             .filter(|d| d.join("images/build").is_file());
         Options {
@@ -154,11 +154,12 @@ impl Default for Options {
 pub fn run(opts: &Options) -> Report {
     let mut checks = vec![user_check()];
     checks.extend(requirement_checks(&opts.requirements));
-    let engine = engine_check();
+    let here = crate::settings::Settings::from_env();
+    let engine = engine_check(&here);
     let engine_up = engine.state == State::Ok;
     checks.push(engine);
     checks.push(tun_check());
-    checks.push(kvm_check());
+    checks.push(kvm_check(&here));
     checks.push(netem_check());
     checks.push(cache_check());
     checks.extend(build_checks(opts.source_dir.as_deref(), engine_up));
@@ -250,9 +251,8 @@ fn user_check() -> Check {
     }
 }
 
-fn engine_check() -> Check {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+fn engine_check(here: &crate::settings::Settings) -> Check {
+    let host = here.docker_host();
     match crate::net::Docker::connect().and_then(|d| d.version()) {
         Ok(v) => Check::new("Docker engine", State::Ok, format!("{v} at {host}"), None),
         // The error says where it looked and how to start an engine.
@@ -277,7 +277,7 @@ fn tun_check() -> Check {
 }
 
 /// Why KVM is or is not used, as [`Accel::detect`] decides it.
-fn kvm_check() -> Check {
+fn kvm_check(here: &crate::settings::Settings) -> Check {
     let name = "KVM";
     let slow = "guests run under TCG, about 5x SLOWER than under KVM: allow longer timeouts";
     let opens = std::fs::OpenOptions::new()
@@ -295,8 +295,8 @@ fn kvm_check() -> Check {
             Some("/dev/kvm exists but the CPU shows no vmx/svm flag (nested virtualisation is off)")
         }
     };
-    let forced = std::env::var("ALPY_ACCEL").ok();
-    match (reason, forced.as_deref()) {
+    let forced = here.accel();
+    match (reason, forced) {
         (_, Some("tcg")) => Check::new(
             name,
             State::Warn,

@@ -52,7 +52,7 @@ pub(crate) enum DiskPlan<'a> {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Dut {
-    config: QemuConfig,
+    pub(crate) config: QemuConfig,
     disks: Vec<Disk>,
     overlay_disks: bool,
     firmware: Firmware,

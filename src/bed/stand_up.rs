@@ -2,13 +2,13 @@
 //! wires between its machines' NICs, the first machine's QEMU (warm or
 //! cold), the others' in parallel, then the links' start states.
 
+use crate::net::NetMode;
 use std::sync::Arc;
 
 use crate::bed::builder::TestBedBuilder;
 use crate::bed::dut::DiskPlan;
 use crate::bed::state::WarmOutcome;
 use crate::bed::testbed::TestBed;
-use crate::bed::warm::WarmStart;
 use crate::bed::wiring::{Far, Plan, Wiring};
 use crate::error::{Error, Result};
 use crate::logging::{self, Step};
@@ -35,7 +35,7 @@ impl TestBed {
         })?;
         self.wiring = Some(Wiring::wire(plan, &b.segments, &b.links, self.nodes()?)?);
         match self.warm.clone() {
-            Some(w) if WarmStart::enabled() => self.warm_stand_up(&w),
+            Some(w) if self.settings.warm_enabled() => self.warm_stand_up(&w),
             Some(w) => {
                 log::info!(target: "alpy::warm", "ALPY_WARM=off: booting cold");
                 self.start_machine(0, DiskPlan::AsConfigured, None)?;
@@ -124,7 +124,10 @@ impl TestBed {
     fn create_nodes(&mut self, docker: &Arc<Docker>, b: &TestBedBuilder) -> Result<()> {
         let step = Step::start(format!("Create {} nodes", b.links.len()));
         let opts = NodeOptions {
-            mode: b.net_mode,
+            mode: Some(match b.net_mode {
+                Some(m) => m,
+                None => NetMode::detect_with(b.settings.net_mode())?,
+            }),
             log_dir: Some(self.artifacts.clone()),
             image: b.node_image.clone(),
             fixed_macs: b.warm.is_some(),

@@ -52,6 +52,8 @@ pub struct TestBed {
     pub(crate) closed: bool,
     /// `events.jsonl`, closed with the result at teardown.
     pub(crate) journal: Option<crate::journal::Journal>,
+    /// The environment's settings, read when the builder was made.
+    pub(crate) settings: crate::settings::Settings,
 }
 
 impl TestBed {
@@ -115,6 +117,7 @@ impl TestBed {
             dir_lock: None,
             closed: false,
             journal: None,
+            settings: b.settings.clone(),
         }
     }
 
@@ -345,7 +348,7 @@ impl TestBed {
     /// returns the first error. Artifacts stay.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        let kept = crate::supervisor::keep::wanted(false)
+        let kept = crate::supervisor::keep::wanted(false, &self.settings)
             .then(|| crate::supervisor::keep::keep(&mut self))
             .flatten();
         let r = self.teardown(Closing::Close);
@@ -427,7 +430,7 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         if !self.closed {
             self.closed = true;
-            let kept = crate::supervisor::keep::wanted(true)
+            let kept = crate::supervisor::keep::wanted(true, &self.settings)
                 .then(|| crate::supervisor::keep::keep(self))
                 .flatten();
             let _ = self.teardown(Closing::Drop);

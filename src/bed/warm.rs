@@ -17,6 +17,7 @@
 //! The cache is kept under `ALPY_WARM_MAX_MB` (default 4096) by removing the
 //! least recently used snapshots; `ALPY_WARM=off` boots cold every time.
 
+use crate::settings::Settings;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -167,14 +168,6 @@ impl WarmStart {
         self.boot_timeout = t;
         self
     }
-
-    /// Whether warm start is on: `ALPY_WARM` is not `off` (or `0`).
-    pub fn enabled() -> bool {
-        !matches!(
-            std::env::var("ALPY_WARM").ok().as_deref(),
-            Some("off" | "0" | "false")
-        )
-    }
 }
 
 impl std::fmt::Debug for WarmStart {
@@ -283,6 +276,8 @@ pub fn qemu_version(binary: &Path) -> Result<String> {
     Ok(v)
 }
 
+/// `warm/` of the environment's cache (for the file-hash memo, which
+/// callers without a bed use too).
 fn warm_dir() -> Result<PathBuf> {
     let d = crate::cache::cache_dir()?.join("warm");
     std::fs::create_dir_all(&d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
@@ -337,6 +332,10 @@ impl Snapshot {
 /// The snapshot cache.
 pub struct Store {
     root: PathBuf,
+    /// `ALPY_WARM_MAX_MB`, in bytes: the store's size limit.
+    max_bytes: u64,
+    /// Whether a snapshot may keep its RAM as a file (`ALPY_WARM_MAP`).
+    map_ram: bool,
 }
 
 /// A snapshot being built: a private directory, renamed into place by
@@ -344,6 +343,8 @@ pub struct Store {
 pub struct Pending {
     /// Where the build writes.
     pub dir: PathBuf,
+    /// Whether its RAM may be a file (the store's `ALPY_WARM_MAP`).
+    pub map_ram: bool,
     key: String,
     committed: bool,
 }
@@ -369,9 +370,25 @@ pub struct BuildLock {
 }
 
 impl Store {
-    /// `$ALPY_CACHE/warm`.
+    /// `$ALPY_CACHE/warm`, with the environment's settings.
     pub fn open() -> Result<Store> {
-        let s = Store { root: warm_dir()? };
+        Store::open_with(&Settings::from_env())
+    }
+
+    /// The store `settings` say: its place (`ALPY_CACHE`), its size limit
+    /// (`ALPY_WARM_MAX_MB`) and whether RAM may be a file (`ALPY_WARM_MAP`).
+    pub fn open_with(settings: &Settings) -> Result<Store> {
+        let cache = settings
+            .cache_dir()
+            .ok_or_else(|| Error::Config("neither ALPY_CACHE nor HOME is set".into()))?;
+        let root = cache.join("warm");
+        std::fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("create {}", root.display()), e))?;
+        let s = Store {
+            root,
+            max_bytes: settings.warm_max_bytes(),
+            map_ram: settings.warm_map(),
+        };
         s.remove_abandoned();
         Ok(s)
     }
@@ -430,6 +447,7 @@ impl Store {
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         Ok(Pending {
             dir,
+            map_ram: self.map_ram,
             key: key.hex.clone(),
             committed: false,
         })
@@ -459,11 +477,7 @@ impl Store {
         std::fs::rename(&pending.dir, &dir)
             .map_err(|e| Error::io(format!("rename the snapshot into {}", dir.display()), e))?;
         pending.committed = true;
-        let limit_mb: u64 = std::env::var("ALPY_WARM_MAX_MB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4096);
-        self.evict(&pending.key, limit_mb << 20);
+        self.evict(&pending.key, self.max_bytes);
         Ok(Snapshot {
             dir,
             meta: meta.clone(),
@@ -553,7 +567,11 @@ mod tests {
     #[test]
     fn the_least_recently_used_snapshots_go_first() {
         let root = std::env::temp_dir().join(format!("alpy-warm-evict-{}", std::process::id()));
-        let store = Store { root: root.clone() };
+        let store = Store {
+            root: root.clone(),
+            max_bytes: 4096 << 20,
+            map_ram: true,
+        };
         for (i, name) in ["old", "mid", "new"].iter().enumerate() {
             let d = root.join(name);
             std::fs::create_dir_all(&d).unwrap();

@@ -73,12 +73,11 @@ impl Machine {
         log::info!(target: "alpy::warm", "{}: building warm-start snapshot in {}", self.label, pending.dir.display());
         let cfg = self.dut.config();
         let ram =
-            warm_ram::mapping_possible(&cfg.binary, cfg.memory_mib, &pending.dir).then(|| {
-                RamFile {
+            warm_ram::mapping_possible(&cfg.binary, cfg.memory_mib, &pending.dir, pending.map_ram)
+                .then(|| RamFile {
                     path: pending.dir.join(RAM_FILE),
                     shared: true,
-                }
-            });
+                });
         let mapped = ram.is_some();
         self.start_qemu(fds, DiskPlan::OverlaysIn(&pending.dir), ram)?;
         Ok(mapped)

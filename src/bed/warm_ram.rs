@@ -48,8 +48,8 @@ pub struct RamMeta {
 
 /// Whether a snapshot of a guest with `memory_mib`, run by QEMU `binary`,
 /// may keep its RAM as a file in `dir`; says why not in the debug log.
-pub fn mapping_possible(binary: &Path, memory_mib: u32, dir: &Path) -> bool {
-    if std::env::var("ALPY_WARM_MAP").is_ok_and(|v| v == "off") {
+pub fn mapping_possible(binary: &Path, memory_mib: u32, dir: &Path, allowed: bool) -> bool {
+    if !allowed {
         log::debug!(target: "alpy::warm", "ALPY_WARM_MAP=off: the snapshot's RAM goes into its migration stream");
         return false;
     }

@@ -62,7 +62,7 @@ impl TestBed {
     /// Starts every machine warm: restored from its snapshot, or the
     /// snapshot built first.
     pub(crate) fn warm_stand_up(&mut self, w: &WarmStart) -> Result<()> {
-        let store = Store::open()?;
+        let store = Store::open_with(&self.settings)?;
         match &w.prepare {
             Preparation::Bed(_) => {
                 if self.machines.len() > 1 {

@@ -78,8 +78,8 @@ impl Docker {
             .enable_all()
             .build()
             .map_err(|e| Error::io("create tokio runtime for the Docker client", e))?;
-        let host =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let settings = crate::settings::Settings::from_env();
+        let host = settings.docker_host();
         let unreachable = |e: String| Error::Docker {
             status: None,
             context: format!("no Docker engine answers at {host}"),
@@ -481,8 +481,8 @@ pub(crate) fn map_err(context: &str, e: bollard::errors::Error) -> Error {
         | B::SocketNotFoundError(_)
         | B::HttpClientError { .. }
         | B::RequestTimeoutError) => {
-            let host = std::env::var("DOCKER_HOST")
-                .unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+            let settings = crate::settings::Settings::from_env();
+            let host = settings.docker_host();
             Error::Docker {
                 context: context.to_string(),
                 message: format!(

@@ -32,7 +32,14 @@ impl NetMode {
     /// `ALPY_NET_MODE=direct|helper` if set, else direct when this process
     /// has CAP_NET_ADMIN and CAP_SYS_ADMIN, else helper.
     pub fn detect() -> Result<NetMode> {
-        match std::env::var("ALPY_NET_MODE").ok().as_deref() {
+        NetMode::detect_with(crate::settings::Settings::from_env().net_mode())
+    }
+
+    /// `forced` (`direct` or `helper`, from `ALPY_NET_MODE`) if given, else
+    /// direct when this process has CAP_NET_ADMIN and CAP_SYS_ADMIN, else
+    /// helper.
+    pub fn detect_with(forced: Option<&str>) -> Result<NetMode> {
+        match forced {
             Some("direct") => Ok(NetMode::Direct),
             Some("helper") => Ok(NetMode::Helper),
             Some("") | None => Ok(if has_net_caps() {

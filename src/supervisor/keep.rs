@@ -6,8 +6,9 @@
 //! `ALPY_KEEP_TIMEOUT` seconds (default 1800) have passed. In CI
 //! (`CI=true`) it never waits, and says so.
 
+use crate::settings::Settings;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::bed::testbed::TestBed;
 use crate::supervisor::registry::{bed_dir, BedInfo, Published};
@@ -22,29 +23,18 @@ macro_rules! say {
 
 /// Whether a bed being torn down should be kept: `failed` when it is
 /// dropped unclosed.
-pub fn wanted(failed: bool) -> bool {
-    let mode = std::env::var("ALPY_KEEP").unwrap_or_default();
-    let want = match mode.as_str() {
+pub fn wanted(failed: bool, settings: &Settings) -> bool {
+    let mode = settings.keep();
+    let want = match mode {
         "always" => true,
         "on-failure" => failed,
         _ => false,
     };
-    if want && std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        say!(
-            "alpy: ALPY_KEEP={mode} is ignored in CI (CI={}): not waiting",
-            std::env::var("CI").unwrap_or_default()
-        );
+    if let (true, Some(ci)) = (want, settings.ci()) {
+        say!("alpy: ALPY_KEEP={mode} is ignored in CI (CI={ci}): not waiting");
         return false;
     }
     want
-}
-
-fn timeout() -> Duration {
-    let secs = std::env::var("ALPY_KEEP_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(1800.0);
-    Duration::from_secs_f64(secs.max(0.0))
 }
 
 /// Publishes the bed, prints how to reach it, and waits for `alpy down`
@@ -77,7 +67,7 @@ pub fn keep(bed: &mut TestBed) -> Option<Published> {
             return None;
         }
     };
-    let wait = timeout();
+    let wait = bed.settings.keep_timeout();
     say!(
         "alpy: keeping test bed {} ({id}) for debugging, for {:.0} s or until `alpy down {id}`:",
         bed.name(),

@@ -177,10 +177,7 @@ impl BedInfo {
 
 /// The registry of this user's beds.
 pub fn registry_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) => PathBuf::from(d).join("alpy/beds"),
-        None => std::env::temp_dir().join(format!("alpy-{}/beds", nix::unistd::getuid())),
-    }
+    crate::settings::Settings::from_env().registry_dir()
 }
 
 /// The directory of bed `id`, created private (0700) like the registry.

@@ -24,7 +24,14 @@ impl Accel {
     /// `ALPY_ACCEL=kvm|tcg` if set, else KVM only when `/dev/kvm` opens
     /// read-write *and* the CPU flags show `vmx` or `svm`, else TCG.
     pub fn detect() -> Result<Accel> {
-        match std::env::var("ALPY_ACCEL").ok().as_deref() {
+        Accel::detect_with(crate::settings::Settings::from_env().accel())
+    }
+
+    /// `forced` (`kvm` or `tcg`, from `ALPY_ACCEL`) if given, else KVM
+    /// only when `/dev/kvm` opens read-write *and* the CPU flags show
+    /// `vmx` or `svm`, else TCG.
+    pub fn detect_with(forced: Option<&str>) -> Result<Accel> {
+        match forced {
             Some("kvm") => return Ok(Accel::Kvm),
             Some("tcg") => return Ok(Accel::Tcg),
             Some("") | None => {}

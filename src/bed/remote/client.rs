@@ -54,17 +54,22 @@ impl LabClient {
     /// A session on the server at `REMOTE_LAB_URL` with the token in
     /// `REMOTE_LAB_TOKEN`; `None` when `REMOTE_LAB_URL` is unset or empty.
     pub fn from_env() -> Result<Option<LabClient>> {
-        let Some(url) = std::env::var(super::URL_VAR).ok().filter(|u| !u.is_empty()) else {
+        LabClient::from_settings(&crate::settings::Settings::from_env())
+    }
+
+    /// [`LabClient::from_env`] with `settings` instead of the environment.
+    pub fn from_settings(settings: &crate::settings::Settings) -> Result<Option<LabClient>> {
+        let Some(url) = settings.lab_url() else {
             return Ok(None);
         };
-        let token = std::env::var(super::TOKEN_VAR).map_err(|_| {
+        let token = settings.lab_token().ok_or_else(|| {
             Error::Config(format!(
                 "{} is set but {} is not: ask the lab's operator for a token (alpy-lab token create)",
                 super::URL_VAR,
                 super::TOKEN_VAR
             ))
         })?;
-        LabClient::connect(&url, &token).map(Some)
+        LabClient::connect(url, token).map(Some)
     }
 
     /// Creates a session on the server at `url` (`https://` is checked

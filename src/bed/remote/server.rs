@@ -42,12 +42,12 @@ impl LabServer {
     /// `REMOTE_LAB_TOKEN`: an error naming what to give when one is
     /// missing.
     pub fn from_args_or_env(url: Option<String>, token: Option<String>) -> Result<LabServer> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let here = crate::settings::Settings::from_env();
         let url = url
-            .or_else(|| var(super::URL_VAR))
+            .or_else(|| here.lab_url().map(str::to_string))
             .ok_or_else(|| Error::Config(format!("give --url or set {}", super::URL_VAR)))?;
         let token = token
-            .or_else(|| var(super::TOKEN_VAR))
+            .or_else(|| here.lab_token().map(str::to_string))
             .ok_or_else(|| Error::Config(format!("give --token or set {}", super::TOKEN_VAR)))?;
         LabServer::new(&url, &token)
     }

@@ -28,10 +28,10 @@ use crate::net::Nodes;
 /// (seconds) says otherwise.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(1800);
 
-fn queue_timeout() -> Result<Duration> {
-    match std::env::var("REMOTE_LAB_WAIT") {
-        Err(_) => Ok(QUEUE_TIMEOUT),
-        Ok(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+fn queue_timeout(settings: &crate::settings::Settings) -> Result<Duration> {
+    match settings.lab_wait() {
+        None => Ok(QUEUE_TIMEOUT),
+        Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
             Error::Config(format!(
                 "REMOTE_LAB_WAIT={v:?}: expected how many seconds to wait in the lab's queue"
             ))
@@ -58,7 +58,7 @@ impl TestBed {
             log::warn!(target: "alpy::lab", "write {}: {e}", sent.display());
         }
         log::info!(target: "alpy::lab", "test bed {} runs on the lab at {url} (REMOTE_LAB_URL); its topology is in {}", self.name, sent.display());
-        let wait = queue_timeout()?;
+        let wait = queue_timeout(&self.settings)?;
         let t0 = Instant::now();
         let remote = logging::step(format!("Acquire a lab at {url}"), || {
             client.acquire_lab(&text, wait, false, Some(self.artifacts.clone()))

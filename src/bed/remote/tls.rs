@@ -23,7 +23,7 @@ pub(crate) fn client_config() -> Result<Arc<rustls::ClientConfig>> {
         // A system certificate rustls cannot use is skipped, as browsers do.
         let _ = roots.add(cert);
     }
-    if let Some(ca) = std::env::var_os(CA_VAR).filter(|v| !v.is_empty()) {
+    if let Some(ca) = crate::settings::Settings::from_env().lab_ca() {
         let bad = |e: String| {
             Error::Config(format!(
                 "{CA_VAR}={}: {e}: give a PEM file of the lab's CA certificate",

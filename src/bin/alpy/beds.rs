@@ -17,7 +17,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
     let exe = std::env::current_exe().map_err(|e| alpy::Error::io("find the alpy binary", e))?;
     let file = std::fs::canonicalize(file)
         .map_err(|e| alpy::Error::io(format!("find {}", file.display()), e))?;
-    if std::env::var_os(alpy::lab::URL_VAR).is_some() {
+    if alpy::settings::Settings::from_env().lab_url().is_some() {
         // `alpy up` stands beds up on this host (it is what a lab server
         // runs): a test's remote switch must not send it elsewhere.
         eprintln!(
