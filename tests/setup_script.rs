@@ -99,6 +99,26 @@ fn a_missing_command_is_named_with_its_package_and_apts_reason() {
 }
 
 #[test]
+fn a_missing_crate_tool_is_built_with_cargo_and_named_if_that_fails() {
+    // A crate the registry does not have: cargo install fails, and set-up
+    // says which tool and what it tried, before any apt-get.
+    let (ok, err) = setup_with_requirements(
+        "crate",
+        "alpy-no-such-tool crate:alpy-no-such-crate-9f3e@0.0.1 testing\n",
+    );
+    assert!(!ok, "setup must fail:\n{err}");
+    assert!(
+        err.contains("Building alpy-no-such-crate-9f3e 0.0.1 (cargo install"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cargo install alpy-no-such-crate-9f3e 0.0.1 failed"),
+        "{err}"
+    );
+    assert!(!err.contains("apt-get install failed"), "{err}");
+}
+
+#[test]
 fn an_installed_package_without_the_command_is_named() {
     if !common::needs_root("install packages") {
         return;

@@ -211,9 +211,16 @@ pub fn requirement_checks(list: &str) -> Vec<Check> {
                     what,
                     State::Fail,
                     format!("missing ({purpose})"),
-                    Some(format!(
-                        "apt-get install {package} (scripts/setup installs it)"
-                    )),
+                    Some(match package.strip_prefix("crate:") {
+                        Some(spec) => {
+                            let (name, version) = spec.split_once('@').unwrap_or((spec, "*"));
+                            format!(
+                                "cargo install --locked {name} --version {version} \
+                                 (scripts/setup installs it)"
+                            )
+                        }
+                        None => format!("apt-get install {package} (scripts/setup installs it)"),
+                    }),
                 )
             })
         })
@@ -449,9 +456,15 @@ mod tests {
 
     #[test]
     fn a_missing_command_fails_with_its_package() {
-        let list = "# comment\nsh  dash  a shell\nalpy-no-such-command  alpy-pkg  testing\n";
-        let checks = requirement_checks(list);
-        assert_eq!(checks.len(), 2);
+        let list = "# comment\nsh  dash  a shell\nalpy-no-such-command  alpy-pkg  testing\n\
+                    alpy-no-such-tool  crate:alpy-tool@1.2.3  a crate\n";
+        let mut checks = requirement_checks(list);
+        assert_eq!(checks.len(), 3);
+        let tool = checks.pop().unwrap();
+        assert_eq!(
+            tool.fix.as_deref(),
+            Some("cargo install --locked alpy-tool --version 1.2.3 (scripts/setup installs it)")
+        );
         assert_eq!(checks[0].state, State::Ok);
         assert_eq!(checks[1].state, State::Fail);
         assert_eq!(
