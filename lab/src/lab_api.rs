@@ -198,8 +198,9 @@ async fn acquire(
         tokio::spawn(async move {
             let cfg = app.cfg.clone();
             let d = dir.clone();
+            let id = lab_id.clone();
             let stood = tokio::task::spawn_blocking(move || {
-                labs::stand_up(&cfg, &d, &d.join("topology.toml"))
+                labs::stand_up(&cfg, &d, &d.join("topology.toml"), &id)
             })
             .await
             .map_err(|e| crate::error::Error::Bed(format!("the stand-up task failed: {e}")))

@@ -33,12 +33,15 @@ pub struct Stood {
     pub bed: serde_json::Value,
 }
 
-/// Stands up `topology` (inside `dir`) with `alpy up --json`; artifacts
-/// go to `dir/artifacts`. Blocks until the bed is ready or fails.
-pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Error> {
+/// Stands up `topology` (inside `dir`) with `alpy up --json --events`;
+/// artifacts go to `dir/artifacts`. Each step the bed reports (its typed
+/// events, read from `alpy up`'s stderr) is logged with `lab` as it
+/// happens. Blocks until the bed is ready or fails.
+pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path, lab: &str) -> Result<Stood, Error> {
+    use std::io::BufRead;
     let alpy = cfg.alpy_command();
-    let child = Command::new(&alpy)
-        .args(["up", "--json", "--timeout"])
+    let mut child = Command::new(&alpy)
+        .args(["up", "--json", "--events", "--timeout"])
         .arg(cfg.limits.lab_up_timeout_s.to_string())
         .arg(topology)
         .current_dir(dir)
@@ -50,6 +53,20 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Erro
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(Error::io(format!("run {} up", alpy.display())))?;
+    // Steps as they come; any other line is kept for the error message.
+    let mut other = Vec::new();
+    if let Some(err) = child.stderr.take() {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            match serde_json::from_str::<alpy::journal::Entry>(&line) {
+                Ok(entry) => {
+                    if let Some(step) = entry.event.step_line() {
+                        tracing::info!(lab = %lab, t = entry.t, "step: {step}");
+                    }
+                }
+                Err(_) => other.push(line),
+            }
+        }
+    }
     let out = child
         .wait_with_output()
         .map_err(Error::io(format!("wait for {} up", alpy.display())))?;
@@ -57,7 +74,7 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path) -> Result<Stood, Erro
         return Err(Error::Bed(format!(
             "the lab did not come up ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            other.join("\n").trim()
         )));
     }
     let bed: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -42,6 +42,15 @@ fn a_remote_bed_through_the_client_library() {
         .acquire(common::TOPOLOGY, Duration::from_secs(60))
         .unwrap();
     assert_eq!(bed.nodes().unwrap(), ["client", "server"]);
+    // The server logged the bed's steps as they came (alpy up's typed
+    // events), each with its lab.
+    let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap();
+    let lab_id = &bed.lab().lab_id;
+    assert!(
+        log.lines()
+            .any(|l| l.contains(lab_id.as_str()) && l.contains("step: Create 2 nodes... done")),
+        "{log}"
+    );
     let out = bed
         .node_succeed(
             "client",

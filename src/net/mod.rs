@@ -37,7 +37,7 @@ pub use impair::{Direction, Impairment};
 pub use link::Link;
 pub use netns::NetMode;
 pub use node::{Node, NODE_IMAGE};
-pub use nodes::{NodeOptions, Nodes};
+pub use nodes::{NodeKey, NodeOptions, Nodes};
 pub use remote::{LinkChange, NodeService};
 
 /// The name of the tap inside each node.

@@ -4,7 +4,12 @@
 use alpy::internal::supervisor::protocol::{Reply, Request};
 
 /// Stands a bed up in a supervisor process and returns once it is ready.
-pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Result<()> {
+pub(crate) fn up(
+    file: &std::path::Path,
+    timeout: u64,
+    json: bool,
+    events: bool,
+) -> alpy::Result<()> {
     use std::os::unix::process::CommandExt;
     let id = alpy::internal::run::RunId::new().to_string();
     let dir = alpy::internal::supervisor::registry::bed_dir(&id)?;
@@ -52,7 +57,7 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
         log_path.display()
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
-    let mut progress = Progress::new(&dir.join(alpy::journal::FILE));
+    let mut progress = Progress::new(&dir.join(alpy::journal::FILE), events);
     loop {
         progress.show();
         if let Ok(info) = alpy::internal::supervisor::registry::find(&id) {
@@ -107,15 +112,18 @@ pub(crate) fn up(file: &std::path::Path, timeout: u64, json: bool) -> alpy::Resu
 /// slow boot is seen to progress.
 struct Progress {
     path: std::path::PathBuf,
+    /// Print each step's entry as its JSON line (`alpy up --events`).
+    as_events: bool,
     events: Option<std::io::BufReader<std::fs::File>>,
     /// A line read in part (bytes: it may end inside a character).
     partial: Vec<u8>,
 }
 
 impl Progress {
-    fn new(path: &std::path::Path) -> Progress {
+    fn new(path: &std::path::Path, as_events: bool) -> Progress {
         Progress {
             path: path.to_path_buf(),
+            as_events,
             events: None,
             partial: Vec::new(),
         }
@@ -137,11 +145,14 @@ impl Progress {
             if n == 0 || !self.partial.ends_with(b"\n") {
                 break; // the rest of a line comes later
             }
-            if let Some(step) = serde_json::from_slice::<alpy::journal::Entry>(&self.partial)
-                .ok()
-                .and_then(|e| e.event.step_line())
-            {
-                eprintln!("alpy up: {step}");
+            if let Ok(entry) = serde_json::from_slice::<alpy::journal::Entry>(&self.partial) {
+                match entry.event.step_line() {
+                    Some(_) if self.as_events => {
+                        eprint!("{}", String::from_utf8_lossy(&self.partial));
+                    }
+                    Some(step) => eprintln!("alpy up: {step}"),
+                    None => {}
+                }
             }
             self.partial.clear();
         }

@@ -70,6 +70,11 @@ enum Command {
         /// Print the bed's description (id, nodes, artifacts, console) as JSON.
         #[arg(long)]
         json: bool,
+        /// Show progress on stderr as the bed's typed step events (one
+        /// events.jsonl entry per line) instead of text: for programs
+        /// (alpy-lab reads them).
+        #[arg(long)]
+        events: bool,
     },
     /// The supervisor of a bed stood up by `alpy up` (not for direct use).
     #[command(hide = true)]
@@ -261,7 +266,8 @@ fn main() -> ExitCode {
             file,
             timeout,
             json,
-        } => match up(&file, timeout, json) {
+            events,
+        } => match up(&file, timeout, json, events) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("up", &e),
         },
