@@ -63,9 +63,9 @@
 //! | `ALPY_ACCEL` | `kvm` or `tcg` (default: KVM only where it works) |
 //! | `ALPY_NET_MODE` | `direct` (root) or `helper` (no root); default: by capabilities |
 //! | `ALPY_CACHE` | where built guests and warm-start snapshots live (default `$XDG_CACHE_HOME/alpy`, else `~/.cache/alpy`) |
-//! | `ALPY_KEEP` | `on-failure` or `always`: keep beds up for debugging (see [`supervisor::keep`]) |
+//! | `ALPY_KEEP` | `on-failure` or `always`: keep beds up for debugging (`alpy down` takes a kept bed down) |
 //! | `ALPY_KEEP_TIMEOUT` | seconds a kept bed waits for `alpy down` (default 1800) |
-//! | `ALPY_WARM` | `off`: warm-started beds boot cold (see [`bed::warm`]) |
+//! | `ALPY_WARM` | `off`: warm-started beds boot cold (see [`WarmStart`]) |
 //! | `ALPY_WARM_MAX_MB` | size limit of the warm-start cache (default 4096) |
 //! | `ALPY_WARM_MAP` | `off`: snapshots built from now on carry their RAM in the migration stream |
 //! | `ALPY_SOURCE_DIR` | the alpy checkout whose image recipes `alpy doctor` compares (default: the build's) |
@@ -121,7 +121,9 @@ pub use bed::builder::{PowerOff, TestBedBuilder};
 pub use bed::config_drive::ConfigDrive;
 pub use bed::dut::{Disk, Dut};
 pub use bed::graph::Drawing;
+pub use bed::leftovers::Leftovers;
 pub use bed::machine::Machine;
+pub use bed::roles::Role;
 pub use bed::segment::Segment;
 pub use bed::state::{PowerState, WarmOutcome};
 pub use bed::testbed::TestBed;

@@ -161,9 +161,23 @@ const ALSO_READ: &[&str] = &["HOME", "CARGO_TARGET_DIR"];
 
 /// The values of [`VARS`] (and of `HOME` and `CARGO_TARGET_DIR`, which
 /// defaults come from), read once; each accessor applies its default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     values: std::collections::BTreeMap<String, String>,
+}
+
+/// Secrets show as `(set)`: a builder printed with `{:?}` in a test's log
+/// must not carry the lab token.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |n: &str| VARS.iter().any(|v| v.secret && v.name == n);
+        f.debug_map()
+            .entries(self.values.iter().map(|(k, v)| {
+                let shown = if secret(k) { "(set)" } else { v.as_str() };
+                (k, shown)
+            }))
+            .finish()
+    }
 }
 
 impl Settings {
@@ -363,6 +377,19 @@ mod tests {
             "read through Settings (alpy::settings) instead:\n{}",
             readers.join("\n")
         );
+    }
+
+    #[test]
+    fn a_secret_is_not_printed() {
+        let s = Settings::default()
+            .set("REMOTE_LAB_TOKEN", "alpylab_secret")
+            .set("CI", "1");
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("alpylab_secret") && shown.contains("(set)"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"CI\": \"1\""), "{shown}");
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn topology_hash(text: &str, extra: &[(String, Vec<u8>)]) -> String {
     hex::encode(h.finalize())
 }
 
-#[utoipa::path(post, path = "/lab", tag = "lab", params(SessionHeader), request_body(content_type = "multipart/form-data", description = "topology (TOML, files as store:NAME), extra_files, reuse=true|false"), responses((status = 200, description = "the lab (reused or stood up)", body = Acquired), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 409, description = "no room: every lab slot is held", body = ErrorBody), (status = 413, description = "the upload is over limits.max_body_bytes", body = ErrorBody)))]
+#[utoipa::path(post, path = "/lab", tag = "lab", params(SessionHeader), request_body(content_type = "multipart/form-data", description = "topology (TOML, files as store:NAME), extra_files, reuse=true|false"), responses((status = 200, description = "the lab (reused or stood up)", body = Acquired), (status = 400, description = "bad input", body = ErrorBody), (status = 404, description = "no such session, or it holds no lab", body = ErrorBody), (status = 423, description = "the session is not the active one", body = ErrorBody), (status = 409, description = "no room: every lab slot is held", body = ErrorBody), (status = 413, description = "the upload is over limits.max_body_bytes", body = ErrorBody), (status = 500, description = "the lab did not come up (the detail says why)", body = ErrorBody)))]
 async fn acquire(
     State(app): State<Shared>,
     ActiveSession(own): ActiveSession,

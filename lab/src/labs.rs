@@ -53,6 +53,15 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path, lab: &str) -> Result<
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(Error::io(format!("run {} up", alpy.display())))?;
+    // Its description (stdout) in a thread of its own, so neither pipe
+    // can fill while the other is read.
+    let stdout = child.stdout.take().map(|mut o| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut o, &mut buf);
+            buf
+        })
+    });
     // Steps as they come; any other line is kept for the error message.
     let mut other = Vec::new();
     if let Some(err) = child.stderr.take() {
@@ -67,17 +76,19 @@ pub fn stand_up(cfg: &Config, dir: &Path, topology: &Path, lab: &str) -> Result<
             }
         }
     }
-    let out = child
-        .wait_with_output()
+    let status = child
+        .wait()
         .map_err(Error::io(format!("wait for {} up", alpy.display())))?;
-    if !out.status.success() {
+    let stdout = stdout
+        .map(|t| t.join().unwrap_or_default())
+        .unwrap_or_default();
+    if !status.success() {
         return Err(Error::Bed(format!(
-            "the lab did not come up ({}): {}",
-            out.status,
+            "the lab did not come up ({status}): {}",
             other.join("\n").trim()
         )));
     }
-    let bed: serde_json::Value = serde_json::from_slice(&out.stdout)
+    let bed: serde_json::Value = serde_json::from_slice(&stdout)
         .map_err(|e| Error::Bed(format!("alpy up printed no bed description: {e}")))?;
     let bed_id = bed["id"]
         .as_str()

@@ -61,11 +61,32 @@ pub fn add_auth_answers(api: &mut utoipa::openapi::OpenApi) {
             if open {
                 continue;
             }
+            let held_lab = op
+                .tags
+                .as_ref()
+                .is_some_and(|t| t.iter().any(|t| t == "lab"));
+            let json_body = op.request_body.as_ref().is_some_and(|b| match b {
+                utoipa::openapi::RefOr::T(b) => b.content.keys().any(|c| c == "application/json"),
+                utoipa::openapi::RefOr::Ref(_) => false,
+            });
             let r = &mut op.responses.responses;
             r.entry("401".into())
                 .or_insert_with(|| error("no valid token").into());
             r.entry("403".into())
                 .or_insert_with(|| error("the token's role may not").into());
+            if held_lab {
+                r.entry("409".into()).or_insert_with(|| {
+                    error("the lab is starting, being destroyed, or its bed refused").into()
+                });
+            }
+            if json_body {
+                r.entry("413".into())
+                    .or_insert_with(|| error("the body is over limits.max_body_bytes").into());
+                r.entry("415".into())
+                    .or_insert_with(|| error("the body is not application/json").into());
+                r.entry("422".into())
+                    .or_insert_with(|| error("the JSON does not have the body's shape").into());
+            }
         }
     }
 }

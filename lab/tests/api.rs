@@ -167,6 +167,9 @@ fn status_codes_auth_and_refusals() {
     // Every route but /healthz says it can refuse a token.
     assert!(doc["paths"]["/queue"]["get"]["responses"]["401"].is_object());
     assert!(doc["paths"]["/healthz"]["get"]["responses"]["401"].is_null());
+    // A held lab's call can find it starting; a JSON body can be refused.
+    assert!(doc["paths"]["/lab/console"]["get"]["responses"]["409"].is_object());
+    assert!(doc["paths"]["/lab/qmp"]["post"]["responses"]["415"].is_object());
     // `alpy-lab openapi` prints the same document without a server.
     let printed = std::process::Command::new(common::lab_bin())
         .arg("openapi")

@@ -18,7 +18,9 @@ pub struct RabbitImage {
 impl RabbitImage {
     /// `$ALPY_CACHE/rabbit` (default `~/.cache/alpy/rabbit`), checked.
     pub fn find() -> Result<RabbitImage> {
-        let cache = alpy::internal::cache::cache_dir()?;
+        let cache = alpy::settings::Settings::from_env()
+            .cache_dir()
+            .ok_or_else(|| alpy::Error::Config("neither ALPY_CACHE nor HOME is set".into()))?;
         let dir = cache.join("rabbit");
         let img = RabbitImage {
             kernel: dir.join("vmlinuz"),

@@ -280,8 +280,10 @@ impl TestBedBuilder {
         let t_start = Instant::now();
         let mut specs = self.machine_specs();
         // The accelerator, chosen once from these settings for every
-        // machine that did not force one.
-        if specs.iter().any(|s| s.dut.config.accel.is_none()) {
+        // machine that did not force one; on a lab, the lab host chooses
+        // (a topology sent there names none).
+        let local = self.settings.lab_url().is_none();
+        if local && specs.iter().any(|s| s.dut.config.accel.is_none()) {
             let accel = crate::vm::Accel::detect_with(self.settings.accel())?;
             for s in specs.iter_mut().filter(|s| s.dut.config.accel.is_none()) {
                 s.dut.config.accel = Some(accel);

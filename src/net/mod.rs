@@ -33,7 +33,7 @@ pub use app::{App, TOOLS_IMAGE};
 pub use container::Container;
 pub use docker::{Docker, Output};
 pub use helper::HELPER_IMAGE;
-pub use impair::{Direction, Impairment};
+pub use impair::{Direction, Impairment, Relay, RelayStats};
 pub use link::Link;
 pub use netns::NetMode;
 pub use node::{Node, NODE_IMAGE};

@@ -331,6 +331,12 @@ impl Published {
             if r.read_line(&mut line).is_err() {
                 continue;
             }
+            // `down` as an older alpy sends it.
+            let line = if line.trim() == "down" {
+                json_line(&Request::Down)
+            } else {
+                line
+            };
             let reply = match Request::parse(line.trim()) {
                 Ok(Request::Down) => return Ok(Some(stream)),
                 Ok(request) => Reply::of(handle(request)),
@@ -406,6 +412,18 @@ pub fn down(info: &BedInfo, timeout: Duration) -> Result<()> {
     let mut s = UnixStream::connect(&sock)
         .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
     writeln!(s, "{}", json_line(&Request::Down)).map_err(|e| Error::io("send down", e))?;
+    // A supervisor of this alpy answers only once the bed is closed; one
+    // of an older alpy (line commands) refuses the JSON at once: it gets
+    // the old `down` line instead.
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut first = String::new();
+    let _ = BufReader::new(&s).read_line(&mut first);
+    if first.starts_with("error ") {
+        log::info!(target: "alpy::registry", "bed {}'s supervisor is of an older alpy: sending it the old down", info.id);
+        let mut old = UnixStream::connect(&sock)
+            .map_err(|e| Error::io(format!("connect to {}", sock.display()), e))?;
+        writeln!(old, "down").map_err(|e| Error::io("send down", e))?;
+    }
     let deadline = Instant::now() + timeout;
     // Exited (a zombie counts: its parent may never reap it).
     let supervisor_runs = || crate::run::process_start_time(info.supervisor_pid).is_some();
@@ -420,4 +438,57 @@ pub fn down(info: &BedInfo, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A supervisor of an older alpy takes only `down` lines: `down()`
+    /// sends it one when it refuses the JSON request.
+    #[test]
+    fn an_older_supervisor_is_taken_down_too() {
+        let id = format!("compat{}", std::process::id());
+        let dir = bed_dir(&id).unwrap();
+        let listener = UnixListener::bind(dir.join("control.sock")).unwrap();
+        let old = std::thread::spawn({
+            let dir = dir.clone();
+            move || {
+                let mut lines = Vec::new();
+                for _ in 0..2 {
+                    let (s, _) = listener.accept().unwrap();
+                    let mut line = String::new();
+                    BufReader::new(&s).read_line(&mut line).unwrap();
+                    let line = line.trim().to_string();
+                    if line == "down" {
+                        std::fs::remove_dir_all(&dir).unwrap();
+                    } else {
+                        writeln!(&s, "error unknown command {line:?}").unwrap();
+                    }
+                    lines.push(line);
+                }
+                lines
+            }
+        });
+        let info = BedInfo {
+            id: id.clone(),
+            name: "old".into(),
+            topology: PathBuf::new(),
+            // No such process: only the directory says it is up.
+            supervisor_pid: u32::MAX / 2,
+            started: 0,
+            artifacts: PathBuf::new(),
+            nodes: Vec::new(),
+            console: None,
+            state: "up".into(),
+            dut_macs: Vec::new(),
+            capture_offset: None,
+            captures: Vec::new(),
+            machines: Vec::new(),
+        };
+        down(&info, Duration::from_secs(10)).unwrap();
+        let lines = old.join().unwrap();
+        assert_eq!(lines, [r#"{"op":"down"}"#, "down"]);
+        assert!(!dir.exists());
+    }
 }

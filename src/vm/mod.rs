@@ -26,9 +26,9 @@ pub mod qmp;
 pub mod remote_shell;
 
 pub use argv_check::Smbios;
-pub use console::{Console, Pattern};
+pub use console::{Console, Match, Pattern};
 pub use firmware::{Firmware, Uefi};
 pub use login::Login;
 pub use qemu::{Accel, DiskBus, DiskMode, Media, Nic, NicModel, NicRom, QemuConfig};
-pub use qmp::Qmp;
+pub use qmp::{Event as QmpEvent, Qmp};
 pub use remote_shell::{RemoteShell, ShellState};

@@ -57,7 +57,7 @@ macro_rules! words {
         }
         impl std::fmt::Display for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
         impl std::str::FromStr for $t {
@@ -197,12 +197,18 @@ pub struct Devices {
     pub links: Vec<String>,
     /// The console WebSocket's path.
     pub console: String,
-    /// The DUT's NIC MACs, in link order.
-    #[serde(default)]
+    /// The DUT's NIC MACs, in link order (`null` from a server whose bed
+    /// predates them reads as none).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub dut_macs: Vec<String>,
     /// Host time minus capture time, in seconds, when known.
     #[serde(default)]
     pub capture_offset: Option<f64>,
+}
+
+/// `null` as an empty list.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `POST /lab/release`: the hold was given back.
@@ -297,6 +303,14 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
             assert_eq!(s.as_str().parse::<LabStatus>().unwrap(), s);
         }
+        // Padded like a string in a table.
+        assert_eq!(format!("[{:<8}]", SessionStatus::Active), "[active  ]");
+        // An older server's bed without MACs.
+        let d: Devices = serde_json::from_str(
+            r#"{"name":"f","nodes":[],"links":[],"console":"/lab/console","dut_macs":null}"#,
+        )
+        .unwrap();
+        assert!(d.dut_macs.is_empty() && d.capture_offset.is_none());
         let e = "gone".parse::<LabStatus>().unwrap_err();
         assert!(e.contains("\"gone\"") && e.contains("destroying"), "{e}");
     }
