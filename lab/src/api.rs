@@ -36,6 +36,8 @@ pub struct App {
     pub openapi: std::sync::OnceLock<serde_json::Value>,
     /// The store's files with their SHA-256 (computed at start).
     pub store_hashes: Vec<FileEntry>,
+    /// Turns true when the server stops: long streams (`/events`) end.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The store's entries: name, SHA-256 and size of each file that exists.
@@ -113,6 +115,9 @@ pub fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .merge(crate::lab_api::routes())
         .merge(crate::remote::routes())
         .merge(crate::operator::routes())
+        .merge(crate::events_api::routes())
+        .merge(crate::watch::routes())
+        .merge(crate::dashboard::routes())
         .split_for_parts();
     crate::openapi::add_auth_answers(&mut doc);
     (routes, doc)
@@ -216,9 +221,9 @@ pub async fn end_session(app: &Shared, key: &str, by: &str) -> ApiResult<StatusC
         )));
     }
     let capacity = app.cfg.limits.max_labs;
-    let (k, note) = (key.to_string(), format!("ended by {by}"));
+    let (k, note, actor) = (key.to_string(), format!("ended by {by}"), by.to_string());
     let released = app
-        .db(move |db| db.end_session(&k, SessionStatus::Ended, Some(&note), capacity))
+        .db(move |db| db.end_session(&k, SessionStatus::Ended, Some(&note), capacity, &actor))
         .await?;
     tracing::info!(session = %handle(key), lab = ?released, by = %by, "session ended");
     app.wake.notify_one();

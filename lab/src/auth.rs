@@ -67,17 +67,19 @@ impl FromRequestParts<Shared> for Caller {
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
+            .and_then(|v| v.to_str().ok());
+        let token = match value {
+            Some(value) => value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim())
+                .ok_or_else(|| unauthorized("the Authorization scheme must be Bearer"))?,
+            None => websocket_token(parts).ok_or_else(|| {
                 unauthorized(
                     "send Authorization: Bearer <token> (alpy-lab token create NAME makes one)",
                 )
-            })?;
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .ok_or_else(|| unauthorized("the Authorization scheme must be Bearer"))?;
+            })?,
+        };
         let t = app
             .cfg
             .token(token)
@@ -88,6 +90,27 @@ impl FromRequestParts<Shared> for Caller {
         })
     }
 }
+
+/// A browser's WebSocket cannot send headers: it offers the token as the
+/// subprotocol `bearer.<token>`, beside [`WS_PROTOCOL`] (what the server
+/// answers with). Only on a WebSocket upgrade.
+fn websocket_token(parts: &Parts) -> Option<&str> {
+    let upgrade = parts.headers.get(header::UPGRADE)?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    parts
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix("bearer."))
+}
+
+/// The subprotocol a browser's console WebSocket asks for (with
+/// `bearer.<token>`).
+pub const WS_PROTOCOL: &str = "alpy-lab";
 
 /// The caller's own live or ended session, named by `X-Session-ID`.
 #[derive(Debug, Clone)]

@@ -112,9 +112,11 @@ pub struct Limits {
     /// Labs at once, and so active sessions at once (1: the one-lab rule).
     pub max_labs: usize,
     /// A waiting session without a heartbeat for this long is dropped.
+    /// alpy's clients beat every 5 s: 10 s is the shortest safe limit.
     pub waiting_heartbeat_s: f64,
     /// An active session without a heartbeat for this long is ended, its
-    /// lab released, and the next session promoted.
+    /// lab released, and the next session promoted (within a quarter of
+    /// the limit more). 10 s is the shortest safe limit.
     pub active_heartbeat_s: f64,
     /// Largest request body (a topology with its extra files), in bytes.
     pub max_body_bytes: usize,
@@ -137,6 +139,9 @@ pub struct Limits {
     /// How long a database call waits for a lock held by another process
     /// before the request gets 503 with Retry-After, in milliseconds.
     pub db_busy_ms: u64,
+    /// Events kept for followers of `/events` that reconnect
+    /// (`Last-Event-ID`).
+    pub event_history: usize,
 }
 
 /// The host's memory in MiB (1 GiB if /proc/meminfo says nothing).
@@ -166,6 +171,7 @@ impl Default for Limits {
             max_machines: 8,
             db_busy_ms: 1000,
             max_connections: 256,
+            event_history: crate::events::HISTORY,
         }
     }
 }
@@ -309,6 +315,23 @@ impl Config {
                         t.name
                     ),
                 ));
+            }
+        }
+        for (what, limit) in [
+            ("waiting", c.limits.waiting_heartbeat_s),
+            ("active", c.limits.active_heartbeat_s),
+        ] {
+            if !(limit > 0.0 && limit.is_finite()) {
+                return Err(bad(
+                    String::new(),
+                    format!("limits.{what}_heartbeat_s must be a number of seconds above 0, not {limit}"),
+                ));
+            }
+            if limit < 10.0 {
+                tracing::warn!(
+                    "limits.{what}_heartbeat_s = {limit}: alpy's clients send a heartbeat every 5 s, \
+                     so a limit under 10 s can end sessions whose clients are alive"
+                );
             }
         }
         if c.limits.max_labs == 0 {

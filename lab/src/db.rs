@@ -12,7 +12,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use alpy::lab::wire::{LabStatus, SessionStatus};
+use alpy::lab::wire::{EventAction, EventType, LabStatus, SessionStatus};
+use std::sync::Arc;
+
+use crate::events::Bus;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -115,6 +118,7 @@ pub struct LabRow {
 /// The database.
 pub struct Db {
     conn: Mutex<Connection>,
+    events: Arc<Bus>,
 }
 
 const SCHEMA: &str = "
@@ -191,8 +195,9 @@ fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
 
 impl Db {
     /// Opens (creating) the database at `path`, readable by its owner
-    /// only; a lock held longer than `busy` is [`DbError::Busy`].
-    pub fn open(path: &Path, busy: Duration) -> R<Db> {
+    /// only; a lock held longer than `busy` is [`DbError::Busy`]. Every
+    /// change is emitted on `events` once committed.
+    pub fn open(path: &Path, busy: Duration, events: Arc<Bus>) -> R<Db> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(busy)?;
         conn.execute_batch(SCHEMA)?;
@@ -202,6 +207,7 @@ impl Db {
             .map_err(|e| DbError::Other(format!("chmod {}: {e}", path.display())))?;
         Ok(Db {
             conn: Mutex::new(conn),
+            events,
         })
     }
 
@@ -238,9 +244,12 @@ impl Db {
             params![key, owner, now],
         )?;
         t.execute("UPDATE sessions SET ord = seq WHERE id = ?1", params![key])?;
-        promote(&t, capacity)?;
+        let promoted = promote(&t, capacity)?;
         t.commit()?;
-        view(&c, key)?.ok_or_else(|| DbError::Other("the new session vanished".into()))
+        let s = view(&c, key)?.ok_or_else(|| DbError::Other("the new session vanished".into()))?;
+        self.session_event(&s, EventAction::Created, owner, &[]);
+        self.promoted(&c, &promoted)?;
+        Ok(s)
     }
 
     /// A session, by key.
@@ -294,30 +303,44 @@ impl Db {
         )?)
     }
 
-    /// Ends a session (`status` = `ended` or `expired`, with a note),
-    /// releases its lab (returned, with its refcount after) and promotes.
+    /// Ends a session (`status` = `ended` or `expired`, with a note) on
+    /// `actor`'s word, releases its lab (returned, with its refcount
+    /// after) and promotes.
     pub fn end_session(
         &self,
         key: &str,
         status: SessionStatus,
         note: Option<&str>,
         capacity: usize,
+        actor: &str,
     ) -> R<Option<(String, i64)>> {
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
-        t.execute(
+        let n = t.execute(
             "UPDATE sessions SET status = ?2, note = COALESCE(?3, note) WHERE id = ?1 AND status IN ('active','waiting')",
             params![key, status.as_str(), note],
         )?;
         let released = release_in(&t, key)?;
-        promote(&t, capacity)?;
+        let promoted = promote(&t, capacity)?;
         t.commit()?;
+        if let (1, Some(s)) = (n, view(&c, key)?) {
+            let action = match status {
+                SessionStatus::Expired => EventAction::Expired,
+                _ => EventAction::Ended,
+            };
+            let reason = note.map(|n| ("reason", n.to_string()));
+            self.session_event(&s, action, actor, reason.as_slice());
+        }
+        if let Some((lab, refcount)) = &released {
+            self.released(&c, lab, *refcount, key, actor)?;
+        }
+        self.promoted(&c, &promoted)?;
         Ok(released)
     }
 
     /// Moves waiting session `key` to queue position `position` (1 =
-    /// next); false if it is not waiting.
-    pub fn move_waiting(&self, key: &str, position: usize) -> R<bool> {
+    /// next) on `actor`'s word; false if it is not waiting.
+    pub fn move_waiting(&self, key: &str, position: usize, actor: &str) -> R<bool> {
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
         let mut keys = all_ids(
@@ -342,6 +365,9 @@ impl Db {
             )?;
         }
         t.commit()?;
+        if let Some(s) = view(&c, key)? {
+            self.session_event(&s, EventAction::Moved, actor, &[]);
+        }
         Ok(true)
     }
 
@@ -407,6 +433,17 @@ impl Db {
         }
     }
 
+    /// The active sessions of `owner` that hold lab `lab`.
+    pub fn holds(&self, owner: &str, lab: &str) -> R<bool> {
+        let n: i64 = lock(&self.conn).query_row(
+            "SELECT COUNT(*) FROM holdings h JOIN sessions s ON s.id = h.session_id
+             WHERE h.lab_id = ?1 AND s.owner = ?2 AND s.status = 'active'",
+            params![lab, owner],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Every lab.
     pub fn labs(&self) -> R<Vec<LabRow>> {
         let c = lock(&self.conn);
@@ -423,6 +460,7 @@ impl Db {
 
     /// Session `key` takes a hold on lab `lab` (refcount + 1).
     pub fn hold(&self, key: &str, lab: &str) -> R<()> {
+        let owner = self.session(key)?.map(|s| s.owner).unwrap_or_default();
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
         t.execute(
@@ -434,6 +472,14 @@ impl Db {
             [lab],
         )?;
         t.commit()?;
+        if let Some(l) = lab_view(&c, lab)? {
+            self.lab_event(
+                &l,
+                EventAction::Held,
+                &owner,
+                &[("session", handle(key).to_string())],
+            );
+        }
         Ok(())
     }
 
@@ -450,39 +496,58 @@ impl Db {
             params![key, lab.lab_id],
         )?;
         t.commit()?;
+        if let Some(l) = lab_view(&c, &lab.lab_id)? {
+            let s = ("session", handle(key).to_string());
+            self.lab_event(&l, EventAction::Starting, &lab.owner, &[s]);
+        }
         Ok(())
     }
 
     /// A lab is up: its bed's id and description.
     pub fn lab_up(&self, id: &str, bed_id: &str, bed: &serde_json::Value) -> R<()> {
-        lock(&self.conn).execute(
+        let c = lock(&self.conn);
+        c.execute(
             "UPDATE labs SET status = CASE WHEN refcount > 0 THEN 'up' ELSE 'idle' END, bed_id = ?2, bed = ?3 WHERE id = ?1",
             params![id, bed_id, bed.to_string()],
         )?;
+        if let Some(l) = lab_view(&c, id)? {
+            let action = status_action(l.status);
+            self.lab_event(&l, action, SERVER, &[]);
+        }
         Ok(())
     }
 
-    /// Sets a lab's status.
-    pub fn lab_status(&self, id: &str, status: LabStatus) -> R<()> {
-        lock(&self.conn).execute(
-            "UPDATE labs SET status = ?2 WHERE id = ?1",
+    /// Sets a lab's status on `actor`'s word.
+    pub fn lab_status(&self, id: &str, status: LabStatus, actor: &str) -> R<()> {
+        let c = lock(&self.conn);
+        let n = c.execute(
+            "UPDATE labs SET status = ?2 WHERE id = ?1 AND status != ?2",
             params![id, status.as_str()],
         )?;
+        if let (1, Some(l)) = (n, lab_view(&c, id)?) {
+            self.lab_event(&l, status_action(status), actor, &[]);
+        }
         Ok(())
     }
 
     /// Releases session `key`'s hold: (lab, refcount after).
     pub fn release(&self, key: &str) -> R<Option<(String, i64)>> {
+        let owner = self.session(key)?.map(|s| s.owner).unwrap_or_default();
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
         let r = release_in(&t, key)?;
         t.commit()?;
+        if let Some((lab, refcount)) = &r {
+            self.released(&c, lab, *refcount, key, &owner)?;
+        }
         Ok(r)
     }
 
-    /// Forgets a lab and every hold on it; notes `note` on its holders.
-    pub fn drop_lab(&self, id: &str, note: Option<&str>) -> R<()> {
+    /// Forgets a lab and every hold on it (`how`: it was destroyed, or
+    /// failed to come up) on `actor`'s word; notes `note` on its holders.
+    pub fn drop_lab(&self, id: &str, note: Option<&str>, how: EventAction, actor: &str) -> R<()> {
         let mut c = lock(&self.conn);
+        let before = lab_view(&c, id)?;
         let t = c.transaction()?;
         if let Some(n) = note {
             t.execute(
@@ -493,7 +558,80 @@ impl Db {
         t.execute("DELETE FROM holdings WHERE lab_id = ?1", [id])?;
         t.execute("DELETE FROM labs WHERE id = ?1", [id])?;
         t.commit()?;
+        if let Some(l) = before {
+            let reason = note.map(|n| ("reason", n.to_string()));
+            self.lab_event(&l, how, actor, reason.as_slice());
+        }
         Ok(())
+    }
+
+    /// The bus this database emits on.
+    pub fn events(&self) -> &Arc<Bus> {
+        &self.events
+    }
+
+    fn session_event(
+        &self,
+        s: &SessionRow,
+        action: EventAction,
+        actor: &str,
+        extra: &[(&str, String)],
+    ) {
+        let mut attrs = vec![
+            ("owner", s.owner.clone()),
+            ("status", s.status.to_string()),
+            ("position", s.position.to_string()),
+        ];
+        attrs.extend(extra.iter().cloned());
+        let subject = handle(&s.key);
+        self.events
+            .emit(EventType::Session, action, actor, subject, &attrs);
+    }
+
+    fn lab_event(&self, l: &LabRow, action: EventAction, actor: &str, extra: &[(&str, String)]) {
+        let mut attrs = vec![
+            ("topology", l.name.clone()),
+            ("owner", l.owner.clone()),
+            ("status", l.status.to_string()),
+            ("refcount", l.refcount.to_string()),
+        ];
+        attrs.extend(extra.iter().cloned());
+        self.events
+            .emit(EventType::Lab, action, actor, &l.lab_id, &attrs);
+    }
+
+    /// Session `key` let go of `lab` (`refcount` holders left).
+    fn released(&self, c: &Connection, lab: &str, refcount: i64, key: &str, actor: &str) -> R<()> {
+        if let Some(l) = lab_view(c, lab)? {
+            let s = ("session", handle(key).to_string());
+            self.lab_event(&l, EventAction::Released, actor, &[s]);
+            if refcount == 0 && l.status == LabStatus::Idle {
+                self.lab_event(&l, EventAction::Idle, actor, &[]);
+            }
+        }
+        Ok(())
+    }
+
+    fn promoted(&self, c: &Connection, keys: &[String]) -> R<()> {
+        for k in keys {
+            if let Some(s) = view(c, k)? {
+                self.session_event(&s, EventAction::Promoted, SERVER, &[]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The actor of what the server does by itself.
+pub const SERVER: &str = "alpy-lab";
+
+/// The event of a lab reaching `status`.
+fn status_action(status: LabStatus) -> EventAction {
+    match status {
+        LabStatus::Starting => EventAction::Starting,
+        LabStatus::Up => EventAction::Up,
+        LabStatus::Idle => EventAction::Idle,
+        LabStatus::Destroying => EventAction::Destroying,
     }
 }
 
@@ -532,8 +670,10 @@ fn release_in(t: &rusqlite::Transaction<'_>, key: &str) -> R<Option<(String, i64
     Ok(Some((lab, n)))
 }
 
-/// Promotes the first waiting sessions while fewer than `capacity` are active.
-fn promote(t: &rusqlite::Transaction<'_>, capacity: usize) -> R<()> {
+/// Promotes the first waiting sessions while fewer than `capacity` are
+/// active: their keys.
+fn promote(t: &rusqlite::Transaction<'_>, capacity: usize) -> R<Vec<String>> {
+    let mut promoted = Vec::new();
     loop {
         let active: i64 = t.query_row(
             "SELECT COUNT(*) FROM sessions WHERE status = 'active'",
@@ -541,16 +681,19 @@ fn promote(t: &rusqlite::Transaction<'_>, capacity: usize) -> R<()> {
             |r| r.get(0),
         )?;
         if active as usize >= capacity {
-            return Ok(());
+            return Ok(promoted);
         }
-        let next: Option<i64> = t
+        let next: Option<(i64, String)> = t
             .query_row(
-                "SELECT seq FROM sessions WHERE status = 'waiting' ORDER BY ord LIMIT 1",
+                "SELECT seq, id FROM sessions WHERE status = 'waiting' ORDER BY ord LIMIT 1",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some(seq) = next else { return Ok(()) };
+        let Some((seq, key)) = next else {
+            return Ok(promoted);
+        };
+        promoted.push(key);
         // Its heartbeat clock starts at its promotion.
         t.execute(
             "UPDATE sessions SET status = 'active', last_heartbeat = ?2 WHERE seq = ?1",

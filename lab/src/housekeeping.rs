@@ -16,7 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::api::Shared;
-use crate::db::handle;
+use crate::db::{handle, SERVER};
+use alpy::lab::wire::EventAction;
 
 /// How long to sleep: a quarter of the shortest limit while busy (within
 /// 0.2-5 s), 30 s when idle.
@@ -44,7 +45,8 @@ pub async fn pass(app: &Shared) -> bool {
                 let (k, n) = (key.clone(), note.clone());
                 let ended = app
                     .db(move |db| {
-                        let r = db.end_session(&k, SessionStatus::Expired, Some(&n), max)?;
+                        let r =
+                            db.end_session(&k, SessionStatus::Expired, Some(&n), max, SERVER)?;
                         db.count("heartbeat_expiries", 1)?;
                         Ok(r)
                     })
@@ -117,7 +119,9 @@ pub async fn reap_at_start(app: &Shared) {
                 if !crate::labs::busy(&dir) {
                     reap_dir(app, &dir).await;
                     let id = l.lab_id.clone();
-                    let _ = app.db(move |db| db.drop_lab(&id, Some(&note))).await;
+                    let _ = app
+                        .db(move |db| db.drop_lab(&id, Some(&note), EventAction::Destroyed, SERVER))
+                        .await;
                     continue;
                 }
                 // Its `alpy up` still runs: the lab counts against
@@ -125,13 +129,15 @@ pub async fn reap_at_start(app: &Shared) {
                 // it left is down.
                 let id = l.lab_id.clone();
                 let _ = app
-                    .db(move |db| db.lab_status(&id, LabStatus::Destroying))
+                    .db(move |db| db.lab_status(&id, LabStatus::Destroying, SERVER))
                     .await;
                 let (app, l) = (app.clone(), l.clone());
                 tokio::spawn(async move {
                     reap_dir(&app, &dir).await;
                     let id = l.lab_id.clone();
-                    let _ = app.db(move |db| db.drop_lab(&id, Some(&note))).await;
+                    let _ = app
+                        .db(move |db| db.drop_lab(&id, Some(&note), EventAction::Destroyed, SERVER))
+                        .await;
                 });
             }
         }

@@ -5,7 +5,7 @@
 
 use crate::openapi::SessionHeader;
 use alpy::lab::wire::ErrorBody;
-use alpy::lab::wire::{Acquired, Destroying, Devices, Lab, LabStatus, Released};
+use alpy::lab::wire::{Acquired, Destroying, Devices, EventAction, Lab, LabStatus, Released};
 use std::time::{Duration, Instant};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{new_id, ApiError, ApiResult, Shared};
 use crate::auth::ActiveSession;
 use crate::config::Reuse;
-use crate::db::LabRow;
+use crate::db::{LabRow, SERVER};
 use crate::labs;
 use crate::safety::{check_topology, extra_file_path};
 
@@ -220,7 +220,14 @@ async fn acquire(
                     tracing::error!(session = %sid, topology = ?name, lab = %lab_id, "lab failed: {}", why.escape_debug());
                     let id = lab_id.clone();
                     let _ = app
-                        .db(move |db| db.drop_lab(&id, Some("the lab failed to come up")))
+                        .db(move |db| {
+                            db.drop_lab(
+                                &id,
+                                Some("the lab failed to come up"),
+                                EventAction::Failed,
+                                SERVER,
+                            )
+                        })
                         .await;
                     let _ = std::fs::remove_dir_all(&dir);
                     Err(ApiError::internal(app.redact(&why)))
@@ -299,7 +306,7 @@ async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
 pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) {
     let id = l.lab_id.clone();
     let _ = app
-        .db(move |db| db.lab_status(&id, LabStatus::Destroying))
+        .db(move |db| db.lab_status(&id, LabStatus::Destroying, SERVER))
         .await;
     if let Some(bed) = l.bed_id.clone() {
         let down = tokio::task::spawn_blocking(move || labs::take_down(&bed)).await;
@@ -312,7 +319,9 @@ pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) {
         }
     }
     let (id, note) = (l.lab_id.clone(), note.map(str::to_string));
-    let _ = app.db(move |db| db.drop_lab(&id, note.as_deref())).await;
+    let _ = app
+        .db(move |db| db.drop_lab(&id, note.as_deref(), EventAction::Destroyed, SERVER))
+        .await;
     let _ = std::fs::remove_dir_all(&l.dir);
     tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab destroyed");
 }
@@ -411,7 +420,8 @@ pub(crate) async fn start_destroy(
     }
     tracing::info!(lab = %lab.lab_id, topology = ?lab.name, by = %by, force, "destroy");
     let id = lab.lab_id.clone();
-    app.db(move |db| db.lab_status(&id, LabStatus::Destroying))
+    let actor = by.to_string();
+    app.db(move |db| db.lab_status(&id, LabStatus::Destroying, &actor))
         .await?;
     let note = format!("lab {} destroyed by {by}", lab.lab_id);
     let id = lab.lab_id.clone();

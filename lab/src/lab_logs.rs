@@ -65,7 +65,17 @@ async fn one(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let (sid, info) = held_bed(&app, &s).await?;
-    if !servable(&name) {
+    tracing::debug!(session = %sid, bed = %info.id, log = ?name, "log asked for");
+    send(&info, &name).await
+}
+
+/// Sends log `name` of bed `info` (a plain `*.log` file at the top of
+/// its artifacts; anything else is 400 or 404).
+pub async fn send(
+    info: &alpy::internal::supervisor::registry::BedInfo,
+    name: &str,
+) -> ApiResult<Response> {
+    if !servable(name) {
         return Err(ApiError::bad(format!(
             "log {name:?}: a name from GET /lab/logs (*.log, no path)"
         )));
@@ -77,12 +87,11 @@ async fn one(
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(info.artifacts.join(&name))
+        .open(info.artifacts.join(name))
         .map_err(|_| missing())?;
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err(missing());
     }
-    tracing::debug!(session = %sid, bed = %info.id, log = ?name, "log sent");
     // Streamed: a log may be large.
     let stream = futures_util::stream::unfold(tokio::fs::File::from_std(file), |mut f| async {
         use tokio::io::AsyncReadExt;

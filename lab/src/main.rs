@@ -20,8 +20,11 @@ use clap::{Parser, Subcommand};
 mod api;
 mod auth;
 mod config;
+mod dashboard;
 mod db;
 mod error;
+mod events;
+mod events_api;
 mod housekeeping;
 mod lab_api;
 mod lab_logs;
@@ -32,6 +35,7 @@ mod remote;
 mod remote_apps;
 mod safety;
 mod serve;
+mod watch;
 mod wire;
 
 /// alpy-lab: sessions in a FIFO queue, heartbeats, reference-counted test
@@ -164,7 +168,8 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
             .map_err(Error::io(format!("chmod {}", cfg.state_dir.display())))?;
     }
     let busy = std::time::Duration::from_millis(cfg.limits.db_busy_ms);
-    let db = db::Db::open(&cfg.state_dir.join("alpy-lab.sqlite"), busy)?;
+    let events = Arc::new(events::Bus::new(cfg.limits.event_history));
+    let db = db::Db::open(&cfg.state_dir.join("alpy-lab.sqlite"), busy, events)?;
     let journal = db.journal_mode()?;
     if journal != "wal" {
         return Err(Error::Refused(format!(
@@ -194,12 +199,14 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
             wake: tokio::sync::Notify::new(),
             store_hashes,
             openapi: std::sync::OnceLock::new(),
+            closing: tokio::sync::watch::channel(false).0,
         });
         housekeeping::reap_at_start(&app).await;
         tokio::spawn(housekeeping::run(Arc::clone(&app)));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, tls = tls.is_some(), tokens = app.cfg.tokens.len(), max_labs = app.cfg.limits.max_labs, "serving");
         println!("alpy-lab: listening on {scheme}://{addr}");
+        let closing = app.closing.clone();
         let shutdown = async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
             match term {
@@ -213,6 +220,7 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
                 }
             }
             tracing::info!("shutting down; labs keep running (their supervisors own them)");
+            closing.send_replace(true);
         };
         serve::serve(
             listener,

@@ -22,6 +22,8 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "A place in the queue, kept by heartbeats"),
         (name = "lab", description = "The lab the active session holds (X-Session-ID)"),
         (name = "operator", description = "Operator tokens only"),
+        (name = "watch", description = "A lab by its id, for the dashboard: any token watches, its holder types, its holder and operators download"),
+        (name = "dashboard", description = "The page at /, its script and style (no token: the page asks for one)"),
         (name = "service", description = "The server itself")
     )
 )]

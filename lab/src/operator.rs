@@ -72,9 +72,9 @@ async fn move_session(
     Json(p): Json<MoveTo>,
 ) -> ApiResult<Json<Moved>> {
     let s = by_handle(&app, &handle).await?;
-    let key = s.key.clone();
+    let (key, actor) = (s.key.clone(), format!("operator {}", caller.name));
     let moved = app
-        .db(move |db| db.move_waiting(&key, p.position as usize))
+        .db(move |db| db.move_waiting(&key, p.position as usize, &actor))
         .await?;
     if !moved {
         return Err(ApiError::conflict(format!(

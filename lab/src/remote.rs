@@ -153,10 +153,26 @@ async fn console(
         None => info.console.clone(),
     };
     let path = shared.ok_or_else(|| ApiError::conflict("the bed does not share its console"))?;
-    // Attached (the share taps the console before it says so) before the
-    // client is upgraded: what the client provokes afterwards reaches it.
-    let bed_id = info.id.clone();
-    let (sock, first) = tokio::task::spawn_blocking(move || {
+    let (sock, first) = attach_console(path, &info.id).await?;
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, "console attached");
+    let ends = hold_ends(app.clone(), s.session.key.clone(), lab);
+    Ok(ws.on_upgrade(move |socket| async move {
+        if bridge(socket, sock, first, ends, Typing::Allowed).await {
+            tracing::info!(session = %sid, "console cut: the session no longer holds the lab");
+        }
+    }))
+}
+
+/// Attaches to the console share at `path` (of bed `bed_id`): the socket
+/// and the console output read with the attach line. Attached (the share
+/// taps the console before it says so) before the client is upgraded:
+/// what the client provokes afterwards reaches it.
+pub(crate) async fn attach_console(
+    path: std::path::PathBuf,
+    bed_id: &str,
+) -> ApiResult<(tokio::net::UnixStream, Vec<u8>)> {
+    let bed_id = bed_id.to_string();
+    tokio::task::spawn_blocking(move || {
         let mut sock = std::os::unix::net::UnixStream::connect(&path)
             .map_err(|e| alpy::Error::io(format!("connect to {}", path.display()), e))?;
         let first =
@@ -175,28 +191,41 @@ async fn console(
     .map_err(|e| {
         tracing::error!(bed = %bed_id, "attach to the console: {e}");
         ApiError::internal("the lab's console does not answer")
-    })?;
-    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, "console attached");
-    let ends = hold_ends(app.clone(), s.session.key.clone(), lab);
-    Ok(ws.on_upgrade(move |socket| async move {
-        if bridge(socket, sock, first, ends).await {
-            tracing::info!(session = %sid, "console cut: the session no longer holds the lab");
-        }
-    }))
+    })
+}
+
+/// Whether a console's client may type into it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Typing {
+    /// Its input reaches the console.
+    Allowed,
+    /// Its input is dropped; it is told why (a text message).
+    Refused(String),
 }
 
 /// Copies between the WebSocket and the console socket (`first`: output
 /// already read from it) until either side ends or `ends` does (then the
 /// client gets a close frame with the reason); true if `ends` did.
-async fn bridge(
+/// Console output goes as binary messages; what the server says to the
+/// client (a refusal) as text.
+pub(crate) async fn bridge(
     ws: WebSocket,
     sock: tokio::net::UnixStream,
     first: Vec<u8>,
     ends: impl std::future::Future<Output = ()>,
+    typing: Typing,
 ) -> bool {
-    let (mut ws_tx, mut ws_rx) = ws.split();
+    let (ws_tx, mut ws_rx) = ws.split();
+    let ws_tx = tokio::sync::Mutex::new(ws_tx);
     // Console output read with the share's first line (an older share).
-    if !first.is_empty() && ws_tx.send(Message::Binary(first.into())).await.is_err() {
+    if !first.is_empty()
+        && ws_tx
+            .lock()
+            .await
+            .send(Message::Binary(first.into()))
+            .await
+            .is_err()
+    {
         return false;
     }
     let (mut rd, mut wr) = sock.into_split();
@@ -206,11 +235,8 @@ async fn bridge(
             match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if ws_tx
-                        .send(Message::Binary(buf[..n].to_vec().into()))
-                        .await
-                        .is_err()
-                    {
+                    let out = Message::Binary(buf[..n].to_vec().into());
+                    if ws_tx.lock().await.send(out).await.is_err() {
                         break;
                     }
                 }
@@ -225,6 +251,13 @@ async fn bridge(
                 Message::Close(_) => break,
                 _ => continue,
             };
+            if let Typing::Refused(why) = &typing {
+                let said = Message::Text(why.clone().into());
+                if ws_tx.lock().await.send(said).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             if wr.write_all(&data).await.is_err() {
                 break;
             }
@@ -241,6 +274,8 @@ async fn bridge(
         "the console ended"
     };
     let _ = ws_tx
+        .lock()
+        .await
         .send(Message::Close(Some(axum::extract::ws::CloseFrame {
             code: if cut { 1008 } else { 1000 },
             reason: reason.into(),

@@ -34,6 +34,37 @@ fn every_route_answers_each_role_as_its_rules_say() {
         ),
         ("GET", "/store".into(), None, [401, 200, 200, 200, 200]),
         ("GET", "/metrics".into(), None, [401, 200, 200, 200, 200]),
+        ("GET", "/events".into(), None, [401, 200, 200, 200, 200]),
+        ("GET", "/whoami".into(), None, [401, 200, 200, 200, 200]),
+        // The dashboard's page asks for a token itself.
+        ("GET", "/".into(), None, [200, 200, 200, 200, 200]),
+        ("GET", "/ui/app.js".into(), None, [200, 200, 200, 200, 200]),
+        ("GET", "/ui/app.css".into(), None, [200, 200, 200, 200, 200]),
+        // A lab by id (the roles on a real lab: tests/dashboard.rs).
+        (
+            "GET",
+            "/labs/nope/console".into(),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/labs/nope/topology.svg".into(),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/labs/nope/logs/debug.log".into(),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/labs/nope/links/client/pcap".into(),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
         (
             "GET",
             "/openapi.json".into(),

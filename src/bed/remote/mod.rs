@@ -40,6 +40,7 @@
 //! ```
 
 mod client;
+mod event;
 mod remote_bed;
 mod remote_nodes;
 mod server;

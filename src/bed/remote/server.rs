@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use eventsource_stream::Eventsource;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use super::client::{checked, net};
-use super::wire::{Destroying, MoveTo, Moved, Queue};
+use super::wire::{Destroying, Event, MoveTo, Moved, Queue};
 use crate::error::{Error, Result};
 
 /// A lab server and a token, with no session: for looking at the queue
@@ -95,6 +96,52 @@ impl LabServer {
         )
     }
 
+    /// Follows the server's events (`GET /events`): first those it still
+    /// keeps after event `since` (`None`: all it keeps), then each as it
+    /// happens, until `each` returns false or the server ends the stream.
+    ///
+    /// ```no_run
+    /// # fn main() -> alpy::Result<()> {
+    /// let lab = alpy::lab::LabServer::new("http://lab-host:8300", "alpylab_...")?;
+    /// lab.events(None, |e| {
+    ///     println!("{e}");
+    ///     true
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self, since: Option<u64>, mut each: impl FnMut(Event) -> bool) -> Result<()> {
+        let what = format!("follow the events ({})", self.url);
+        let mut req = self
+            .http
+            .get(self.at("/events"))
+            .header("Accept", "text/event-stream");
+        if let Some(id) = since {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let r = checked(req.send().map_err(net(&what))?, &what)?;
+        let stream = futures_util::stream::iter(Chunks(r)).eventsource();
+        // The body is read blocking, so the stream is driven on this thread.
+        for m in futures_executor::block_on_stream(stream) {
+            let m = m.map_err(|e| Error::Lab {
+                what: what.clone(),
+                status: None,
+                detail: e.to_string(),
+            })?;
+            if m.data.is_empty() {
+                continue;
+            }
+            let e: Event = serde_json::from_str(&m.data).map_err(|e| Error::Lab {
+                what: what.clone(),
+                status: None,
+                detail: format!("an event that is not one: {e}: {}", m.data),
+            })?;
+            if !each(e) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
@@ -103,5 +150,27 @@ impl LabServer {
         let what = format!("{what} ({})", self.url);
         let r = req.send().map_err(net(&what))?;
         checked(r, &what)?.json().map_err(net(&what))
+    }
+}
+
+/// A blocking body read in chunks as it arrives (each read waits for the
+/// next bytes; the server's keep-alive comments keep it under the
+/// client's read timeout).
+struct Chunks(reqwest::blocking::Response);
+
+impl Iterator for Chunks {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        let mut buf = vec![0u8; 8192];
+        match self.0.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok(buf))
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 }

@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::event::{Event, EventAction, EventType};
+
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -268,6 +270,16 @@ pub struct FileEntry {
 pub struct Files {
     /// The files.
     pub files: Vec<FileEntry>,
+}
+
+/// The caller's token, as `GET /whoami` tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Whoami {
+    /// The token's name.
+    pub name: String,
+    /// `viewer`, `user` or `operator`.
+    pub role: String,
 }
 
 /// Every error answer: a status code and this body.

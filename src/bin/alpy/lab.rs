@@ -28,6 +28,16 @@ pub(crate) enum LabCommand {
     /// The live sessions, active first, then the queue in order.
     #[command(alias = "sessions")]
     Queue,
+    /// Follow the server's events as they happen (sessions, labs,
+    /// boards), after those it still keeps; Ctrl-C stops.
+    Events {
+        /// Start after this event's id (default: every event kept).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Stop after this many events (default: follow until stopped).
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Operator: destroy a lab.
     Destroy {
         /// The lab's id (`alpy lab status` lists them).
@@ -68,6 +78,24 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
                 return print_json(&q.sessions);
             }
             queue(&q);
+        }
+        LabCommand::Events { since, count } => {
+            let mut left = count.unwrap_or(usize::MAX);
+            if left == 0 {
+                return Ok(());
+            }
+            let mut out = std::io::stdout();
+            lab.events(since, |e| {
+                use std::io::Write;
+                let line = if json {
+                    serde_json::to_string(&e).unwrap_or_default()
+                } else {
+                    format!("{} {e}", utc_clock(e.time))
+                };
+                left -= 1;
+                // A closed pipe (`| head`) ends the stream.
+                writeln!(out, "{line}").and_then(|_| out.flush()).is_ok() && left > 0
+            })?;
         }
         LabCommand::Destroy { lab_id, force } => {
             let d = lab.destroy_lab(&lab_id, force)?;
@@ -132,4 +160,10 @@ fn queue(q: &Queue) {
             s.lab_id.as_deref().unwrap_or("-")
         );
     }
+}
+
+/// `HH:MM:SS` (UTC) of `secs` since the epoch.
+fn utc_clock(secs: f64) -> String {
+    let s = secs.max(0.0) as u64 % 86_400;
+    format!("{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
 }

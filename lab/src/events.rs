@@ -1,0 +1,148 @@
+//! The event bus: every change to a session, a lab or a board is emitted
+//! here by the code that makes it (the database calls, once their
+//! transaction has committed), numbered, kept in a bounded history, and
+//! sent to every follower of `GET /events` ([`crate::events_api`]).
+//!
+//! A follower that reconnects with `Last-Event-ID` gets what it missed
+//! from the history; one that missed more than the history holds is told
+//! so ([`Since::Gap`]) and reads the state afresh.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use alpy::lab::wire::{Event, EventAction, EventType};
+use tokio::sync::broadcast;
+
+/// The history's default length (`limits.event_history`).
+pub const HISTORY: usize = 1000;
+
+/// The bus.
+pub struct Bus {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+struct Inner {
+    next: u64,
+    history: VecDeque<Arc<Event>>,
+    cap: usize,
+}
+
+/// What a follower gets first.
+pub enum Since {
+    /// The kept events after the one it named (all kept when it named
+    /// none).
+    Replay(Vec<Arc<Event>>),
+    /// It named an event older than the history holds, or one this
+    /// server never sent (it restarted): its view is stale. The kept
+    /// events follow.
+    Gap(Vec<Arc<Event>>),
+}
+
+impl Bus {
+    /// A bus that keeps the last `cap` events.
+    pub fn new(cap: usize) -> Bus {
+        let (tx, _) = broadcast::channel(cap.clamp(16, 4096));
+        Bus {
+            inner: Mutex::new(Inner {
+                next: 1,
+                history: VecDeque::new(),
+                cap: cap.max(1),
+            }),
+            tx,
+        }
+    }
+
+    /// Emits one event: `kind` `subject` `action` by `actor`, with
+    /// `attributes` (never a session id, a secret or a host path).
+    pub fn emit(
+        &self,
+        kind: EventType,
+        action: EventAction,
+        actor: &str,
+        subject: &str,
+        attributes: &[(&str, String)],
+    ) {
+        let mut inner = self.lock();
+        let e = Arc::new(Event {
+            id: inner.next,
+            time: crate::db::now(),
+            kind,
+            action,
+            actor: actor.to_string(),
+            subject: subject.to_string(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        });
+        inner.next += 1;
+        if inner.history.len() >= inner.cap {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(Arc::clone(&e));
+        tracing::debug!(target: "alpy_lab::event", "{e}");
+        // Sent under the lock: a follower that subscribes under it too
+        // sees every event once, in order, from replay or from here.
+        let _ = self.tx.send(e);
+    }
+
+    /// What a follower that saw up to `last` gets first, and its
+    /// receiver for what follows.
+    pub fn follow(&self, last: Option<u64>) -> (Since, broadcast::Receiver<Arc<Event>>) {
+        let inner = self.lock();
+        let rx = self.tx.subscribe();
+        let kept: Vec<Arc<Event>> = inner.history.iter().cloned().collect();
+        let since = match last {
+            None => Since::Replay(kept),
+            Some(id) => {
+                let oldest = kept.first().map_or(inner.next, |e| e.id);
+                if id >= inner.next || id + 1 < oldest {
+                    Since::Gap(kept)
+                } else {
+                    Since::Replay(kept.into_iter().filter(|e| e.id > id).collect())
+                }
+            }
+        };
+        (since, rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(s: &Since) -> (bool, Vec<u64>) {
+        match s {
+            Since::Replay(v) => (false, v.iter().map(|e| e.id).collect()),
+            Since::Gap(v) => (true, v.iter().map(|e| e.id).collect()),
+        }
+    }
+
+    #[test]
+    fn replays_what_a_follower_missed_and_says_when_it_cannot() {
+        let bus = Bus::new(3);
+        for _ in 0..5 {
+            bus.emit(EventType::Session, EventAction::Created, "ci", "h", &[]);
+        }
+        // Kept: 3, 4, 5.
+        assert_eq!(ids(&bus.follow(None).0), (false, vec![3, 4, 5]));
+        assert_eq!(ids(&bus.follow(Some(3)).0), (false, vec![4, 5]));
+        assert_eq!(ids(&bus.follow(Some(2)).0), (false, vec![3, 4, 5]));
+        assert_eq!(ids(&bus.follow(Some(5)).0), (false, vec![]));
+        // 2 is gone; 9 was never sent (a restarted server).
+        assert_eq!(ids(&bus.follow(Some(1)).0), (true, vec![3, 4, 5]));
+        assert_eq!(ids(&bus.follow(Some(9)).0), (true, vec![3, 4, 5]));
+        let (_, mut rx) = bus.follow(Some(5));
+        bus.emit(EventType::Lab, EventAction::Up, "alpy-lab", "l", &[]);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.id, e.kind, e.action),
+            (6, EventType::Lab, EventAction::Up)
+        );
+    }
+}

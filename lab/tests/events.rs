@@ -1,0 +1,288 @@
+//! The event stream against a real server: sessions' changes arrive as
+//! they are made, by whom, without ids; a follower that reconnects with
+//! `Last-Event-ID` gets what it missed (through `alpy lab events`), one
+//! the history cannot serve is told so; the server's stop ends streams.
+
+mod common;
+
+use std::io::Read;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use alpy::lab::wire::{Event, EventAction, EventType};
+use common::Server;
+
+/// The next event (within 10 s), and how long after `since` it came.
+fn next(rx: &mpsc::Receiver<(Event, Instant)>, since: Instant) -> (Event, Duration) {
+    let (e, at) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an event within 10 s");
+    (e, at.saturating_duration_since(since))
+}
+
+fn expect(
+    rx: &mpsc::Receiver<(Event, Instant)>,
+    since: Instant,
+    what: (EventType, EventAction, &str),
+) -> (Event, Duration) {
+    let (e, took) = next(rx, since);
+    assert_eq!(
+        (e.kind, e.action, e.subject.as_str()),
+        what,
+        "expected {what:?}, got {e}"
+    );
+    (e, took)
+}
+
+#[test]
+fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
+    let mut s = Server::start("events", "max_sessions_per_token = 4");
+    let (tx, rx) = mpsc::channel();
+    let (url, viewer) = (s.url.clone(), s.viewer.clone());
+    let follower = std::thread::spawn(move || {
+        let lab = alpy::lab::LabServer::new(&url, &viewer).unwrap();
+        lab.events(None, |e| tx.send((e, Instant::now())).is_ok())
+    });
+    // The follower is connected once a change reaches it.
+    let t = Instant::now();
+    let (a, _, _) = s.session();
+    let ha = s.status(&a)["handle"].as_str().unwrap().to_string();
+    let (created, took) = expect(&rx, t, (EventType::Session, EventAction::Created, &ha));
+    assert_eq!(created.actor, "tests");
+    assert_eq!(created.attributes["owner"], "tests");
+    println!("session created -> event: {took:?}");
+    expect(&rx, t, (EventType::Session, EventAction::Promoted, &ha));
+
+    let t = Instant::now();
+    let (b, _, _) = s.session();
+    let hb = s.status(&b)["handle"].as_str().unwrap().to_string();
+    let (e, took) = expect(&rx, t, (EventType::Session, EventAction::Created, &hb));
+    assert_eq!(
+        (
+            e.attributes["status"].as_str(),
+            e.attributes["position"].as_str()
+        ),
+        ("waiting", "1")
+    );
+    println!("second session -> event: {took:?}");
+
+    // The active one ends: the waiting one is promoted, in that order.
+    let t = Instant::now();
+    let r = s.delete(&format!("/session/{a}")).send().unwrap();
+    assert_eq!(r.status(), 204);
+    let (ended, _) = expect(&rx, t, (EventType::Session, EventAction::Ended, &ha));
+    assert!(ended.actor.contains("tests"), "{ended}");
+    let (promoted, took) = expect(&rx, t, (EventType::Session, EventAction::Promoted, &hb));
+    assert_eq!(promoted.actor, "alpy-lab");
+    println!("active session deleted -> next promoted event: {took:?}");
+    assert!(ended.id < promoted.id);
+
+    // An operator's move names the operator.
+    let (c, _, _) = s.session();
+    let (d, _, _) = s.session();
+    let hd = s.status(&d)["handle"].as_str().unwrap().to_string();
+    let r = s
+        .req(
+            "POST",
+            &format!("/sessions/{hd}/position"),
+            Some(&s.operator),
+        )
+        .json(&serde_json::json!({"position": 1}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = Instant::now();
+    let mut seen = vec![];
+    let moved = loop {
+        let (e, _) = next(&rx, t);
+        seen.push(e.clone());
+        if e.action == EventAction::Moved {
+            break e;
+        }
+    };
+    assert_eq!(
+        (moved.subject.as_str(), moved.actor.as_str()),
+        (hd.as_str(), "operator ops")
+    );
+    assert_eq!(moved.attributes["position"], "1");
+
+    // A session id is a credential: no event carries one.
+    let all = serde_json::to_string(&seen).unwrap()
+        + &serde_json::to_string(&[&created, &ended, &promoted]).unwrap();
+    for id in [&a, &b, &c, &d] {
+        assert!(
+            !all.contains(id.as_str()),
+            "a session id in the events: {all}"
+        );
+    }
+
+    // `alpy lab events` after a given event: exactly the two that follow.
+    let out = std::process::Command::new(common::alpy_bin())
+        .args([
+            "lab",
+            "events",
+            "--since",
+            &ended.id.to_string(),
+            "--count",
+            "2",
+            "--json",
+        ])
+        .args(["--url", &s.url, "--token", &s.viewer])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<Event> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ended.id + 1, ended.id + 2],
+        "{got:?}"
+    );
+    assert_eq!(got[0], promoted);
+    // People get one line per event.
+    let out = std::process::Command::new(common::alpy_bin())
+        .args(["lab", "events", "--count", "1"])
+        .args(["--url", &s.url, "--token", &s.viewer])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.contains(&format!("#1 session {ha} created by tests")),
+        "{line}"
+    );
+
+    // An id the server never sent (it restarted, say): a gap first.
+    let mut r = s
+        .req("GET", "/events", Some(&s.viewer))
+        .header("Last-Event-ID", "999999")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut buf = [0u8; 4096];
+    let n = r.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("event: gap\n"), "{head}");
+    drop(r);
+    let r = s
+        .req("GET", "/events", Some(&s.viewer))
+        .header("Last-Event-ID", "seven")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("Last-Event-ID"));
+
+    // The server's stop ends the stream (its follower returns).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let t = Instant::now();
+    while !follower.is_finished() {
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "the stream outlived the server's stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("server stopped -> stream ended: {:?}", t.elapsed());
+    follower.join().unwrap().unwrap();
+    s.kill();
+}
+
+/// The client that `a_killed_clients_lease_ends_*` starts and SIGKILLs
+/// (alpy's real client, heartbeats and all).
+#[test]
+#[ignore = "a child role: a_killed_clients_lease_ends_and_the_next_is_promoted runs it"]
+fn hold_a_session_until_killed() {
+    let target = std::env::var("ALPY_TEST_HOLD").expect("ALPY_TEST_HOLD: URL and token");
+    let (url, token) = target.split_once(' ').unwrap();
+    let _lab = alpy::lab::LabClient::connect(url, token).unwrap();
+    println!("holding");
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// With the shortest heartbeat limit (10 s), a client killed with
+/// SIGKILL loses its session within the limit and a few seconds, and the
+/// next session is promoted: measured from the kill to the promotion
+/// event.
+#[test]
+fn a_killed_clients_lease_ends_and_the_next_is_promoted() {
+    let s = Server::start(
+        "lease",
+        "waiting_heartbeat_s = 10.0\nactive_heartbeat_s = 10.0\n",
+    );
+    let me = std::env::current_exe().unwrap();
+    let mut holder = std::process::Command::new(me)
+        .args([
+            "--ignored",
+            "--exact",
+            "hold_a_session_until_killed",
+            "--nocapture",
+        ])
+        .env("ALPY_TEST_HOLD", format!("{} {}", s.url, s.token))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("holding") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(n > 0, "the holding client ended before it held a session");
+    }
+    let next = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+    let hn = next.info().unwrap().handle;
+    assert_eq!(next.info().unwrap().position, 1);
+    // Let a heartbeat or two pass, so the kill lands mid-period.
+    std::thread::sleep(Duration::from_secs(7));
+    let (tx, rx) = mpsc::channel();
+    let (url, viewer) = (s.url.clone(), s.viewer.clone());
+    let last = {
+        let lab = alpy::lab::LabServer::new(&url, &viewer).unwrap();
+        let mut last = 0;
+        lab.events(None, |e| {
+            last = e.id;
+            false
+        })
+        .unwrap();
+        last
+    };
+    std::thread::spawn(move || {
+        let lab = alpy::lab::LabServer::new(&url, &viewer).unwrap();
+        let _ = lab.events(Some(last), |e| tx.send((e, Instant::now())).is_ok());
+    });
+    holder.kill().unwrap();
+    let killed = Instant::now();
+    holder.wait().unwrap();
+    let (mut expired, mut promoted) = (None, None);
+    while promoted.is_none() {
+        let (e, at) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the next session promoted within 60 s of the kill");
+        match e.action {
+            alpy::lab::wire::EventAction::Expired => expired = Some(at - killed),
+            alpy::lab::wire::EventAction::Promoted if e.subject == hn => {
+                promoted = Some(at - killed)
+            }
+            _ => {}
+        }
+    }
+    let expired = expired.expect("the killed client's session expired first");
+    println!(
+        "heartbeat limit 10 s: SIGKILL -> session expired {:.1} s, next promoted {:.1} s",
+        expired.as_secs_f64(),
+        promoted.unwrap().as_secs_f64()
+    );
+    assert_eq!(
+        next.info().unwrap().status,
+        alpy::lab::wire::SessionStatus::Active
+    );
+    next.close().unwrap();
+}
