@@ -38,6 +38,29 @@ pub struct App {
     pub store_hashes: Vec<FileEntry>,
     /// Turns true when the server stops: long streams (`/events`) end.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Long-lived streams open per token.
+    pub streams: Arc<crate::events::Streams>,
+}
+
+impl App {
+    /// A place for one more long-lived stream of `caller`'s token, or 429
+    /// naming the limit.
+    pub fn stream_slot(
+        &self,
+        caller: &crate::auth::Caller,
+    ) -> ApiResult<crate::events::StreamSlot> {
+        let max = self.cfg.limits.max_streams_per_token;
+        self.streams.open(&caller.name, max).ok_or_else(|| {
+            ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "token {:?} has {max} streams open (/events, consoles), the most \
+                     limits.max_streams_per_token allows: close one first",
+                    caller.name
+                ),
+            )
+        })
+    }
 }
 
 /// The store's entries: name, SHA-256 and size of each file that exists.

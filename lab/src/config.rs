@@ -142,6 +142,9 @@ pub struct Limits {
     /// Events kept for followers of `/events` that reconnect
     /// (`Last-Event-ID`).
     pub event_history: usize,
+    /// Long-lived streams (`/events`, watched consoles) one token may
+    /// have open at once.
+    pub max_streams_per_token: usize,
 }
 
 /// The host's memory in MiB (1 GiB if /proc/meminfo says nothing).
@@ -172,6 +175,7 @@ impl Default for Limits {
             db_busy_ms: 1000,
             max_connections: 256,
             event_history: crate::events::HISTORY,
+            max_streams_per_token: 16,
         }
     }
 }

@@ -112,6 +112,47 @@ impl Bus {
     }
 }
 
+/// Long-lived streams (`/events`, watched consoles) open per token, so
+/// that one token cannot hold every connection the server accepts.
+#[derive(Default)]
+pub struct Streams {
+    open: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream of a token; closing it (dropping) frees its place.
+pub struct StreamSlot {
+    streams: Arc<Streams>,
+    token: String,
+}
+
+impl Streams {
+    /// A place for one more stream of `token`, unless it has `max` open.
+    pub fn open(self: &Arc<Self>, token: &str, max: usize) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(token.to_string()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            streams: Arc::clone(self),
+            token: token.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.token);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

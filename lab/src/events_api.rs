@@ -56,6 +56,7 @@ async fn events(
                 })?,
         ),
     };
+    let slot = app.stream_slot(&caller)?;
     let (since, rx) = app.db.events().follow(last);
     tracing::debug!(token = %caller.name, ?last, "following the events");
     let (gap, first) = match since {
@@ -73,7 +74,8 @@ async fn events(
             .map(Ok),
     );
     let closing = app.closing.subscribe();
-    let live = stream::unfold(rx, move |mut rx| {
+    // The slot goes with the stream: dropped when the client leaves.
+    let live = stream::unfold((rx, slot), move |(mut rx, slot)| {
         let mut closing = closing.clone();
         async move {
             if *closing.borrow() {
@@ -81,7 +83,7 @@ async fn events(
             }
             tokio::select! {
                 got = rx.recv() => match got {
-                    Ok(e) => Some((Ok(message(&e)), rx)),
+                    Ok(e) => Some((Ok(message(&e)), (rx, slot))),
                     // Too slow: the client reconnects with its last id.
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
                 },

@@ -200,8 +200,19 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
             store_hashes,
             openapi: std::sync::OnceLock::new(),
             closing: tokio::sync::watch::channel(false).0,
+            streams: Default::default(),
         });
         housekeeping::reap_at_start(&app).await;
+        app.db.events().emit(
+            alpy::lab::wire::EventType::Health,
+            alpy::lab::wire::EventAction::Started,
+            db::SERVER,
+            "server",
+            &[
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("max_labs", app.cfg.limits.max_labs.to_string()),
+            ],
+        );
         tokio::spawn(housekeeping::run(Arc::clone(&app)));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, tls = tls.is_some(), tokens = app.cfg.tokens.len(), max_labs = app.cfg.limits.max_labs, "serving");

@@ -105,6 +105,7 @@ async fn console(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let w = watched(&app, &caller, &id).await?;
+    let slot = app.stream_slot(&caller)?;
     let index = w
         .info
         .machine_index(on.machine.as_deref())
@@ -145,6 +146,7 @@ async fn console(
     let ws = ws.protocols([WS_PROTOCOL]);
     Ok(ws.on_upgrade(move |socket| async move {
         bridge(socket, sock, first, ends, typing).await;
+        drop(slot);
     }))
 }
 

@@ -350,3 +350,98 @@ fn the_dashboard_follows_the_lab_live_and_enforces_roles() {
     drop(bed);
     drop(page);
 }
+
+/// Median and 99th percentile of `v` (sorted here).
+fn median_p99(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// Figures, not a test: the latency from a state change to the page (200
+/// events, three runs), and the page's load time with 50 waiting
+/// sessions and 10 labs up (five loads).
+///
+/// ```text
+/// cargo test -p alpy-lab --test dashboard -- --ignored --nocapture bench_
+/// ```
+#[test]
+#[ignore = "a benchmark that prints figures; run it with --ignored"]
+fn bench_event_latency_and_load_time() {
+    let s = Server::start(
+        "bench-dashboard",
+        "max_labs = 10\nmax_sessions_per_token = 200",
+    );
+    let page = Page::new(&s.url);
+    page.sign_in(&s.viewer, "viewer");
+    for run in 1..=3 {
+        let first = page.js(
+            "return Math.max(0, ...[...document.querySelectorAll('#events li')].map(li => +li.dataset.id))",
+        );
+        let first = first.as_u64().unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            ids.push(s.session().0);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for id in &ids {
+            s.delete(&format!("/session/{id}")).send().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let last = ids.last().unwrap();
+        let handle = s.status(last)["handle"].as_str().unwrap().to_string();
+        page.until(
+            "the run's last event",
+            &format!("return !!document.querySelector('#events li[data-subject=\"{handle}\"][data-action=\"ended\"]')"),
+        );
+        let last = page.js(
+            "return Math.max(...[...document.querySelectorAll('#events li')].map(li => +li.dataset.id))",
+        );
+        let last = last.as_u64().unwrap();
+        // The page keeps the last 200.
+        let got = page.js(&format!(
+            "return [...document.querySelectorAll('#events li')].filter(li => +li.dataset.id > {first}) \
+             .map(li => (li.dataset.received - li.dataset.time) * 1000)"
+        ));
+        let mut ms: Vec<f64> = serde_json::from_value(got).unwrap();
+        let n = ms.len();
+        let (p50, p99) = median_p99(&mut ms);
+        println!(
+            "run {run}: the last {n} of {} events, change -> page: median {p50:.1} ms, p99 {p99:.1} ms",
+            last - first
+        );
+    }
+
+    // 10 labs (each its own topology, so none is reused), then 50 waiting
+    // sessions.
+    let mut beds = Vec::new();
+    let t = Instant::now();
+    for i in 0..10 {
+        let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();
+        let topology = common::TOPOLOGY.replace("remote-forward", &format!("bench-{i}"));
+        beds.push(lab.acquire(&topology, Duration::from_secs(300)).unwrap());
+    }
+    println!("10 labs up in {:.0} s", t.elapsed().as_secs_f64());
+    let waiting: Vec<String> = (0..50).map(|_| s.session().0).collect();
+    let mut loads = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        page.rt
+            .block_on(page.b().client.goto(&format!("{}/", s.url)))
+            .unwrap();
+        page.until(
+            "60 sessions and 10 labs with their drawings",
+            "return document.querySelectorAll('#sessions tbody tr').length === 60 \
+             && document.querySelectorAll('#labs img.topology').length === 10",
+        );
+        loads.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (p50, _) = median_p99(&mut loads);
+    println!("dashboard load with 60 sessions (50 waiting) and 10 labs: median {p50:.0} ms of 5 ({loads:.0?})");
+    for id in waiting {
+        s.delete(&format!("/session/{id}")).send().unwrap();
+    }
+    for bed in beds {
+        bed.close().unwrap();
+    }
+}

@@ -43,7 +43,13 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
         let lab = alpy::lab::LabServer::new(&url, &viewer).unwrap();
         lab.events(None, |e| tx.send((e, Instant::now())).is_ok())
     });
-    // The follower is connected once a change reaches it.
+    // The server's start is the first event; the follower is connected
+    // once it has it.
+    let (started, _) = next(&rx, Instant::now());
+    assert_eq!(
+        (started.id, started.kind, started.action),
+        (1, EventType::Health, EventAction::Started)
+    );
     let t = Instant::now();
     let (a, _, _) = s.session();
     let ha = s.status(&a)["handle"].as_str().unwrap().to_string();
@@ -145,7 +151,7 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
         "{got:?}"
     );
     assert_eq!(got[0], promoted);
-    // People get one line per event.
+    // People get one line per event (the first: the server's start).
     let out = std::process::Command::new(common::alpy_bin())
         .args(["lab", "events", "--count", "1"])
         .args(["--url", &s.url, "--token", &s.viewer])
@@ -153,7 +159,7 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
         .unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(
-        line.contains(&format!("#1 session {ha} created by tests")),
+        line.contains("#1 health server started by alpy-lab"),
         "{line}"
     );
 
@@ -285,4 +291,19 @@ fn a_killed_clients_lease_ends_and_the_next_is_promoted() {
         alpy::lab::wire::SessionStatus::Active
     );
     next.close().unwrap();
+}
+
+/// One token cannot hold every connection with streams: past
+/// `max_streams_per_token` it gets 429; another token still follows.
+#[test]
+fn a_token_may_not_hold_every_stream() {
+    let s = Server::start("streams", "max_streams_per_token = 2");
+    let follow = |token: &str| s.req("GET", "/events", Some(token)).send().unwrap();
+    let (one, two) = (follow(&s.viewer), follow(&s.viewer));
+    assert_eq!((one.status().as_u16(), two.status().as_u16()), (200, 200));
+    let three = follow(&s.viewer);
+    assert_eq!(three.status(), 429);
+    let detail = three.text().unwrap();
+    assert!(detail.contains("max_streams_per_token"), "{detail}");
+    assert_eq!(follow(&s.operator).status(), 200);
 }
