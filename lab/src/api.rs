@@ -49,16 +49,21 @@ impl App {
         &self,
         caller: &crate::auth::Caller,
     ) -> ApiResult<crate::events::StreamSlot> {
-        let max = self.cfg.limits.max_streams_per_token;
-        self.streams.open(&caller.name, max).ok_or_else(|| {
-            ApiError(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
+        let l = &self.cfg.limits;
+        let (max, total) = (l.max_streams_per_token, l.streams());
+        self.streams.open(&caller.name, max, total).map_err(|full| {
+            let why = match full {
+                crate::events::Full::Token => format!(
                     "token {:?} has {max} streams open (/events, consoles), the most \
-                     limits.max_streams_per_token allows: close one first",
+                         limits.max_streams_per_token allows: close one first",
                     caller.name
                 ),
-            )
+                crate::events::Full::Server => format!(
+                    "the server has {total} streams open (/events, consoles), the most \
+                         limits.max_streams allows: try again later"
+                ),
+            };
+            ApiError(StatusCode::TOO_MANY_REQUESTS, why)
         })
     }
 }

@@ -93,8 +93,14 @@ impl FromRequestParts<Shared> for Caller {
 
 /// A browser's WebSocket cannot send headers: it offers the token as the
 /// subprotocol `bearer.<token>`, beside [`WS_PROTOCOL`] (what the server
-/// answers with). Only on a WebSocket upgrade.
+/// answers with). Only on a WebSocket upgrade of a watched console
+/// (`GET /labs/{id}/console`): nowhere else may a token travel there.
 fn websocket_token(parts: &Parts) -> Option<&str> {
+    let path = parts.uri.path();
+    let console = path.starts_with("/labs/") && path.ends_with("/console");
+    if parts.method != axum::http::Method::GET || !console {
+        return None;
+    }
     let upgrade = parts.headers.get(header::UPGRADE)?.to_str().ok()?;
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return None;

@@ -145,6 +145,10 @@ pub struct Limits {
     /// Long-lived streams (`/events`, watched consoles) one token may
     /// have open at once.
     pub max_streams_per_token: usize,
+    /// Long-lived streams of all tokens together: under
+    /// `max_connections`, so that heartbeats always get a connection
+    /// (default: half of it; see [`Limits::streams`]).
+    pub max_streams: Option<usize>,
 }
 
 /// The host's memory in MiB (1 GiB if /proc/meminfo says nothing).
@@ -176,11 +180,17 @@ impl Default for Limits {
             max_connections: 256,
             event_history: crate::events::HISTORY,
             max_streams_per_token: 16,
+            max_streams: None,
         }
     }
 }
 
 impl Limits {
+    /// Long-lived streams of all tokens together.
+    pub fn streams(&self) -> usize {
+        self.max_streams.unwrap_or(self.max_connections / 2).max(1)
+    }
+
     /// The limit for a session in `status`.
     pub fn heartbeat(&self, active: bool) -> Duration {
         Duration::from_secs_f64(if active {
@@ -337,6 +347,29 @@ impl Config {
                      so a limit under 10 s can end sessions whose clients are alive"
                 );
             }
+        }
+        if !(1..=100_000).contains(&c.limits.event_history) {
+            return Err(bad(
+                String::new(),
+                format!(
+                    "limits.event_history = {}: keep between 1 and 100000 events",
+                    c.limits.event_history
+                ),
+            ));
+        }
+        if let Some(n) = c
+            .limits
+            .max_streams
+            .filter(|n| *n >= c.limits.max_connections)
+        {
+            return Err(bad(
+                String::new(),
+                format!(
+                    "limits.max_streams ({n}) must be under limits.max_connections ({}): \
+                     streams would leave no connection for heartbeats",
+                    c.limits.max_connections
+                ),
+            ));
         }
         if c.limits.max_labs == 0 {
             return Err(bad(

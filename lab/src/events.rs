@@ -5,7 +5,9 @@
 //!
 //! A follower that reconnects with `Last-Event-ID` gets what it missed
 //! from the history; one that missed more than the history holds is told
-//! so ([`Since::Gap`]) and reads the state afresh.
+//! so ([`Since::Gap`]) and reads the state afresh. Ids grow across
+//! restarts (the first is the start time in seconds × 10^6), so an id
+//! from before a restart is always older than the history: a gap.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,12 +42,18 @@ pub enum Since {
 }
 
 impl Bus {
-    /// A bus that keeps the last `cap` events.
+    /// A bus that keeps the last `cap` events, its first id from the
+    /// clock.
     pub fn new(cap: usize) -> Bus {
+        Bus::starting_at(cap, crate::db::now() as u64 * 1_000_000)
+    }
+
+    /// A bus whose first event is `first`.
+    pub fn starting_at(cap: usize, first: u64) -> Bus {
         let (tx, _) = broadcast::channel(cap.clamp(16, 4096));
         Bus {
             inner: Mutex::new(Inner {
-                next: 1,
+                next: first,
                 history: VecDeque::new(),
                 cap: cap.max(1),
             }),
@@ -112,11 +120,20 @@ impl Bus {
     }
 }
 
-/// Long-lived streams (`/events`, watched consoles) open per token, so
-/// that one token cannot hold every connection the server accepts.
+/// Long-lived streams (`/events`, watched consoles) open, per token and
+/// in all: one token cannot hold every connection the server accepts, and
+/// all streams together leave connections for heartbeats.
 #[derive(Default)]
 pub struct Streams {
     open: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// Why a stream was refused.
+pub enum Full {
+    /// The token has its most.
+    Token,
+    /// The server has its most.
+    Server,
 }
 
 /// One open stream of a token; closing it (dropping) frees its place.
@@ -126,15 +143,24 @@ pub struct StreamSlot {
 }
 
 impl Streams {
-    /// A place for one more stream of `token`, unless it has `max` open.
-    pub fn open(self: &Arc<Self>, token: &str, max: usize) -> Option<StreamSlot> {
+    /// A place for one more stream of `token`, unless it has `per_token`
+    /// open or all tokens together have `total`.
+    pub fn open(
+        self: &Arc<Self>,
+        token: &str,
+        per_token: usize,
+        total: usize,
+    ) -> Result<StreamSlot, Full> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.values().sum::<usize>() >= total {
+            return Err(Full::Server);
+        }
         let n = open.entry(token.to_string()).or_default();
-        if *n >= max {
-            return None;
+        if *n >= per_token {
+            return Err(Full::Token);
         }
         *n += 1;
-        Some(StreamSlot {
+        Ok(StreamSlot {
             streams: Arc::clone(self),
             token: token.to_string(),
         })
@@ -166,7 +192,7 @@ mod tests {
 
     #[test]
     fn replays_what_a_follower_missed_and_says_when_it_cannot() {
-        let bus = Bus::new(3);
+        let bus = Bus::starting_at(3, 1);
         for _ in 0..5 {
             bus.emit(EventType::Session, EventAction::Created, "ci", "h", &[]);
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::Shared;
 use crate::db::{handle, SERVER};
-use alpy::lab::wire::EventAction;
+use alpy::lab::wire::{EventAction, EventType};
 
 /// How long to sleep: a quarter of the shortest limit while busy (within
 /// 0.2-5 s), 30 s when idle.
@@ -72,15 +72,61 @@ pub async fn pass(app: &Shared) -> bool {
         .unwrap_or(true)
 }
 
-/// Runs forever.
+/// Runs forever; says how the server is (a health event) every 5 s
+/// while sessions exist, every 30 s when idle.
 pub async fn run(app: Shared) {
+    let mut said: Option<Instant> = None;
     loop {
         let busy = pass(&app).await;
-        let nap = interval(&app, busy);
+        let every = Duration::from_secs(if busy { 5 } else { 30 });
+        if said.is_none_or(|t| t.elapsed() >= every) {
+            health(&app).await;
+            said = Some(Instant::now());
+        }
+        let nap = interval(&app, busy).min(every);
         tokio::select! {
             _ = tokio::time::sleep(nap) => {},
             _ = app.wake.notified() => {},
         }
+    }
+}
+
+/// A health event: `passed` with the queue's and labs' counts and the
+/// oldest heartbeat's age, or `failed` with why the database did not
+/// answer.
+async fn health(app: &Shared) {
+    let bus = std::sync::Arc::clone(app.db.events());
+    match app.db(|db| Ok((db.queue()?, db.labs()?))).await {
+        Ok((q, labs)) => {
+            let now = crate::db::now();
+            let active = q
+                .iter()
+                .filter(|s| s.status == SessionStatus::Active)
+                .count();
+            let oldest = q
+                .iter()
+                .map(|s| now - s.last_heartbeat)
+                .fold(0.0_f64, f64::max);
+            bus.emit(
+                EventType::Health,
+                EventAction::Passed,
+                SERVER,
+                "server",
+                &[
+                    ("active", active.to_string()),
+                    ("waiting", (q.len() - active).to_string()),
+                    ("labs", labs.len().to_string()),
+                    ("oldest_heartbeat_s", format!("{oldest:.0}")),
+                ],
+            );
+        }
+        Err(e) => bus.emit(
+            EventType::Health,
+            EventAction::Failed,
+            SERVER,
+            "database",
+            &[("reason", e.1)],
+        ),
     }
 }
 

@@ -157,7 +157,8 @@ async fn console(
     tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, "console attached");
     let ends = hold_ends(app.clone(), s.session.key.clone(), lab);
     Ok(ws.on_upgrade(move |socket| async move {
-        if bridge(socket, sock, first, ends, Typing::Allowed).await {
+        let cut = "the session no longer holds this lab";
+        if bridge(socket, sock, first, (ends, cut), Typing::Allowed).await {
             tracing::info!(session = %sid, "console cut: the session no longer holds the lab");
         }
     }))
@@ -205,14 +206,14 @@ pub(crate) enum Typing {
 
 /// Copies between the WebSocket and the console socket (`first`: output
 /// already read from it) until either side ends or `ends` does (then the
-/// client gets a close frame with the reason); true if `ends` did.
+/// client gets a close frame with its reason); true if `ends` did.
 /// Console output goes as binary messages; what the server says to the
 /// client (a refusal) as text.
 pub(crate) async fn bridge(
     ws: WebSocket,
     sock: tokio::net::UnixStream,
     first: Vec<u8>,
-    ends: impl std::future::Future<Output = ()>,
+    (ends, cut_reason): (impl std::future::Future<Output = ()>, &str),
     typing: Typing,
 ) -> bool {
     let (ws_tx, mut ws_rx) = ws.split();
@@ -268,11 +269,7 @@ pub(crate) async fn bridge(
         _ = to_bed => false,
         _ = ends => true,
     };
-    let reason = if cut {
-        "the session no longer holds this lab"
-    } else {
-        "the console ended"
-    };
+    let reason = if cut { cut_reason } else { "the console ended" };
     let _ = ws_tx
         .lock()
         .await

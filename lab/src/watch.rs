@@ -139,13 +139,21 @@ async fn console(
             match now {
                 Ok((false, _)) => return,
                 Ok((true, still)) if holder && !still => return,
+                // A holder is cut when its hold cannot be checked (a busy
+                // database says nothing of it); a watcher waits.
+                Err(_) if holder => return,
                 _ => {}
             }
         }
     };
     let ws = ws.protocols([WS_PROTOCOL]);
+    let cut = if holder {
+        "this token no longer holds the lab, or the lab is gone"
+    } else {
+        "the lab is gone"
+    };
     Ok(ws.on_upgrade(move |socket| async move {
-        bridge(socket, sock, first, ends, typing).await;
+        bridge(socket, sock, first, (ends, cut), typing).await;
         drop(slot);
     }))
 }
@@ -204,17 +212,30 @@ async fn pcap(
         .info
         .capture_path(index)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let data = tokio::fs::read(&path).await.map_err(|e| {
-        tracing::error!(bed = %w.info.id, "read {}: {e}", path.display());
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(bed = %w.info.id, "open {}: {e}", path.display());
         ApiError::not_found(format!("link {name:?} has no capture to read"))
     })?;
+    // Streamed as it is now: a capture may be large.
+    let data = futures_util::stream::unfold(file, |mut f| async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 65536];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
     let file = format!("attachment; filename=\"{}-{}.pcap\"", w.lab.lab_id, name);
     Ok((
         [
             ("content-type", "application/vnd.tcpdump.pcap".to_string()),
             ("content-disposition", file),
         ],
-        Body::from(data),
+        Body::from_stream(data),
     )
         .into_response())
 }

@@ -181,6 +181,7 @@ fn the_dashboard_follows_the_lab_live_and_enforces_roles() {
     // Paused, the page misses events; resumed, it gets them from the
     // server's history (Last-Event-ID), each once, in order.
     let last_seen = page.js("return Math.max(...[...document.querySelectorAll('#events li')].map(li => +li.dataset.id))");
+    let shown = page.js("return document.querySelectorAll('#events li').length");
     page.click("#pause");
     page.until(
         "paused",
@@ -198,27 +199,38 @@ fn the_dashboard_follows_the_lab_live_and_enforces_roles() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         page.js("return document.querySelectorAll('#events li').length"),
-        last_seen,
+        shown,
         "events reached a paused page"
     );
     page.click("#pause");
-    let last_seen = last_seen.as_u64().unwrap();
+    // Each missed change, once, in order, after what was seen (the page
+    // lists every event but the periodic health checks).
+    let hc = s.status(&c)["handle"].as_str().unwrap().to_string();
     page.until(
         "the missed events",
-        &format!(
-            "return !!document.querySelector('#events li[data-id=\"{}\"]')",
-            last_seen + 4
-        ),
+        &format!("return !!document.querySelector('#events li[data-subject=\"{hc}\"][data-action=\"ended\"]')"),
     );
-    let ids = page.js(
-        "return [...document.querySelectorAll('#events li')].map(li => +li.dataset.id).reverse()",
-    );
-    let ids: Vec<u64> = serde_json::from_value(ids).unwrap();
+    let missed = page.js(&format!(
+        "return [...document.querySelectorAll('#events li')].reverse() \
+         .filter(li => +li.dataset.id > {last_seen}) \
+         .map(li => [+li.dataset.id, li.dataset.subject, li.dataset.action])"
+    ));
+    let missed: Vec<(u64, String, String)> = serde_json::from_value(missed).unwrap();
+    let what: Vec<(&str, &str)> = missed
+        .iter()
+        .map(|(_, s, a)| (s.as_str(), a.as_str()))
+        .collect();
     assert_eq!(
-        ids,
-        (1..=last_seen + 4).collect::<Vec<_>>(),
-        "replayed out of order or twice"
+        what,
+        [
+            (hb.as_str(), "ended"),
+            (hc.as_str(), "created"),
+            (hc.as_str(), "promoted"),
+            (hc.as_str(), "ended")
+        ],
+        "{missed:?}"
     );
+    assert!(missed.windows(2).all(|w| w[0].0 < w[1].0), "{missed:?}");
 
     // A lab, held through the client library (the holder is token "tests").
     let lab = alpy::lab::LabClient::connect(&s.url, &s.token).unwrap();

@@ -12,13 +12,21 @@ use std::time::{Duration, Instant};
 use alpy::lab::wire::{Event, EventAction, EventType};
 use common::Server;
 
-/// The next event (within 10 s), and how long after `since` it came.
+/// The next event but the server's periodic health checks (within 10 s),
+/// and how long after `since` it came.
 fn next(rx: &mpsc::Receiver<(Event, Instant)>, since: Instant) -> (Event, Duration) {
-    let (e, at) = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("an event within 10 s");
-    (e, at.saturating_duration_since(since))
+    loop {
+        let (e, at) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event within 10 s");
+        if (e.kind, e.action) != (EventType::Health, EventAction::Passed) {
+            return (e, at.saturating_duration_since(since));
+        }
+    }
 }
+
+/// Every event a follower saw, by id.
+type Seen = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Event>>>;
 
 fn expect(
     rx: &mpsc::Receiver<(Event, Instant)>,
@@ -39,16 +47,24 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
     let mut s = Server::start("events", "max_sessions_per_token = 4");
     let (tx, rx) = mpsc::channel();
     let (url, viewer) = (s.url.clone(), s.viewer.clone());
+    let followed = Seen::default();
+    let all = followed.clone();
     let follower = std::thread::spawn(move || {
         let lab = alpy::lab::LabServer::new(&url, &viewer).unwrap();
-        lab.events(None, |e| tx.send((e, Instant::now())).is_ok())
+        lab.events(None, |f| match f {
+            alpy::lab::wire::Followed::Event(e) => {
+                all.lock().unwrap().insert(e.id, e.clone());
+                tx.send((e, Instant::now())).is_ok()
+            }
+            alpy::lab::wire::Followed::Missed => panic!("a gap for a new follower"),
+        })
     });
     // The server's start is the first event; the follower is connected
     // once it has it.
     let (started, _) = next(&rx, Instant::now());
     assert_eq!(
-        (started.id, started.kind, started.action),
-        (1, EventType::Health, EventAction::Started)
+        (started.kind, started.action),
+        (EventType::Health, EventAction::Started)
     );
     let t = Instant::now();
     let (a, _, _) = s.session();
@@ -150,7 +166,9 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
         [ended.id + 1, ended.id + 2],
         "{got:?}"
     );
-    assert_eq!(got[0], promoted);
+    let seen_then = followed.lock().unwrap().clone();
+    assert_eq!(got[0], seen_then[&(ended.id + 1)]);
+    assert_eq!(got[1], seen_then[&(ended.id + 2)]);
     // People get one line per event (the first: the server's start).
     let out = std::process::Command::new(common::alpy_bin())
         .args(["lab", "events", "--count", "1"])
@@ -159,7 +177,10 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
         .unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(
-        line.contains("#1 health server started by alpy-lab"),
+        line.contains(&format!(
+            "#{} health server started by alpy-lab",
+            started.id
+        )),
         "{line}"
     );
 
@@ -250,19 +271,13 @@ fn a_killed_clients_lease_ends_and_the_next_is_promoted() {
     std::thread::sleep(Duration::from_secs(7));
     let (tx, rx) = mpsc::channel();
     let (url, viewer) = (s.url.clone(), s.viewer.clone());
-    let last = {
-        let lab = alpy::lab::LabServer::new(&url, &viewer).unwrap();
-        let mut last = 0;
-        lab.events(None, |e| {
-            last = e.id;
-            false
-        })
-        .unwrap();
-        last
-    };
     std::thread::spawn(move || {
         let lab = alpy::lab::LabServer::new(&url, &viewer).unwrap();
-        let _ = lab.events(Some(last), |e| tx.send((e, Instant::now())).is_ok());
+        // Neither the expiry nor the promotion happened before the kill.
+        let _ = lab.events(None, |f| match f {
+            alpy::lab::wire::Followed::Event(e) => tx.send((e, Instant::now())).is_ok(),
+            alpy::lab::wire::Followed::Missed => true,
+        });
     });
     holder.kill().unwrap();
     let killed = Instant::now();
@@ -294,10 +309,12 @@ fn a_killed_clients_lease_ends_and_the_next_is_promoted() {
 }
 
 /// One token cannot hold every connection with streams: past
-/// `max_streams_per_token` it gets 429; another token still follows.
+/// `max_streams_per_token` it gets 429; all tokens together stop at
+/// `max_streams`. A token offered as a WebSocket subprotocol counts only
+/// on a watched console's upgrade.
 #[test]
 fn a_token_may_not_hold_every_stream() {
-    let s = Server::start("streams", "max_streams_per_token = 2");
+    let s = Server::start("streams", "max_streams_per_token = 2\nmax_streams = 3");
     let follow = |token: &str| s.req("GET", "/events", Some(token)).send().unwrap();
     let (one, two) = (follow(&s.viewer), follow(&s.viewer));
     assert_eq!((one.status().as_u16(), two.status().as_u16()), (200, 200));
@@ -305,5 +322,25 @@ fn a_token_may_not_hold_every_stream() {
     assert_eq!(three.status(), 429);
     let detail = three.text().unwrap();
     assert!(detail.contains("max_streams_per_token"), "{detail}");
-    assert_eq!(follow(&s.operator).status(), 200);
+    let operator = follow(&s.operator);
+    assert_eq!(operator.status(), 200);
+    let server_full = follow(&s.other);
+    assert_eq!(server_full.status(), 429);
+    let detail = server_full.text().unwrap();
+    assert!(detail.contains("limits.max_streams allows"), "{detail}");
+    drop((one, two, operator));
+
+    for path in ["/queue", "/labs/x/topology.svg"] {
+        let r = s
+            .req("GET", path, None)
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade")
+            .header(
+                "Sec-WebSocket-Protocol",
+                format!("alpy-lab, bearer.{}", s.viewer),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401, "a subprotocol token on {path}");
+    }
 }

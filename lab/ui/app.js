@@ -6,7 +6,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, me: null, lastId: null, queue: null, abort: null, console: null, paused: false };
+const state = { token: null, me: null, lastId: null, queue: null, abort: null, console: null, paused: false, follower: 0 };
 
 function el(tag, text, attrs) {
   const e = document.createElement(tag);
@@ -126,15 +126,18 @@ function render() {
   $("labs").tBodies[0].replaceChildren(...labs);
 }
 
+// Each lab's drawing, fetched once (or its failure, shown, not retried).
 const drawings = new Map();
 async function drawing(id, td) {
-  try {
-    if (!drawings.has(id)) {
-      const blob = await (await api(`/labs/${id}/topology.svg`)).blob();
-      drawings.set(id, URL.createObjectURL(blob));
-    }
-    td.replaceChildren(el("img", null, { src: drawings.get(id), class: "topology", alt: `topology of ${id}` }));
-  } catch (e) { td.textContent = String(e.message); }
+  if (!drawings.has(id)) {
+    drawings.set(id, api(`/labs/${id}/topology.svg`)
+      .then((r) => r.blob())
+      .then((b) => ({ url: URL.createObjectURL(b) }), (e) => ({ error: String(e.message) })));
+  }
+  const d = await drawings.get(id);
+  td.replaceChildren(d.url
+    ? el("img", null, { src: d.url, class: "topology", alt: `topology of ${id}` })
+    : el("span", d.error, { class: "error" }));
 }
 
 async function download(path, name) {
@@ -162,6 +165,13 @@ function onEvent(block) {
   if (event === "gap") { refresh(); return; }
   if (!data) return;
   const e = JSON.parse(data);
+  // The server's own checks (every few seconds): its health, and a fresh
+  // read of the queue (heartbeat ages) without polling.
+  if (e.type === "health") {
+    const ok = e.action !== "failed";
+    setPill("health", ok ? "server up" : `${e.subject}: ${e.attributes.reason || e.action}`, ok);
+    if (e.action === "passed") { refresh(); return; }
+  }
   const attrs = Object.entries(e.attributes || {}).map(([k, v]) => `${k}=${v}`).join(" ");
   // data-time (the change, server clock) and data-received (here) give
   // the latency from the change to this page.
@@ -175,13 +185,17 @@ function onEvent(block) {
 }
 
 async function follow() {
+  // One follower at a time: a newer one (after Resume) ends this one.
+  const me = ++state.follower;
+  const current = () => me === state.follower && state.token && !state.paused;
   for (;;) {
-    if (state.paused) return;
+    if (!current()) return;
     state.abort = new AbortController();
     try {
       const headers = { Accept: "text/event-stream" };
       if (state.lastId !== null) headers["Last-Event-ID"] = state.lastId;
       const r = await api("/events", { headers, signal: state.abort.signal });
+      if (!current()) { state.abort.abort(); return; }
       setPill("stream", "live", true);
       refresh();
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -197,10 +211,12 @@ async function follow() {
         }
       }
     } catch (e) {
-      if (!state.token || state.paused) return;
+      if (!current()) return;
+      // A token no longer valid (or demoted) signs out.
+      if (/^40[13]:/.test(String(e.message))) { signOut(String(e.message)); return; }
       showError(e);
     }
-    if (!state.token || state.paused) return;
+    if (!current()) return;
     setPill("stream", "reconnecting", false);
     await health();
     await new Promise((r) => setTimeout(r, 1000));
@@ -275,9 +291,10 @@ async function signIn(token) {
   follow();
 }
 
-function signOut() {
+function signOut(why) {
   state.token = null;
   sessionStorage.removeItem("alpy-lab-token");
+  if (why) sessionStorage.setItem("alpy-lab-signed-out", why);
   if (state.abort) state.abort.abort();
   closeConsole();
   location.reload();
@@ -286,7 +303,12 @@ function signOut() {
 window.addEventListener("DOMContentLoaded", () => {
   health();
   $("signin").addEventListener("submit", (e) => { e.preventDefault(); signIn($("token").value.trim()); });
-  $("signout").addEventListener("click", signOut);
+  $("signout").addEventListener("click", () => signOut());
+  const why = sessionStorage.getItem("alpy-lab-signed-out");
+  if (why) {
+    $("signin-error").textContent = `signed out: ${why}`;
+    sessionStorage.removeItem("alpy-lab-signed-out");
+  }
   $("console-close").addEventListener("click", closeConsole);
   // Pause drops the stream; Resume follows again from the last event
   // seen (Last-Event-ID), so the missed ones arrive in order.
@@ -294,6 +316,7 @@ window.addEventListener("DOMContentLoaded", () => {
     state.paused = !state.paused;
     $("pause").textContent = state.paused ? "Resume" : "Pause";
     if (state.paused) {
+      state.follower++;
       if (state.abort) state.abort.abort();
       setPill("stream", "paused", false);
     } else if (state.token) {

@@ -32,6 +32,9 @@ pub enum EventType {
     Board,
     /// The server itself: its subject is the part checked.
     Health,
+    /// A type this client does not know (a newer server's).
+    #[serde(other)]
+    Unknown,
 }
 
 /// What happened.
@@ -64,7 +67,8 @@ pub enum EventAction {
     Destroying,
     /// A lab is gone.
     Destroyed,
-    /// A lab did not come up.
+    /// A lab did not come up, or a check failed (the reason is an
+    /// attribute).
     Failed,
     /// A board was reserved for a session.
     Reserved,
@@ -80,14 +84,28 @@ pub enum EventAction {
     Passed,
     /// The server started.
     Started,
+    /// An action this client does not know (a newer server's).
+    #[serde(other)]
+    Unknown,
+}
+
+/// What a follower of the events gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed {
+    /// The next event.
+    Event(Event),
+    /// Events were missed (the server's history no longer holds them, or
+    /// it restarted): read the state afresh; events follow.
+    Missed,
 }
 
 /// One thing that happened in the lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
-    /// Its place in the server's stream (1, 2, ...; a restart of the
-    /// server starts again): what `Last-Event-ID` names.
+    /// Its place in the server's stream, growing by one, and across
+    /// restarts (the server's start time × 10^6 comes first): what
+    /// `Last-Event-ID` names.
     pub id: u64,
     /// Seconds since the epoch.
     pub time: f64,

@@ -8,7 +8,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use super::client::{checked, net};
-use super::wire::{Destroying, Event, MoveTo, Moved, Queue};
+use super::wire::{Destroying, Followed, MoveTo, Moved, Queue};
 use crate::error::{Error, Result};
 
 /// A lab server and a token, with no session: for looking at the queue
@@ -98,18 +98,29 @@ impl LabServer {
 
     /// Follows the server's events (`GET /events`): first those it still
     /// keeps after event `since` (`None`: all it keeps), then each as it
-    /// happens, until `each` returns false or the server ends the stream.
+    /// happens, until `each` returns false (then `Ok(true)`) or the
+    /// server ends the stream (`Ok(false)`: it stopped, or this follower
+    /// fell behind; follow again from the last id seen). `each` is told
+    /// when events were missed ([`Followed::Missed`]).
     ///
     /// ```no_run
     /// # fn main() -> alpy::Result<()> {
+    /// use alpy::lab::wire::Followed;
     /// let lab = alpy::lab::LabServer::new("http://lab-host:8300", "alpylab_...")?;
-    /// lab.events(None, |e| {
-    ///     println!("{e}");
+    /// lab.events(None, |f| {
+    ///     match f {
+    ///         Followed::Event(e) => println!("{e}"),
+    ///         Followed::Missed => println!("(missed some: read the queue again)"),
+    ///     }
     ///     true
     /// })?;
     /// # Ok(()) }
     /// ```
-    pub fn events(&self, since: Option<u64>, mut each: impl FnMut(Event) -> bool) -> Result<()> {
+    pub fn events(
+        &self,
+        since: Option<u64>,
+        mut each: impl FnMut(Followed) -> bool,
+    ) -> Result<bool> {
         let what = format!("follow the events ({})", self.url);
         let mut req = self
             .http
@@ -127,19 +138,20 @@ impl LabServer {
                 status: None,
                 detail: e.to_string(),
             })?;
-            if m.data.is_empty() {
-                continue;
-            }
-            let e: Event = serde_json::from_str(&m.data).map_err(|e| Error::Lab {
-                what: what.clone(),
-                status: None,
-                detail: format!("an event that is not one: {e}: {}", m.data),
-            })?;
-            if !each(e) {
-                break;
+            let followed = match m.event.as_str() {
+                "gap" => Followed::Missed,
+                _ if m.data.is_empty() => continue,
+                _ => Followed::Event(serde_json::from_str(&m.data).map_err(|e| Error::Lab {
+                    what: what.clone(),
+                    status: None,
+                    detail: format!("an event that is not one: {e}: {}", m.data),
+                })?),
+            };
+            if !each(followed) {
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     fn at(&self, path: &str) -> String {

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::event::{Event, EventAction, EventType};
+pub use super::event::{Event, EventAction, EventType, Followed};
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -79,24 +79,7 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
             }
             queue(&q);
         }
-        LabCommand::Events { since, count } => {
-            let mut left = count.unwrap_or(usize::MAX);
-            if left == 0 {
-                return Ok(());
-            }
-            let mut out = std::io::stdout();
-            lab.events(since, |e| {
-                use std::io::Write;
-                let line = if json {
-                    serde_json::to_string(&e).unwrap_or_default()
-                } else {
-                    format!("{} {e}", utc_clock(e.time))
-                };
-                left -= 1;
-                // A closed pipe (`| head`) ends the stream.
-                writeln!(out, "{line}").and_then(|_| out.flush()).is_ok() && left > 0
-            })?;
-        }
+        LabCommand::Events { since, count } => follow(&lab, since, count, json)?,
         LabCommand::Destroy { lab_id, force } => {
             let d = lab.destroy_lab(&lab_id, force)?;
             if json {
@@ -115,6 +98,53 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
             }
             println!("session {} is now at position {}", m.handle, m.position);
         }
+    }
+    Ok(())
+}
+
+/// `alpy lab events`: prints each event (or, with `json`, each as a JSON
+/// line) until `count` are printed or stdout closes; a stream the server
+/// ends (it stopped, or this follower fell behind) is followed again from
+/// the last event seen.
+fn follow(
+    lab: &LabServer,
+    since: Option<u64>,
+    count: Option<usize>,
+    json: bool,
+) -> alpy::Result<()> {
+    use alpy::lab::wire::Followed;
+    use std::io::Write;
+    let mut left = count.unwrap_or(usize::MAX);
+    let mut last = since;
+    let mut out = std::io::stdout();
+    while left > 0 {
+        let stopped = lab.events(last, |f| {
+            let line = match f {
+                Followed::Missed => {
+                    eprintln!("alpy lab events: events were missed (the server's history no longer holds them, or it restarted)");
+                    return true;
+                }
+                Followed::Event(e) => {
+                    last = Some(e.id);
+                    if json {
+                        serde_json::to_string(&e).unwrap_or_default()
+                    } else {
+                        format!("{} {e}", utc_clock(e.time))
+                    }
+                }
+            };
+            left -= 1;
+            // A closed pipe (`| head`) ends it.
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                left = 0;
+            }
+            left > 0
+        })?;
+        if stopped || left == 0 {
+            break;
+        }
+        eprintln!("alpy lab events: the server ended the stream; following again");
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
     Ok(())
 }
