@@ -1,6 +1,9 @@
 //! Reading the captures QEMU's `filter-dump` writes, one per link: frames
 //! with time stamps, decoded with etherparse, filtered by MAC, ethertype,
-//! IP addresses, protocol and ports.
+//! IP addresses, protocol and ports; and the protocols appliance tests
+//! check most, decoded on demand ([`Frame::dhcp`], [`Frame::dns`],
+//! [`Frame::nd`], [`Frame::ospf`], [`Frame::vrrp`], [`Frame::bgp`]) and
+//! filtered by ([`Filter::dhcp`], [`Filter::dns_name`], ...).
 //!
 //! ```no_run
 //! use alpy::pcap::{Capture, Filter};
@@ -20,6 +23,12 @@ use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 
 use crate::addr::Mac;
 use crate::error::{Error, Result};
+
+mod protocols;
+pub use protocols::{
+    BgpType, Dhcp, DhcpMessageType, Dns, DnsAnswer, DnsQuestion, LsaHeader, Nd, NdKind, Ospf,
+    OspfHello, OspfType, Vrrp,
+};
 
 /// EtherType of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -231,6 +240,12 @@ pub struct Filter {
     icmp_type: Option<u8>,
     arp_op: Option<u16>,
     arp_target: Option<std::net::Ipv4Addr>,
+    dhcp: Option<DhcpMessageType>,
+    dns_name: Option<String>,
+    nd: Option<NdKind>,
+    ospf: Option<OspfType>,
+    vrrp: Option<u8>,
+    bgp: Option<BgpType>,
 }
 
 impl Filter {
@@ -296,6 +311,38 @@ impl Filter {
         self
     }
 
+    /// DHCPv4 messages of this type ([`Frame::dhcp`]).
+    pub fn dhcp(mut self, t: DhcpMessageType) -> Self {
+        self.dhcp = Some(t);
+        self
+    }
+    /// DNS questions or answers about `name` ([`Frame::dns`]).
+    pub fn dns_name(mut self, name: &str) -> Self {
+        self.dns_name = Some(name.trim_end_matches('.').to_string());
+        self
+    }
+    /// ICMPv6 neighbour discovery messages of this kind ([`Frame::nd`]).
+    pub fn nd(mut self, kind: NdKind) -> Self {
+        self.nd = Some(kind);
+        self
+    }
+    /// OSPFv2 packets of this type ([`Frame::ospf`]).
+    pub fn ospf(mut self, t: OspfType) -> Self {
+        self.ospf = Some(t);
+        self
+    }
+    /// VRRP advertisements of virtual router `vrid` ([`Frame::vrrp`]).
+    pub fn vrrp(mut self, vrid: u8) -> Self {
+        self.vrrp = Some(vrid);
+        self
+    }
+    /// TCP segments that carry a BGP message of this type
+    /// ([`Frame::bgp`]).
+    pub fn bgp(mut self, t: BgpType) -> Self {
+        self.bgp = Some(t);
+        self
+    }
+
     /// Whether `f` passes.
     pub fn matches(&self, f: &Frame) -> bool {
         fn ok<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
@@ -321,6 +368,25 @@ impl Filter {
                     _ => a.target_ip == ip,
                 })
             })
+            && self.matches_protocols(f)
+    }
+
+    /// The decoded protocols' conditions (decoded only when set).
+    fn matches_protocols(&self, f: &Frame) -> bool {
+        self.dhcp
+            .is_none_or(|t| f.dhcp().and_then(|d| d.message_type) == Some(t))
+            && self
+                .dns_name
+                .as_ref()
+                .is_none_or(|n| f.dns().is_some_and(|d| d.is_about(n)))
+            && self.nd.is_none_or(|k| f.nd().map(|n| n.kind) == Some(k))
+            && self
+                .ospf
+                .is_none_or(|t| f.ospf().map(|o| o.kind) == Some(t))
+            && self
+                .vrrp
+                .is_none_or(|id| f.vrrp().map(|v| v.vrid) == Some(id))
+            && self.bgp.is_none_or(|t| f.bgp().contains(&t))
     }
 }
 

@@ -162,3 +162,127 @@ fn routing_and_tunnel_protocols_filter_by_number() {
         assert!(!Filter::new().protocol(PROTO_UDP).matches(&f));
     }
 }
+
+/// An IPv4 packet of protocol `proto` carrying `payload`, framed.
+fn framed_ip(proto: u8, dst: [u8; 4], payload: &[u8]) -> Frame {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [1, 0, 0x5e, 0, 0, 5])
+        .ipv4([192, 168, 170, 8], dst, 1)
+        .write(&mut v, etherparse::IpNumber(proto), payload)
+        .unwrap();
+    Frame::decode(Duration::ZERO, v)
+}
+
+#[test]
+fn ospf_hellos_and_their_fields_decode() {
+    // Packet 6 of Wireshark's sample capture ospf.cap: a hello.
+    let hello: [u8; 44] = [
+        0x02, 0x01, 0x00, 0x2c, 0xc0, 0xa8, 0xaa, 0x08, 0x00, 0x00, 0x00, 0x01, 0x27, 0x3b, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x00, 0x00, 0x0a,
+        0x02, 0x01, 0x00, 0x00, 0x00, 0x28, 0xc0, 0xa8, 0xaa, 0x08, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let f = framed_ip(PROTO_OSPF, [224, 0, 0, 5], &hello);
+    let o = f.ospf().expect("an OSPF packet");
+    assert_eq!(o.kind, OspfType::Hello);
+    assert_eq!(o.router_id, std::net::Ipv4Addr::new(192, 168, 170, 8));
+    assert_eq!(o.area, std::net::Ipv4Addr::new(0, 0, 0, 1));
+    let h = o.hello.unwrap();
+    assert_eq!((h.hello_interval, h.dead_interval), (10, 40));
+    assert_eq!(h.mask, std::net::Ipv4Addr::new(255, 255, 255, 0));
+    assert_eq!(h.dr, std::net::Ipv4Addr::new(192, 168, 170, 8));
+    assert!(Filter::new().ospf(OspfType::Hello).matches(&f));
+    assert!(!Filter::new().ospf(OspfType::LinkStateUpdate).matches(&f));
+    // Not OSPF: no decode, no match.
+    assert!(framed_ip(PROTO_VRRP, [224, 0, 0, 18], &hello)
+        .ospf()
+        .is_none());
+}
+
+#[test]
+fn vrrp_advertisements_decode() {
+    // VRRPv2 (RFC 3768 §5.3): version 2, type 1, VRID 7, priority 100,
+    // one address, no authentication, 1 s, checksum, 192.168.1.254.
+    let adv = [
+        0x21, 7, 100, 1, 0, 1, 0, 0, 192, 168, 1, 254, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let f = framed_ip(PROTO_VRRP, [224, 0, 0, 18], &adv);
+    let v = f.vrrp().expect("a VRRP advertisement");
+    assert_eq!((v.version, v.vrid, v.priority), (2, 7, 100));
+    assert_eq!(v.addresses, ["192.168.1.254".parse::<IpAddr>().unwrap()]);
+    assert!(Filter::new().vrrp(7).matches(&f));
+    assert!(!Filter::new().vrrp(8).matches(&f));
+    // VRRPv3 (RFC 5798): version 3, max advertisement interval instead.
+    let v3 = [0x31, 9, 255, 1, 0, 100, 0, 0, 10, 0, 0, 1];
+    let v = framed_ip(PROTO_VRRP, [224, 0, 0, 18], &v3).vrrp().unwrap();
+    assert_eq!((v.version, v.vrid, v.priority), (3, 9, 255));
+    // A short or odd packet is not one.
+    assert!(framed_ip(PROTO_VRRP, [224, 0, 0, 18], &[0x21, 7])
+        .vrrp()
+        .is_none());
+    assert!(framed_ip(PROTO_VRRP, [224, 0, 0, 18], &[0x51, 7, 1, 0])
+        .vrrp()
+        .is_none());
+}
+
+#[test]
+fn bgp_messages_in_a_segment_decode() {
+    let msg = |t: u8, body: &[u8]| {
+        let mut m = vec![0xff; 16];
+        m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+        m.push(t);
+        m.extend_from_slice(body);
+        m
+    };
+    // An UPDATE (empty: no withdrawn routes, no attributes) and a
+    // KEEPALIVE in one segment.
+    let mut payload = msg(2, &[0, 0, 0, 0]);
+    payload.extend(msg(4, &[]));
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(179, 50000, 1, 1000)
+        .write(&mut v, &payload)
+        .unwrap();
+    let f = Frame::decode(Duration::ZERO, v);
+    assert_eq!(f.bgp(), [BgpType::Update, BgpType::Keepalive]);
+    assert!(Filter::new().bgp(BgpType::Keepalive).matches(&f));
+    assert!(!Filter::new().bgp(BgpType::Open).matches(&f));
+    // Port 179 without the marker is not BGP.
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(179, 50000, 1, 1000)
+        .write(&mut v, &[0u8; 19])
+        .unwrap();
+    assert!(Frame::decode(Duration::ZERO, v).bgp().is_empty());
+}
+
+#[test]
+fn neighbour_discovery_decodes() {
+    // A neighbour solicitation for fe80::1 from 02:00:00:00:00:01.
+    let target: std::net::Ipv6Addr = "fe80::1".parse().unwrap();
+    let mut body = target.octets().to_vec();
+    body.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 1]);
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0x33, 0x33, 0xff, 0, 0, 1])
+        .ipv6(
+            "fe80::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "ff02::1:ff00:1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            255,
+        )
+        .icmpv6_raw(135, 0, [0; 4])
+        .write(&mut v, &body)
+        .unwrap();
+    let f = Frame::decode(Duration::ZERO, v);
+    let nd = f.nd().expect("a neighbour solicitation");
+    assert_eq!(nd.kind, NdKind::NeighborSolicitation);
+    assert_eq!(nd.target, Some(target));
+    assert_eq!(nd.link_addr, Some(Mac([2, 0, 0, 0, 0, 1])));
+    assert!(Filter::new().nd(NdKind::NeighborSolicitation).matches(&f));
+    assert!(!Filter::new().nd(NdKind::NeighborAdvertisement).matches(&f));
+    // An echo request is ICMPv6 but not neighbour discovery.
+    assert!(Frame::decode(Duration::ZERO, icmp_echo(64)).nd().is_none());
+}
