@@ -11,7 +11,8 @@
 //! issue: it may belong in the API.
 
 pub use crate::bed::{
-    config_drive, graph, leftovers, reap, remote, testbed, timings, topology, warm, warm_ram,
+    config_drive, graph, leftovers, reap, remote, testbed, timings, topology, topology_keys, warm,
+    warm_ram,
 };
 pub use crate::net::{docker, docker_attach, hub, impair, link, netns, node, nodes, watchdog};
 pub use crate::vm::{argv_check, console, console_share, devices, migrate, qemu, qemu_process};

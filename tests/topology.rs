@@ -119,3 +119,20 @@ fn vendor_topology_boots_with_secure_boot_and_its_config_drive() {
     }
     t.close().unwrap();
 }
+
+/// `docs/TOPOLOGY.md` is the reference alpy generates from its topology
+/// schema; `ALPY_UPDATE_DOCS=1` writes it again.
+#[test]
+fn the_topology_key_reference_in_docs_is_current() {
+    let generated = alpy::internal::topology_keys::markdown();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/TOPOLOGY.md");
+    if std::env::var_os("ALPY_UPDATE_DOCS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let in_docs = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        in_docs == generated,
+        "docs/TOPOLOGY.md is not what the schema's reference generates: run \
+         ALPY_UPDATE_DOCS=1 cargo test --test topology the_topology_key_reference"
+    );
+}

@@ -42,6 +42,8 @@ pub mod timings;
 #[doc(hidden)]
 pub mod topology;
 mod topology_file;
+#[doc(hidden)]
+pub mod topology_keys;
 mod topology_net;
 #[doc(hidden)]
 pub mod warm;

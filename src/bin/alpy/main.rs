@@ -61,6 +61,12 @@ enum Command {
     ///
     /// Example: `alpy up topologies/forward.toml`, or
     /// `ID=$(alpy up --json topologies/forward.toml | jq -r .id)`.
+    ///
+    /// Artifacts (logs, captures, report.html) go to
+    /// `$ALPY_ARTIFACTS/<bed>-<run>`; unset, to `<target>/alpy/` of the
+    /// cargo build this `alpy` came from, else the temporary directory.
+    /// Not the current directory: set ALPY_ARTIFACTS=$PWD/artifacts to
+    /// have them here.
     Up {
         /// The topology file.
         file: std::path::PathBuf,
