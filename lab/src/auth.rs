@@ -96,8 +96,8 @@ impl FromRequestParts<Shared> for Caller {
 /// answers with). Only on a WebSocket upgrade of a watched console
 /// (`GET /labs/{id}/console`): nowhere else may a token travel there.
 fn websocket_token(parts: &Parts) -> Option<&str> {
-    let path = parts.uri.path();
-    let console = path.starts_with("/labs/") && path.ends_with("/console");
+    let segments: Vec<&str> = parts.uri.path().split('/').collect();
+    let console = matches!(segments.as_slice(), ["", "labs", id, "console"] if !id.is_empty());
     if parts.method != axum::http::Method::GET || !console {
         return None;
     }

@@ -6,7 +6,7 @@
 //! A follower that reconnects with `Last-Event-ID` gets what it missed
 //! from the history; one that missed more than the history holds is told
 //! so ([`Since::Gap`]) and reads the state afresh. Ids grow across
-//! restarts (the first is the start time in seconds × 10^6), so an id
+//! restarts (the first is the start time in microseconds), so an id
 //! from before a restart is always older than the history: a gap.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -45,7 +45,9 @@ impl Bus {
     /// A bus that keeps the last `cap` events, its first id from the
     /// clock.
     pub fn new(cap: usize) -> Bus {
-        Bus::starting_at(cap, crate::db::now() as u64 * 1_000_000)
+        // Microseconds: a restart within the same second still starts
+        // past every id the last run sent (about 1.8e15, under 2^53).
+        Bus::starting_at(cap, (crate::db::now() * 1e6) as u64)
     }
 
     /// A bus whose first event is `first`.
@@ -71,6 +73,32 @@ impl Bus {
         subject: &str,
         attributes: &[(&str, String)],
     ) {
+        self.send(kind, action, actor, subject, attributes, true);
+    }
+
+    /// [`Bus::emit`] to the followers of now only, not kept in the
+    /// history: the periodic health checks, which would crowd changes
+    /// out of it.
+    pub fn emit_passing(
+        &self,
+        kind: EventType,
+        action: EventAction,
+        actor: &str,
+        subject: &str,
+        attributes: &[(&str, String)],
+    ) {
+        self.send(kind, action, actor, subject, attributes, false);
+    }
+
+    fn send(
+        &self,
+        kind: EventType,
+        action: EventAction,
+        actor: &str,
+        subject: &str,
+        attributes: &[(&str, String)],
+        keep: bool,
+    ) {
         let mut inner = self.lock();
         let e = Arc::new(Event {
             id: inner.next,
@@ -85,10 +113,12 @@ impl Bus {
                 .collect::<BTreeMap<_, _>>(),
         });
         inner.next += 1;
-        if inner.history.len() >= inner.cap {
-            inner.history.pop_front();
+        if keep {
+            if inner.history.len() >= inner.cap {
+                inner.history.pop_front();
+            }
+            inner.history.push_back(Arc::clone(&e));
         }
-        inner.history.push_back(Arc::clone(&e));
         tracing::debug!(target: "alpy_lab::event", "{e}");
         // Sent under the lock: a follower that subscribes under it too
         // sees every event once, in order, from replay or from here.

@@ -107,7 +107,7 @@ async fn health(app: &Shared) {
                 .iter()
                 .map(|s| now - s.last_heartbeat)
                 .fold(0.0_f64, f64::max);
-            bus.emit(
+            bus.emit_passing(
                 EventType::Health,
                 EventAction::Passed,
                 SERVER,

@@ -130,6 +130,7 @@ async fn console(
     let (owner, holder) = (caller.name.clone(), w.holder);
     // Ends when the lab goes (or, for the holder, when it no longer holds it).
     let ends = async move {
+        let mut failed = 0;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let (o, l) = (owner.clone(), lab_id.clone());
@@ -139,16 +140,21 @@ async fn console(
             match now {
                 Ok((false, _)) => return,
                 Ok((true, still)) if holder && !still => return,
-                // A holder is cut when its hold cannot be checked (a busy
-                // database says nothing of it); a watcher waits.
-                Err(_) if holder => return,
-                _ => {}
+                Ok(_) => failed = 0,
+                // A holder whose hold cannot be checked for 10 s (a
+                // database busy past that) is cut; a watcher waits.
+                Err(_) => {
+                    failed += 1;
+                    if holder && failed >= 20 {
+                        return;
+                    }
+                }
             }
         }
     };
     let ws = ws.protocols([WS_PROTOCOL]);
     let cut = if holder {
-        "this token no longer holds the lab, or the lab is gone"
+        "this token no longer holds the lab, the lab is gone, or the hold could not be checked"
     } else {
         "the lab is gone"
     };
@@ -216,9 +222,15 @@ async fn pcap(
         tracing::error!(bed = %w.info.id, "open {}: {e}", path.display());
         ApiError::not_found(format!("link {name:?} has no capture to read"))
     })?;
-    // Streamed as it is now: a capture may be large.
-    let data = futures_util::stream::unfold(file, |mut f| async {
-        use tokio::io::AsyncReadExt;
+    // Streamed as it is now (a capture may be large, and grows while it
+    // is read): its length at the start, no more.
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal(format!("read link {name:?}'s capture: {e}")))?
+        .len();
+    use tokio::io::AsyncReadExt;
+    let data = futures_util::stream::unfold(file.take(len), |mut f| async {
         let mut buf = vec![0u8; 65536];
         match f.read(&mut buf).await {
             Ok(0) => None,
@@ -234,6 +246,7 @@ async fn pcap(
         [
             ("content-type", "application/vnd.tcpdump.pcap".to_string()),
             ("content-disposition", file),
+            ("content-length", len.to_string()),
         ],
         Body::from_stream(data),
     )

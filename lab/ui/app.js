@@ -126,13 +126,17 @@ function render() {
   $("labs").tBodies[0].replaceChildren(...labs);
 }
 
-// Each lab's drawing, fetched once (or its failure, shown, not retried).
+// Each lab's drawing, fetched once; a failure is shown and tried again
+// at the next change.
 const drawings = new Map();
 async function drawing(id, td) {
   if (!drawings.has(id)) {
     drawings.set(id, api(`/labs/${id}/topology.svg`)
       .then((r) => r.blob())
-      .then((b) => ({ url: URL.createObjectURL(b) }), (e) => ({ error: String(e.message) })));
+      .then((b) => ({ url: URL.createObjectURL(b) }), (e) => {
+        drawings.delete(id);
+        return { error: String(e.message) };
+      }));
   }
   const d = await drawings.get(id);
   td.replaceChildren(d.url
@@ -190,12 +194,13 @@ async function follow() {
   const current = () => me === state.follower && state.token && !state.paused;
   for (;;) {
     if (!current()) return;
-    state.abort = new AbortController();
+    const ac = new AbortController();
+    state.abort = ac;
     try {
       const headers = { Accept: "text/event-stream" };
       if (state.lastId !== null) headers["Last-Event-ID"] = state.lastId;
-      const r = await api("/events", { headers, signal: state.abort.signal });
-      if (!current()) { state.abort.abort(); return; }
+      const r = await api("/events", { headers, signal: ac.signal });
+      if (!current()) { ac.abort(); return; }
       setPill("stream", "live", true);
       refresh();
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -203,6 +208,7 @@ async function follow() {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        if (!current()) { ac.abort(); return; }
         buf += value.replace(/\r\n?/g, "\n");
         let i;
         while ((i = buf.indexOf("\n\n")) >= 0) {

@@ -373,12 +373,12 @@ impl Filter {
 
     /// The decoded protocols' conditions (decoded only when set).
     fn matches_protocols(&self, f: &Frame) -> bool {
-        self.dhcp
-            .is_none_or(|t| f.dhcp().and_then(|d| d.message_type) == Some(t))
-            && self
-                .dns_name
-                .as_ref()
-                .is_none_or(|n| f.dns().is_some_and(|d| d.is_about(n)))
+        self.dhcp.is_none_or(|t| {
+            f.dhcp().and_then(|d| d.message_type).map(|m| m.code()) == Some(t.code())
+        }) && self
+            .dns_name
+            .as_ref()
+            .is_none_or(|n| f.dns().is_some_and(|d| d.is_about(n)))
             && self.nd.is_none_or(|k| f.nd().map(|n| n.kind) == Some(k))
             && self
                 .ospf
@@ -386,7 +386,9 @@ impl Filter {
             && self
                 .vrrp
                 .is_none_or(|id| f.vrrp().map(|v| v.vrid) == Some(id))
-            && self.bgp.is_none_or(|t| f.bgp().contains(&t))
+            && self
+                .bgp
+                .is_none_or(|t| f.bgp().iter().any(|b| b.code() == t.code()))
     }
 }
 

@@ -286,3 +286,68 @@ fn neighbour_discovery_decodes() {
     // An echo request is ICMPv6 but not neighbour discovery.
     assert!(Frame::decode(Duration::ZERO, icmp_echo(64)).nd().is_none());
 }
+
+/// A frame carrying `payload` as UDP to `port`.
+fn udp_to(port: u16, payload: &[u8]) -> Frame {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0xff; 6])
+        .ipv4([0, 0, 0, 0], [255, 255, 255, 255], 64)
+        .udp(68, port)
+        .write(&mut v, payload)
+        .unwrap();
+    Frame::decode(Duration::ZERO, v)
+}
+
+#[test]
+fn dhcp_with_an_odd_hardware_length_decodes_without_its_mac() {
+    // A BOOTREPLY whose hlen says 17: dhcproto would slice past chaddr.
+    let mut m = vec![0u8; 240];
+    m[0] = 2;
+    m[1] = 1;
+    m[2] = 17;
+    m[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    m.extend_from_slice(&[53, 1, 5, 255]);
+    let d = udp_to(67, &m).dhcp().expect("decoded");
+    assert_eq!(d.message_type, Some(DhcpMessageType::Ack));
+    assert_eq!(d.client_mac, None);
+    assert_eq!(DhcpMessageType::from_code(5), DhcpMessageType::Ack);
+    assert!(Filter::new()
+        .dhcp(DhcpMessageType::Other(5))
+        .matches(&udp_to(67, &m)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Captures hold whatever a device under test sent: no decoder
+    /// panics on any payload.
+    #[test]
+    fn decoders_never_panic(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+                            magic in proptest::prelude::any::<bool>()) {
+        let mut p = payload.clone();
+        if magic && p.len() >= 240 {
+            // Often a DHCP message, so the options are reached.
+            p[236..240].copy_from_slice(&[99, 130, 83, 99]);
+        }
+        for port in [67, 68, 53] {
+            let f = udp_to(port, &p);
+            let _ = (f.dhcp(), f.dns());
+        }
+        let _ = framed_ip(PROTO_OSPF, [224, 0, 0, 5], &p).ospf();
+        let _ = framed_ip(PROTO_VRRP, [224, 0, 0, 18], &p).vrrp();
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(179, 50000, 1, 1000)
+            .write(&mut v, &p)
+            .unwrap();
+        let _ = Frame::decode(Duration::ZERO, v).bgp();
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfe; 16], [0xff; 16], 255)
+            .icmpv6_raw(p.first().copied().unwrap_or(135), 0, [0; 4])
+            .write(&mut v, &p)
+            .unwrap();
+        let _ = Frame::decode(Duration::ZERO, v).nd();
+    }
+}

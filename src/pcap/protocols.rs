@@ -19,8 +19,10 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use super::{Frame, PROTO_OSPF, PROTO_VRRP};
 use crate::addr::Mac;
 
-/// A DHCPv4 message's type (option 53).
+/// A DHCPv4 message's type (option 53). [`DhcpMessageType::Other`]
+/// never holds a number that has a name here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DhcpMessageType {
     /// A client looks for servers.
     Discover,
@@ -40,6 +42,38 @@ pub enum DhcpMessageType {
     Inform,
     /// Another type, by number.
     Other(u8),
+}
+
+impl DhcpMessageType {
+    /// The type of number `n`.
+    pub fn from_code(n: u8) -> DhcpMessageType {
+        match n {
+            1 => DhcpMessageType::Discover,
+            2 => DhcpMessageType::Offer,
+            3 => DhcpMessageType::Request,
+            4 => DhcpMessageType::Decline,
+            5 => DhcpMessageType::Ack,
+            6 => DhcpMessageType::Nak,
+            7 => DhcpMessageType::Release,
+            8 => DhcpMessageType::Inform,
+            n => DhcpMessageType::Other(n),
+        }
+    }
+
+    /// Its number (option 53's value).
+    pub fn code(self) -> u8 {
+        match self {
+            DhcpMessageType::Discover => 1,
+            DhcpMessageType::Offer => 2,
+            DhcpMessageType::Request => 3,
+            DhcpMessageType::Decline => 4,
+            DhcpMessageType::Ack => 5,
+            DhcpMessageType::Nak => 6,
+            DhcpMessageType::Release => 7,
+            DhcpMessageType::Inform => 8,
+            DhcpMessageType::Other(n) => n,
+        }
+    }
 }
 
 /// A DHCPv4 message.
@@ -72,15 +106,18 @@ pub struct Dhcp {
 
 /// A DNS question.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DnsQuestion {
     /// The name asked about, without the final dot.
     pub name: String,
-    /// Its type: `A`, `AAAA`, `PTR`, ...
+    /// Its type: `A`, `AAAA`, `PTR`, ... (`TYPE65` for one without a
+    /// name here, as RFC 3597 writes them).
     pub rtype: String,
 }
 
 /// A DNS answer record.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DnsAnswer {
     /// The record's name, without the final dot.
     pub name: String,
@@ -100,7 +137,8 @@ pub struct Dns {
     pub id: u16,
     /// An answer (else a question).
     pub response: bool,
-    /// The response code: `NoError`, `NXDomain`, `Refused`, ...
+    /// The response code: `NoError`, `FormErr`, `ServFail`, `NXDomain`,
+    /// `NotImp`, `Refused` (RFC 1035's names), else `RCODE<n>`.
     pub rcode: String,
     /// The questions.
     pub questions: Vec<DnsQuestion>,
@@ -134,6 +172,7 @@ impl Dns {
 
 /// An ICMPv6 neighbour discovery message's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NdKind {
     /// Type 133.
     RouterSolicitation,
@@ -162,6 +201,7 @@ pub struct Nd {
 
 /// An OSPFv2 packet's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OspfType {
     /// 1: Hello.
     Hello,
@@ -177,6 +217,7 @@ pub enum OspfType {
 
 /// An LSA's header: what it describes and who advertises it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LsaHeader {
     /// The LSA type (1 router, 2 network, 3 summary, 5 external, ...).
     pub lsa_type: u8,
@@ -209,6 +250,7 @@ pub struct Ospf {
 
 /// What a hello says.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OspfHello {
     /// The network's mask.
     pub mask: Ipv4Addr,
@@ -240,8 +282,10 @@ pub struct Vrrp {
     pub addresses: Vec<IpAddr>,
 }
 
-/// A BGP message's type.
+/// A BGP message's type. [`BgpType::Other`] never holds a number that
+/// has a name here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BgpType {
     /// 1.
     Open,
@@ -267,7 +311,18 @@ impl Frame {
             return None;
         }
         let payload = udp_payload(&self.data)?;
-        let m = Message::decode(&mut Decoder::new(payload)).ok()?;
+        // dhcproto asserts on some malformed options (in debug builds,
+        // as tests build it): a capture from a device under test may hold
+        // anything, so a panic there is "not decodable".
+        let m = std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(payload)).ok())
+            .ok()
+            .flatten()?;
+        // The client's address, read here: dhcproto slices `chaddr` by the
+        // hardware length field unchecked.
+        let client_mac = match (payload.get(1), payload.get(2), payload.get(28..34)) {
+            (Some(1), Some(6), Some(mac)) => <[u8; 6]>::try_from(mac).ok().map(Mac),
+            _ => None,
+        };
         let o = m.opts();
         let ip = |code| match o.get(code) {
             Some(DhcpOption::ServerIdentifier(a))
@@ -280,19 +335,11 @@ impl Frame {
             _ => Vec::new(),
         };
         Some(Dhcp {
-            message_type: o.msg_type().map(|t| match u8::from(t) {
-                1 => DhcpMessageType::Discover,
-                2 => DhcpMessageType::Offer,
-                3 => DhcpMessageType::Request,
-                4 => DhcpMessageType::Decline,
-                5 => DhcpMessageType::Ack,
-                6 => DhcpMessageType::Nak,
-                7 => DhcpMessageType::Release,
-                8 => DhcpMessageType::Inform,
-                n => DhcpMessageType::Other(n),
-            }),
+            message_type: o
+                .msg_type()
+                .map(|t| DhcpMessageType::from_code(u8::from(t))),
             xid: m.xid(),
-            client_mac: <[u8; 6]>::try_from(m.chaddr().get(..6)?).ok().map(Mac),
+            client_mac,
             your_ip: m.yiaddr(),
             server_id: ip(OptionCode::ServerIdentifier),
             requested_ip: ip(OptionCode::RequestedIpAddress),
@@ -316,18 +363,21 @@ impl Frame {
         if self.src_port? != 53 && self.dst_port? != 53 {
             return None;
         }
-        let m = Message::from_vec(udp_payload(&self.data)?).ok()?;
+        let payload = udp_payload(&self.data)?;
+        let m = std::panic::catch_unwind(|| Message::from_vec(payload).ok())
+            .ok()
+            .flatten()?;
         let name = |n: &hickory_proto::rr::Name| n.to_utf8().trim_end_matches('.').to_string();
         Some(Dns {
             id: m.id(),
             response: m.message_type() == MessageType::Response,
-            rcode: format!("{:?}", m.response_code()),
+            rcode: rcode_name(u16::from(m.response_code())),
             questions: m
                 .queries()
                 .iter()
                 .map(|q| DnsQuestion {
                     name: name(q.name()),
-                    rtype: q.query_type().to_string(),
+                    rtype: rtype_name(u16::from(q.query_type())),
                 })
                 .collect(),
             answers: m
@@ -335,7 +385,7 @@ impl Frame {
                 .iter()
                 .map(|r| DnsAnswer {
                     name: name(r.name()),
-                    rtype: r.record_type().to_string(),
+                    rtype: rtype_name(u16::from(r.record_type())),
                     ttl: r.ttl(),
                     data: r.data().to_string(),
                 })
@@ -391,7 +441,14 @@ impl Frame {
         if self.protocol? != PROTO_OSPF {
             return None;
         }
-        let (_, packet) = ospf_parser::parse_ospfv2_packet(ip_payload(&self.data)?).ok()?;
+        let b = ip_payload(&self.data)?;
+        // Only the packet: a trailer after it (LLS, authentication) is not
+        // LSA headers.
+        let len = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize;
+        let b = b.get(..len)?;
+        let (_, packet) = std::panic::catch_unwind(|| ospf_parser::parse_ospfv2_packet(b).ok())
+            .ok()
+            .flatten()?;
         let lsa = |h: &ospf_parser::OspfLinkStateAdvertisementHeader| LsaHeader {
             lsa_type: h.link_state_type.0,
             id: h.link_state_id(),
@@ -486,7 +543,9 @@ impl Frame {
     }
 
     /// The BGP messages this frame's TCP segment carries (port 179), by
-    /// type: every one whose header starts in it.
+    /// type: those chained from the segment's start (a segment that
+    /// continues a message of the previous one shows none; the TCP
+    /// stream is not reassembled).
     pub fn bgp(&self) -> Vec<BgpType> {
         if self.src_port != Some(179) && self.dst_port != Some(179) {
             return Vec::new();
@@ -502,14 +561,7 @@ impl Frame {
         // Each: 16 bytes of marker (all ones), length, type.
         while b.len() >= 19 && b[..16].iter().all(|x| *x == 0xff) {
             let len = u16::from_be_bytes([b[16], b[17]]) as usize;
-            out.push(match b[18] {
-                1 => BgpType::Open,
-                2 => BgpType::Update,
-                3 => BgpType::Notification,
-                4 => BgpType::Keepalive,
-                5 => BgpType::RouteRefresh,
-                n => BgpType::Other(n),
-            });
+            out.push(BgpType::from_code(b[18]));
             if len < 19 || len > b.len() {
                 break;
             }
@@ -517,6 +569,70 @@ impl Frame {
         }
         out
     }
+}
+
+impl BgpType {
+    /// The type of number `n`.
+    pub fn from_code(n: u8) -> BgpType {
+        match n {
+            1 => BgpType::Open,
+            2 => BgpType::Update,
+            3 => BgpType::Notification,
+            4 => BgpType::Keepalive,
+            5 => BgpType::RouteRefresh,
+            n => BgpType::Other(n),
+        }
+    }
+
+    /// Its number.
+    pub fn code(self) -> u8 {
+        match self {
+            BgpType::Open => 1,
+            BgpType::Update => 2,
+            BgpType::Notification => 3,
+            BgpType::Keepalive => 4,
+            BgpType::RouteRefresh => 5,
+            BgpType::Other(n) => n,
+        }
+    }
+}
+
+/// A DNS record type's name (RFC 3597's `TYPE<n>` for the others).
+fn rtype_name(n: u16) -> String {
+    let name = match n {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        35 => "NAPTR",
+        43 => "DS",
+        46 => "RRSIG",
+        48 => "DNSKEY",
+        64 => "SVCB",
+        65 => "HTTPS",
+        255 => "ANY",
+        _ => return format!("TYPE{n}"),
+    };
+    name.to_string()
+}
+
+/// A DNS response code's name (RFC 1035's, else `RCODE<n>`).
+fn rcode_name(n: u16) -> String {
+    let name = match n {
+        0 => "NoError",
+        1 => "FormErr",
+        2 => "ServFail",
+        3 => "NXDomain",
+        4 => "NotImp",
+        5 => "Refused",
+        _ => return format!("RCODE{n}"),
+    };
+    name.to_string()
 }
 
 /// A UDP datagram's payload.

@@ -104,7 +104,7 @@ pub enum Followed {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Its place in the server's stream, growing by one, and across
-    /// restarts (the server's start time × 10^6 comes first): what
+    /// restarts (the server's start time in microseconds comes first): what
     /// `Last-Event-ID` names.
     pub id: u64,
     /// Seconds since the epoch.

@@ -37,6 +37,10 @@ pub(crate) enum LabCommand {
         /// Stop after this many events (default: follow until stopped).
         #[arg(long)]
         count: Option<usize>,
+        /// Also the server's periodic health checks (every 5 s while
+        /// sessions exist).
+        #[arg(long)]
+        health: bool,
     },
     /// Operator: destroy a lab.
     Destroy {
@@ -79,7 +83,11 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
             }
             queue(&q);
         }
-        LabCommand::Events { since, count } => follow(&lab, since, count, json)?,
+        LabCommand::Events {
+            since,
+            count,
+            health,
+        } => follow(&lab, since, count, json, health)?,
         LabCommand::Destroy { lab_id, force } => {
             let d = lab.destroy_lab(&lab_id, force)?;
             if json {
@@ -103,35 +111,40 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
 }
 
 /// `alpy lab events`: prints each event (or, with `json`, each as a JSON
-/// line) until `count` are printed or stdout closes; a stream the server
-/// ends (it stopped, or this follower fell behind) is followed again from
-/// the last event seen.
+/// line) until `count` are printed or stdout closes. A stream the server
+/// ends (it stopped, or this follower fell behind), and a server that
+/// does not answer or answers 5xx (restarting), are followed again from
+/// the last event seen, backing off to 10 s; a refusal (4xx) ends it.
 fn follow(
     lab: &LabServer,
     since: Option<u64>,
     count: Option<usize>,
     json: bool,
+    health: bool,
 ) -> alpy::Result<()> {
-    use alpy::lab::wire::Followed;
+    use alpy::lab::wire::{EventAction, EventType, Followed};
     use std::io::Write;
     let mut left = count.unwrap_or(usize::MAX);
     let mut last = since;
     let mut out = std::io::stdout();
+    let mut pause = std::time::Duration::from_secs(1);
     while left > 0 {
-        let stopped = lab.events(last, |f| {
-            let line = match f {
+        let followed = lab.events(last, |f| {
+            let e = match f {
                 Followed::Missed => {
                     eprintln!("alpy lab events: events were missed (the server's history no longer holds them, or it restarted)");
                     return true;
                 }
-                Followed::Event(e) => {
-                    last = Some(e.id);
-                    if json {
-                        serde_json::to_string(&e).unwrap_or_default()
-                    } else {
-                        format!("{} {e}", utc_clock(e.time))
-                    }
-                }
+                Followed::Event(e) => e,
+            };
+            last = Some(e.id);
+            if e.kind == EventType::Health && e.action == EventAction::Passed && !health {
+                return true;
+            }
+            let line = if json {
+                serde_json::to_string(&e).unwrap_or_default()
+            } else {
+                format!("{} {e}", utc_clock(e.time))
             };
             left -= 1;
             // A closed pipe (`| head`) ends it.
@@ -139,12 +152,24 @@ fn follow(
                 left = 0;
             }
             left > 0
-        })?;
-        if stopped || left == 0 {
-            break;
+        });
+        match followed {
+            Ok(true) => break,
+            Ok(false) if left == 0 => break,
+            Ok(false) => {
+                eprintln!("alpy lab events: the server ended the stream; following again");
+                pause = std::time::Duration::from_secs(1);
+            }
+            Err(alpy::Error::Lab { status, detail, .. }) if status.is_none_or(|s| s >= 500) => {
+                eprintln!(
+                    "alpy lab events: {detail}; trying again in {} s",
+                    pause.as_secs()
+                );
+            }
+            Err(e) => return Err(e),
         }
-        eprintln!("alpy lab events: the server ended the stream; following again");
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(10));
     }
     Ok(())
 }
