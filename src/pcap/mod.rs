@@ -24,6 +24,7 @@ use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use crate::addr::Mac;
 use crate::error::{Error, Result};
 
+mod decode;
 mod protocols;
 pub use protocols::{
     BgpType, Dhcp, DhcpMessageType, Dns, DnsAnswer, DnsQuestion, LsaHeader, Nd, NdKind, Ospf,
