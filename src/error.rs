@@ -117,6 +117,17 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A board's power could not be switched or read: `what` names the
+    /// request and the switch (never a secret), `detail` what went wrong.
+    #[error("board {board}: {what}: {detail}")]
+    Power {
+        /// The board.
+        board: String,
+        /// The request and the switch it went to.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// The caller asked for something that cannot work (bad option, missing file).
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -40,7 +40,7 @@ mod tests {
         assert_eq!(
             public,
             [
-                "addr", "error", "internal", "journal", "logging", "net", "nic", "pcap", "report",
+                "addr", "board", "error", "image", "internal", "journal", "logging", "net", "nic", "pcap", "report",
                 "settings", "vm", "wait"
             ],
             "a root module became public (or hidden): decide, and update this list and the crate docs"

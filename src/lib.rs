@@ -45,6 +45,10 @@
 //! - [`vm`]: the serial console's expect engine, login, a shell on the
 //!   console, QMP, and the DUT's device choices (disk bus, NIC model);
 //! - [`pcap`]: reading captures, filters and typed frames;
+//! - [`board`]: boards on real hardware: power over SNMP PoE ports,
+//!   external commands or QMP;
+//! - [`image`]: appliance images from Debian packages and a TOML recipe
+//!   (`alpy image build`);
 //! - [`lab`]: running the same tests on an `alpy-lab` server;
 //! - [`journal`] and [`report`]: a bed's events and its HTML report;
 //! - [`wait`], [`error`], [`addr`], [`nic`], [`settings`], [`logging`],
@@ -86,11 +90,13 @@
 pub mod addr;
 #[doc(hidden)]
 pub mod bed;
+pub mod board;
 #[doc(hidden)]
 pub mod cache;
 #[doc(hidden)]
 pub mod commands;
 pub mod error;
+pub mod image;
 pub mod journal;
 pub mod logging;
 pub mod net;

@@ -122,6 +122,55 @@ fn a_newer_installed_package_never_reaches_a_build() {
     std::fs::remove_dir_all(&clean_dir).ok();
 }
 
+/// The hash `alpy image build --check` wants for `recipe` (it exits 3: the
+/// image is not built in the empty cache).
+fn wanted_hash(status: &Path, recipe: &Path, cache: &Path) -> String {
+    let o = with_status(
+        status,
+        &format!(
+            "ALPY_CACHE={} {} image build {} --check",
+            cache.display(),
+            env!("CARGO_BIN_EXE_alpy"),
+            recipe.display()
+        ),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.split("(want ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no wanted hash in {}", text(&o)))
+        .to_string()
+}
+
+#[test]
+fn an_image_recipe_resolves_the_same_packages_whatever_the_host_has() {
+    if !common::needs_root("mount a fake dpkg status") {
+        return;
+    }
+    let dir = temp("recipe");
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        "name = \"dpkg-probe\"\npackages = [\"nftables\", \"busybox-static\"]\n\
+         [output]\nkind = \"initramfs\"\n",
+    )
+    .unwrap();
+    let pkgs = ["busybox-static", "libjansson4", "nftables"];
+    std::fs::create_dir_all(dir.join("newer")).unwrap();
+    std::fs::create_dir_all(dir.join("without")).unwrap();
+    let newer = fake_status(&dir.join("newer"), &[], &pkgs);
+    let without = fake_status(&dir.join("without"), &pkgs, &[]);
+    // The image's hash covers the packages' files and checksums: two hosts
+    // that have these packages in other versions, or not at all, build the
+    // same image from the same repositories.
+    let cache = dir.join("cache");
+    let a = wanted_hash(&newer, &recipe, &cache);
+    let b = wanted_hash(&without, &recipe, &cache);
+    assert_eq!(a, b, "the host's dpkg state changed the image");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn setup_pins_qemu_utils_to_the_version_of_qemu_system() {
     if !common::needs_root("mount a fake dpkg status") {

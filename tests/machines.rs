@@ -249,7 +249,7 @@ fn chain(name: &str, n: usize) -> alpy::TestBedBuilder {
 /// Child side of the SIGKILL test: four machines running, then it
 /// sleeps until killed.
 #[test]
-#[ignore = "a child role: sigkill_with_four_machines_leaves_nothing_within_3_s runs it"]
+#[ignore = "a child role: sigkill_with_four_machines_leaves_nothing runs it"]
 fn child_role() {
     let Some(role) = common::child_env("ALPY_TEST_ROLE", "the SIGKILL test") else {
         return;
@@ -272,9 +272,10 @@ fn child_role() {
 }
 
 /// SIGKILL of a bed's owner with four machines running: the watchdog and
-/// QEMU's PDEATHSIG leave nothing within 3 s: no container, no QEMU.
+/// QEMU's PDEATHSIG leave nothing: no container, no QEMU. The time it
+/// took is printed; the limit is [`common::CLEANUP_LIMIT`].
 #[test]
-fn sigkill_with_four_machines_leaves_nothing_within_3_s() {
+fn sigkill_with_four_machines_leaves_nothing() {
     use std::io::BufRead;
     let docker = common::docker();
     let mut child = common::child("child_role", &[("ALPY_TEST_ROLE", "four")])
@@ -309,12 +310,16 @@ fn sigkill_with_four_machines_leaves_nothing_within_3_s() {
     child.wait().unwrap();
     let t0 = std::time::Instant::now();
     let mut now = left();
-    while !now.is_empty() && t0.elapsed() < Duration::from_secs(3) {
+    while !now.is_empty() && t0.elapsed() < common::CLEANUP_LIMIT {
         std::thread::sleep(Duration::from_millis(50));
         now = left();
     }
     eprintln!("all gone {:.2} s after SIGKILL", t0.elapsed().as_secs_f64());
-    assert!(now.is_empty(), "left 3 s after SIGKILL: {now:?}");
+    assert!(
+        now.is_empty(),
+        "left {:?} after SIGKILL: {now:?}",
+        common::CLEANUP_LIMIT
+    );
 }
 
 /// Two beds of one multi-machine topology at once: both work, and each

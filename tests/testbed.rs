@@ -53,6 +53,19 @@ fn forward_and_the_pcaps_show_it() {
             .unwrap(),
         "1\n"
     );
+    // With nothing printed during the wait, a timeout shows what the
+    // console said at boot, before the shell attached (where a service
+    // started by init says why it failed).
+    let e = bed
+        .shell()
+        .unwrap()
+        .wait_until_succeeds("test -e /run/never", Duration::from_secs(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("before the shell attached") && e.contains("alpy guest ready"),
+        "{e}"
+    );
     // A guest-side wait that times out says what the guest printed
     // meanwhile: here a daemon's complaint from the background (started
     // as a daemon is, not as a job of the console shell: busybox ash
@@ -362,12 +375,19 @@ fn killed_page(dir: &Path, next_run: bool) {
     let page = if next_run {
         let root = dir.parent().unwrap();
         let pages = alpy::report::complete_killed(root);
+        // Any bed that starts in this root completes the killed pages
+        // first: another test's may have done it, or be doing it.
+        let page = dir.join(alpy::report::FILE);
+        let t0 = std::time::Instant::now();
+        while !pages.contains(&page) && !page.exists() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert!(
-            pages.contains(&dir.join(alpy::report::FILE)),
+            pages.contains(&page) || page.exists(),
             "the next run completed {pages:?}, not {}",
             dir.display()
         );
-        dir.join(alpy::report::FILE)
+        page
     } else {
         alpy::report::write(dir).unwrap()
     };
@@ -433,11 +453,13 @@ fn leftovers(docker: &alpy::net::Docker, run: &str, qemu_pid: i32) -> Vec<String
 }
 
 /// SIGKILL of the owner at each phase: the run's watchdog (and QEMU's
-/// PDEATHSIG) remove everything within 3 s, with no later run and no
-/// reaper.
+/// PDEATHSIG) remove everything, with no later run and no reaper. The
+/// time it took is printed (under 3 s on an idle machine); the limit is
+/// [`common::CLEANUP_LIMIT`], against a hang.
 #[test]
-fn sigkill_at_each_phase_leaves_nothing_within_3_s() {
+fn sigkill_at_each_phase_leaves_nothing() {
     let docker = common::docker();
+    let mut runs = Vec::new();
     for phase in ["nodes", "qemu", "running"] {
         let Child {
             process: mut child,
@@ -454,7 +476,7 @@ fn sigkill_at_each_phase_leaves_nothing_within_3_s() {
         child.wait().unwrap();
         let t0 = std::time::Instant::now();
         let mut left = leftovers(&docker, &run, qemu_pid);
-        while !left.is_empty() && t0.elapsed() < Duration::from_secs(3) {
+        while !left.is_empty() && t0.elapsed() < common::CLEANUP_LIMIT {
             std::thread::sleep(Duration::from_millis(50));
             left = leftovers(&docker, &run, qemu_pid);
         }
@@ -462,24 +484,37 @@ fn sigkill_at_each_phase_leaves_nothing_within_3_s() {
             "{phase}: all gone {:.2} s after SIGKILL",
             t0.elapsed().as_secs_f64()
         );
-        assert!(left.is_empty(), "{phase}: left 3 s after SIGKILL: {left:?}");
+        assert!(
+            left.is_empty(),
+            "{phase}: left {:?} after SIGKILL: {left:?}",
+            common::CLEANUP_LIMIT
+        );
         match (phase, artifacts) {
             ("nodes", _) => {} // no bed
             (_, Some(dir)) => killed_page(&dir, phase == "qemu"),
             (_, None) => panic!("{phase}: the child did not say where its artifacts are"),
         }
+        runs.push((phase, run));
+    }
+    // A container the owner was creating when it died (a node's tools
+    // container, made in the background) lands after the first sweep:
+    // nothing may be there once the watchdog's sweeps are over.
+    std::thread::sleep(Duration::from_secs(3));
+    for (phase, run) in runs {
+        let late = leftovers(&docker, &run, 0);
+        assert!(late.is_empty(), "{phase}: landed after the sweep: {late:?}");
     }
 }
 
 /// The same as a docker-group user (helper mode: the helper container and
 /// its directory in /tmp must go too).
 #[test]
-fn sigkill_without_root_leaves_nothing_within_3_s() {
+fn sigkill_without_root_leaves_nothing() {
     if !common::needs_root("run the SIGKILL test as an unprivileged user") {
         return;
     }
     unprivileged_passes(
-        "sigkill_at_each_phase_leaves_nothing_within_3_s",
+        "sigkill_at_each_phase_leaves_nothing",
         "creating 1 nodes (Helper)",
     );
 }

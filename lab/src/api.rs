@@ -22,7 +22,7 @@ use crate::auth::{own_session, Caller, OwnSession};
 use crate::config::{Config, Role};
 use crate::db::{handle, session_key, Db, DbError};
 pub use crate::error::{ApiError, ApiResult};
-use alpy::lab::wire::{FileEntry, Files, Queue, Session};
+use alpy::lab::wire::{FileEntry, Files, NewSession, Queue, Session};
 
 /// What every handler shares.
 pub struct App {
@@ -40,6 +40,8 @@ pub struct App {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Long-lived streams open per token.
     pub streams: Arc<crate::events::Streams>,
+    /// Boards whose health check runs now.
+    pub checking: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl App {
@@ -143,6 +145,7 @@ pub fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .merge(crate::lab_api::routes())
         .merge(crate::remote::routes())
         .merge(crate::operator::routes())
+        .merge(crate::boards_api::routes())
         .merge(crate::events_api::routes())
         .merge(crate::watch::routes())
         .merge(crate::dashboard::routes())
@@ -180,9 +183,17 @@ pub fn new_id() -> ApiResult<String> {
     Ok(hex::encode(b))
 }
 
-#[utoipa::path(post, path = "/session", tag = "sessions", responses((status = 201, description = "the new session, with its id", body = Session), (status = 403, description = "a viewer token", body = ErrorBody), (status = 429, description = "the token has limits.max_sessions_per_token live sessions", body = ErrorBody)))]
-async fn create_session(State(app): State<Shared>, caller: Caller) -> ApiResult<Response> {
+/// `POST /session`, with no body (a session for labs) or
+/// `{"board": {"class": .., "tags": [..]}}` (a session that reserves a
+/// board: it waits until one that fits is free and online).
+#[utoipa::path(post, path = "/session", tag = "sessions", request_body(content = Option<NewSession>, description = "what to reserve: nothing (labs) or a board"), responses((status = 201, description = "the new session, with its id", body = Session), (status = 403, description = "a viewer token", body = ErrorBody), (status = 422, description = "a board request no board of the lab fits", body = ErrorBody), (status = 429, description = "the token has limits.max_sessions_per_token live sessions", body = ErrorBody)))]
+async fn create_session(
+    State(app): State<Shared>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     caller.at_least(Role::User)?;
+    let want = board_request(&app, &body)?;
     let id = new_id()?;
     let key = session_key(&id);
     let (owner, capacity, per_token) = (
@@ -191,7 +202,7 @@ async fn create_session(State(app): State<Shared>, caller: Caller) -> ApiResult<
         app.cfg.limits.max_sessions_per_token,
     );
     let s = app
-        .db(move |db| db.create_session(&key, &owner, capacity, per_token))
+        .db(move |db| db.create_session(&key, &owner, want.as_deref(), capacity, per_token))
         .await?;
     tracing::info!(session = %handle(&s.key), owner = %caller.name, status = %s.status, position = s.position, "session created");
     app.wake.notify_one();
@@ -200,6 +211,31 @@ async fn create_session(State(app): State<Shared>, caller: Caller) -> ApiResult<
         Json(crate::wire::session(&s, Some(&id))),
     )
         .into_response())
+}
+
+/// The board a new session's `body` asks for, as stored (JSON); 422 if
+/// the body is not a [`NewSession`] or no board of the lab fits it.
+fn board_request(app: &Shared, body: &[u8]) -> ApiResult<Option<String>> {
+    let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let new: Option<NewSession> = serde_json::from_slice(body).map_err(|e| {
+        unprocessable(format!(
+            "the body of POST /session is {{\"board\": {{\"class\": \"..\", \"tags\": [..]}}}} or nothing: {e}"
+        ))
+    })?;
+    let Some(want) = new.and_then(|n| n.board) else {
+        return Ok(None);
+    };
+    if !app.cfg.boards.iter().any(|b| want.fits(&b.class, &b.tags)) {
+        return Err(unprocessable(format!(
+            "no board of this lab fits {want} (GET /boards lists them)"
+        )));
+    }
+    serde_json::to_string(&want)
+        .map(Some)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 #[utoipa::path(get, path = "/session/{id}", tag = "sessions", params(("id" = String, Path, description = "the session's id")), responses((status = 200, description = "the session", body = Session), (status = 404, description = "no such session for this token", body = ErrorBody)))]

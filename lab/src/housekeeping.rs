@@ -132,6 +132,18 @@ async fn health(app: &Shared) {
 
 /// At start (see the module's text).
 pub async fn reap_at_start(app: &Shared) {
+    let boards: Vec<(String, String, Vec<String>)> = app
+        .cfg
+        .boards
+        .iter()
+        .map(|b| (b.name.clone(), b.class.clone(), b.tags.clone()))
+        .collect();
+    let n = boards.len();
+    match app.db(move |db| db.sync_boards(&boards)).await {
+        Ok(()) if n > 0 => tracing::info!(boards = n, "board inventory from the configuration"),
+        Ok(()) => {}
+        Err(e) => tracing::error!("reading the board inventory at start: {}", e.1),
+    }
     match app.db(|db| db.grace_at_start()).await {
         Ok(n) if n > 0 => {
             tracing::info!(

@@ -118,6 +118,13 @@ async fn acquire(
 ) -> ApiResult<Response> {
     let key = own.session.key.clone();
     let sid = own.handle().to_string();
+    if own.session.want.is_some() {
+        let b = own.session.board.as_deref().unwrap_or("(none now)");
+        return Err(ApiError::conflict(format!(
+            "session {sid} reserves a board ({b}): a lab needs a session of its own \
+             (POST /session with no body)"
+        )));
+    }
     let held = {
         let key = key.clone();
         app.db(move |db| db.held_lab(&key)).await?

@@ -19,6 +19,8 @@ use clap::{Parser, Subcommand};
 
 mod api;
 mod auth;
+mod board_check;
+mod boards_api;
 mod config;
 mod dashboard;
 mod db;
@@ -201,6 +203,7 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
             openapi: std::sync::OnceLock::new(),
             closing: tokio::sync::watch::channel(false).0,
             streams: Default::default(),
+            checking: Default::default(),
         });
         housekeeping::reap_at_start(&app).await;
         app.db.events().emit(

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "A place in the queue, kept by heartbeats"),
         (name = "lab", description = "The lab the active session holds (X-Session-ID)"),
         (name = "operator", description = "Operator tokens only"),
+        (name = "boards", description = "The boards the lab lends: any token lists them (never their power or console settings); operators take them offline and online"),
         (name = "watch", description = "A lab by its id, for the dashboard: any token watches, its holder types, its holder and operators download"),
         (name = "dashboard", description = "The page at /, its script and style (no token: the page asks for one)"),
         (name = "service", description = "The server itself")

@@ -22,6 +22,11 @@ pub fn session(row: &SessionRow, id: Option<&str>) -> Session {
         last_heartbeat: row.last_heartbeat,
         lab_id: row.lab_id.clone(),
         note: row.note.clone(),
+        board: row.board.clone(),
+        wants: row
+            .want
+            .as_deref()
+            .and_then(|w| serde_json::from_str(w).ok()),
     }
 }
 

@@ -367,3 +367,425 @@ fn the_shipped_example_configuration_starts_as_it_is() {
     );
     assert!(state, "the state lives beside the configuration");
 }
+
+/// Two boards whose power settings hold secrets: an SNMPv2c community and
+/// SNMPv3 pass phrases.
+const BOARDS: &str = r#"
+[[board]]
+name = "fw-1"
+class = "fw-9000"
+tags = ["rev-b"]
+ports = ["alpy-no-port0", "alpy-no-port1"]
+console = { kind = "rfc2217", addr = "127.0.0.1:9" }
+power = { driver = "snmp", agent = "127.0.0.1:9", port = 1, community = "community-s3cret-v2" }
+
+[[board]]
+name = "fw-2"
+class = "fw-9000"
+console = { kind = "tcp", addr = "127.0.0.1:9" }
+[board.power]
+driver = "snmp"
+agent = "127.0.0.1:9"
+port = 2
+user = "alpyv3"
+auth = { protocol = "SHA", passphrase = "auth-phrase-s3cret" }
+privacy = { protocol = "AES", passphrase = "priv-phrase-s3cret" }
+"#;
+
+const SECRETS: [&str; 3] = [
+    "community-s3cret-v2",
+    "auth-phrase-s3cret",
+    "priv-phrase-s3cret",
+];
+
+#[test]
+fn boards_are_listed_without_secrets_and_operators_take_them_offline_and_online() {
+    let mut s = Server::start_config("boards", BOARDS, "", "");
+    let list = |s: &Server| -> serde_json::Value {
+        let r = s.req("GET", "/boards", Some(&s.viewer)).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().unwrap();
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "/boards shows {secret}: {text}");
+        }
+        serde_json::from_str(&text).unwrap()
+    };
+    let boards = list(&s);
+    assert_eq!(boards["boards"][0]["name"], "fw-1");
+    assert_eq!(boards["boards"][0]["class"], "fw-9000");
+    assert_eq!(boards["boards"][0]["ports"], 2);
+    assert_eq!(boards["boards"][1]["state"], "online");
+    assert!(
+        boards["boards"][0].get("power").is_none() && boards["boards"][0].get("console").is_none(),
+        "{boards}"
+    );
+
+    // A user may not; an operator must say why.
+    let offline = |token: &str, name: &str, reason: &str| {
+        s.req("POST", &format!("/boards/{name}/offline"), Some(token))
+            .json(&serde_json::json!({ "reason": reason }))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(offline(&s.token, "fw-1", "mine now").status(), 403);
+    assert_eq!(offline(&s.operator, "fw-1", "  ").status(), 422);
+    assert_eq!(offline(&s.operator, "fw-9", "no such").status(), 404);
+    let r = offline(&s.operator, "fw-1", "fan broken");
+    assert_eq!(r.status(), 200);
+    let b: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        (b["state"].as_str(), b["reason"].as_str()),
+        (Some("offline"), Some("fan broken"))
+    );
+    assert_eq!(b["changed_by"], "operator ops");
+
+    // Kept across a restart.
+    s.kill();
+    s.restart();
+    let boards = list(&s);
+    assert_eq!(boards["boards"][0]["state"], "offline", "{boards}");
+    assert_eq!(boards["boards"][0]["reason"], "fan broken");
+
+    let online = |token: &str| {
+        s.req("POST", "/boards/fw-1/online", Some(token))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(online(&s.viewer).status(), 403);
+    assert_eq!(online(&s.operator).status(), 200);
+    let boards = list(&s);
+    assert_eq!(boards["boards"][0]["state"], "online");
+    assert!(boards["boards"][0]["reason"].is_null());
+
+    // `alpy lab` does the same for people.
+    let alpy = |token: &str, args: &[&str]| {
+        let out = std::process::Command::new(common::alpy_bin())
+            .arg("lab")
+            .args(args)
+            .args(["--url", &s.url, "--token", token])
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, out, err) = alpy(&s.viewer, &["boards"]);
+    assert!(
+        ok && out.contains("fw-2") && out.contains("fw-9000"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = alpy(&s.token, &["offline", "fw-2", "--reason", "re-cabling"]);
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, out, err) = alpy(&s.operator, &["offline", "fw-2", "--reason", "re-cabling"]);
+    assert!(
+        ok && out.contains("fw-2 is offline: re-cabling"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = alpy(&s.viewer, &["boards", "--json"]);
+    assert!(ok, "{err}");
+    let listed: alpy::lab::wire::Boards = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.boards[1].state, alpy::lab::wire::BoardState::Offline);
+    let (ok, out, err) = alpy(&s.operator, &["online", "fw-2"]);
+    assert!(ok && out.contains("fw-2 is online"), "{out}{err}");
+    for secret in SECRETS {
+        let (_, out, _) = alpy(&s.operator, &["boards", "--json"]);
+        assert!(!out.contains(secret), "alpy lab boards shows {secret}");
+    }
+
+    // No secret in the API's description or the server's log.
+    let doc = s.get("/openapi.json").send().unwrap().text().unwrap();
+    let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap();
+    for secret in SECRETS {
+        assert!(!doc.contains(secret), "/openapi.json shows {secret}");
+        assert!(!log.contains(secret), "the server's log shows {secret}");
+    }
+    assert!(log.contains("board state set"), "{log}");
+}
+
+#[test]
+fn a_board_configuration_error_names_the_board_and_the_fix() {
+    let dir = common::temp_dir("bad-boards");
+    for (boards, want) in [
+        (
+            BOARDS.replace("name = \"fw-2\"", "name = \"fw-1\""),
+            "two [[board]] entries are named \"fw-1\"",
+        ),
+        (
+            BOARDS.replace("name = \"fw-2\"", "name = \"fw 2\""),
+            "name \"fw 2\": use 1 to 64 letters",
+        ),
+        (
+            BOARDS.replace("protocol = \"SHA\"", "protocol = \"SHA-9\""),
+            "board fw-2: its power:",
+        ),
+    ] {
+        let config = dir.path().join("lab.toml");
+        std::fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\n{boards}"),
+        )
+        .unwrap();
+        // A configuration taken by mistake would serve for ever.
+        let mut child = std::process::Command::new(common::lab_bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{want}: the server took the configuration and serves");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{want}: {err}");
+        for secret in SECRETS {
+            assert!(!err.contains(secret), "the error shows {secret}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_failed_health_check_takes_a_board_offline_until_an_operator_puts_it_back() {
+    let dir = common::temp_dir("checks");
+    let broken = dir.path().join("broken");
+    let classes = format!(
+        r#"
+[[board_class]]
+name = "fw-9000"
+health_check = ["sh", "-c", "echo checking $ALPY_BOARD of $ALPY_BOARD_CLASS on $ALPY_BOARD_PORTS; if [ -e {broken} ]; then echo fan stalled >&2; exit 3; fi"]
+
+[[board]]
+name = "slow-1"
+class = "slow"
+console = {{ kind = "tcp", addr = "127.0.0.1:9" }}
+power = {{ driver = "qmp", socket = "/nonexistent/slow-1.qmp" }}
+
+[[board_class]]
+name = "slow"
+health_check = ["sh", "-c", "sleep 60.123 & sleep 60.123"]
+health_check_timeout_s = 1
+"#,
+        broken = broken.display()
+    );
+    let s = Server::start_config("checks", &format!("{BOARDS}{classes}"), "", "");
+    let check = |token: &str, name: &str| {
+        s.req("POST", &format!("/boards/{name}/check"), Some(token))
+            .send()
+            .unwrap()
+    };
+    let state = |name: &str| -> serde_json::Value {
+        let all: serde_json::Value = s.get("/boards").send().unwrap().json().unwrap();
+        all["boards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(check(&s.token, "fw-1").status(), 403);
+    // Passes: the board's attributes were in its environment.
+    let r = check(&s.operator, "fw-1");
+    assert_eq!(r.status(), 200);
+    let c: alpy::lab::wire::HealthCheck = r.json().unwrap();
+    assert!(c.passed, "{c:?}");
+    assert_eq!(
+        c.output,
+        "checking fw-1 of fw-9000 on alpy-no-port0,alpy-no-port1"
+    );
+    assert_eq!(state("fw-1")["state"], "online");
+    // Fails: offline, with what it printed as the reason.
+    std::fs::write(&broken, "").unwrap();
+    let c: alpy::lab::wire::HealthCheck = check(&s.operator, "fw-1").json().unwrap();
+    assert!(!c.passed && c.output.contains("fan stalled"), "{c:?}");
+    assert_eq!(c.state, alpy::lab::wire::BoardState::Offline);
+    let b = state("fw-1");
+    assert_eq!(b["state"], "offline");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("health check failed") && reason.contains("exit status 3"),
+        "{reason}"
+    );
+    assert_eq!(b["changed_by"], "health check");
+    // `alpy lab check` says the same, and fails with the check.
+    let out = std::process::Command::new(common::alpy_bin())
+        .args([
+            "lab",
+            "check",
+            "fw-1",
+            "--url",
+            &s.url,
+            "--token",
+            &s.operator,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success()
+            && text.contains("health check failed")
+            && text.contains("fan stalled"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A passing check does not put it back: an operator does.
+    std::fs::remove_file(&broken).unwrap();
+    assert!(
+        check(&s.operator, "fw-1")
+            .json::<alpy::lab::wire::HealthCheck>()
+            .unwrap()
+            .passed
+    );
+    assert_eq!(state("fw-1")["state"], "offline");
+    let r = s
+        .req("POST", "/boards/fw-1/online", Some(&s.operator))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(state("fw-1")["state"], "online");
+    // A check past its time is killed, with its children, and fails.
+    let c: alpy::lab::wire::HealthCheck = check(&s.operator, "slow-1").json().unwrap();
+    assert!(
+        !c.passed && c.output.contains("did not end within 1 s"),
+        "{c:?}"
+    );
+    assert_eq!(state("slow-1")["state"], "offline");
+    let sleepers = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 60.123$"])
+        .output()
+        .unwrap();
+    assert!(
+        sleepers.stdout.is_empty(),
+        "the check's children outlived it: {}",
+        String::from_utf8_lossy(&sleepers.stdout)
+    );
+}
+
+/// Board reservations: first come, first served within what fits; a
+/// holder whose heartbeats stop loses its board to the next; an offline
+/// board is never lent.
+#[test]
+fn boards_are_reserved_in_order_and_a_dead_holder_s_board_goes_to_the_next() {
+    let s = Server::start_config(
+        "reserve",
+        BOARDS,
+        "active_heartbeat_s = 10\nmax_sessions_per_token = 8",
+        "",
+    );
+    let reserve = |want: serde_json::Value| {
+        let r = s.post("/session").json(&want).send().unwrap();
+        let code = r.status().as_u16();
+        (code, r.json::<serde_json::Value>().unwrap())
+    };
+    let rev_b = serde_json::json!({"board": {"class": "fw-9000", "tags": ["rev-b"]}});
+    let any_fw = serde_json::json!({"board": {"class": "fw-9000"}});
+    // A holds fw-1 (the only rev-b); B waits for it; C takes fw-2.
+    let (code, a) = reserve(rev_b.clone());
+    // A's last heartbeat: its promotion, now.
+    let a_beat = Instant::now();
+    assert_eq!((code, a["status"].as_str()), (201, Some("active")), "{a}");
+    assert_eq!(a["board"], "fw-1");
+    let (_, b) = reserve(rev_b.clone());
+    assert_eq!(
+        (b["status"].as_str(), b["position"].as_i64()),
+        (Some("waiting"), Some(1)),
+        "{b}"
+    );
+    let (_, c) = reserve(any_fw.clone());
+    assert_eq!(
+        (c["status"].as_str(), c["board"].as_str()),
+        (Some("active"), Some("fw-2")),
+        "{c}"
+    );
+    // A session for labs is not held back by board sessions.
+    let (_, lab) = reserve(serde_json::Value::Null);
+    assert_eq!(lab["status"], "active", "{lab}");
+    // What fits no board is refused at once.
+    let (code, e) = reserve(serde_json::json!({"board": {"class": "router"}}));
+    assert_eq!(code, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("GET /boards"), "{e}");
+    // /queue shows who holds what, and what a waiting session wants.
+    let q = s.queue();
+    let by = |h: &serde_json::Value| {
+        q["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["handle"] == h["handle"])
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by(&a)["board"], "fw-1");
+    assert_eq!(by(&b)["wants"]["tags"][0], "rev-b");
+    let boards: serde_json::Value = s.get("/boards").send().unwrap().json().unwrap();
+    assert_eq!(boards["boards"][0]["holder"], a["handle"], "{boards}");
+    // A board session holds no lab.
+    let (aid, bid, cid) = (
+        a["session_id"].as_str().unwrap().to_string(),
+        b["session_id"].as_str().unwrap().to_string(),
+        c["session_id"].as_str().unwrap().to_string(),
+    );
+    let r = s
+        .post_as("/lab", &aid)
+        .multipart(reqwest::blocking::multipart::Form::new().text("topology", "name = \"x\""))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    // A's client dies (its heartbeats stop); B's and C's go on. B gets
+    // fw-1 within the heartbeat limit and a quarter more.
+    let beat = |id: &str| s.post_as("/session/heartbeat", id).send().unwrap();
+    let promoted = loop {
+        assert!(
+            a_beat.elapsed() < Duration::from_secs(60),
+            "B never got fw-1"
+        );
+        beat(&bid);
+        beat(&cid);
+        let now = s.status(&bid);
+        if now["status"] == "active" {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!(
+        "the next waiter got the board {:.1} s after its holder's last heartbeat (limit 10 s)",
+        a_beat.elapsed().as_secs_f64()
+    );
+    assert_eq!(promoted["board"], "fw-1");
+    assert_eq!(s.status(&aid)["status"], "expired");
+
+    // An offline board is not lent: C ends, fw-2 is offline, D waits
+    // until an operator puts it back online.
+    let r = s
+        .req("POST", "/boards/fw-2/offline", Some(&s.operator))
+        .json(&serde_json::json!({"reason": "re-flash"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.delete(&format!("/session/{cid}"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    let (_, d) = reserve(any_fw);
+    assert_eq!(d["status"], "waiting", "{d}");
+    let r = s
+        .req("POST", "/boards/fw-2/online", Some(&s.operator))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let d = s.status(d["session_id"].as_str().unwrap());
+    assert_eq!(
+        (d["status"].as_str(), d["board"].as_str()),
+        (Some("active"), Some("fw-2")),
+        "{d}"
+    );
+}

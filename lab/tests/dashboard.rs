@@ -69,7 +69,13 @@ impl Page {
             c.goto(&format!("{}/", self.url)).await.unwrap();
             c.execute("sessionStorage.clear()", vec![]).await.unwrap();
             c.goto(&format!("{}/", self.url)).await.unwrap();
-            let field = c.wait().for_element(Locator::Id("token")).await.unwrap();
+            // The form is in the page hidden until its script shows it:
+            // typing before that is "element not interactable".
+            let field = c
+                .wait()
+                .for_element(Locator::Css("#signin:not([hidden]) #token"))
+                .await
+                .unwrap();
             field.send_keys(token).await.unwrap();
             c.find(Locator::Css("#signin button"))
                 .await

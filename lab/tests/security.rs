@@ -33,6 +33,27 @@ fn every_route_answers_each_role_as_its_rules_say() {
             [401, 200, 200, 200, 200],
         ),
         ("GET", "/store".into(), None, [401, 200, 200, 200, 200]),
+        // No boards in this configuration: an operator gets 404, and
+        // nobody else gets past the role check (tests/api.rs has boards).
+        ("GET", "/boards".into(), None, [401, 200, 200, 200, 200]),
+        (
+            "POST",
+            "/boards/nope/offline".into(),
+            None,
+            [401, 403, 403, 403, 415],
+        ),
+        (
+            "POST",
+            "/boards/nope/online".into(),
+            None,
+            [401, 403, 403, 403, 404],
+        ),
+        (
+            "POST",
+            "/boards/nope/check".into(),
+            None,
+            [401, 403, 403, 403, 404],
+        ),
         ("GET", "/metrics".into(), None, [401, 200, 200, 200, 200]),
         ("GET", "/events".into(), None, [401, 200, 200, 200, 200]),
         ("GET", "/whoami".into(), None, [401, 200, 200, 200, 200]),

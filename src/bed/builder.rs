@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::bed::dut::Dut;
 use crate::bed::graph::Drawing;
-use crate::bed::machine::MachineSpec;
+use crate::bed::machine::{MachineKind, MachineSpec};
 use crate::bed::segment::Segment;
 use crate::bed::testbed::TestBed;
 use crate::bed::topology::Topology;
@@ -117,7 +117,40 @@ impl TestBedBuilder {
         self.machines.push(MachineSpec {
             name: name.to_string(),
             tags: dut.tags().to_vec(),
-            dut,
+            kind: MachineKind::Vm(Box::new(dut)),
+        });
+        self
+    }
+
+    /// Adds a board named `name` (the name the bed's verbs and messages
+    /// use; [`crate::board::BoardSpec::name`] is the rack's): a machine
+    /// whose NIC `n` is its `ports[n]`, powered and watched as its spec
+    /// says. `start()` opens its console and holds it off; `boot()`
+    /// switches it on and waits for the builder's login or prompt. Nodes,
+    /// apps, captures (host time stamps) and the shell work as for a VM;
+    /// what needs QEMU (QMP, `set_link`, warm start) says it is a board.
+    /// Added first, with no [`TestBedBuilder::dut`], it is the machine the
+    /// bed's own verbs address; named `dut`, its files keep a one-machine
+    /// bed's names (`console.log`, `link0.pcap`).
+    ///
+    /// ```no_run
+    /// use alpy::{board::BoardSpec, Link, TestBed};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let spec = BoardSpec::from_toml(&std::fs::read_to_string("fw-3.toml")?)?;
+    /// let mut bed = TestBed::builder("on-hardware")
+    ///     .board("dut", spec)
+    ///     .link(Link::new().node_addr("10.0.1.2/24").gateway("10.0.1.1"))
+    ///     .link(Link::new().node_addr("10.0.2.2/24").gateway("10.0.2.1"))
+    ///     .prompt("fw# ")
+    ///     .start()?;
+    /// bed.boot(std::time::Duration::from_secs(300))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn board(mut self, name: &str, spec: crate::board::BoardSpec) -> Self {
+        self.machines.push(MachineSpec {
+            name: name.to_string(),
+            tags: spec.tags.clone(),
+            kind: MachineKind::Board(Box::new(spec)),
         });
         self
     }
@@ -134,7 +167,7 @@ impl TestBedBuilder {
         let dut = self.dut.clone().map(|d| MachineSpec {
             name: "dut".into(),
             tags: d.tags().to_vec(),
-            dut: d,
+            kind: MachineKind::Vm(Box::new(d)),
         });
         dut.into_iter()
             .chain(self.machines.iter().cloned())
@@ -251,6 +284,19 @@ impl TestBedBuilder {
     /// A bed of several machines prepares and saves each on its own: a
     /// bed-wide [`WarmStart::new`] is refused (before anything starts).
     pub(crate) fn check_warm(&self, specs: &[MachineSpec]) -> Result<()> {
+        if self.warm.is_some() {
+            if let Some((m, b)) = specs.iter().find_map(|s| match &s.kind {
+                MachineKind::Board(b) => Some((s, b)),
+                MachineKind::Vm(_) => None,
+            }) {
+                return Err(Error::Config(format!(
+                    "test bed {}: warm start does not apply to machine {} (board {}): a board \
+                     has no memory image to save or restore, and every boot is a power cycle; \
+                     remove .warm(..) from this bed",
+                    self.name, m.name, b.name
+                )));
+            }
+        }
         if let (true, Some(w)) = (specs.len() > 1, &self.warm) {
             if matches!(w.prepare, crate::bed::warm::Preparation::Bed(_)) {
                 return Err(Error::Config(format!(
@@ -283,10 +329,13 @@ impl TestBedBuilder {
         // machine that did not force one; on a lab, the lab host chooses
         // (a topology sent there names none).
         let local = self.settings.lab_url().is_none();
-        if local && specs.iter().any(|s| s.dut.config.accel.is_none()) {
+        let unset = |s: &MachineSpec| s.kind.vm().is_some_and(|d| d.config.accel.is_none());
+        if local && specs.iter().any(unset) {
             let accel = crate::vm::Accel::detect_with(self.settings.accel())?;
-            for s in specs.iter_mut().filter(|s| s.dut.config.accel.is_none()) {
-                s.dut.config.accel = Some(accel);
+            for s in specs.iter_mut() {
+                if let Some(d) = s.kind.vm_mut().filter(|d| d.config.accel.is_none()) {
+                    d.config.accel = Some(accel);
+                }
             }
         }
         if specs.is_empty() {
@@ -353,7 +402,17 @@ impl TestBedBuilder {
                  server yet; unset REMOTE_LAB_URL to run it here",
                 self.name
             ))),
-            Ok(Some(lab)) => bed.stand_up_remote(&self, &specs[0].dut, lab),
+            Ok(Some(lab)) => match specs[0].kind.vm() {
+                Some(dut) if specs.iter().all(|s| s.kind.vm().is_some()) => {
+                    bed.stand_up_remote(&self, dut, lab)
+                }
+                _ => Err(Error::Config(format!(
+                    "test bed {}: a board of this host's in a bed on a lab server \
+                     (REMOTE_LAB_URL): the lab lends its own boards; unset REMOTE_LAB_URL to \
+                     drive this board from here",
+                    self.name
+                ))),
+            },
             Ok(None) => bed.stand_up(&self, &plan),
             Err(e) => Err(e),
         };

@@ -127,9 +127,9 @@ impl Report {
 /// Where the checks look.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The alpy source tree whose build scripts (`images/build`,
-    /// `images/guest/build`, `rabbit/image/build`) say whether the images
-    /// and guests are current. `None`: those checks are skipped.
+    /// The alpy source tree whose build script (`images/build`) and image
+    /// recipes (the test guests', Rabbit's) say whether the images and
+    /// guests are current. `None`: those checks are skipped.
     pub source_dir: Option<PathBuf>,
     /// The requirements list (default [`REQUIREMENTS`]).
     pub requirements: String,
@@ -381,8 +381,9 @@ fn cache_check() -> Check {
     }
 }
 
-/// The images and guests, each asked of its own build script (`--check`),
-/// which knows its recipe and the package versions it resolves to.
+/// The Docker images, each asked of `images/build --check`, and the guests,
+/// each asked of its recipe (resolved against the repositories' package
+/// versions, as `alpy image build --check` does).
 fn build_checks(source: Option<&Path>, engine_up: bool) -> Vec<Check> {
     let Some(src) = source else {
         return vec![Check::new(
@@ -392,7 +393,12 @@ fn build_checks(source: Option<&Path>, engine_up: bool) -> Vec<Check> {
             Some("set ALPY_SOURCE_DIR to the alpy source tree".into()),
         )];
     };
-    let items: [(&str, &str, &[&str], bool); 5] = [
+    let recipes = [
+        ("test guest", "images/guest/recipe.toml"),
+        ("UEFI guest", "images/uefi-guest/recipe.toml"),
+        ("Rabbit", "rabbit/image/recipe.toml"),
+    ];
+    let images: [(&str, &str, &[&str], bool); 2] = [
         (
             "image alpy/node",
             "images/build",
@@ -405,11 +411,11 @@ fn build_checks(source: Option<&Path>, engine_up: bool) -> Vec<Check> {
             &["--check", "tools"],
             true,
         ),
-        ("test guest", "images/guest/build", &["--check"], false),
-        ("UEFI guest", "images/uefi-guest/build", &["--check"], false),
-        ("Rabbit", "rabbit/image/build", &["--check"], false),
     ];
-    items
+    let built = recipes
+        .iter()
+        .map(|(name, recipe)| recipe_check(name, src, recipe));
+    images
         .iter()
         .map(|(name, script, args, needs_engine)| {
             if *needs_engine && !engine_up {
@@ -440,7 +446,34 @@ fn build_checks(source: Option<&Path>, engine_up: bool) -> Vec<Check> {
                 ),
             }
         })
+        .chain(built)
         .collect()
+}
+
+/// Whether the image a recipe describes is built and current.
+fn recipe_check(name: &str, src: &Path, recipe: &str) -> Check {
+    let fix = Some(format!("alpy image build {recipe} (scripts/setup runs it)"));
+    let plan = crate::image::Recipe::load(&src.join(recipe)).and_then(|r| {
+        let plan = crate::image::Plan::new(&r, &crate::settings::Settings::from_env())?;
+        Ok((plan.current().is_some(), plan.hash.clone()))
+    });
+    match plan {
+        Ok((true, hash)) => {
+            Check::new(name, State::Ok, format!("built and current ({hash})"), None)
+        }
+        Ok((false, hash)) => Check::new(
+            name,
+            State::Fail,
+            format!("not built or out of date (want {hash})"),
+            fix,
+        ),
+        Err(e) => Check::new(
+            name,
+            State::Fail,
+            format!("cannot check {recipe}: {e}"),
+            fix,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! One machine of a test bed: a QEMU VM with its console, QMP, shell,
-//! power state, NICs and captures. A bed holds any number of them
+//! One machine of a test bed: a QEMU VM (or a board) with its console,
+//! QMP, shell, power state, NICs and captures. A bed holds any number of them
 //! ([`crate::TestBed::machine`]); its first is the DUT, which the bed's
 //! own verbs (`bed.console()`, `bed.shell()`, `bed.boot(..)`) address.
 
@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::addr::Mac;
+use crate::bed::board_machine::not_on_a_board;
 use crate::bed::builder::PowerOff;
 use crate::bed::dut::{DiskPlan, Dut};
 use crate::bed::state::{PowerState, WarmOutcome};
 use crate::bed::timings::TimingsLog;
+use crate::board::Board;
 use crate::error::{Error, Result};
 use crate::logging::{self, Step};
-use crate::nic::DutNic;
-use crate::pcap::Capture;
 use crate::vm::console::{Console, Pattern};
 use crate::vm::login::Login;
 use crate::vm::qemu::RamFile;
@@ -26,21 +26,7 @@ use crate::vm::remote_shell::{RemoteShell, ShellState};
 /// How long QEMU may take to answer on QMP.
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a machine is made of and how it is reached: the builder's part.
-#[derive(Debug, Clone)]
-pub(crate) struct MachineSpec {
-    pub name: String,
-    pub dut: Dut,
-    pub tags: Vec<String>,
-}
-
-/// One NIC of a machine: the choices for it, its MAC, its capture file.
-#[derive(Debug, Clone)]
-pub(crate) struct MachineNic {
-    pub choices: DutNic,
-    pub mac: Mac,
-    pub pcap: PathBuf,
-}
+pub(crate) use crate::bed::machine_kind::{MachineKind, MachineNic, MachineSpec, NicKind};
 
 /// Where a machine runs.
 pub(crate) enum Runs {
@@ -51,6 +37,20 @@ pub(crate) enum Runs {
     /// On an alpy-lab server (`REMOTE_LAB_URL`): its console over a
     /// WebSocket, its QMP and power through the lab.
     Lab(Box<crate::bed::remote::RemoteBed>),
+    /// A board: its power and its console.
+    Board(Box<Board>),
+}
+
+impl Runs {
+    /// The console where the machine runs; `label` names it in the error.
+    fn console(&mut self, label: &str) -> Result<&mut Console> {
+        match self {
+            Runs::Here(h) => Ok(&mut h.console),
+            Runs::Lab(r) => r.console(),
+            Runs::Board(b) => b.console(),
+            Runs::Nowhere => Err(Error::Closed(format!("the console of {label}"))),
+        }
+    }
 }
 
 /// A machine's QEMU on this host and its console.
@@ -59,7 +59,8 @@ pub(crate) struct Here {
     pub console: Console,
 }
 
-/// A machine of a test bed: a QEMU here, or one on a lab server.
+/// A machine of a test bed: a QEMU here, one on a lab server, or a board
+/// ([`crate::TestBedBuilder::board`]).
 ///
 /// ```no_run
 /// use alpy::Commands;
@@ -73,7 +74,7 @@ pub(crate) struct Here {
 pub struct Machine {
     pub(crate) name: String,
     pub(crate) tags: Vec<String>,
-    pub(crate) dut: Dut,
+    pub(crate) kind: MachineKind,
     /// Where its QEMU's own files go (the bed's directory for the first).
     pub(crate) dir: PathBuf,
     pub(crate) console_log: PathBuf,
@@ -113,19 +114,18 @@ impl Machine {
         timings: TimingsLog,
     ) -> Machine {
         let dut_files = spec.name == "dut";
-        let (login, prompt) = spec
-            .dut
-            .access()
+        let vm = spec.kind.vm();
+        let (login, prompt) = vm
+            .and_then(Dut::access)
             .unwrap_or_else(|| (b.login.clone(), b.prompt.clone()));
-        let poweroff = spec
-            .dut
-            .own_poweroff()
+        let poweroff = vm
+            .and_then(Dut::own_poweroff)
             .cloned()
             .unwrap_or_else(|| b.poweroff.clone());
         Machine {
             name: spec.name.clone(),
             tags: spec.tags.clone(),
-            dut: spec.dut.clone(),
+            kind: spec.kind.clone(),
             dir: if dut_files {
                 artifacts.to_path_buf()
             } else {
@@ -169,9 +169,20 @@ impl Machine {
         self.nics.len()
     }
 
-    /// The MAC of its NIC `nic` (on a lab: the one the lab's bed has).
+    /// The MAC of its NIC `nic` (on a lab: the one the lab's bed has). A
+    /// board's MACs are its own: alpy does not know them.
     pub fn mac(&self, nic: usize) -> Result<Mac> {
-        let mine = self.nic(nic)?.mac;
+        let mine = match &self.nic(nic)?.kind {
+            NicKind::Vm { mac, .. } => *mac,
+            NicKind::Port(port) => {
+                return Err(Error::NotFound {
+                    what: format!("the MAC of {}'s NIC {nic} ({port})", self.label),
+                    hint: "a board's MACs are its own: read them in its shell (`ip link`) or \
+                           in its port's capture"
+                        .into(),
+                })
+            }
+        };
         Ok(match &self.runs {
             Runs::Lab(r) => r.dut_mac(nic).unwrap_or(mine),
             _ => mine,
@@ -195,7 +206,7 @@ impl Machine {
 
     /// A step's name in the log: as it always was for the DUT, with the
     /// machine's name for the others.
-    fn step_name(&self, what: &str) -> String {
+    pub(crate) fn step_name(&self, what: &str) -> String {
         if self.name == "dut" {
             what.to_string()
         } else {
@@ -203,7 +214,7 @@ impl Machine {
         }
     }
 
-    fn nic(&self, nic: usize) -> Result<&MachineNic> {
+    pub(crate) fn nic(&self, nic: usize) -> Result<&MachineNic> {
         self.nics.get(nic).ok_or_else(|| Error::NotFound {
             what: format!("NIC {nic} of machine {}", self.label),
             hint: format!("it has {} NICs, numbered from 0", self.nics.len()),
@@ -247,7 +258,7 @@ impl Machine {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io(format!("create {}", self.dir.display()), e))?;
         let mut cfg = self
-            .dut
+            .vm()?
             .qemu_config(&self.dir, self.qemu_nics(fds)?, plan)?;
         cfg.ram_file = ram;
         let t0 = Instant::now();
@@ -287,12 +298,38 @@ impl Machine {
                 fds.len()
             )));
         }
-        Ok(self
-            .nics
+        let dut = self.vm()?;
+        self.nics
             .iter()
             .zip(fds)
-            .map(|(n, &(fd, dgram))| self.dut.nic(&n.choices, n.mac, fd, dgram, n.pcap.clone()))
-            .collect())
+            .map(|(n, &(fd, dgram))| match &n.kind {
+                NicKind::Vm { choices, mac } => {
+                    Ok(dut.nic(choices, *mac, fd, dgram, n.pcap.clone()))
+                }
+                NicKind::Port(_) => Err(not_on_a_board(&self.label, "a QEMU NIC")),
+            })
+            .collect()
+    }
+
+    /// The VM it is, or the error that it is a board.
+    pub(crate) fn vm(&self) -> Result<&Dut> {
+        self.kind
+            .vm()
+            .ok_or_else(|| not_on_a_board(&self.label, "this"))
+    }
+
+    /// Starts it: a VM's QEMU (paused) with its NICs on `fds`; a board's
+    /// console, with the board held off.
+    pub(crate) fn start(
+        &mut self,
+        fds: &[(RawFd, bool)],
+        plan: DiskPlan<'_>,
+        ram: Option<RamFile>,
+    ) -> Result<()> {
+        match self.kind {
+            MachineKind::Vm(_) => self.start_qemu(fds, plan, ram),
+            MachineKind::Board(_) => self.start_board(),
+        }
     }
 
     /// Ends QEMU and its console, reporting nothing: for a QEMU that is
@@ -314,6 +351,7 @@ impl Machine {
                  use qmp_execute(command, arguments)",
                 self.label
             ))),
+            Runs::Board(_) => Err(not_on_a_board(&self.label, "QMP")),
             Runs::Nowhere => Err(Error::Closed(format!("QEMU of {}", self.label))),
         }
     }
@@ -321,11 +359,7 @@ impl Machine {
     /// Its serial console (on a lab: the expect engine over the lab's
     /// WebSocket).
     pub fn console(&mut self) -> Result<&mut Console> {
-        match &mut self.runs {
-            Runs::Here(h) => Ok(&mut h.console),
-            Runs::Lab(r) => r.console(),
-            Runs::Nowhere => Err(Error::Closed(format!("the console of {}", self.label))),
-        }
+        self.runs.console(&self.label)
     }
 
     /// Its QMP session (here; on a lab there is none: use
@@ -344,40 +378,6 @@ impl Machine {
             Runs::Lab(r) => r.qmp(command, arguments),
             _ => self.qmp()?.execute(command, arguments),
         }
-    }
-
-    /// Lets the vCPUs run.
-    pub fn resume(&mut self) -> Result<()> {
-        if let Runs::Lab(r) = &self.runs {
-            logging::step("Resume the DUT (on the lab)", || r.power("on"))?;
-            self.power = PowerState::Running;
-            return Ok(());
-        }
-        let first = self.resumed_at.is_none();
-        let before = std::time::SystemTime::now();
-        logging::step(self.step_name("Resume the DUT"), || self.qmp()?.cont())?;
-        self.power = PowerState::Running;
-        self.resumed_at = Some(Instant::now());
-        if first {
-            // The virtual clock starts between sending `cont` and its reply.
-            let after = std::time::SystemTime::now();
-            let wall = |t: std::time::SystemTime| {
-                t.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64())
-            };
-            let resumed = (wall(before) + wall(after)) / 2.0;
-            self.capture_offset = self
-                .measure_capture_offset(resumed)
-                .map(|o| o - self.virtual_clock_base);
-            if let Some(o) = self.capture_offset {
-                log::debug!(target: "alpy::testbed", "{}: capture time stamps + {o:.6} s = host time", self.label);
-                crate::journal::emit(crate::journal::Event::CaptureClock {
-                    machine: self.name().to_string(),
-                    offset_s: o,
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Waits for `prompt` on its console and records the `boot` phase
@@ -431,15 +431,8 @@ impl Machine {
     /// Its shell: attached on first use (echo off, a private prompt), then
     /// kept, so each call costs nothing. Boot first.
     pub fn shell(&mut self) -> Result<RemoteShell<'_>> {
-        let state = match &self.shell {
-            Some(s) => s.clone(),
-            None => {
-                let s = RemoteShell::attach(self.console()?)?.state();
-                self.shell = Some(s.clone());
-                s
-            }
-        };
-        Ok(RemoteShell::resume(self.console()?, state))
+        let console = self.runs.console(&self.label)?;
+        RemoteShell::attach_once(console, &mut self.shell)
     }
 
     /// Sets its NIC `nic` up or down (QMP `set_link`; the guest sees the
@@ -450,111 +443,12 @@ impl Machine {
         self.qmp_execute("set_link", Some(args)).map(drop)
     }
 
-    /// Its NIC `nic`'s capture as far as it goes now, with host time
-    /// stamps (see [`crate::TestBed::capture`]).
-    pub fn capture(&self, nic: usize) -> Result<Capture> {
-        let path = &self.nic(nic)?.pcap;
-        let cap = match &self.runs {
-            // The lab's file, saved under the same name here.
-            Runs::Lab(r) => r.capture_to(&nic.to_string(), path)?,
-            _ => Capture::open(path)?,
-        };
-        Ok(cap.shifted(self.capture_offset.unwrap_or(0.0)))
-    }
-
-    /// What to add to its captures' raw time stamps to get host time.
-    pub fn capture_offset(&self) -> Option<f64> {
-        self.capture_offset
-    }
-
-    /// QEMU stamps a frame with the second it set the capture up in (a
-    /// whole second, from its own clock) plus the virtual clock, which
-    /// stands at `virtual_clock_base` until the vCPUs run. Returned: that
-    /// second, as an offset from `resumed_wall` (the caller takes
-    /// `virtual_clock_base` off).
-    ///
-    /// A frame captured while the machine was paused (relay links capture
-    /// what nodes send before boot) carries that second exactly, whenever
-    /// it was written, so the first frame of any NIC is used when there
-    /// is one. Only with no frame yet does the file's time say when its
-    /// header was written; it is read before the frames, so a frame
-    /// written in between is seen and used instead.
-    fn measure_capture_offset(&self, resumed_wall: f64) -> Option<f64> {
-        let header_written = std::fs::metadata(&self.nics.first()?.pcap)
-            .ok()?
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs() as f64;
-        let first_frame = self
-            .nics
-            .iter()
-            .filter_map(|n| Capture::open(&n.pcap).ok())
-            .filter_map(|c| c.frames().first().map(|f| f.timestamp.as_secs_f64()))
-            .reduce(f64::min);
-        let start = match first_frame {
-            Some(stamp) => {
-                log::debug!(target: "alpy::testbed", "capture clock from a frame captured while paused ({stamp:.6})");
-                stamp - self.virtual_clock_base
-            }
-            None => header_written,
-        };
-        Some(resumed_wall - start)
-    }
-
-    /// Powers it off (as configured) and waits for QEMU's SHUTDOWN event
-    /// and exit.
-    pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
-        let t0 = Instant::now();
-        let step = Step::start(self.step_name("shutdown"));
-        let r = self.power_off(timeout);
-        match &r {
-            Ok(_) => drop(step.done()),
-            Err(e) => drop(step.failed(e)),
-        }
-        self.timings.record("shutdown", t0.elapsed());
-        r
-    }
-
-    fn power_off(&mut self, timeout: Duration) -> Result<()> {
-        if self.is_on_lab() {
-            self.lab_power_off(timeout)?;
-            self.power = PowerState::Off;
-            return Ok(());
-        }
-        match self.poweroff.clone() {
-            PowerOff::Console(cmd) => self.console()?.send_line(&cmd)?,
-            PowerOff::AcpiButton => self.qmp()?.system_powerdown()?,
-        }
-        let tail = self.console_tail();
-        self.qmp()?
-            .wait_event("SHUTDOWN", timeout)
-            .map_err(|e| match e {
-                Error::Timeout { what, timeout, .. } => Error::Timeout {
-                    what,
-                    timeout,
-                    tail,
-                },
-                e => e,
-            })?;
-        let status = self.qemu_mut()?.wait_exit(timeout)?;
-        if !status.success() {
-            return Err(Error::Qemu(format!(
-                "QEMU of {} ended badly after power-off: {}",
-                self.label,
-                crate::vm::qemu_process::describe_exit(&status)
-            )));
-        }
-        self.power = PowerState::Off;
-        Ok(())
-    }
-
     /// The console's last lines, for errors.
     pub(crate) fn console_tail(&self) -> String {
         match &self.runs {
             Runs::Here(h) => h.console.tail(),
             Runs::Lab(r) => r.console_tail(),
+            Runs::Board(b) => b.console_tail(),
             Runs::Nowhere => String::new(),
         }
     }
@@ -575,6 +469,11 @@ impl Machine {
             }
             Runs::Lab(r) => {
                 if let Err(e) = r.close() {
+                    first.get_or_insert(e);
+                }
+            }
+            Runs::Board(b) => {
+                if let Err(e) = b.close() {
                     first.get_or_insert(e);
                 }
             }

@@ -2,6 +2,8 @@
 //! up in order and takes them down again, and the reaper for what older runs
 //! left.
 
+mod board_machine;
+mod board_wire;
 #[doc(hidden)]
 pub mod builder;
 mod captures;
@@ -21,6 +23,8 @@ mod guest;
 pub mod leftovers;
 #[doc(hidden)]
 pub mod machine;
+mod machine_kind;
+mod machine_power;
 mod nic_impair;
 #[doc(hidden)]
 pub mod ready_point;

@@ -44,7 +44,7 @@ impl TestBed {
                 what: format!("machine {machine:?} of test bed {}", self.name()),
                 hint: format!("its machines are {}", self.machine_names().join(", ")),
             })?;
-        self.machines[m].mac(nic)?;
+        self.machines[m].nic(nic)?;
         log::info!(target: "alpy::testbed", "{machine}:{nic}: impair {dir:?}: {imp:?}");
         let wiring = self
             .wiring

@@ -5,8 +5,10 @@
 use crate::net::NetMode;
 use std::sync::Arc;
 
+use crate::bed::board_wire::BoardNics;
 use crate::bed::builder::TestBedBuilder;
 use crate::bed::dut::DiskPlan;
+use crate::bed::machine::NicKind;
 use crate::bed::state::WarmOutcome;
 use crate::bed::testbed::TestBed;
 use crate::bed::wiring::{Far, Plan, Wiring};
@@ -33,7 +35,14 @@ impl TestBed {
             }
             created
         })?;
-        self.wiring = Some(Wiring::wire(plan, &b.segments, &b.links, self.nodes()?)?);
+        let boards = self.board_nics();
+        self.wiring = Some(Wiring::wire(
+            plan,
+            &b.segments,
+            &b.links,
+            self.nodes()?,
+            &boards,
+        )?);
         match self.warm.clone() {
             Some(w) if self.settings.warm_enabled() => self.warm_stand_up(&w),
             Some(w) => {
@@ -55,6 +64,30 @@ impl TestBed {
         self.apply_link_states(&b.links, plan)
     }
 
+    /// The boards' ports, for the wires.
+    fn board_nics(&self) -> Vec<BoardNics> {
+        self.machines
+            .iter()
+            .enumerate()
+            .filter_map(|(m, machine)| {
+                let spec = machine.board_spec()?;
+                let ports = machine
+                    .nics
+                    .iter()
+                    .filter_map(|n| match &n.kind {
+                        NicKind::Port(p) => Some((p.clone(), n.pcap.clone())),
+                        NicKind::Vm { .. } => None,
+                    })
+                    .collect();
+                Some(BoardNics {
+                    machine: m,
+                    board: spec.name.clone(),
+                    ports,
+                })
+            })
+            .collect()
+    }
+
     /// Starts every machine but the first, in parallel.
     pub(crate) fn start_other_machines(&mut self) -> Result<()> {
         let fds: Vec<_> = (1..self.machines.len())
@@ -63,7 +96,7 @@ impl TestBed {
         logging::each_at_once(
             self.machines[1..].iter_mut().zip(&fds),
             "a machine's start",
-            |(m, fds)| m.start_qemu(fds, DiskPlan::AsConfigured, None),
+            |(m, fds)| m.start(fds, DiskPlan::AsConfigured, None),
         )
         .into_iter()
         .collect()
@@ -97,8 +130,15 @@ impl TestBed {
         Ok(())
     }
 
-    /// Machine `m`'s NICs as QEMU takes them.
+    /// Machine `m`'s NICs as QEMU takes them (none for a board).
     pub(crate) fn nic_fds(&self, m: usize) -> Result<Vec<(std::os::fd::RawFd, bool)>> {
+        if self
+            .machines
+            .get(m)
+            .is_some_and(|x| x.board_spec().is_some())
+        {
+            return Ok(Vec::new());
+        }
         let wiring = self
             .wiring
             .as_ref()
@@ -118,7 +158,7 @@ impl TestBed {
             .machines
             .get_mut(m)
             .ok_or_else(|| Error::Internal(format!("no machine {m}")))?;
-        machine.start_qemu(&fds, plan, ram)
+        machine.start(&fds, plan, ram)
     }
 
     fn create_nodes(&mut self, docker: &Arc<Docker>, b: &TestBedBuilder) -> Result<()> {

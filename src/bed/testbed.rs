@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::addr::Mac;
 use crate::bed::builder::TestBedBuilder;
 use crate::bed::closing::Closing;
-use crate::bed::machine::{Machine, MachineNic, MachineSpec};
+use crate::bed::machine::{Machine, MachineKind, MachineNic, MachineSpec, NicKind};
 use crate::bed::timings::{Timings, TimingsLog};
 use crate::bed::warm::WarmStart;
 use crate::bed::wiring::{Far, Plan, Wiring};
@@ -77,13 +77,19 @@ impl TestBed {
                     .iter()
                     .enumerate()
                     .map(|(n, far)| {
-                        let choices = match far {
-                            Far::Node(i) => b.links[*i].dut_nic.clone(),
-                            Far::Segment(_) => Default::default(),
+                        let kind = match &spec.kind {
+                            // The plan checked that the board has port n.
+                            MachineKind::Board(board) => NicKind::Port(board.ports[n].clone()),
+                            MachineKind::Vm(_) => NicKind::Vm {
+                                choices: match far {
+                                    Far::Node(i) => b.links[*i].dut_nic.clone(),
+                                    Far::Segment(_) => Default::default(),
+                                },
+                                mac: machine_mac(&run, m, n, b.warm.is_some()),
+                            },
                         };
-                        let mac = machine_mac(&run, m, n, b.warm.is_some());
                         let pcap = artifacts.join(capture_file(&spec.name, n));
-                        MachineNic { choices, mac, pcap }
+                        MachineNic { kind, pcap }
                     })
                     .collect();
                 let timings = if dut_files {
@@ -249,7 +255,10 @@ impl TestBed {
     }
 
     /// The MAC of the machine NIC on link `i` (the DUT's NIC `i` in a
-    /// one-machine bed; for a node on a segment, the DUT's NIC `i`).
+    /// one-machine bed; for a node on a segment, the DUT's NIC `i`). A
+    /// board's MACs are its own and alpy does not know them: for a board
+    /// this is the MAC a VM would have had there ([`Machine::mac`] says
+    /// so with an error).
     pub fn dut_mac(&self, i: usize) -> Mac {
         let (m, nic) = self.link_nics.get(i).copied().flatten().unwrap_or((0, i));
         self.machines

@@ -292,7 +292,9 @@ impl Topology {
     pub fn check_machine(&self) -> Result<()> {
         let b = self.builder()?;
         for m in b.machine_specs() {
-            m.dut.check_strings()?;
+            if let Some(d) = m.kind.vm() {
+                d.check_strings()?;
+            }
         }
         for l in &b.links {
             if let Some(m) = &l.dut_nic.model {

@@ -321,8 +321,11 @@ mod tests {
         )
         .unwrap();
         let specs = t.builder().unwrap().machine_specs();
-        assert_eq!(specs[0].dut.access().unwrap().1.as_deref(), Some("# "));
-        let (login, prompt) = specs[1].dut.access().unwrap();
+        assert_eq!(
+            specs[0].kind.vm().unwrap().access().unwrap().1.as_deref(),
+            Some("# ")
+        );
+        let (login, prompt) = specs[1].kind.vm().unwrap().access().unwrap();
         assert_eq!(
             (login.unwrap().user, prompt.as_deref()),
             ("admin".to_string(), Some("$ "))

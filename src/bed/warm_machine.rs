@@ -71,7 +71,7 @@ impl Machine {
     /// Returns whether it is.
     pub(crate) fn start_build(&mut self, fds: &[(RawFd, bool)], pending: &Pending) -> Result<bool> {
         log::info!(target: "alpy::warm", "{}: building warm-start snapshot in {}", self.label, pending.dir.display());
-        let cfg = self.dut.config();
+        let cfg = self.vm()?.config();
         let ram =
             warm_ram::mapping_possible(&cfg.binary, cfg.memory_mib, &pending.dir, pending.map_ram)
                 .then(|| RamFile {
@@ -107,7 +107,8 @@ impl Machine {
         self.timings.record("save", t0.elapsed());
         log::info!(target: "alpy::warm", "{}: saved {} MB of VM state in {save_s:.2} s{}", self.label, saved >> 20,
             if mapped { " (the RAM stays in its file, mapped by restoring beds)" } else { "" });
-        if self.dut.is_uefi() {
+        let dut = self.vm()?.clone();
+        if dut.is_uefi() {
             let vars = self.dir.join("OVMF_VARS.fd");
             std::fs::copy(&vars, pending.dir.join("OVMF_VARS.fd"))
                 .map_err(|e| Error::io(format!("keep {} in the snapshot", vars.display()), e))?;
@@ -123,8 +124,8 @@ impl Machine {
             parts: key.parts.clone(),
             virtual_clock_s: self.virtual_clock_base + running,
             shell_prompt,
-            disks: self.dut.disk_count(),
-            uefi_vars: self.dut.is_uefi(),
+            disks: dut.disk_count(),
+            uefi_vars: dut.is_uefi(),
             save_s,
             ram,
         };

@@ -108,7 +108,7 @@ impl TestBed {
     fn machine_key(&self, m: usize, version: &str) -> Result<Key> {
         let machine = &self.machines[m];
         let nics = machine.qemu_nics(&self.nic_fds(m)?)?;
-        let mut key = crate::bed::warm::key(&machine.dut, &nics, version)?;
+        let mut key = crate::bed::warm::key(machine.vm()?, &nics, version)?;
         if self.machines.len() > 1 {
             key.parts.insert("machine".into(), machine.name.clone());
             key = Key::new(key.parts);

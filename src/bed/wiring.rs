@@ -8,15 +8,20 @@
 //!   socket pair per machine NIC, and a [`Hub`], the segment's switch in
 //!   user space, between their far ends and the nodes' taps. Each machine
 //!   NIC's port can be impaired both ways.
+//! - A board's port: its host interface as a packet socket
+//!   ([`crate::bed::board_wire`]), on a switch of two ports with its
+//!   node's tap, or on its segment's switch, captured there.
 //!
 //! Nothing of this is in any network namespace: the wires are socket
 //! pairs and the taps the nodes already have, so nothing is left on the
-//! host, and two beds of one topology never meet.
+//! host (but a VLAN sub-interface a killed bed made for a board), and two
+//! beds of one topology never meet.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 
-use crate::bed::machine::MachineSpec;
+use crate::bed::board_wire::{self, BoardNics, OpenPort};
+use crate::bed::machine::{MachineKind, MachineSpec};
 use crate::bed::segment::Segment;
 use crate::error::{Error, Result};
 use crate::net::hub::Hub;
@@ -131,6 +136,32 @@ pub(crate) fn plan(machines: &[MachineSpec], links: &[Link], segments: &[Segment
             take(mi, *nic, Far::Segment(si), who)?;
         }
     }
+    for (m, slots) in used.iter().enumerate() {
+        if let MachineKind::Board(b) = &machines[m].kind {
+            let down = slots.iter().flatten().find_map(|(far, who)| match far {
+                Far::Node(i) if links[*i].down => Some(who),
+                _ => None,
+            });
+            if let Some(who) = down {
+                return Err(Error::Config(format!(
+                    "{who} starts down, but it is on machine {} (board {}): a board's link \
+                     cannot be taken down from here (that needs QEMU); start it up, and \
+                     impair its node's link with loss 100% instead",
+                    machines[m].name, b.name
+                )));
+            }
+            if slots.len() > b.ports.len() {
+                return Err(Error::Config(format!(
+                    "machine {} (board {}) has {} port(s) in its `ports`, but the bed uses its \
+                     NIC {}: cable more ports and list them, or use fewer NICs",
+                    machines[m].name,
+                    b.name,
+                    b.ports.len(),
+                    slots.len() - 1
+                )));
+            }
+        }
+    }
     let mut nics = Vec::new();
     for (m, slots) in used.into_iter().enumerate() {
         let mut fars = Vec::new();
@@ -157,6 +188,9 @@ enum End {
     Node(usize),
     /// A datagram socket this bed owns.
     Own(OwnedFd),
+    /// A board's port: no QEMU takes it; its host interface is on a
+    /// switch with the node of link `node` (if on a link) or its segment.
+    Board { node: Option<usize> },
 }
 
 /// A running segment: its switch, and which port is which machine NIC.
@@ -171,43 +205,116 @@ pub(crate) struct Wiring {
     ends: Vec<Vec<End>>,
     /// By the builder's segment index.
     wires: Vec<Wire>,
+    /// The switches between boards' ports and their nodes.
+    board_links: Vec<Hub>,
+    /// VLAN sub-interfaces made for boards' ports, removed at close.
+    made: Vec<String>,
 }
 
 impl Wiring {
-    /// Makes the segments' sockets, relays and hubs (the nodes exist).
+    /// Makes the segments' sockets, relays and hubs (the nodes exist),
+    /// and opens the boards' ports. On an error, nothing made is left.
     pub(crate) fn wire(
         plan: &Plan,
         segments: &[Segment],
         links: &[Link],
         nodes: &Nodes,
+        boards: &[BoardNics],
     ) -> Result<Wiring> {
-        let mut ends: Vec<Vec<Option<End>>> = plan
-            .nics
-            .iter()
-            .map(|fars| {
-                fars.iter()
-                    .map(|f| match f {
-                        Far::Node(i) => Some(End::Node(*i)),
-                        Far::Segment(_) => None,
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut made = Vec::new();
+        match Wiring::wire_all(plan, segments, links, nodes, boards, &mut made) {
+            Ok(mut w) => {
+                w.made = made;
+                Ok(w)
+            }
+            Err(e) => {
+                if let Err(e2) = board_wire::remove_made(&made) {
+                    log::warn!(target: "alpy::testbed", "after a failed start: {e2}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn wire_all(
+        plan: &Plan,
+        segments: &[Segment],
+        links: &[Link],
+        nodes: &Nodes,
+        boards: &[BoardNics],
+        made: &mut Vec<String>,
+    ) -> Result<Wiring> {
+        let board_of = |m: usize| boards.iter().find(|b| b.machine == m);
+        let mut open_port = |m: usize, n: usize| -> Result<Option<OpenPort>> {
+            let Some(b) = board_of(m) else {
+                return Ok(None);
+            };
+            let (port, pcap) = b
+                .ports
+                .get(n)
+                .ok_or_else(|| Error::Internal(format!("board {} has no port {n}", b.board)))?;
+            let open = OpenPort::open(&b.board, n, port, pcap)?;
+            made.extend(open.made.clone());
+            Ok(Some(open))
+        };
+        let mut ends: Vec<Vec<Option<End>>> = Vec::new();
+        let mut board_links = Vec::new();
+        for (m, fars) in plan.nics.iter().enumerate() {
+            let mut row = Vec::new();
+            for (n, f) in fars.iter().enumerate() {
+                let board = board_of(m).is_some();
+                row.push(match f {
+                    Far::Node(i) if !board => Some(End::Node(*i)),
+                    Far::Node(i) => {
+                        let port = open_port(m, n)?.ok_or_else(|| {
+                            Error::Internal(format!("machine {m} is not a board"))
+                        })?;
+                        let node = nodes.node(*i)?;
+                        let (fd, _) = node.dut_end().ok_or_else(|| {
+                            Error::Internal(format!("node {} has no tap", node.name()))
+                        })?;
+                        let name = format!("{}-{n}", board_of(m).map_or("", |b| &b.board));
+                        let ends = vec![
+                            fd.try_clone_to_owned()
+                                .map_err(|e| Error::io("dup a node's tap", e))?,
+                            port.fd,
+                        ];
+                        board_links.push(Hub::start_captured(
+                            ends,
+                            &name,
+                            vec![(1, port.capture)],
+                        )?);
+                        Some(End::Board { node: Some(*i) })
+                    }
+                    // Its segment's switch takes it below.
+                    Far::Segment(_) if board => Some(End::Board { node: None }),
+                    Far::Segment(_) => None,
+                })
+            }
+            ends.push(row);
+        }
         let mut wires = Vec::new();
         for (si, seg) in segments.iter().enumerate() {
             // Each machine NIC on the segment: QEMU's end here, the
             // segment's end into the wire.
             let mut far_ends = Vec::new();
+            let mut captures = Vec::new();
             let mut machine_ports = Vec::new();
             for (m, fars) in plan.nics.iter().enumerate() {
                 for (n, f) in fars.iter().enumerate() {
-                    if *f == Far::Segment(si) {
+                    if *f != Far::Segment(si) {
+                        continue;
+                    }
+                    if let Some(port) = open_port(m, n)? {
+                        captures.push((far_ends.len(), port.capture));
+                        far_ends.push(port.fd);
+                    } else {
                         let (qemu, wire) = UnixDatagram::pair()
                             .map_err(|e| Error::io("create a segment's socket pair", e))?;
                         ends[m][n] = Some(End::Own(qemu.into()));
                         far_ends.push(OwnedFd::from(wire));
-                        machine_ports.push((m, n));
                     }
+                    machine_ports.push((m, n));
                 }
             }
             let seg_name = seg.name().to_string();
@@ -219,7 +326,7 @@ impl Wiring {
             log::debug!(target: "alpy::testbed", "segment {}: a switch of {} ports ({} machine NICs)",
                 seg.name(), far_ends.len(), machine_ports.len());
             let wire = Wire {
-                hub: Hub::start(far_ends, seg.name())?,
+                hub: Hub::start_captured(far_ends, seg.name(), captures)?,
                 machine_ports,
             };
             wires.push(wire);
@@ -229,7 +336,12 @@ impl Wiring {
             .map(|v| v.into_iter().collect::<Option<Vec<End>>>())
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Error::Internal("a machine NIC was left unwired".into()))?;
-        Ok(Wiring { ends, wires })
+        Ok(Wiring {
+            ends,
+            wires,
+            board_links,
+            made: Vec::new(),
+        })
     }
 
     /// Machine `m`'s NICs as QEMU takes them: (fd, datagram socket?).
@@ -248,6 +360,9 @@ impl Wiring {
                         .ok_or_else(|| Error::Internal(format!("node {} has no tap", n.name())))?;
                     Ok((fd.as_raw_fd(), dgram))
                 }
+                End::Board { .. } => Err(Error::Internal(format!(
+                    "machine {m} is a board: no QEMU takes its NICs"
+                ))),
             })
             .collect()
     }
@@ -256,8 +371,8 @@ impl Wiring {
     /// node's link is there.
     pub(crate) fn node_of(&self, m: usize, nic: usize) -> Option<usize> {
         match self.ends.get(m)?.get(nic)? {
-            End::Node(i) => Some(*i),
-            End::Own(_) => None,
+            End::Node(i) | End::Board { node: Some(i) } => Some(*i),
+            End::Own(_) | End::Board { node: None } => None,
         }
     }
 
@@ -278,13 +393,22 @@ impl Wiring {
         })
     }
 
-    /// Stops the hubs; the first error.
+    /// Stops the switches, then removes the VLAN sub-interfaces made for
+    /// boards; the first error.
     pub(crate) fn close(self) -> Result<()> {
         let mut first = None;
-        for w in self.wires {
-            if let Err(e) = w.hub.close() {
+        let hubs = self
+            .wires
+            .into_iter()
+            .map(|w| w.hub)
+            .chain(self.board_links);
+        for hub in hubs {
+            if let Err(e) = hub.close() {
                 first.get_or_insert(e);
             }
+        }
+        if let Err(e) = board_wire::remove_made(&self.made) {
+            first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)
     }
@@ -298,7 +422,7 @@ mod tests {
     fn m(name: &str) -> MachineSpec {
         MachineSpec {
             name: name.into(),
-            dut: Dut::kernel("vmlinuz", None),
+            kind: MachineKind::Vm(Box::new(Dut::kernel("vmlinuz", None))),
             tags: Vec::new(),
         }
     }

@@ -16,6 +16,11 @@
 //! lane, frames from it ([`Direction::ToNode`]: what its machine sends)
 //! in its ingress lane before they are switched (the same delay, jitter,
 //! loss and rate as a link's relay, [`crate::net::impair`]).
+//!
+//! A port may be captured ([`Hub::start_captured`]): what it sends and is
+//! sent, in pcap with host time stamps. A board's port is one (an
+//! `AF_PACKET` socket on a host interface, [`crate::net::packet_port`]):
+//! QEMU's `filter-dump` does not exist for hardware.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -29,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::net::impair::{set_nonblocking, Direction, Impairment, Lane, Rng};
+use crate::net::port_capture::PortCapture;
 use crate::util::lock;
 
 /// Frames a port has sent into the segment and taken out of it.
@@ -71,6 +77,23 @@ pub struct Hub {
 impl Hub {
     /// Starts switching frames between `ports` (named `name` in logs).
     pub fn start(ports: Vec<OwnedFd>, name: &str) -> Result<Hub> {
+        Hub::start_captured(ports, name, Vec::new())
+    }
+
+    /// As [`Hub::start`], and each `(port, capture)` records the frames
+    /// that port sends and is sent, with host time stamps.
+    pub fn start_captured(
+        ports: Vec<OwnedFd>,
+        name: &str,
+        captures: Vec<(usize, PortCapture)>,
+    ) -> Result<Hub> {
+        let mut by_port: Vec<Option<PortCapture>> = ports.iter().map(|_| None).collect();
+        for (p, c) in captures {
+            let n = by_port.len();
+            *by_port.get_mut(p).ok_or_else(|| {
+                Error::Internal(format!("segment {name}: capture of port {p} of {n}"))
+            })? = Some(c);
+        }
         for p in &ports {
             set_nonblocking(p)?;
         }
@@ -85,7 +108,7 @@ impl Hub {
                 .name(format!("hub-{name}"))
                 .spawn({
                     let name = name.to_string();
-                    crate::logging::inherit(move || run(&ports, &shared, &name))
+                    crate::logging::inherit(move || run(&ports, &shared, &name, by_port))
                 })
                 .map_err(|e| Error::io("spawn a segment thread", e))?
         };
@@ -168,7 +191,12 @@ fn learn_and_route(
     table.get(&d).copied().filter(|&p| p != from)
 }
 
-fn run(ports: &[OwnedFd], shared: &Shared, name: &str) -> Result<()> {
+fn run(
+    ports: &[OwnedFd],
+    shared: &Shared,
+    name: &str,
+    mut captures: Vec<Option<PortCapture>>,
+) -> Result<()> {
     let mut table: HashMap<[u8; 6], usize> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     let mut stats = vec![PortStats::default(); ports.len()];
@@ -217,6 +245,9 @@ fn run(ports: &[OwnedFd], shared: &Shared, name: &str) -> Result<()> {
                     break;
                 }
                 stats[from].received += 1;
+                if let Some(c) = captures[from].as_mut() {
+                    c.record(&buf[..n]);
+                }
                 if !ingress[from].push(&buf[..n], &imps[from].from, &mut rng) {
                     stats[from].lost += 1;
                 }
@@ -239,7 +270,12 @@ fn run(ports: &[OwnedFd], shared: &Shared, name: &str) -> Result<()> {
         for (to, lane) in egress.iter_mut().enumerate() {
             while let Some(frame) = lane.pop_due(now) {
                 match nix::unistd::write(&ports[to], &frame) {
-                    Ok(_) => stats[to].sent += 1,
+                    Ok(_) => {
+                        stats[to].sent += 1;
+                        if let Some(c) = captures[to].as_mut() {
+                            c.record(&frame);
+                        }
+                    }
                     Err(_) => stats[to].refused += 1,
                 }
             }

@@ -24,6 +24,10 @@ pub mod node;
 #[doc(hidden)]
 pub mod nodes;
 #[doc(hidden)]
+pub mod packet_port;
+#[doc(hidden)]
+pub mod port_capture;
+#[doc(hidden)]
 pub mod remote;
 mod tools;
 #[doc(hidden)]

@@ -8,7 +8,8 @@
 //! exits. If the owner dies first, the kernel closes its end, the watchdog
 //! reads end-of-file and removes every container labelled with the run
 //! (`docker rm -f`, through `DOCKER_HOST` like the library) and the paths
-//! it was told about. QEMU needs no watchdog: it dies with its owner
+//! it was told about. It sweeps again until 2 s pass with nothing of the
+//! run, since a container the owner was creating when it died still lands. QEMU needs no watchdog: it dies with its owner
 //! (`PR_SET_PDEATHSIG`). The reaper (`alpy::internal::reap`) stays as the
 //! second line of defence, for a host that was rebooted or a watchdog that
 //! was killed too.
@@ -34,11 +35,29 @@ ${line#p }" ;;
   esac
 done
 echo "alpy watchdog: the owner of run $run died; removing what it left"
-ids=$(docker ps -aq --filter "label=LABEL=$run")
-if [ -n "$ids" ]; then docker rm -f $ids; fi
-printf '%s\n' "$paths" | while IFS= read -r p; do
-  if [ -n "$p" ]; then rm -rf -- "$p"; fi
+sweep() {
+  ids=$(docker ps -aq --filter "label=LABEL=$run")
+  if [ -n "$ids" ]; then docker rm -f $ids; return 0; fi
+  return 1
+}
+remove_paths() {
+  printf '%s\n' "$paths" | while IFS= read -r p; do
+    if [ -n "$p" ]; then rm -rf -- "$p"; fi
+  done
+}
+sweep
+remove_paths
+# A container the owner was creating when it died (a node's tools, made in
+# the background) lands after the first sweep: the engine finishes the
+# request. Sweep again until 2 s pass with nothing of the run (30 s at most).
+quiet=0 passes=0
+while [ "$quiet" -lt 4 ] && [ "$passes" -lt 60 ]; do
+  sleep 0.5
+  passes=$((passes + 1))
+  if sweep; then quiet=0; else quiet=$((quiet + 1)); fi
 done
+# Again: a late container may have made one of them anew.
+remove_paths
 echo "alpy watchdog: done"
 "#;
 

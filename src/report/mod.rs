@@ -35,13 +35,23 @@ pub fn write(dir: &Path) -> Result<PathBuf> {
 
 /// [`write`], and what the page shows (a suite page sums it up).
 fn write_report(dir: &Path) -> Result<(PathBuf, model::BedReport)> {
-    if !has_result(dir)? && !running(dir) {
+    write_report_as(dir, running(dir))
+}
+
+/// [`write_report`], told whether a bed still holds `dir` (a caller that
+/// holds its `.lock` itself knows none does).
+fn write_report_as(dir: &Path, running: bool) -> Result<(PathBuf, model::BedReport)> {
+    if !has_result(dir)? && !running {
         crate::journal::append_killed(dir)?;
     }
     let report = model::BedReport::load(dir)?;
     let html = render("bed.html", include_str!("bed.html"), &report)?;
     let path = dir.join(FILE);
-    std::fs::write(&path, html).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    // Whole or not at all: another process may read it meanwhile.
+    let part = dir.join(format!(".{FILE}.{}", std::process::id()));
+    std::fs::write(&part, html)
+        .and_then(|()| std::fs::rename(&part, &path))
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     Ok((path, report))
 }
 
@@ -97,18 +107,35 @@ pub fn complete_killed(root: &Path) -> Vec<PathBuf> {
     dirs.flatten()
         .map(|d| d.path())
         .filter(|d| d.join(crate::journal::FILE).is_file())
-        .filter(|d| !has_result(d).unwrap_or(true) && !running(d))
-        .filter_map(|d| match write(&d) {
-            Ok(p) => {
-                log::info!(target: "alpy::report", "completed the report of a killed run: {}", p.display());
-                Some(p)
-            }
-            Err(e) => {
-                log::warn!(target: "alpy::report", "cannot complete the report in {}: {e}", d.display());
-                None
-            }
-        })
+        .filter_map(|d| complete_one(&d))
         .collect()
+}
+
+/// Completes `dir` if its bed was killed. Its `.lock`, taken exclusively
+/// for the check and the page, keeps out a bed that starts there and any
+/// other completer (beds starting at once in one root all complete).
+fn complete_one(dir: &Path) -> Option<PathBuf> {
+    // A directory without a `.lock` (an older alpy's) has no bed to wait
+    // for, and nothing to keep a second completer out.
+    let _held = match std::fs::File::open(dir.join(".lock")) {
+        Ok(lock) => {
+            Some(nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()?)
+        }
+        Err(_) => None,
+    };
+    if has_result(dir).unwrap_or(true) {
+        return None;
+    }
+    match write_report_as(dir, false) {
+        Ok((p, _)) => {
+            log::info!(target: "alpy::report", "completed the report of a killed run: {}", p.display());
+            Some(p)
+        }
+        Err(e) => {
+            log::warn!(target: "alpy::report", "cannot complete the report in {}: {e}", dir.display());
+            None
+        }
+    }
 }
 
 /// Whether a bed holds `dir` (its `.lock` is taken): it is running, and

@@ -89,6 +89,19 @@ impl<'c> RemoteShell<'c> {
         }
     }
 
+    /// The shell kept in `kept`: attached on first use (and kept there),
+    /// resumed after. What a machine or a board calls for its `shell()`.
+    pub fn attach_once(console: &'c mut Console, kept: &mut Option<ShellState>) -> Result<Self> {
+        match kept {
+            Some(s) => Ok(RemoteShell::resume(console, s.clone())),
+            None => {
+                let shell = RemoteShell::attach(console)?;
+                *kept = Some(shell.state());
+                Ok(shell)
+            }
+        }
+    }
+
     /// What to keep to [`RemoteShell::resume`] later.
     pub fn state(&self) -> ShellState {
         self.state.clone()
@@ -245,8 +258,23 @@ impl Commands for RemoteShell<'_> {
     }
 
     fn output_besides(&self, mark: u64, cmd: &str) -> Option<String> {
-        let text = self.console.borrow().output_since(mark);
-        Some(lines_besides(&text, cmd, &self.state.prompt))
+        let console = self.console.borrow();
+        let since = lines_besides(&console.output_since(mark), cmd, &self.state.prompt);
+        if !since.is_empty() {
+            return Some(since);
+        }
+        // Nothing came during the wait: a service that failed at boot
+        // said so before the shell attached. Show that part instead.
+        let all = console.output_since(0);
+        let boot = all.rfind(ATTACH_MARK).map_or("", |at| &all[..at]);
+        let boot = lines_besides(boot, cmd, &self.state.prompt);
+        Some(if boot.is_empty() {
+            boot
+        } else {
+            format!(
+                "(nothing during the wait; before the shell attached, the console showed:)\n{boot}"
+            )
+        })
     }
 
     fn execute_within(&self, command: &str, timeout: Duration) -> Result<Output> {
@@ -279,6 +307,10 @@ impl Commands for RemoteShell<'_> {
         })
     }
 }
+
+/// The start of the line [`RemoteShell::attach`] sends: where a console's
+/// boot output ends.
+const ATTACH_MARK: &str = "stty -echo 2>/dev/null";
 
 /// The lines of console `text` that are not a command exchange: not the
 /// echo of `cmd`, its exit-code marker or a `prompt` before them; each

@@ -34,6 +34,12 @@ pub fn spec(image: &str, suffix: &str, cmd: &[&str]) -> ContainerSpec {
 /// The prompt of the test guest's shell.
 pub const GUEST_PROMPT: &str = "guest# ";
 
+/// How long the SIGKILL tests wait for a dead owner's run to be cleaned up.
+/// A bound against a hang, not the figure: the tests print how long it
+/// took (under 3 s on an idle machine; `docker rm` on a loaded CI machine
+/// takes longer).
+pub const CLEANUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A fresh artifacts directory for one test.
 pub fn artifacts(name: &str) -> std::path::PathBuf {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -99,8 +105,13 @@ pub const ROUTER_APPEND: &str =
 /// A test bed builder for the routing test guest with the standard two links.
 pub fn router_bed(name: &str) -> alpy::TestBedBuilder {
     let (kernel, initrd) = guest();
+    router_links(name).dut(alpy::Dut::kernel(kernel, Some(initrd)).append(ROUTER_APPEND))
+}
+
+/// [`router_bed`] without its machine: the two links (node 0 on
+/// 192.168.1.0/24, node 1 on 192.168.2.0/24), the prompt and power-off.
+pub fn router_links(name: &str) -> alpy::TestBedBuilder {
     alpy::TestBed::builder(name)
-        .dut(alpy::Dut::kernel(kernel, Some(initrd)).append(ROUTER_APPEND))
         .link(
             alpy::Link::new()
                 .node_addr("192.168.1.2/24")

@@ -73,7 +73,22 @@ impl Db {
     pub(super) fn promoted(&self, c: &Connection, keys: &[String]) -> R<()> {
         for k in keys {
             if let Some(s) = view(c, k)? {
-                self.session_event(&s, EventAction::Promoted, SERVER, &[]);
+                let board = s.board.iter().map(|b| ("board", b.clone()));
+                self.session_event(
+                    &s,
+                    EventAction::Promoted,
+                    SERVER,
+                    &board.collect::<Vec<_>>(),
+                );
+                if let Some(b) = &s.board {
+                    self.events().emit(
+                        EventType::Board,
+                        EventAction::Reserved,
+                        SERVER,
+                        b,
+                        &[("session", handle(&s.key).to_string())],
+                    );
+                }
             }
         }
         Ok(())

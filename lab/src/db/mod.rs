@@ -7,7 +7,8 @@
 //! SHA-256 (the session's *key*); the first 12 hex digits of the key are
 //! its *handle*, safe to show and log. The calls here block: the API runs
 //! them off the async workers ([`crate::api::App::db`]). Sessions are
-//! here, labs in [`labs`], the events each change emits in [`emit`].
+//! here, labs in [`labs`], boards' states in [`boards`], the events each
+//! change emits in [`emit`].
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,11 @@ use sha2::{Digest, Sha256};
 
 use crate::events::Bus;
 
+mod boards;
 mod emit;
 mod labs;
+
+pub use boards::BoardRow;
 
 pub use emit::SERVER;
 use labs::{held_lab_id, release_in};
@@ -96,6 +100,10 @@ pub struct SessionRow {
     pub lab_id: Option<String>,
     /// What happened to it (expired, its lab was lost at a restart, ...).
     pub note: Option<String>,
+    /// The board it asked for (JSON of a `BoardRequest`).
+    pub want: Option<String>,
+    /// The board it holds.
+    pub board: Option<String>,
 }
 
 /// A lab as stored.
@@ -161,13 +169,45 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 ";
 
+/// The boards' table (version 3).
+const BOARDS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS boards (
+  name TEXT PRIMARY KEY,
+  class TEXT NOT NULL DEFAULT '',
+  tags TEXT NOT NULL DEFAULT '[]',
+  state TEXT NOT NULL,
+  reason TEXT,
+  changed_by TEXT,
+  changed REAL,
+  holder TEXT
+);
+";
+
 /// Version 2: session ids hashed, a queue order an operator can change,
-/// labs with their owner.
+/// labs with their owner. Version 3: what a session asks to reserve.
 fn migrate(c: &mut Connection) -> R<()> {
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version >= 2 {
-        return Ok(());
+    if version < 2 {
+        migrate_2(c)?;
     }
+    if version < 3 {
+        // A boards table from before version 3 (unreleased builds) lacks
+        // its class, tags and holder: made again (its states are lost).
+        c.execute_batch(&format!(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN want TEXT;
+             DROP TABLE IF EXISTS boards;
+             {BOARDS_TABLE}
+             PRAGMA user_version = 3;
+             COMMIT;"
+        ))?;
+    }
+    // Made here too for a database at version 3 already.
+    c.execute_batch(BOARDS_TABLE)?;
+    Ok(())
+}
+
+fn migrate_2(c: &mut Connection) -> R<()> {
     let t = c.transaction()?;
     t.execute_batch(
         "ALTER TABLE sessions ADD COLUMN ord INTEGER;
@@ -229,6 +269,7 @@ impl Db {
         &self,
         key: &str,
         owner: &str,
+        want: Option<&str>,
         capacity: usize,
         max_per_owner: usize,
     ) -> R<SessionRow> {
@@ -246,11 +287,11 @@ impl Db {
         }
         let now = now();
         t.execute(
-            "INSERT INTO sessions (id, owner, status, created, last_heartbeat) VALUES (?1, ?2, 'waiting', ?3, ?3)",
-            params![key, owner, now],
+            "INSERT INTO sessions (id, owner, status, created, last_heartbeat, want) VALUES (?1, ?2, 'waiting', ?3, ?3, ?4)",
+            params![key, owner, now, want],
         )?;
         t.execute("UPDATE sessions SET ord = seq WHERE id = ?1", params![key])?;
-        let promoted = promote(&t, capacity)?;
+        let promoted = promote(&t, Some(capacity))?;
         t.commit()?;
         let s = view(&c, key)?.ok_or_else(|| DbError::Other("the new session vanished".into()))?;
         self.session_event(&s, EventAction::Created, owner, &[]);
@@ -327,8 +368,12 @@ impl Db {
             params![key, status.as_str(), note],
         )?;
         let released = release_in(&t, key)?;
-        let promoted = promote(&t, capacity)?;
+        let board = boards::release_board(&t, key)?;
+        let promoted = promote(&t, Some(capacity))?;
         t.commit()?;
+        if let Some(b) = &board {
+            self.board_released(b, key, actor);
+        }
         if let (1, Some(s)) = (n, view(&c, key)?) {
             let action = match status {
                 SessionStatus::Expired => EventAction::Expired,
@@ -420,29 +465,41 @@ fn all_ids(c: &Connection, sql: &str, param: &str) -> R<Vec<String>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Promotes the first waiting sessions while fewer than `capacity` are
-/// active: their keys.
-fn promote(t: &rusqlite::Transaction<'_>, capacity: usize) -> R<Vec<String>> {
+/// Promotes waiting sessions, in queue order: a session for labs while
+/// fewer than `capacity` of those are active (the first that cannot go
+/// holds back the rest of them: first come, first served), a session for
+/// a board when a free online board fits it (it takes the first by name).
+/// With `capacity` `None`, board sessions only. Their keys.
+fn promote(t: &rusqlite::Transaction<'_>, capacity: Option<usize>) -> R<Vec<String>> {
     let mut promoted = Vec::new();
-    loop {
-        let active: i64 = t.query_row(
-            "SELECT COUNT(*) FROM sessions WHERE status = 'active'",
-            [],
-            |r| r.get(0),
-        )?;
-        if active as usize >= capacity {
-            return Ok(promoted);
+    let mut labs: i64 = t.query_row(
+        "SELECT COUNT(*) FROM sessions WHERE status = 'active' AND want IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    let waiting: Vec<(i64, String, Option<String>)> = {
+        let mut st =
+            t.prepare("SELECT seq, id, want FROM sessions WHERE status = 'waiting' ORDER BY ord")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut labs_held_back = false;
+    for (seq, key, want) in waiting {
+        match want {
+            None => {
+                let room = capacity.is_some_and(|c| (labs as usize) < c);
+                if labs_held_back || !room {
+                    labs_held_back = true;
+                    continue;
+                }
+                labs += 1;
+            }
+            Some(w) => {
+                if !boards::take_board(t, &key, &w)? {
+                    continue;
+                }
+            }
         }
-        let next: Option<(i64, String)> = t
-            .query_row(
-                "SELECT seq, id FROM sessions WHERE status = 'waiting' ORDER BY ord LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((seq, key)) = next else {
-            return Ok(promoted);
-        };
         promoted.push(key);
         // Its heartbeat clock starts at its promotion.
         t.execute(
@@ -450,12 +507,22 @@ fn promote(t: &rusqlite::Transaction<'_>, capacity: usize) -> R<Vec<String>> {
             params![seq, now()],
         )?;
     }
+    Ok(promoted)
 }
 
 fn view(c: &Connection, key: &str) -> R<Option<SessionRow>> {
-    let row: Option<(i64, String, String, f64, f64, Option<String>)> = c
+    type Row = (
+        i64,
+        String,
+        String,
+        f64,
+        f64,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Row> = c
         .query_row(
-            "SELECT ord, status, owner, created, last_heartbeat, note FROM sessions WHERE id = ?1",
+            "SELECT ord, status, owner, created, last_heartbeat, note, want FROM sessions WHERE id = ?1",
             [key],
             |r| {
                 Ok((
@@ -465,11 +532,12 @@ fn view(c: &Connection, key: &str) -> R<Option<SessionRow>> {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             },
         )
         .optional()?;
-    let Some((ord, status, owner, created, last_heartbeat, note)) = row else {
+    let Some((ord, status, owner, created, last_heartbeat, note, want)) = row else {
         return Ok(None);
     };
     let status: SessionStatus = status.parse().map_err(DbError::Other)?;
@@ -491,5 +559,7 @@ fn view(c: &Connection, key: &str) -> R<Option<SessionRow>> {
         last_heartbeat,
         lab_id: held_lab_id(c, key)?,
         note,
+        want,
+        board: boards::held_board(c, key)?,
     }))
 }

@@ -8,7 +8,9 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use super::client::{checked, net};
-use super::wire::{Destroying, Followed, MoveTo, Moved, Queue};
+use super::wire::{
+    Board, Boards, Destroying, Followed, HealthCheck, MoveTo, Moved, Queue, TakeOffline,
+};
 use crate::error::{Error, Result};
 
 /// A lab server and a token, with no session: for looking at the queue
@@ -62,6 +64,42 @@ impl LabServer {
     /// them.
     pub fn queue(&self) -> Result<Queue> {
         self.call(self.http.get(self.at("/queue")), "GET /queue")
+    }
+
+    /// The boards the lab lends, with their states (never their power or
+    /// console settings).
+    pub fn boards(&self) -> Result<Boards> {
+        self.call(self.http.get(self.at("/boards")), "GET /boards")
+    }
+
+    /// Operator: takes board `name` offline for `reason` (it is not lent
+    /// until it is put back online).
+    pub fn board_offline(&self, name: &str, reason: &str) -> Result<Board> {
+        self.call(
+            self.http
+                .post(self.at(&format!("/boards/{name}/offline")))
+                .json(&TakeOffline {
+                    reason: reason.to_string(),
+                }),
+            &format!("take board {name} offline"),
+        )
+    }
+
+    /// Operator: runs board `name`'s health check now; a failed check
+    /// takes it offline.
+    pub fn board_check(&self, name: &str) -> Result<HealthCheck> {
+        self.call(
+            self.http.post(self.at(&format!("/boards/{name}/check"))),
+            &format!("health-check board {name}"),
+        )
+    }
+
+    /// Operator: puts board `name` back online.
+    pub fn board_online(&self, name: &str) -> Result<Board> {
+        self.call(
+            self.http.post(self.at(&format!("/boards/{name}/online"))),
+            &format!("put board {name} online"),
+        )
     }
 
     /// Operator: destroys lab `id`; `force` even if sessions hold it.

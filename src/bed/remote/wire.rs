@@ -94,6 +94,77 @@ words!(
     Destroying = "destroying"
 );
 
+/// Whether a lab's board may be lent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BoardState {
+    /// Online: lent to sessions that ask for its class or tags.
+    Online,
+    /// Offline: never lent, for the reason given, until an operator puts
+    /// it back online.
+    Offline,
+}
+words!(BoardState, "board", Online = "online", Offline = "offline");
+
+/// `GET /boards`: one board of the lab's inventory as a caller sees it:
+/// never its power or console settings (they hold the switch's secrets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Board {
+    /// Its name.
+    pub name: String,
+    /// Its class: boards of one class are interchangeable for a test.
+    pub class: String,
+    /// Attributes a reservation may ask for.
+    pub tags: Vec<String>,
+    /// Online or offline.
+    pub state: BoardState,
+    /// Why it is offline (a failed health check's or script's output, an
+    /// operator's words).
+    pub reason: Option<String>,
+    /// Who changed its state last (`operator NAME`, `server`).
+    pub changed_by: Option<String>,
+    /// When, in seconds since the epoch.
+    pub changed: Option<f64>,
+    /// How many network ports it has.
+    pub ports: usize,
+    /// The handle of the session that holds it.
+    #[serde(default)]
+    pub holder: Option<String>,
+}
+
+/// `GET /boards`: the inventory, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Boards {
+    /// Every board the configuration lists.
+    pub boards: Vec<Board>,
+}
+
+/// `POST /boards/{name}/check`: how a board's health check went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthCheck {
+    /// The board.
+    pub board: String,
+    /// Whether the check passed (exit status 0 within its time).
+    pub passed: bool,
+    /// What it printed (the end of it), or why it did not finish.
+    pub output: String,
+    /// The board's state after it: a failed check takes it offline; a
+    /// passing one leaves it as it was (an operator puts it online).
+    pub state: BoardState,
+}
+
+/// The body of `POST /boards/{name}/offline`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TakeOffline {
+    /// Why (shown to everyone who lists the boards).
+    pub reason: String,
+}
+
 impl SessionStatus {
     /// Waiting or active: not over.
     pub fn is_live(self) -> bool {
@@ -135,6 +206,58 @@ pub struct Session {
     /// What happened to it, if anything (why it expired, say).
     #[serde(default)]
     pub note: Option<String>,
+    /// The board it reserves, once it holds one.
+    #[serde(default)]
+    pub board: Option<String>,
+    /// The board it asked for, if it asked for one.
+    #[serde(default)]
+    pub wants: Option<BoardRequest>,
+}
+
+/// A board a session asks for: of a class, with tags (each tag the board
+/// must have). Boards of a class are lent first come, first served; an
+/// operator can move a waiting session up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BoardRequest {
+    /// The class (any class if none).
+    #[serde(default)]
+    pub class: Option<String>,
+    /// Tags the board must all have.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl BoardRequest {
+    /// Whether a board of `class` with `tags` will do.
+    pub fn fits(&self, class: &str, tags: &[String]) -> bool {
+        self.class.as_deref().is_none_or(|c| c == class)
+            && self.tags.iter().all(|t| tags.contains(t))
+    }
+}
+
+impl std::fmt::Display for BoardRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let class = self.class.as_deref().unwrap_or("any class");
+        if self.tags.is_empty() {
+            write!(f, "a board of {class}")
+        } else {
+            write!(f, "a board of {class} tagged {}", self.tags.join(", "))
+        }
+    }
+}
+
+/// The body of `POST /session` (none: a session for labs): what it
+/// reserves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    /// A board to reserve: the session waits until one is free and
+    /// online, then holds it while its heartbeats come.
+    #[serde(default)]
+    pub board: Option<BoardRequest>,
 }
 
 /// A lab as the API shows it to a given caller.

@@ -2,7 +2,7 @@
 //! people, through [`alpy::lab::LabServer`] (the `alpy::lab` client is
 //! for tests).
 
-use alpy::lab::wire::{Queue, SessionStatus};
+use alpy::lab::wire::{Boards, Queue, SessionStatus};
 use alpy::lab::LabServer;
 use clap::{Args, Subcommand};
 
@@ -41,6 +41,29 @@ pub(crate) enum LabCommand {
         /// sessions exist).
         #[arg(long)]
         health: bool,
+    },
+    /// The boards the lab lends: class, tags, ports, state (and why a
+    /// board is offline).
+    Boards,
+    /// Operator: take a board offline (it is not lent until it is back
+    /// online).
+    Offline {
+        /// The board (`alpy lab boards` lists them).
+        board: String,
+        /// Why, for everyone who lists the boards.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Operator: put a board back online.
+    Online {
+        /// The board.
+        board: String,
+    },
+    /// Operator: run a board's health check now (its class's
+    /// health_check); a failed check takes it offline.
+    Check {
+        /// The board.
+        board: String,
     },
     /// Operator: destroy a lab.
     Destroy {
@@ -88,6 +111,52 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
             count,
             health,
         } => follow(&lab, since, count, json, health)?,
+        LabCommand::Boards => {
+            let b = lab.boards()?;
+            if json {
+                return print_json(&b);
+            }
+            boards(&b);
+        }
+        LabCommand::Offline { board, reason } => {
+            let b = lab.board_offline(&board, &reason)?;
+            if json {
+                return print_json(&b);
+            }
+            println!(
+                "board {} is offline: {}",
+                b.name,
+                b.reason.unwrap_or_default()
+            );
+        }
+        LabCommand::Online { board } => {
+            let b = lab.board_online(&board)?;
+            if json {
+                return print_json(&b);
+            }
+            println!("board {} is online", b.name);
+        }
+        LabCommand::Check { board } => {
+            let c = lab.board_check(&board)?;
+            if json {
+                return print_json(&c);
+            }
+            let verdict = if c.passed { "passed" } else { "failed" };
+            println!(
+                "board {}: health check {verdict}; it is {}",
+                c.board, c.state
+            );
+            if !c.output.is_empty() {
+                println!("{}", c.output);
+            }
+            if !c.passed {
+                return Err(alpy::Error::Lab {
+                    what: format!("health-check board {}", c.board),
+                    status: None,
+                    detail: format!("it failed, and the board is {}", c.state),
+                });
+            }
+        }
         LabCommand::Destroy { lab_id, force } => {
             let d = lab.destroy_lab(&lab_id, force)?;
             if json {
@@ -213,6 +282,25 @@ fn queue(q: &Queue) {
             s.status,
             s.owner,
             s.lab_id.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn boards(b: &Boards) {
+    println!(
+        "{:<16} {:<16} {:<8} {:<5} {:<20} {:<14} reason",
+        "board", "class", "state", "ports", "tags", "held by"
+    );
+    for x in &b.boards {
+        println!(
+            "{:<16} {:<16} {:<8} {:<5} {:<20} {:<14} {}",
+            x.name,
+            x.class,
+            x.state,
+            x.ports,
+            x.tags.join(","),
+            x.holder.as_deref().unwrap_or("-"),
+            x.reason.as_deref().unwrap_or("-")
         );
     }
 }

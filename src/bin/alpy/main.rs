@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 mod attach;
 mod beds;
+mod image;
 mod lab;
 mod tools;
 
@@ -203,6 +204,12 @@ enum Command {
         #[command(subcommand)]
         what: lab::LabCommand,
     },
+    /// Build appliance images from TOML recipes (Debian packages, files,
+    /// kernel modules, a login): `alpy image build RECIPE`.
+    Image {
+        #[command(subcommand)]
+        what: image::ImageCommand,
+    },
     /// Draw a topology file as a Graphviz graph (DOT), and as SVG (drawn
     /// by alpy itself: no Graphviz needed; every bed also writes its
     /// artifacts' topology.svg).
@@ -358,6 +365,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail("report", &e),
         },
+        Command::Image { what } => image::run(what),
         Command::Graph { file, output, svg } => {
             match graph(&file, output.as_deref(), svg.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
