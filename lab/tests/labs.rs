@@ -324,21 +324,24 @@ fn acquire_reuse_release_and_destroy_real_labs() {
         s.delete_as("/lab?force=true", &b).send().unwrap().status(),
         202
     );
+    // The server takes the bed down, then tells the holders: wait for
+    // the word, which comes last, then check the bed went before it.
     let t0 = Instant::now();
-    while alpy::internal::supervisor::registry::find(&bed).is_ok() {
+    loop {
+        let va = s.status(&a);
+        let note = va["note"].as_str().unwrap_or_default();
+        if note.contains("destroyed") {
+            break;
+        }
         assert!(
             t0.elapsed() < Duration::from_secs(120),
-            "the destroyed lab's bed is still up"
+            "A is not told of the destroy: {va}"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let va = s.status(&a);
     assert!(
-        va["note"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("destroyed"),
-        "A is told: {va}"
+        alpy::internal::supervisor::registry::find(&bed).is_err(),
+        "the destroyed lab's bed is still up"
     );
     assert_eq!(s.get_as("/lab", &a).send().unwrap().status(), 404);
 
