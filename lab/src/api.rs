@@ -40,8 +40,8 @@ pub struct App {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Long-lived streams open per token.
     pub streams: Arc<crate::events::Streams>,
-    /// Boards whose health check runs now.
-    pub checking: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Boards one of whose scripts runs now.
+    pub board_scripts: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl App {

@@ -2,15 +2,14 @@
 //! state; never a board's power or console settings, which hold the
 //! switch's secrets), and an operator's offline and online.
 
-use alpy::lab::wire::{
-    Board, BoardState, Boards, ErrorBody, EventAction, EventType, HealthCheck, TakeOffline,
-};
+use alpy::lab::wire::{Board, BoardJob, BoardState, Boards, ErrorBody, HealthCheck, TakeOffline};
 use axum::extract::{Path, State};
 use axum::Json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{ApiError, ApiResult, Shared};
 use crate::auth::{Caller, Operator};
+use crate::board_jobs::{run_job, Running};
 use crate::db::BoardRow;
 
 /// The routes.
@@ -25,10 +24,33 @@ pub fn routes() -> OpenApiRouter<Shared> {
 /// A board as the API shows it: its configuration's public part and its
 /// state.
 fn view(spec: &alpy::board::BoardSpec, row: Option<BoardRow>) -> Board {
-    let (state, reason, changed_by, changed, holder) = match row {
-        Some(r) => (r.state, r.reason, r.changed_by, r.changed, r.holder),
-        None => (BoardState::Online, None, None, None, None),
+    let Some(row) = row else {
+        return Board {
+            name: spec.name.clone(),
+            class: spec.class.clone(),
+            tags: spec.tags.clone(),
+            state: BoardState::Online,
+            reason: None,
+            changed_by: None,
+            changed: None,
+            ports: spec.ports.len(),
+            holder: None,
+            busy: None,
+            lent_since_check: 0,
+            checked: None,
+        };
     };
+    let BoardRow {
+        state,
+        reason,
+        changed_by,
+        changed,
+        holder,
+        busy,
+        lent,
+        checked,
+        ..
+    } = row;
     Board {
         name: spec.name.clone(),
         class: spec.class.clone(),
@@ -39,6 +61,9 @@ fn view(spec: &alpy::board::BoardSpec, row: Option<BoardRow>) -> Board {
         changed,
         ports: spec.ports.len(),
         holder: holder.map(|k| crate::db::handle(&k).to_string()),
+        busy,
+        lent_since_check: lent,
+        checked,
     }
 }
 
@@ -78,81 +103,51 @@ fn spec_of(app: &Shared, name: &str) -> ApiResult<alpy::board::BoardSpec> {
 /// `POST /boards/{name}/check`: runs the board's class's health check now.
 /// A failed check takes the board offline with what it printed; a passing
 /// one leaves its state as it was.
-#[utoipa::path(post, path = "/boards/{name}/check", tag = "boards", params(("name" = String, Path, description = "the board")), responses((status = 200, description = "how the check went, and the board's state after it", body = HealthCheck), (status = 404, description = "no such board", body = ErrorBody), (status = 409, description = "its class has no health check, or one runs now", body = ErrorBody)))]
+#[utoipa::path(post, path = "/boards/{name}/check", tag = "boards", params(("name" = String, Path, description = "the board")), responses((status = 200, description = "how the check went, and the board's state after it", body = HealthCheck), (status = 404, description = "no such board", body = ErrorBody), (status = 409, description = "its class has no health check, it is reserved, or one of its scripts runs now", body = ErrorBody)))]
 async fn check(
     State(app): State<Shared>,
     Operator(caller): Operator,
     Path(name): Path<String>,
 ) -> ApiResult<Json<HealthCheck>> {
     let spec = spec_of(&app, &name)?;
-    let class = app
+    let has_check = app
         .cfg
         .board_classes
         .iter()
-        .find(|c| c.name == spec.class)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::conflict(format!(
-                "board {name}'s class {} has no health check: add a [[board_class]] with \
-                 health_check to the configuration",
-                spec.class
-            ))
-        })?;
-    let held = {
-        let name = name.clone();
-        app.db(move |db| db.board(&name)).await?
-    }
-    .and_then(|r| r.holder);
-    if let Some(h) = held {
+        .any(|c| c.name == spec.class && !c.health_check.is_empty());
+    if !has_check {
         return Err(ApiError::conflict(format!(
-            "board {name} is reserved by session {}: check it when it is free (or take it \
-             offline first)",
-            crate::db::handle(&h)
+            "board {name}'s class {} has no health check: add health_check to its \
+             [[board_class]] in the configuration",
+            spec.class
         )));
     }
     let Some(running) = Running::start(&app, &name) else {
         return Err(ApiError::conflict(format!(
-            "board {name}'s health check runs now: wait for it"
+            "a script of board {name} runs now: wait for it (GET /boards shows it as busy)"
         )));
     };
-    tracing::info!(board = %name, by = %caller.name, "health check started");
-    // A task of its own: a client that goes away does not stop the check
-    // half-way, and its result is still recorded.
+    {
+        let name = name.clone();
+        app.db(move |db| db.begin_check(&name))
+            .await?
+            .map_err(ApiError::conflict)?;
+    }
+    tracing::info!(board = %name, by = %caller.name, "health check asked for");
+    // In a task of its own: a client that hangs up does not cut it short.
     let task = {
         let app = app.clone();
         tokio::spawn(async move {
-            let outcome = crate::board_check::run(&spec, &class).await;
-            let (passed, output) = (outcome.passed, outcome.output);
-            let row = {
-                let (name, output) = (name.clone(), output.clone());
-                app.db(move |db| {
-                    if passed {
-                        db.events().emit(
-                            EventType::Board,
-                            EventAction::Passed,
-                            "health check",
-                            &name,
-                            &[],
-                        );
-                    } else {
-                        let reason = format!("health check failed: {output}");
-                        db.set_board_state(
-                            &name,
-                            BoardState::Offline,
-                            Some(&reason),
-                            "health check",
-                        )?;
-                    }
-                    db.board(&name)
-                })
-                .await?
-            };
+            let outcome = run_job(&app, &name, BoardJob::Check, None).await;
             drop(running);
-            tracing::info!(board = %name, passed, "health check ended");
+            let row = {
+                let name = name.clone();
+                app.db(move |db| db.board(&name)).await?
+            };
             Ok::<_, ApiError>(HealthCheck {
                 board: name,
-                passed,
-                output,
+                passed: outcome.passed,
+                output: outcome.output,
                 state: view(&spec, row).state,
             })
         })
@@ -163,40 +158,6 @@ async fn check(
     Ok(Json(done))
 }
 
-/// A board's mark in [`crate::api::App::checking`] while its check runs,
-/// taken off on drop.
-struct Running {
-    app: Shared,
-    name: String,
-}
-
-impl Running {
-    /// The mark, or `None` if the board's check runs already.
-    fn start(app: &Shared, name: &str) -> Option<Running> {
-        let fresh = app
-            .checking
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_string());
-        fresh.then(|| Running {
-            app: app.clone(),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.app
-            .checking
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.name);
-    }
-}
-
-/// Sets board `name`'s state on `caller`'s word; 404 for a board the
-/// configuration does not list.
 async fn set(
     app: &Shared,
     caller: &Caller,

@@ -4,6 +4,9 @@
 //! labs run at once, and the heartbeat limits.
 
 use crate::error::Error;
+
+mod boards;
+pub use boards::BoardClass;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,32 +66,9 @@ pub struct Config {
     #[serde(default, rename = "board")]
     pub boards: Vec<alpy::board::BoardSpec>,
     /// What boards of a class share (`[[board_class]]`): their health
-    /// check.
+    /// check and how often it runs, their setup and teardown scripts.
     #[serde(default, rename = "board_class")]
     pub board_classes: Vec<BoardClass>,
-}
-
-/// What the boards of one class share.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BoardClass {
-    /// The class (`class` of its `[[board]]` entries).
-    pub name: String,
-    /// The health check: a command and its arguments (no shell), run with
-    /// the board's attributes in its environment (`ALPY_BOARD`,
-    /// `ALPY_BOARD_CLASS`, `ALPY_BOARD_TAGS`, `ALPY_BOARD_PORTS`,
-    /// `ALPY_BOARD_CONSOLE`). Exit status 0 passes; anything else, or no
-    /// end within `health_check_timeout_s`, takes the board offline with
-    /// what it printed as the reason.
-    #[serde(default)]
-    pub health_check: Vec<String>,
-    /// How long the health check may take (default 300 s).
-    #[serde(default = "default_check_timeout")]
-    pub health_check_timeout_s: f64,
-}
-
-fn default_check_timeout() -> f64 {
-    300.0
 }
 
 /// Which sessions share a lab.
@@ -283,77 +263,6 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// Board names are unique URL path segments, classes are named, and each
-/// board's power driver can be made from its settings.
-fn check_boards(boards: &[alpy::board::BoardSpec]) -> Result<(), String> {
-    let mut names = std::collections::BTreeSet::new();
-    for (i, b) in boards.iter().enumerate() {
-        let ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        if !ok(&b.name) {
-            return Err(format!(
-                "[[board]] number {}: name {:?}: use 1 to 64 letters, digits, '-', '_' or '.'",
-                i + 1,
-                b.name
-            ));
-        }
-        if !names.insert(b.name.as_str()) {
-            return Err(format!(
-                "two [[board]] entries are named {:?}: each board needs its own name",
-                b.name
-            ));
-        }
-        if !ok(&b.class) {
-            return Err(format!(
-                "board {}: class {:?}: use 1 to 64 letters, digits, '-', '_' or '.'",
-                b.name, b.class
-            ));
-        }
-        b.power
-            .driver()
-            .map_err(|e| format!("board {}: its power: {e}", b.name))?;
-    }
-    Ok(())
-}
-
-/// Each `[[board_class]]` names a class some board has, once, with a
-/// health check that is a command and a time limit above 0.
-fn check_classes(classes: &[BoardClass], boards: &[alpy::board::BoardSpec]) -> Result<(), String> {
-    let mut seen = std::collections::BTreeSet::new();
-    for c in classes {
-        if !seen.insert(c.name.as_str()) {
-            return Err(format!(
-                "two [[board_class]] entries are named {:?}: one per class",
-                c.name
-            ));
-        }
-        if !boards.iter().any(|b| b.class == c.name) {
-            return Err(format!(
-                "[[board_class]] {:?}: no [[board]] has this class (check the spelling)",
-                c.name
-            ));
-        }
-        if c.health_check.first().is_none_or(|p| p.is_empty()) {
-            return Err(format!(
-                "[[board_class]] {:?}: health_check needs a command: [\"/path/to/check\", \"arg\"]",
-                c.name
-            ));
-        }
-        if !(c.health_check_timeout_s > 0.0 && c.health_check_timeout_s <= 86_400.0) {
-            return Err(format!(
-                "[[board_class]] {:?}: health_check_timeout_s must be seconds above 0, a day \
-                 at most",
-                c.name
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn default_listen() -> String {
     "127.0.0.1:8300".into()
 }
@@ -480,8 +389,8 @@ impl Config {
                 "limits.max_labs must be at least 1".into(),
             ));
         }
-        check_boards(&c.boards).map_err(|e| bad(String::new(), e))?;
-        check_classes(&c.board_classes, &c.boards).map_err(|e| bad(String::new(), e))?;
+        boards::check_boards(&c.boards).map_err(|e| bad(String::new(), e))?;
+        boards::check_classes(&c.board_classes, &c.boards).map_err(|e| bad(String::new(), e))?;
         Ok(c)
     }
 

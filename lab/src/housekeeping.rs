@@ -16,7 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::api::Shared;
-use crate::db::{handle, SERVER};
+use crate::db::{handle, ConfiguredBoard, SERVER};
+use alpy::lab::wire::BoardJob;
 use alpy::lab::wire::{EventAction, EventType};
 
 /// How long to sleep: a quarter of the shortest limit while busy (within
@@ -132,11 +133,21 @@ async fn health(app: &Shared) {
 
 /// At start (see the module's text).
 pub async fn reap_at_start(app: &Shared) {
-    let boards: Vec<(String, String, Vec<String>)> = app
+    let boards: Vec<ConfiguredBoard> = app
         .cfg
         .boards
         .iter()
-        .map(|b| (b.name.clone(), b.class.clone(), b.tags.clone()))
+        .map(|b| {
+            let class = app.cfg.board_classes.iter().find(|c| c.name == b.class);
+            let has = |job| class.is_some_and(|c| !c.job(job).0.is_empty());
+            ConfiguredBoard {
+                name: b.name.clone(),
+                class: b.class.clone(),
+                tags: b.tags.clone(),
+                has_setup: has(BoardJob::Setup),
+                has_teardown: has(BoardJob::Teardown),
+            }
+        })
         .collect();
     let n = boards.len();
     match app.db(move |db| db.sync_boards(&boards)).await {

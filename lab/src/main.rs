@@ -19,7 +19,8 @@ use clap::{Parser, Subcommand};
 
 mod api;
 mod auth;
-mod board_check;
+mod board_jobs;
+mod board_script;
 mod boards_api;
 mod config;
 mod dashboard;
@@ -203,7 +204,7 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
             openapi: std::sync::OnceLock::new(),
             closing: tokio::sync::watch::channel(false).0,
             streams: Default::default(),
-            checking: Default::default(),
+            board_scripts: Default::default(),
         });
         housekeeping::reap_at_start(&app).await;
         app.db.events().emit(
@@ -217,6 +218,7 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
             ],
         );
         tokio::spawn(housekeeping::run(Arc::clone(&app)));
+        tokio::spawn(board_jobs::run(Arc::clone(&app)));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, tls = tls.is_some(), tokens = app.cfg.tokens.len(), max_labs = app.cfg.limits.max_labs, "serving");
         println!("alpy-lab: listening on {scheme}://{addr}");

@@ -4,7 +4,7 @@
 //! boards exist; the database keeps their state across restarts, so a
 //! board an operator took offline stays offline.
 
-use alpy::lab::wire::{BoardRequest, BoardState, EventAction, EventType};
+use alpy::lab::wire::{BoardJob, BoardRequest, BoardState, EventAction, EventType};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{handle, lock, now, Db, DbError, R};
@@ -24,29 +24,67 @@ pub struct BoardRow {
     pub changed: Option<f64>,
     /// The key of the session that holds it.
     pub holder: Option<String>,
+    /// The script it runs (or has to run).
+    pub busy: Option<BoardJob>,
+    /// Sessions it was lent to since its last health check.
+    pub lent: u64,
+    /// When its last health check ended.
+    pub checked: Option<f64>,
+    /// When the server first saw it.
+    pub seen: Option<f64>,
+}
+
+/// A board as the configuration gives it to the database.
+#[derive(Debug, Clone)]
+pub struct ConfiguredBoard {
+    /// Its name.
+    pub name: String,
+    /// Its class.
+    pub class: String,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Its class has a setup script (run before a session may use it).
+    pub has_setup: bool,
+    /// Its class has a teardown script (run before it is lent again).
+    pub has_teardown: bool,
+}
+
+/// What [`take_board`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Took {
+    /// No free online board fits.
+    Nothing,
+    /// A board, ready for its session.
+    Ready,
+    /// A board whose setup script runs first (its session waits on).
+    SettingUp,
 }
 
 impl Db {
     /// Makes the boards table hold exactly `names` (the configuration's):
     /// a new board starts online, a board that left the configuration is
     /// forgotten, the others keep their state.
-    pub fn sync_boards(&self, boards: &[(String, String, Vec<String>)]) -> R<()> {
+    pub fn sync_boards(&self, boards: &[ConfiguredBoard]) -> R<()> {
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
         t.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS configured (name TEXT PRIMARY KEY);
              DELETE FROM configured;",
         )?;
-        for (n, class, tags) in boards {
-            let tags = serde_json::to_string(tags).map_err(|e| DbError::Other(e.to_string()))?;
-            t.execute("INSERT OR IGNORE INTO configured (name) VALUES (?1)", [n])?;
+        for b in boards {
+            let tags = serde_json::to_string(&b.tags).map_err(|e| DbError::Other(e.to_string()))?;
             t.execute(
-                "INSERT OR IGNORE INTO boards (name, state) VALUES (?1, 'online')",
-                [n],
+                "INSERT OR IGNORE INTO configured (name) VALUES (?1)",
+                [&b.name],
             )?;
             t.execute(
-                "UPDATE boards SET class = ?2, tags = ?3 WHERE name = ?1",
-                params![n, class, tags],
+                "INSERT OR IGNORE INTO boards (name, state, seen) VALUES (?1, 'online', ?2)",
+                params![b.name, now()],
+            )?;
+            t.execute(
+                "UPDATE boards SET class = ?2, tags = ?3, has_setup = ?4, has_teardown = ?5,
+                   seen = COALESCE(seen, ?6) WHERE name = ?1",
+                params![b.name, b.class, tags, b.has_setup, b.has_teardown, now()],
             )?;
         }
         // A held board that left the configuration: its session ends
@@ -81,20 +119,25 @@ impl Db {
         let c = lock(&self.conn);
         let row = c
             .query_row(
-                "SELECT state, reason, changed_by, changed, holder FROM boards WHERE name = ?1",
+                "SELECT state, reason, changed_by, changed, holder, busy, lent, checked, seen
+                 FROM boards WHERE name = ?1",
                 [name],
                 |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
+                        (r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+                        (
+                            r.get(4)?,
+                            r.get::<_, Option<String>>(5)?,
+                            r.get::<_, i64>(6)?,
+                        ),
+                        (r.get(7)?, r.get(8)?),
                     ))
                 },
             )
             .optional()?;
-        let Some((state, reason, changed_by, changed, holder)) = row else {
+        let Some(((state, reason, changed_by, changed), (holder, busy, lent), (checked, seen))) =
+            row
+        else {
             return Ok(None);
         };
         Ok(Some(BoardRow {
@@ -104,6 +147,13 @@ impl Db {
             changed_by,
             changed,
             holder,
+            busy: busy
+                .map(|b| b.parse())
+                .transpose()
+                .map_err(DbError::Other)?,
+            lent: u64::try_from(lent).unwrap_or(0),
+            checked,
+            seen,
         }))
     }
 
@@ -153,13 +203,16 @@ impl Db {
 }
 
 /// Gives session `key` the first free online board (by name) that fits
-/// `want` (JSON of a [`BoardRequest`]); whether one did.
-pub(super) fn take_board(t: &rusqlite::Transaction<'_>, key: &str, want: &str) -> R<bool> {
+/// `want` (JSON of a [`BoardRequest`]): one that runs no script and whose
+/// class has no setup script is ready; one whose class has one is marked
+/// to run it first.
+pub(super) fn take_board(t: &rusqlite::Transaction<'_>, key: &str, want: &str) -> R<Took> {
     let want: BoardRequest = serde_json::from_str(want)
         .map_err(|e| DbError::Other(format!("a session's board request: {e}")))?;
     let free: Vec<(String, String, String)> = {
         let mut st = t.prepare(
-            "SELECT name, class, tags FROM boards WHERE state = 'online' AND holder IS NULL ORDER BY name",
+            "SELECT name, class, tags FROM boards
+             WHERE state = 'online' AND holder IS NULL AND busy IS NULL ORDER BY name",
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
@@ -174,19 +227,33 @@ pub(super) fn take_board(t: &rusqlite::Transaction<'_>, key: &str, want: &str) -
     for (name, class, tags) in free {
         if want.fits(&class, &tags) {
             t.execute(
-                "UPDATE boards SET holder = ?2 WHERE name = ?1",
+                "UPDATE boards SET holder = ?2, lent = lent + 1,
+                   busy = CASE WHEN has_setup = 1 THEN 'setup' END WHERE name = ?1",
                 params![name, key],
             )?;
-            return Ok(true);
+            let setup: bool = t.query_row(
+                "SELECT has_setup FROM boards WHERE name = ?1",
+                [&name],
+                |r| r.get(0),
+            )?;
+            return Ok(if setup { Took::SettingUp } else { Took::Ready });
         }
     }
-    Ok(false)
+    Ok(Took::Nothing)
 }
 
 /// Takes session `key`'s board back; the board's name, if it held one.
+/// Its class's teardown script is marked to run before it is lent again
+/// (a setup script that still runs ends first).
 pub(super) fn release_board(t: &rusqlite::Transaction<'_>, key: &str) -> R<Option<String>> {
     let board = held_board(t, key)?;
-    t.execute("UPDATE boards SET holder = NULL WHERE holder = ?1", [key])?;
+    t.execute(
+        "UPDATE boards SET holder = NULL, released_by = ?1,
+           busy = CASE WHEN has_teardown = 1 THEN 'teardown'
+                       WHEN busy = 'setup' THEN 'setup' END
+         WHERE holder = ?1",
+        [key],
+    )?;
     Ok(board)
 }
 

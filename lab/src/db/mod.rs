@@ -20,11 +20,12 @@ use sha2::{Digest, Sha256};
 
 use crate::events::Bus;
 
+mod board_jobs;
 mod boards;
 mod emit;
 mod labs;
 
-pub use boards::BoardRow;
+pub use boards::{BoardRow, ConfiguredBoard};
 
 pub use emit::SERVER;
 use labs::{held_lab_id, release_in};
@@ -169,7 +170,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 ";
 
-/// The boards' table (version 3).
+/// The boards' table as version 3 made it (version 4 adds columns).
 const BOARDS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS boards (
   name TEXT PRIMARY KEY,
@@ -185,6 +186,7 @@ CREATE TABLE IF NOT EXISTS boards (
 
 /// Version 2: session ids hashed, a queue order an operator can change,
 /// labs with their owner. Version 3: what a session asks to reserve.
+/// Version 4: boards' scripts and health-check clocks.
 fn migrate(c: &mut Connection) -> R<()> {
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 2 {
@@ -202,8 +204,25 @@ fn migrate(c: &mut Connection) -> R<()> {
              COMMIT;"
         ))?;
     }
-    // Made here too for a database at version 3 already.
-    c.execute_batch(BOARDS_TABLE)?;
+    if version < 4 {
+        // Version 4: the script a board runs (it is lent to nobody new
+        // meanwhile), how often it was lent since its last health check,
+        // when that was, whether its class has scripts, and the session
+        // that let it go last (its teardown's).
+        c.execute_batch(&format!(
+            "BEGIN;
+             {BOARDS_TABLE}
+             ALTER TABLE boards ADD COLUMN busy TEXT;
+             ALTER TABLE boards ADD COLUMN lent INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE boards ADD COLUMN checked REAL;
+             ALTER TABLE boards ADD COLUMN seen REAL;
+             ALTER TABLE boards ADD COLUMN has_setup INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE boards ADD COLUMN has_teardown INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE boards ADD COLUMN released_by TEXT;
+             PRAGMA user_version = 4;
+             COMMIT;"
+        ))?;
+    }
     Ok(())
 }
 
@@ -495,7 +514,11 @@ fn promote(t: &rusqlite::Transaction<'_>, capacity: Option<usize>) -> R<Vec<Stri
                 labs += 1;
             }
             Some(w) => {
-                if !boards::take_board(t, &key, &w)? {
+                // A session whose board runs its setup script waits on it.
+                if boards::held_board(t, &key)?.is_some() {
+                    continue;
+                }
+                if boards::take_board(t, &key, &w)? != boards::Took::Ready {
                     continue;
                 }
             }

@@ -107,6 +107,28 @@ pub enum BoardState {
 }
 words!(BoardState, "board", Online = "online", Offline = "offline");
 
+/// A script the lab runs on a board, during which it is lent to nobody
+/// new: its class's `setup_script` (reserved, its session still waits),
+/// `teardown_script` (released) or `health_check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BoardJob {
+    /// Its class's `setup_script`, for the session that reserved it.
+    Setup,
+    /// Its class's `teardown_script`, after a session let it go.
+    Teardown,
+    /// Its class's `health_check`.
+    Check,
+}
+words!(
+    BoardJob,
+    "board job",
+    Setup = "setup",
+    Teardown = "teardown",
+    Check = "check"
+);
+
 /// `GET /boards`: one board of the lab's inventory as a caller sees it:
 /// never its power or console settings (they hold the switch's secrets).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +145,8 @@ pub struct Board {
     /// Why it is offline (a failed health check's or script's output, an
     /// operator's words).
     pub reason: Option<String>,
-    /// Who changed its state last (`operator NAME`, `server`).
+    /// Who changed its state last (`operator NAME`, `health check`,
+    /// `setup script`, `teardown script`).
     pub changed_by: Option<String>,
     /// When, in seconds since the epoch.
     pub changed: Option<f64>,
@@ -132,6 +155,15 @@ pub struct Board {
     /// The handle of the session that holds it.
     #[serde(default)]
     pub holder: Option<String>,
+    /// The script that runs on it now, if one does.
+    #[serde(default)]
+    pub busy: Option<BoardJob>,
+    /// Sessions it was lent to since its last health check.
+    #[serde(default)]
+    pub lent_since_check: u64,
+    /// When its last health check ended, in seconds since the epoch.
+    #[serde(default)]
+    pub checked: Option<f64>,
 }
 
 /// `GET /boards`: the inventory, by name.

@@ -1,20 +1,23 @@
-//! A board's health check: its class's command (no shell), run with the
-//! board's attributes in its environment, in its own process group, which
-//! is killed past its time and once it ends (a child left holding the
-//! output goes too). Both outputs are read at once, each keeping its end;
-//! what it printed is the reason a failed check gives.
+//! A board's script (its class's setup or teardown script, or health
+//! check): a command (no shell), run with the board's attributes in its
+//! environment, in its own process group, which is killed past its time
+//! and once it ends (a child left holding the output goes too). Both
+//! outputs are read at once, each keeping its end; what it printed is the
+//! reason a failure gives.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use alpy::lab::wire::BoardJob;
+
 use crate::config::BoardClass;
 
 /// How much of each output is kept.
 const KEEP: usize = 4096;
 
-/// How a check went: passed, and what it printed or why it did not end.
+/// How a script went: passed, and what it printed or why it did not end.
 pub struct Outcome {
     /// Exit status 0 within its time.
     pub passed: bool,
@@ -62,12 +65,29 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Runs `class`'s health check for `board`.
-pub async fn run(board: &alpy::board::BoardSpec, class: &BoardClass) -> Outcome {
-    let Some((program, args)) = class.health_check.split_first() else {
+/// What `job` is called in messages.
+fn called(job: BoardJob) -> &'static str {
+    match job {
+        BoardJob::Setup => "the setup script",
+        BoardJob::Teardown => "the teardown script",
+        BoardJob::Check => "the health check",
+    }
+}
+
+/// Runs `class`'s `job` for `board` (reserved by the session with handle
+/// `session`, for a setup or teardown).
+pub async fn run(
+    board: &alpy::board::BoardSpec,
+    class: &BoardClass,
+    job: BoardJob,
+    session: Option<&str>,
+) -> Outcome {
+    let (argv, timeout_s) = class.job(job);
+    let what = called(job);
+    let Some((program, args)) = argv.split_first() else {
         return Outcome {
             passed: false,
-            output: format!("class {} has no health check", class.name),
+            output: format!("class {} has no {}", class.name, BoardClass::key(job)),
         };
     };
     let mut cmd = tokio::process::Command::new(program);
@@ -90,6 +110,8 @@ pub async fn run(board: &alpy::board::BoardSpec, class: &BoardClass) -> Outcome 
                 .join(","),
         )
         .env("ALPY_BOARD_CONSOLE", console_address(board))
+        .env("ALPY_BOARD_JOB", job.as_str())
+        .env("ALPY_SESSION", session.unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -100,14 +122,14 @@ pub async fn run(board: &alpy::board::BoardSpec, class: &BoardClass) -> Outcome 
         Err(e) => {
             return Outcome {
                 passed: false,
-                output: format!("the health check {program:?} did not start: {e}"),
+                output: format!("{what} {program:?} did not start: {e}"),
             }
         }
     };
     let pid = child.id();
     let out = tokio::spawn(keep_end(child.stdout.take()));
     let err = tokio::spawn(keep_end(child.stderr.take()));
-    let limit = Duration::from_secs_f64(class.health_check_timeout_s);
+    let limit = Duration::from_secs_f64(timeout_s);
     let ended = tokio::time::timeout(limit, child.wait()).await;
     // Its whole group, in every case: a child it left would hold the
     // output open (and the board) after it.
@@ -125,13 +147,17 @@ pub async fn run(board: &alpy::board::BoardSpec, class: &BoardClass) -> Outcome 
         },
         Ok(Err(e)) => Outcome {
             passed: false,
-            output: format!("waiting for the health check failed: {e}"),
+            output: format!("waiting for {what} failed: {e}"),
         },
         Err(_) => Outcome {
             passed: false,
             output: format!(
-                "the health check did not end within {:.0} s (health_check_timeout_s){}",
+                "{what} did not end within {:.0} s ({}){}",
                 limit.as_secs_f64(),
+                match job {
+                    BoardJob::Check => "health_check_timeout_s",
+                    _ => "script_timeout_s",
+                },
                 if text.is_empty() {
                     String::new()
                 } else {

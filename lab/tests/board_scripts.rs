@@ -1,0 +1,182 @@
+//! A board class's scripts, through a real server: the setup script runs
+//! when a session reserves a board (the session waits for it), the
+//! teardown script when it lets the board go (nobody gets the board
+//! before it ends), the health check every N sessions; a failing script
+//! takes the board offline with what it printed, and an operator puts it
+//! back.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::{json, Value};
+
+/// The scripts append `WHAT BOARD SESSION` to `log`; a setup fails while
+/// `bad-setup` exists beside it, a teardown while `bad-teardown` does.
+fn config(dir: &Path) -> String {
+    let (log, bad_setup, bad_teardown) = (
+        dir.join("scripts.log"),
+        dir.join("bad-setup"),
+        dir.join("bad-teardown"),
+    );
+    format!(
+        r#"
+[[board]]
+name = "s-1"
+class = "solo"
+console = {{ kind = "tcp", addr = "127.0.0.1:9" }}
+power = {{ driver = "qmp", socket = "/nonexistent/s-1.qmp" }}
+
+[[board_class]]
+name = "solo"
+setup_script = ["sh", "-c", "echo setup $ALPY_BOARD $ALPY_SESSION >> {log}; sleep 0.5; if [ -e {bad_setup} ]; then echo flash failed; exit 4; fi"]
+teardown_script = ["sh", "-c", "echo teardown $ALPY_BOARD $ALPY_SESSION >> {log}; if [ -e {bad_teardown} ]; then echo wipe failed >&2; exit 5; fi"]
+health_check = ["sh", "-c", "echo check $ALPY_BOARD - >> {log}"]
+check_every_sessions = 2
+"#,
+        log = log.display(),
+        bad_setup = bad_setup.display(),
+        bad_teardown = bad_teardown.display(),
+    )
+}
+
+/// Polls `what` every 100 ms until it returns `Some`, for 30 s at most.
+fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn scripts_run_on_reserve_release_and_every_n_sessions_and_failures_go_offline() {
+    let dir = common::temp_dir("board-scripts").keep();
+    let s = Server::start_config("board-scripts", &config(&dir), "", "");
+    let log = || std::fs::read_to_string(dir.join("scripts.log")).unwrap_or_default();
+    let board = || -> Value {
+        let all: Value = s.get("/boards").send().unwrap().json().unwrap();
+        all["boards"][0].clone()
+    };
+    let reserve = || -> Value {
+        let r = s
+            .post("/session")
+            .json(&json!({"board": {"class": "solo"}}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().unwrap()
+    };
+    let active = |v: &Value| {
+        let id = v["session_id"].as_str().unwrap().to_string();
+        until("the session is active", || {
+            s.post_as("/session/heartbeat", &id).send().unwrap();
+            let now = s.status(&id);
+            (now["status"] == "active").then_some(now)
+        })
+    };
+    let end = |v: &Value| {
+        let id = v["session_id"].as_str().unwrap();
+        let r = s.delete(&format!("/session/{id}")).send().unwrap();
+        assert_eq!(r.status(), 204);
+    };
+
+    // A reserves: the board is A's, but A waits while the setup runs.
+    let a = reserve();
+    assert_eq!(
+        (a["status"].as_str(), a["board"].as_str()),
+        (Some("waiting"), Some("s-1")),
+        "{a}"
+    );
+    assert_eq!(board()["busy"], "setup", "{}", board());
+    let a = active(&a);
+    assert_eq!(a["board"], "s-1");
+    // B waits for the board; A lets it go: teardown, then B's setup.
+    let b = reserve();
+    assert_eq!(
+        (b["status"].as_str(), b["board"].as_str()),
+        (Some("waiting"), None),
+        "{b}"
+    );
+    end(&a);
+    let b = active(&b);
+    assert_eq!(b["board"], "s-1");
+    let (ah, bh) = (a["handle"].as_str().unwrap(), b["handle"].as_str().unwrap());
+    assert_eq!(
+        log(),
+        format!("setup s-1 {ah}\nteardown s-1 {ah}\nsetup s-1 {bh}\n"),
+        "each script once, in order, with the session's handle"
+    );
+    assert_eq!(board()["lent_since_check"], 2);
+    // Lent twice: once free again, its health check is due.
+    end(&b);
+    let checked = until("the health check after two sessions", || {
+        let now = board();
+        (now["checked"].is_number() && now["busy"].is_null()).then_some(now)
+    });
+    assert_eq!(checked["lent_since_check"], 0, "{checked}");
+    assert!(
+        log().ends_with(&format!("teardown s-1 {bh}\ncheck s-1 -\n")),
+        "{}",
+        log()
+    );
+
+    // A failing setup: offline with its output; C waits on, unserved.
+    std::fs::write(dir.join("bad-setup"), "").unwrap();
+    let c = reserve();
+    let offline = until("the board goes offline", || {
+        let now = board();
+        (now["state"] == "offline").then_some(now)
+    });
+    let reason = offline["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("setup script failed: flash failed") && reason.contains("exit status 4"),
+        "{offline}"
+    );
+    assert_eq!(offline["changed_by"], "setup script");
+    assert!(
+        offline["holder"].is_null() && offline["busy"].is_null(),
+        "{offline}"
+    );
+    let cid = c["session_id"].as_str().unwrap();
+    let c_now = s.status(cid);
+    assert_eq!(
+        (c_now["status"].as_str(), c_now["board"].as_str()),
+        (Some("waiting"), None),
+        "{c_now}"
+    );
+    // Mended and put back online by an operator: C gets it.
+    std::fs::remove_file(dir.join("bad-setup")).unwrap();
+    let r = s
+        .req("POST", "/boards/s-1/online", Some(&s.operator))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let c = active(&c);
+    // A failing teardown: offline, and nobody gets the board.
+    std::fs::write(dir.join("bad-teardown"), "").unwrap();
+    let d = reserve();
+    end(&c);
+    let offline = until("the board goes offline after its teardown", || {
+        let now = board();
+        (now["state"] == "offline").then_some(now)
+    });
+    let reason = offline["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("teardown script failed: wipe failed")
+            && reason.contains("exit status 5"),
+        "{offline}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let d_now = s.status(d["session_id"].as_str().unwrap());
+    assert_eq!(
+        d_now["status"], "waiting",
+        "an offline board is not lent: {d_now}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
