@@ -146,6 +146,7 @@ pub fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .merge(crate::remote::routes())
         .merge(crate::operator::routes())
         .merge(crate::boards_api::routes())
+        .merge(crate::board_remote::routes())
         .merge(crate::events_api::routes())
         .merge(crate::watch::routes())
         .merge(crate::dashboard::routes())

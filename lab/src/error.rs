@@ -88,6 +88,11 @@ impl ApiError {
     pub fn conflict(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::CONFLICT, msg.into())
     }
+    /// 502 with a reason: what the lab reaches for the caller (a console
+    /// server, a board's port) did not answer.
+    pub fn bad_gateway(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_GATEWAY, msg.into())
+    }
     /// 500 with a reason.
     pub fn internal(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.into())

@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 mod api;
 mod auth;
 mod board_jobs;
+mod board_remote;
 mod board_script;
 mod boards_api;
 mod config;

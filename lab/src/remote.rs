@@ -211,7 +211,7 @@ pub(crate) enum Typing {
 /// client (a refusal) as text.
 pub(crate) async fn bridge(
     ws: WebSocket,
-    sock: tokio::net::UnixStream,
+    sock: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     first: Vec<u8>,
     (ends, cut_reason): (impl std::future::Future<Output = ()>, &str),
     typing: Typing,
@@ -229,7 +229,7 @@ pub(crate) async fn bridge(
     {
         return false;
     }
-    let (mut rd, mut wr) = sock.into_split();
+    let (mut rd, mut wr) = tokio::io::split(sock);
     let to_client = async {
         let mut buf = vec![0u8; 8192];
         loop {
@@ -269,7 +269,7 @@ pub(crate) async fn bridge(
         _ = to_bed => false,
         _ = ends => true,
     };
-    let reason = if cut { cut_reason } else { "the console ended" };
+    let reason = if cut { cut_reason } else { "the stream ended" };
     let _ = ws_tx
         .lock()
         .await

@@ -123,6 +123,20 @@ fn every_route_answers_each_role_as_its_rules_say() {
             Some(&a),
             [401, 403, 404, 404, 404],
         ),
+        // A board's streams: its holder's session only (no such board
+        // here; tests/board_streams.rs has one).
+        (
+            "GET",
+            "/boards/nope/console".into(),
+            Some(&a),
+            [401, 403, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/boards/nope/ssh".into(),
+            Some(&a),
+            [401, 403, 404, 404, 404],
+        ),
         (
             "POST",
             "/lab/power/off".into(),

@@ -62,15 +62,11 @@ impl std::fmt::Display for ConsolePort {
     }
 }
 
-/// A board's console: the expect engine over the port, and the pumps that
-/// move bytes (and telnet's commands) between them. Close it with
-/// [`BoardConsole::close`]; dropping it closes it too.
+/// A board's console: the expect engine over the port's [`ConsoleLink`].
+/// Close it with [`BoardConsole::close`]; dropping it closes it too.
 pub struct BoardConsole {
     console: Option<Console>,
-    stop: Arc<AtomicBool>,
-    pumps: Vec<std::thread::JoinHandle<()>>,
-    /// The TCP connection, shut down on close so no pump stays blocked.
-    tcp: Option<std::net::TcpStream>,
+    link: ConsoleLink,
 }
 
 impl BoardConsole {
@@ -95,6 +91,85 @@ impl BoardConsole {
         timeout: Duration,
         transcript: Option<&Path>,
     ) -> Result<BoardConsole> {
+        let (link, ours) = ConsoleLink::open(board, port, timeout)?;
+        let console = Console::new(ours, label, transcript).map_err(|e| {
+            Error::Net(format!(
+                "board {board}: {port}: the console's transcript or log: {e}"
+            ))
+        })?;
+        Ok(BoardConsole {
+            console: Some(console),
+            link,
+        })
+    }
+
+    /// The expect engine.
+    pub fn console(&mut self) -> &mut Console {
+        self.console.as_mut().expect("a console until close")
+    }
+
+    /// The console's last lines, for errors.
+    pub(crate) fn tail(&self) -> String {
+        self.console.as_ref().map(Console::tail).unwrap_or_default()
+    }
+
+    /// Closes the console and the connection; the console's error, if any.
+    pub fn close(mut self) -> Result<()> {
+        self.shut()
+    }
+
+    fn shut(&mut self) -> Result<()> {
+        // The pumps are told to stop and the connection shut, then the
+        // console closed (a pump blocked on it sees the end), then the
+        // pumps joined.
+        self.link.stop();
+        let r = self.console.take().map_or(Ok(()), Console::close);
+        self.link.shut();
+        r
+    }
+}
+
+impl Drop for BoardConsole {
+    fn drop(&mut self) {
+        let _ = self.shut();
+    }
+}
+
+/// A board's console port as plain bytes: the connection (telnet and
+/// RFC 2217 negotiated, their commands stripped) pumped into one end of
+/// a socket pair, for whoever relays it (alpy-lab's console WebSocket);
+/// [`BoardConsole`] puts the expect engine on it. Dropping it closes the
+/// connection and stops the pumps.
+///
+/// ```no_run
+/// use alpy::board::console::{ConsoleLink, ConsolePort};
+/// use std::io::Read;
+/// # fn main() -> alpy::Result<()> {
+/// let port = ConsolePort::Tcp("consoles.lab:7001".into());
+/// let (link, mut bytes) = ConsoleLink::open("fw-1", &port, std::time::Duration::from_secs(10))?;
+/// let mut buf = [0u8; 512];
+/// let n = bytes.read(&mut buf).map_err(|e| alpy::Error::io("read", e))?;
+/// drop(link);
+/// # Ok(()) }
+/// ```
+pub struct ConsoleLink {
+    stop: Arc<AtomicBool>,
+    pumps: Vec<std::thread::JoinHandle<()>>,
+    /// The TCP connection, shut down on close so no pump stays blocked.
+    tcp: Option<std::net::TcpStream>,
+}
+
+impl ConsoleLink {
+    /// Connects to `port` for board `board` within `timeout` (a console
+    /// server that turns the connection away while another client has the
+    /// port is tried again until then): the link, and the socket that
+    /// carries the console's bytes both ways. Errors name the board and
+    /// the port, and say what to check.
+    pub fn open(
+        board: &str,
+        port: &ConsolePort,
+        timeout: Duration,
+    ) -> Result<(ConsoleLink, UnixStream)> {
         let fail = |detail: String| Error::Net(format!("board {board}: {port}: {detail}"));
         if let ConsolePort::Rfc2217 { baud, .. } | ConsolePort::Serial { baud, .. } = port {
             if baud_rate(*baud).is_none() {
@@ -105,8 +180,8 @@ impl BoardConsole {
         }
         let (ours, theirs) = UnixStream::pair().map_err(|e| fail(format!("socket pair: {e}")))?;
         let stop = Arc::new(AtomicBool::new(false));
-        // Connect (and negotiate) first, then the console, then the pumps:
-        // an error on the way leaves no thread behind.
+        // Connect (and negotiate) first, then the pumps: an error on the
+        // way leaves no thread behind.
         enum Opened {
             Raw(std::net::TcpStream),
             Telnet(
@@ -143,8 +218,6 @@ impl BoardConsole {
                 Opened::Serial(open_serial(path, *baud).map_err(fail)?)
             }
         };
-        let console = Console::new(ours, label, transcript)
-            .map_err(|e| fail(format!("the console's transcript or log: {e}")))?;
         let spawned = match opened {
             Opened::Raw(tcp) => {
                 let keep = tcp.try_clone().map_err(|e| fail(e.to_string()))?;
@@ -157,45 +230,33 @@ impl BoardConsole {
             }
         };
         let (pumps, tcp) = spawned.map_err(|e| fail(format!("start the console's pump: {e}")))?;
-        Ok(BoardConsole {
-            console: Some(console),
-            stop,
-            pumps,
-            tcp,
-        })
+        Ok((ConsoleLink { stop, pumps, tcp }, ours))
     }
 
-    /// The expect engine.
-    pub fn console(&mut self) -> &mut Console {
-        self.console.as_mut().expect("a console until close")
+    /// Closes the connection and waits for the pumps.
+    pub fn close(mut self) {
+        self.shut();
     }
 
-    /// The console's last lines, for errors.
-    pub(crate) fn tail(&self) -> String {
-        self.console.as_ref().map(Console::tail).unwrap_or_default()
-    }
-
-    /// Closes the console and the connection; the console's error, if any.
-    pub fn close(mut self) -> Result<()> {
-        self.shut()
-    }
-
-    fn shut(&mut self) -> Result<()> {
+    /// Tells the pumps to stop and shuts the connection down.
+    fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.tcp.take() {
             let _ = t.shutdown(std::net::Shutdown::Both);
         }
-        let r = self.console.take().map_or(Ok(()), Console::close);
+    }
+
+    fn shut(&mut self) {
+        self.stop();
         for p in self.pumps.drain(..) {
             let _ = p.join();
         }
-        r
     }
 }
 
-impl Drop for BoardConsole {
+impl Drop for ConsoleLink {
     fn drop(&mut self) {
-        let _ = self.shut();
+        self.shut();
     }
 }
 

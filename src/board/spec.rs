@@ -42,6 +42,11 @@ pub struct BoardSpec {
     /// it, or VLANs of a trunk.
     #[serde(default)]
     pub ports: Vec<BoardPort>,
+    /// Where its SSH server is, as the lab host reaches it (`host:port`,
+    /// often a management port): alpy-lab tunnels the holder's
+    /// `alpy lab ssh-proxy BOARD` to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<String>,
 }
 
 /// One of a board's network ports, as the host reaches it.

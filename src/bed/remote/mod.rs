@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+mod board_tunnel;
 mod client;
 mod event;
 mod remote_bed;
@@ -48,7 +49,9 @@ mod testbed_mode;
 mod tls;
 pub(crate) mod topology_out;
 pub mod wire;
+mod ws;
 
+pub use board_tunnel::{BoardStream, BoardTunnel};
 pub use client::LabClient;
 pub use remote_bed::RemoteBed;
 pub use server::LabServer;

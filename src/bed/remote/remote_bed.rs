@@ -3,7 +3,6 @@
 //! by a WebSocket; nodes run commands through the server; captures come
 //! back as pcap files.
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -258,29 +257,13 @@ impl RemoteBed {
     pub fn console(&mut self) -> Result<&mut Console> {
         if self.console.is_none() {
             let c = self.client()?;
-            let url = c.url.replacen("http", "ws", 1) + "/lab/console";
-            let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
-                .map_err(|e| Error::Lab {
-                    what: format!("open the console {url}"),
-                    status: None,
-                    detail: e.to_string(),
-                })?;
-            let sid = c
-                .session
-                .parse()
-                .map_err(|_| Error::Internal("a session id that is no header value".into()))?;
-            req.headers_mut().insert("X-Session-ID", sid);
-            let auth = format!("Bearer {}", c.token)
-                .parse()
-                .map_err(|_| Error::Config("a lab token that is no header value".into()))?;
-            req.headers_mut().insert("Authorization", auth);
-            let ws = connect_ws(req, &url)?;
+            let ws = super::ws::open(&format!("{}/lab/console", c.url), &c.token, &c.session)?;
             let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
             let stop = Arc::clone(&self.bridge_stop);
             self.bridge = Some(
                 std::thread::Builder::new()
                     .name("lab-console".into())
-                    .spawn(move || bridge(ws, theirs, &stop))
+                    .spawn(move || super::ws::bridge(ws, theirs, &stop))
                     .map_err(|e| Error::io("spawn the console bridge", e))?,
             );
             let name = format!("remote-{}/dut", self.lab.name);
@@ -404,88 +387,4 @@ fn wait_gone(client: &LabClient, timeout: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
-
-/// Opens the WebSocket `req` to `url` (`ws://` or `wss://`, checked like
-/// the HTTP client's TLS).
-fn connect_ws(req: tungstenite::handshake::client::Request, url: &str) -> Result<Ws> {
-    let bad = |e: String| Error::Lab {
-        what: format!("open the console {url}"),
-        status: None,
-        detail: e,
-    };
-    let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-    let host = parsed.host_str().ok_or_else(|| bad("no host".into()))?;
-    let port = parsed
-        .port_or_known_default()
-        .ok_or_else(|| bad("no port".into()))?;
-    let tcp = std::net::TcpStream::connect((host, port)).map_err(|e| bad(e.to_string()))?;
-    let connector = tungstenite::Connector::Rustls(crate::bed::remote::tls::client_config()?);
-    let (ws, _) =
-        tungstenite::client_tls_with_config(req, tcp, None, Some(connector)).map_err(|e| {
-            // A refused upgrade carries the server's status and detail.
-            match e {
-                tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r)) => Error::Lab {
-                    what: format!("open the console {url}"),
-                    status: Some(r.status().as_u16()),
-                    detail: r
-                        .body()
-                        .as_deref()
-                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                        .and_then(|v| v["detail"].as_str().map(str::to_string))
-                        .unwrap_or_else(|| r.status().to_string()),
-                },
-                e => bad(e.to_string()),
-            }
-        })?;
-    Ok(ws)
-}
-
-/// Copies between the WebSocket and the console's socket, polling both
-/// (a tungstenite socket is not split across threads).
-fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) {
-    let tcp = match ws.get_ref() {
-        tungstenite::stream::MaybeTlsStream::Plain(s) => Some(s),
-        tungstenite::stream::MaybeTlsStream::Rustls(s) => Some(s.get_ref()),
-        _ => None,
-    };
-    if let Some(s) = tcp {
-        let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
-    }
-    let _ = local.set_nonblocking(true);
-    let mut buf = [0u8; 8192];
-    while !stop.load(Ordering::SeqCst) {
-        match ws.read() {
-            Ok(tungstenite::Message::Binary(b)) => {
-                if local.write_all(&b).is_err() {
-                    break;
-                }
-            }
-            Ok(tungstenite::Message::Close(_)) => break,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-        match local.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if ws
-                    .send(tungstenite::Message::Binary(buf[..n].to_vec().into()))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
-        }
-    }
-    let _ = ws.close(None);
-    let _ = local.shutdown(std::net::Shutdown::Both);
 }

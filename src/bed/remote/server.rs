@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 /// ```
 pub struct LabServer {
     url: String,
+    token: String,
     http: Client,
 }
 
@@ -37,6 +38,7 @@ impl LabServer {
     pub fn new(url: &str, token: &str) -> Result<LabServer> {
         Ok(LabServer {
             url: url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
             http: super::tls::http_client(token, Duration::from_secs(60))?,
         })
     }
@@ -58,6 +60,11 @@ impl LabServer {
     /// The server's base URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The token it calls with.
+    pub(super) fn token(&self) -> &str {
+        &self.token
     }
 
     /// The live sessions (by handle) and the labs, as this token may see

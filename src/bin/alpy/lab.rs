@@ -65,6 +65,16 @@ pub(crate) enum LabCommand {
         /// The board.
         board: String,
     },
+    /// Your reserved board's SSH port through the lab, on standard input
+    /// and output: for OpenSSH's ProxyCommand, as in
+    /// `ssh -o ProxyCommand='alpy lab ssh-proxy fw-1' root@fw-1`.
+    SshProxy {
+        /// The board your session holds.
+        board: String,
+        /// The session that holds it (default: ALPY_LAB_SESSION).
+        #[arg(long)]
+        session: Option<String>,
+    },
     /// Operator: destroy a lab.
     Destroy {
         /// The lab's id (`alpy lab status` lists them).
@@ -157,6 +167,17 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
                 });
             }
         }
+        LabCommand::SshProxy { board, session } => {
+            let session = session
+                .or_else(|| std::env::var(SESSION_VAR).ok())
+                .ok_or_else(|| {
+                    alpy::Error::Config(format!(
+                        "give --session or set {SESSION_VAR} to the id of the session that \
+                         holds board {board}"
+                    ))
+                })?;
+            ssh_proxy(&lab, &session, &board)?;
+        }
         LabCommand::Destroy { lab_id, force } => {
             let d = lab.destroy_lab(&lab_id, force)?;
             if json {
@@ -241,6 +262,44 @@ fn follow(
         pause = (pause * 2).min(std::time::Duration::from_secs(10));
     }
     Ok(())
+}
+
+/// Where `alpy lab ssh-proxy` finds its session's id.
+const SESSION_VAR: &str = "ALPY_LAB_SESSION";
+
+/// Copies standard input to board `board`'s SSH port through the lab,
+/// and what comes back to standard output, until either side ends.
+fn ssh_proxy(lab: &LabServer, session: &str, board: &str) -> alpy::Result<()> {
+    use std::io::{Read, Write};
+    let tunnel = lab.board_stream(session, board, alpy::lab::BoardStream::Ssh)?;
+    let mut to_board = tunnel
+        .socket()
+        .try_clone()
+        .map_err(|e| alpy::Error::io("clone the tunnel's socket", e))?;
+    // Standard input in a thread of its own: a read of it cannot be cut.
+    std::thread::Builder::new()
+        .name("ssh-proxy-in".into())
+        .spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_board);
+            let _ = to_board.shutdown(std::net::Shutdown::Write);
+        })
+        .map_err(|e| alpy::Error::io("spawn the input copy", e))?;
+    let mut from_board = tunnel.socket();
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 16384];
+    loop {
+        match from_board.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(alpy::Error::io("read from the tunnel", e)),
+        }
+    }
+    tunnel.close()
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> alpy::Result<()> {

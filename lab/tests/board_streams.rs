@@ -1,0 +1,289 @@
+//! A reserved board's streams through a real server: its console (a pty
+//! served by the real ser2net) over a WebSocket, cut once the lease ends;
+//! its SSH port (the real dropbear) through `alpy lab ssh-proxy` as
+//! OpenSSH's ProxyCommand, for the holder only.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::{json, Value};
+
+/// A free loopback TCP port.
+fn free_port() -> u16 {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
+    s.local_addr().expect("its address").port()
+}
+
+/// Killed with the test process, and when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dies_with_us(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs before exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// ser2net serving `pty` raw on a loopback port: the port and ser2net.
+fn console_server(dir: &Path, pty: &str) -> (u16, Daemon) {
+    let port = free_port();
+    let yaml = dir.join("ser2net.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "connection: &board\n  accepter: tcp,127.0.0.1,{port}\n  connector: serialdev,{pty},115200n81,local\n"
+        ),
+    )
+    .unwrap();
+    let child = dies_with_us(
+        Command::new("ser2net")
+            .args(["-n", "-c"])
+            .arg(&yaml)
+            .arg("-P"),
+    )
+    .arg(dir.join("ser2net.pid"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start ser2net (scripts/setup installs it)");
+    wait_for("ser2net to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (port, Daemon(child))
+}
+
+/// dropbear on a loopback port, in a mount namespace of its own whose
+/// /root holds `dir/home` (its authorized_keys): the host's /root is not
+/// touched. The port and dropbear.
+fn ssh_server(dir: &Path) -> (u16, Daemon) {
+    let port = free_port();
+    let key = dir.join("host_key");
+    let st = Command::new("dropbearkey")
+        .args(["-t", "ed25519", "-f"])
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("dropbearkey (scripts/setup installs dropbear-bin)");
+    assert!(st.success());
+    let script = format!(
+        "mount --bind {home} /root && exec dropbear -F -E -s -p 127.0.0.1:{port} -r {key} -P {pid}",
+        home = dir.join("home").display(),
+        key = key.display(),
+        pid = dir.join("dropbear.pid").display(),
+    );
+    let child = dies_with_us(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(script),
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.join("dropbear.log")).unwrap())
+    .spawn()
+    .expect("unshare");
+    wait_for("dropbear to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (port, Daemon(child))
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+fn console_ws(s: &Server, sid: &str) -> Ws {
+    let url = s.url.replacen("http://", "ws://", 1) + "/boards/b-1/console";
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    req.headers_mut()
+        .insert("X-Session-ID", sid.parse().unwrap());
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", s.token).parse().unwrap(),
+    );
+    let (ws, _) = tungstenite::connect(req).expect("the holder's console WebSocket");
+    if let tungstenite::stream::MaybeTlsStream::Plain(t) = ws.get_ref() {
+        t.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    ws
+}
+
+#[test]
+fn a_holder_s_console_is_cut_at_lease_end_and_ssh_goes_through_the_lab() {
+    let dir = common::temp_dir("board-streams").keep();
+    // The board's serial port: a pty whose other end is this test.
+    let pty = nix::pty::openpty(None, None).expect("a pty");
+    let slave = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let (console_port, _ser2net) = console_server(&dir, &slave.display().to_string());
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let (ssh_port, _dropbear) = ssh_server(&dir);
+    let client_key = dir.join("id_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&client_key)
+        .status()
+        .expect("ssh-keygen (scripts/setup installs openssh-client)");
+    assert!(st.success());
+    std::fs::copy(
+        client_key.with_extension("pub"),
+        home.join(".ssh/authorized_keys"),
+    )
+    .unwrap();
+    let config = format!(
+        r#"
+[[board]]
+name = "b-1"
+class = "edge"
+console = {{ kind = "tcp", addr = "127.0.0.1:{console_port}" }}
+power = {{ driver = "qmp", socket = "/nonexistent/b-1.qmp" }}
+ssh = "127.0.0.1:{ssh_port}"
+"#
+    );
+    let s = Server::start_config("board-streams", &config, "", "");
+    let reserve = || -> Value {
+        let r = s
+            .post("/session")
+            .json(&json!({"board": {"class": "edge"}}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().unwrap()
+    };
+    let a = reserve();
+    assert_eq!(a["status"], "active", "{a}");
+    let aid = a["session_id"].as_str().unwrap().to_string();
+
+    // The console, both ways.
+    let mut ws = console_ws(&s, &aid);
+    let mut seen = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("login:") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no prompt: {seen:?}"
+        );
+        master.write_all(b"\r\nlogin: ").unwrap();
+        if let Ok(tungstenite::Message::Binary(b)) = ws.read() {
+            seen.extend_from_slice(&b);
+        }
+    }
+    ws.send(tungstenite::Message::Binary(b"root\r".to_vec().into()))
+        .unwrap();
+    let typed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let typed = typed.clone();
+        let mut reader = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                typed.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    wait_for("the typed login to reach the serial port", || {
+        String::from_utf8_lossy(&typed.lock().unwrap()).contains("root")
+    });
+
+    // The lease ends: the console is cut, with the reason.
+    let ended = Instant::now();
+    let r = s.delete(&format!("/session/{aid}")).send().unwrap();
+    assert_eq!(r.status(), 204);
+    let reason = loop {
+        assert!(
+            ended.elapsed() < Duration::from_secs(10),
+            "the console was never cut"
+        );
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => break f.reason.to_string(),
+            Ok(tungstenite::Message::Close(None)) => break String::new(),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("the console ended without a close frame: {e}"),
+        }
+    };
+    eprintln!(
+        "the old holder's console was cut {:.2} s after its session ended",
+        ended.elapsed().as_secs_f64()
+    );
+    assert_eq!(reason, "the session no longer holds this board");
+
+    // SSH through the lab: the holder gets in, anyone else is refused.
+    let b = reserve();
+    assert_eq!(b["status"], "active", "{b}");
+    let bid = b["session_id"].as_str().unwrap().to_string();
+    let ssh = |token: &str, sid: &str| {
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "ConnectTimeout=20"])
+            .arg("-i")
+            .arg(&client_key)
+            .arg("-o")
+            .arg(format!(
+                "ProxyCommand={} lab ssh-proxy b-1",
+                common::alpy_bin().display()
+            ))
+            .args(["root@b-1", "echo", "through-the-lab"])
+            .env("REMOTE_LAB_URL", &s.url)
+            .env("REMOTE_LAB_TOKEN", token)
+            .env("ALPY_LAB_SESSION", sid)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh (scripts/setup installs openssh-client)")
+    };
+    let ok = ssh(&s.token, &bid);
+    assert!(
+        ok.status.success() && String::from_utf8_lossy(&ok.stdout).trim() == "through-the-lab",
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Another user's active session (it holds no board) is refused.
+    let other: Value = s
+        .req("POST", "/session", Some(&s.other))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let refused = ssh(&s.other, other["session_id"].as_str().unwrap());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("403") && err.contains("does not hold board b-1"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
