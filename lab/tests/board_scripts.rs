@@ -180,3 +180,38 @@ fn scripts_run_on_reserve_release_and_every_n_sessions_and_failures_go_offline()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The README's rack example is a configuration the server takes, and
+/// lists as two boards of one class.
+#[test]
+fn the_readme_s_rack_example_is_a_configuration_the_server_takes() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let block = readme
+        .split("<!-- rack example -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- end of rack example -->").next())
+        .expect("the README marks its rack example");
+    let toml = block
+        .trim()
+        .strip_prefix("```toml")
+        .and_then(|b| b.strip_suffix("```"))
+        .expect("a toml block between the marks");
+    let s = Server::start_config("rack-example", toml, "", "");
+    let boards: Value = s.get("/boards").send().unwrap().json().unwrap();
+    let names: Vec<_> = boards["boards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["name"].clone(), b["class"].clone(), b["ports"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (json!("fw-1"), json!("fw-9000"), json!(2)),
+            (json!("fw-2"), json!("fw-9000"), json!(2))
+        ],
+        "{boards}"
+    );
+}
