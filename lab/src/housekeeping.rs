@@ -150,7 +150,8 @@ pub async fn reap_at_start(app: &Shared) {
         })
         .collect();
     let n = boards.len();
-    match app.db(move |db| db.sync_boards(&boards)).await {
+    let max = app.cfg.limits.max_labs;
+    match app.db(move |db| db.sync_boards(&boards, max)).await {
         Ok(()) if n > 0 => tracing::info!(boards = n, "board inventory from the configuration"),
         Ok(()) => {}
         Err(e) => tracing::error!("reading the board inventory at start: {}", e.1),

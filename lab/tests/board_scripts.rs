@@ -8,6 +8,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Server;
@@ -213,5 +214,64 @@ fn the_readme_s_rack_example_is_a_configuration_the_server_takes() {
             (json!("fw-2"), json!("fw-9000"), json!(2))
         ],
         "{boards}"
+    );
+}
+
+/// A held board that leaves the configuration ends its session as any
+/// end does: told why, and said on the event stream.
+#[test]
+fn a_held_board_that_leaves_the_configuration_ends_its_session() {
+    let board = |n: &str| {
+        format!(
+            "[[board]]\nname = \"{n}\"\nclass = \"c\"\nconsole = {{ kind = \"tcp\", addr = \"127.0.0.1:9\" }}\npower = {{ driver = \"qmp\", socket = \"/nonexistent/{n}.qmp\" }}\n"
+        )
+    };
+    let mut s = Server::start_config(
+        "orphans",
+        &format!("{}{}", board("o-1"), board("o-2")),
+        "",
+        "",
+    );
+    let r: Value = s
+        .post("/session")
+        .json(&json!({"board": {"class": "c"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (r["status"].as_str(), r["board"].as_str()),
+        (Some("active"), Some("o-1")),
+        "{r}"
+    );
+    let id = r["session_id"].as_str().unwrap().to_string();
+    s.kill();
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, config.replace(&board("o-1"), "")).unwrap();
+    s.restart();
+    let now = s.status(&id);
+    assert_eq!(now["status"], "ended", "{now}");
+    assert_eq!(now["note"], "its board o-1 left the configuration", "{now}");
+    let out = Command::new(common::alpy_bin())
+        .args([
+            "lab",
+            "events",
+            "--count",
+            "2",
+            "--json",
+            "--url",
+            &s.url,
+            "--token",
+            &s.operator,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("\"ended\"")
+            && text.contains("left the configuration"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

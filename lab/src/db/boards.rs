@@ -4,7 +4,7 @@
 //! boards exist; the database keeps their state across restarts, so a
 //! board an operator took offline stays offline.
 
-use alpy::lab::wire::{BoardJob, BoardRequest, BoardState, EventAction, EventType};
+use alpy::lab::wire::{BoardJob, BoardRequest, BoardState, EventAction, EventType, SessionStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{handle, lock, now, Db, DbError, R};
@@ -64,7 +64,30 @@ impl Db {
     /// Makes the boards table hold exactly `names` (the configuration's):
     /// a new board starts online, a board that left the configuration is
     /// forgotten, the others keep their state.
-    pub fn sync_boards(&self, boards: &[ConfiguredBoard]) -> R<()> {
+    pub fn sync_boards(&self, boards: &[ConfiguredBoard], capacity: usize) -> R<()> {
+        // A held board that left the configuration: its session ends, as
+        // any session ends (events, the queue served), since it would hold
+        // nothing, and the board could be lent again under a new name.
+        let held: Vec<(String, String)> = {
+            let c = lock(&self.conn);
+            let mut st = c.prepare("SELECT name, holder FROM boards WHERE holder IS NOT NULL")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (name, key) in held {
+            if boards.iter().any(|b| b.name == name) {
+                continue;
+            }
+            let note = format!("its board {name} left the configuration");
+            tracing::warn!(session = %handle(&key), board = %name, "session ended: {note}");
+            self.end_session(
+                &key,
+                SessionStatus::Ended,
+                Some(&note),
+                capacity,
+                super::SERVER,
+            )?;
+        }
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
         t.execute_batch(
@@ -86,22 +109,6 @@ impl Db {
                    seen = COALESCE(seen, ?6) WHERE name = ?1",
                 params![b.name, b.class, tags, b.has_setup, b.has_teardown, now()],
             )?;
-        }
-        // A held board that left the configuration: its session ends
-        // (it would hold nothing, and the board could be lent again under
-        // a new name).
-        let orphans = t.execute(
-            "UPDATE sessions SET status = 'ended',
-               note = 'its board ' || (SELECT name FROM boards b WHERE b.holder = sessions.id) || ' left the configuration'
-             WHERE status IN ('active','waiting') AND id IN
-               (SELECT holder FROM boards WHERE holder IS NOT NULL AND name NOT IN (SELECT name FROM configured))",
-            [],
-        )?;
-        if orphans > 0 {
-            tracing::warn!(
-                sessions = orphans,
-                "sessions ended: their boards left the configuration"
-            );
         }
         t.execute(
             "DELETE FROM boards WHERE name NOT IN (SELECT name FROM configured)",
