@@ -347,18 +347,20 @@ fn queue(q: &Queue) {
 
 fn boards(b: &Boards) {
     println!(
-        "{:<16} {:<16} {:<8} {:<5} {:<20} {:<14} reason",
-        "board", "class", "state", "ports", "tags", "held by"
+        "{:<16} {:<16} {:<8} {:<5} {:<20} {:<14} {:<9} {:<5} reason",
+        "board", "class", "state", "ports", "tags", "held by", "running", "lent"
     );
     for x in &b.boards {
         println!(
-            "{:<16} {:<16} {:<8} {:<5} {:<20} {:<14} {}",
+            "{:<16} {:<16} {:<8} {:<5} {:<20} {:<14} {:<9} {:<5} {}",
             x.name,
             x.class,
             x.state,
             x.ports,
             x.tags.join(","),
             x.holder.as_deref().unwrap_or("-"),
+            x.busy.map_or("-", |j| j.as_str()),
+            x.lent_since_check,
             x.reason.as_deref().unwrap_or("-")
         );
     }
