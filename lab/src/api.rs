@@ -40,6 +40,8 @@ pub struct App {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Long-lived streams open per token.
     pub streams: Arc<crate::events::Streams>,
+    /// Boards' open console and SSH streams, by board.
+    pub board_streams: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Boards one of whose scripts runs now.
     pub board_scripts: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }

@@ -60,9 +60,24 @@ async fn pass(app: &Shared) {
         }
     };
     for (name, job, holder) in jobs {
+        // The old holder's console or SSH stream is being cut: the
+        // script would find the console server's port taken.
+        if crate::board_remote::has_open_streams(app, &name) {
+            continue;
+        }
         let Some(running) = Running::start(app, &name) else {
             continue;
         };
+        // A script that ended between the listing and the claim cleared
+        // its mark (and the board may be lent since): the mark is read
+        // again now that no script of the board can end unseen.
+        let wanted = (name.clone(), job, holder.clone());
+        let still = app
+            .db(move |db| Ok(db.board_jobs()?.contains(&wanted)))
+            .await;
+        if !matches!(still, Ok(true)) {
+            continue;
+        }
         let app = app.clone();
         tokio::spawn(async move {
             run_job(&app, &name, job, holder).await;
@@ -103,13 +118,21 @@ pub async fn run_job(app: &Shared, name: &str, job: BoardJob, holder: Option<Str
         BoardJob::Check => "health check",
     };
     let failed = (!outcome.passed).then(|| format!("{actor} failed: {}", outcome.output));
-    let (n, a) = (name.to_string(), actor.to_string());
-    let f = failed.clone();
-    if let Err(e) = app
-        .db(move |db| db.end_board_job(&n, job, holder.as_deref(), f.as_deref(), &a))
-        .await
-    {
-        tracing::error!(board = %name, job = %job, "recording the script's end: {}", e.1);
+    // Recorded, or the script would run again (a flash, twice): a busy
+    // database is waited for.
+    for attempt in 1.. {
+        let (n, a, h) = (name.to_string(), actor.to_string(), holder.clone());
+        let f = failed.clone();
+        match app
+            .db(move |db| db.end_board_job(&n, job, h.as_deref(), f.as_deref(), &a))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(board = %name, job = %job, attempt, "recording the script's end: {}", e.1);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
     match &failed {
         Some(reason) => tracing::warn!(board = %name, job = %job, "board offline: {reason}"),

@@ -60,8 +60,8 @@ fn held(app: &Shared, s: &ActiveSession, name: &str) -> ApiResult<alpy::board::B
 /// Resolves once session `key` no longer holds board `board` as an active
 /// session (ended, expired, moved, the board taken back).
 async fn hold_ends(app: Shared, key: String, board: String) {
+    // Checked at once too: connecting may have taken seconds.
     loop {
-        tokio::time::sleep(HOLD_CHECK).await;
         let k = key.clone();
         match app.db(move |db| db.session(&k)).await {
             Ok(Some(s))
@@ -70,6 +70,7 @@ async fn hold_ends(app: Shared, key: String, board: String) {
             Err(e) if e.0 == axum::http::StatusCode::SERVICE_UNAVAILABLE => {}
             _ => return,
         }
+        tokio::time::sleep(HOLD_CHECK).await;
     }
 }
 
@@ -134,8 +135,11 @@ fn stream(
     what: &'static str,
     done: impl FnOnce() + Send + 'static,
 ) -> ApiResult<Response> {
+    let slot = app.stream_slot(&s.caller)?;
     let sid = s.handle().to_string();
     tracing::info!(session = %sid, board = %board, "{what} attached");
+    // Counted until it is closed: the board's scripts wait for it.
+    let open = OpenStream::new(&app, &board);
     let ends = hold_ends(app, s.session.key.clone(), board.clone());
     Ok(ws.on_upgrade(move |socket| async move {
         let cut = "the session no longer holds this board";
@@ -144,5 +148,52 @@ fn stream(
         }
         // Joining the console's pumps blocks.
         let _ = tokio::task::spawn_blocking(done).await;
+        drop((slot, open));
     }))
+}
+
+/// A board's stream, counted in [`crate::api::App::board_streams`] while
+/// it is open: a script that would use the board (its teardown after a
+/// lease ends) waits until the old holder's streams are closed.
+struct OpenStream {
+    app: Shared,
+    board: String,
+}
+
+impl OpenStream {
+    fn new(app: &Shared, board: &str) -> OpenStream {
+        *app.board_streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(board.to_string())
+            .or_default() += 1;
+        OpenStream {
+            app: app.clone(),
+            board: board.to_string(),
+        }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut open = self
+            .app
+            .board_streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.board) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.board);
+            }
+        }
+    }
+}
+
+/// Whether board `name` has a stream open.
+pub fn has_open_streams(app: &Shared, name: &str) -> bool {
+    app.board_streams
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains_key(name)
 }

@@ -304,7 +304,9 @@ impl Config {
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();
-            bad(at, e.message().to_string())
+            // A value written where another type belongs would be quoted:
+            // a community or pass phrase, perhaps.
+            bad(at, alpy::board::hide_values(e.message()))
         })?;
         // Absolute, so that labs (run in their own directories) find them.
         let parent = match path.parent() {

@@ -206,6 +206,7 @@ fn serve(path: &std::path::Path, listen: Option<String>) -> Result<(), Error> {
             closing: tokio::sync::watch::channel(false).0,
             streams: Default::default(),
             board_scripts: Default::default(),
+            board_streams: Default::default(),
         });
         housekeeping::reap_at_start(&app).await;
         app.db.events().emit(

@@ -27,6 +27,9 @@ use crate::auth::ActiveSession;
 /// How long a stream waits for a client that stopped reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a close frame may take to send.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The QMP commands a session may send through the lab: what tests need
 /// (status, run control, power, link state), nothing that reads or writes
 /// host files or runs host commands (`migrate`, `human-monitor-command`,
@@ -270,14 +273,19 @@ pub(crate) async fn bridge(
         _ = ends => true,
     };
     let reason = if cut { cut_reason } else { "the stream ended" };
-    let _ = ws_tx
-        .lock()
-        .await
-        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
-            code: if cut { 1008 } else { 1000 },
-            reason: reason.into(),
-        })))
-        .await;
+    // A client that stopped reading does not hold the console (or the
+    // board's port) past this.
+    let close = async {
+        ws_tx
+            .lock()
+            .await
+            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                code: if cut { 1008 } else { 1000 },
+                reason: reason.into(),
+            })))
+            .await
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     cut
 }
 

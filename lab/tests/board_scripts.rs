@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use common::Server;
 use serde_json::{json, Value};
 
-/// The scripts append `WHAT BOARD SESSION` to `log`; a setup fails while
-/// `bad-setup` exists beside it, a teardown while `bad-teardown` does.
+/// The scripts append `WHAT BOARD SESSION` to `log`; a setup waits until
+/// `go` exists beside it, and fails while `bad-setup` does; a teardown
+/// fails while `bad-teardown` does.
 fn config(dir: &Path) -> String {
     let (log, bad_setup, bad_teardown) = (
         dir.join("scripts.log"),
@@ -32,12 +33,13 @@ power = {{ driver = "qmp", socket = "/nonexistent/s-1.qmp" }}
 
 [[board_class]]
 name = "solo"
-setup_script = ["sh", "-c", "echo setup $ALPY_BOARD $ALPY_SESSION >> {log}; sleep 0.5; if [ -e {bad_setup} ]; then echo flash failed; exit 4; fi"]
+setup_script = ["sh", "-c", "echo setup $ALPY_BOARD $ALPY_SESSION >> {log}; while [ ! -e {go} ]; do sleep 0.1; done; if [ -e {bad_setup} ]; then echo flash failed; exit 4; fi"]
 teardown_script = ["sh", "-c", "echo teardown $ALPY_BOARD $ALPY_SESSION >> {log}; if [ -e {bad_teardown} ]; then echo wipe failed >&2; exit 5; fi"]
 health_check = ["sh", "-c", "echo check $ALPY_BOARD - >> {log}"]
 check_every_sessions = 2
 "#,
         log = log.display(),
+        go = dir.join("go").display(),
         bad_setup = bad_setup.display(),
         bad_teardown = bad_teardown.display(),
     )
@@ -95,6 +97,7 @@ fn scripts_run_on_reserve_release_and_every_n_sessions_and_failures_go_offline()
         "{a}"
     );
     assert_eq!(board()["busy"], "setup", "{}", board());
+    std::fs::write(dir.join("go"), "").unwrap();
     let a = active(&a);
     assert_eq!(a["board"], "s-1");
     // B waits for the board; A lets it go: teardown, then B's setup.

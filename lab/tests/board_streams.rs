@@ -236,10 +236,26 @@ ssh = "127.0.0.1:{ssh_port}"
     );
     assert_eq!(reason, "the session no longer holds this board");
 
-    // SSH through the lab: the holder gets in, anyone else is refused.
+    // The next holder gets the console: the old one let the port go.
     let b = reserve();
     assert_eq!(b["status"], "active", "{b}");
     let bid = b["session_id"].as_str().unwrap().to_string();
+    let mut ws = console_ws(&s, &bid);
+    let mut seen = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("again:") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no prompt for the next holder: {seen:?}"
+        );
+        master.write_all(b"\r\nagain: ").unwrap();
+        if let Ok(tungstenite::Message::Binary(b)) = ws.read() {
+            seen.extend_from_slice(&b);
+        }
+    }
+    drop(ws);
+
+    // SSH through the lab: the holder gets in, anyone else is refused.
     let ssh = |token: &str, sid: &str| {
         Command::new("ssh")
             .args(["-F", "/dev/null", "-o", "BatchMode=yes"])

@@ -30,4 +30,5 @@ pub mod power;
 mod spec;
 
 pub use machine::Board;
+pub use spec::hide_values;
 pub use spec::{BoardPort, BoardSpec, ConsoleSpec, PowerSpec, ProtocolSecret};

@@ -291,7 +291,7 @@ impl BoardSpec {
                     format!("{line}:{col}: ")
                 })
                 .unwrap_or_default();
-            Error::Config(format!("board: {at}{}", e.message()))
+            Error::Config(format!("board: {at}{}", hide_values(e.message())))
         })
     }
 
@@ -301,6 +301,35 @@ impl BoardSpec {
         let power = super::power::Power::new(&self.name, self.power.driver()?);
         Ok(super::Board::new(&self.name, power, self.console.port()))
     }
+}
+
+/// `message` (a serde error's) with every double-quoted value hidden:
+/// `invalid type: string "..."` would otherwise quote what was written,
+/// a community or pass phrase perhaps. Field names (in backticks) stay.
+///
+/// ```
+/// let m = alpy::board::hide_values("invalid type: string \"s3cret\", expected u32");
+/// assert_eq!(m, "invalid type: string \"(hidden)\", expected u32");
+/// ```
+pub fn hide_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("(hidden)\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    if inside {
+        out.push_str("(hidden)");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -379,6 +408,18 @@ mod tests {
                     power = { driver = \"snmp\", agent = \"a\", port = 1, community = \"***\" }\n";
         let e = BoardSpec::from_toml(back).unwrap_err().to_string();
         assert!(e.contains("real one"), "{e}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_quoted() {
+        let text = "name = \"b\"\nclass = \"c\"\nconsole = { kind = \"tcp\", addr = \"h:1\" }\n\
+                    power = { driver = \"snmp\", agent = \"a\", port = \"s3cret-p\", community = \"c\" }\n";
+        let e = BoardSpec::from_toml(text).unwrap_err().to_string();
+        assert!(e.contains("invalid type") && !e.contains("s3cret-p"), "{e}");
+        assert_eq!(
+            hide_values("unknown field `x`, \"v\" and \"w"),
+            "unknown field `x`, \"(hidden)\" and \"(hidden)"
+        );
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         match ws.read() {
             Ok(tungstenite::Message::Binary(b)) => {
-                if local.write_all(&b).is_err() {
+                if !write_all_waiting(&mut local, &b, stop) {
                     break;
                 }
             }
@@ -112,4 +112,30 @@ pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) {
     }
     let _ = ws.close(None);
     let _ = local.shutdown(std::net::Shutdown::Both);
+}
+
+/// Writes all of `data` to the non-blocking `local`, waiting while its
+/// reader is behind (its buffer full) rather than giving up; false if
+/// the socket failed or `stop` was set.
+fn write_all_waiting(local: &mut UnixStream, mut data: &[u8], stop: &AtomicBool) -> bool {
+    use std::os::fd::AsFd;
+    while !data.is_empty() {
+        match local.write(data) {
+            Ok(0) => return false,
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stop.load(Ordering::SeqCst) {
+                    return false;
+                }
+                let mut fds = [nix::poll::PollFd::new(
+                    local.as_fd(),
+                    nix::poll::PollFlags::POLLOUT,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
