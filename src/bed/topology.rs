@@ -314,6 +314,10 @@ impl Topology {
     pub fn apply(&self, mut b: TestBedBuilder) -> Result<TestBedBuilder> {
         let sections = self.file.machine_sections();
         for (i, (name, d)) in sections.iter().enumerate() {
+            if let Some(spec) = self.board_of(d)? {
+                b = b.board(name, spec);
+                continue;
+            }
             let dut = self.dut_of(d)?;
             b = if i == 0 && self.file.dut.is_some() {
                 b.dut(dut)

@@ -9,6 +9,7 @@ use crate::bed::dut::{Disk, Dut};
 use crate::bed::topology_file::{
     parse_config_drive, parse_firmware, parse_poweroff, parse_rom, DutSection, Place,
 };
+use crate::board::BoardSpec;
 use crate::error::{Error, Result};
 use crate::vm::qemu::{DiskBus, NicModel};
 
@@ -21,6 +22,9 @@ impl Topology {
         dut: &DutSection,
         place: &Place<'_>,
     ) -> Result<()> {
+        if let Some(b) = &dut.board {
+            return check_board_section(name, dut, b, place);
+        }
         let mut files: Vec<&Spanned<String>> = dut.kernel.iter().chain(&dut.initrd).collect();
         files.extend(dut.disks.iter().map(|d| &d.path));
         for f in files {
@@ -105,6 +109,11 @@ impl Topology {
     }
 
     /// The machine a `[dut]` or `[[machine]]` section describes.
+    /// The board a machine section describes, if it is one.
+    pub(super) fn board_of(&self, d: &DutSection) -> Result<Option<BoardSpec>> {
+        d.board.as_ref().map(board_spec).transpose()
+    }
+
     pub(super) fn dut_of(&self, d: &DutSection) -> Result<Dut> {
         let mut dut = match &d.kernel {
             Some(k) => Dut::kernel(
@@ -187,4 +196,60 @@ impl Topology {
         }
         Ok(dut)
     }
+}
+
+/// A board section's spec; a message that names the key at fault, never
+/// a value (a community or pass phrase may be one).
+fn board_spec(b: &Spanned<toml::Value>) -> Result<BoardSpec> {
+    use serde::Deserialize;
+    BoardSpec::deserialize(b.get_ref().clone()).map_err(|e| {
+        let message = crate::board::hide_values(e.message());
+        Error::Config(format!("board: {message}"))
+    })
+}
+
+/// A machine section that is a board (`board = { .. }`): none of a VM's
+/// keys, and a board spec whose power driver can be made.
+fn check_board_section(
+    name: &str,
+    dut: &DutSection,
+    b: &Spanned<toml::Value>,
+    place: &Place<'_>,
+) -> Result<()> {
+    let vm_keys = [
+        ("kernel", dut.kernel.is_some()),
+        ("initrd", dut.initrd.is_some()),
+        ("append", dut.append.is_some()),
+        ("disks", !dut.disks.is_empty()),
+        ("uefi", dut.uefi),
+        ("nic_model", dut.nic_model.is_some()),
+        ("memory_mib", dut.memory_mib.is_some()),
+        ("cpus", dut.cpus.is_some()),
+        ("machine", dut.machine.is_some()),
+        ("warm", dut.warm.is_some()),
+        ("extra_args", !dut.extra_args.is_empty()),
+        ("firmware", dut.firmware.is_some()),
+        ("firmware_code", dut.firmware_code.is_some()),
+        ("firmware_vars", dut.firmware_vars.is_some()),
+        ("cpu", dut.cpu.is_some()),
+        ("smbios", !dut.smbios.is_empty()),
+        ("uuid", dut.uuid.is_some()),
+        ("aux_serials", dut.aux_serials > 0),
+        ("nic_rom", dut.nic_rom.is_some()),
+        ("config_drive", dut.config_drive.is_some()),
+    ];
+    if let Some((key, _)) = vm_keys.iter().find(|(_, set)| *set) {
+        return Err(place.spanned(
+            b,
+            &format!(
+                "machine {name} is a board (board = {{ .. }}): {key} is a VM's key; remove it \
+                 (or the board)"
+            ),
+        ));
+    }
+    let spec = board_spec(b).map_err(|e| place.spanned(b, &e.to_string()))?;
+    spec.power
+        .driver()
+        .map_err(|e| place.spanned(b, &format!("board {}: its power: {e}", spec.name)))?;
+    Ok(())
 }

@@ -85,6 +85,9 @@ pub(super) struct DutSection {
     pub(super) aux_serials: usize,
     pub(super) nic_rom: Option<Spanned<String>>,
     pub(super) config_drive: Option<ConfigDriveSection>,
+    /// A board instead of a VM: a [`crate::board::BoardSpec`], read when
+    /// the section is checked (its errors never quote its secrets).
+    pub(super) board: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

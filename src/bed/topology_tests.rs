@@ -189,3 +189,43 @@ fn links_have_roles() {
         "{e}"
     );
 }
+
+const BOARD: &str = "[dut]\nprompt = \"# \"\n[dut.board]\nname = \"fw-1\"\nclass = \"fw\"\nports = [\"eth9\"]\nconsole = { kind = \"tcp\", addr = \"127.0.0.1:7001\" }\npower = { driver = \"snmp\", agent = \"127.0.0.1\", port = 1, community = \"s3cret-community\" }\n";
+
+#[test]
+fn a_board_section_is_a_board_machine() {
+    let t = Topology::parse(
+        Path::new("/x/t.toml"),
+        &format!("{BOARD}[[link]]\naddrs = [\"10.0.0.2/24\"]\n"),
+    )
+    .unwrap();
+    let b = t.builder().unwrap();
+    let specs = b.machine_specs();
+    assert_eq!(specs.len(), 1);
+    assert_eq!(specs[0].name, "dut");
+    match &specs[0].kind {
+        crate::bed::machine_kind::MachineKind::Board(spec) => {
+            assert_eq!((spec.name.as_str(), spec.class.as_str()), ("fw-1", "fw"));
+            assert_eq!(spec.ports.len(), 1);
+        }
+        other => panic!("a VM: {other:?}"),
+    }
+    assert_eq!(b.prompt.as_deref(), Some("# "));
+}
+
+#[test]
+fn a_board_section_refuses_a_vm_s_keys_and_names_its_mistakes_without_secrets() {
+    let e = err(&BOARD.replace("prompt", "memory_mib = 512\nprompt"));
+    assert!(
+        e.contains("t.toml:4:1") && e.contains("memory_mib is a VM's key"),
+        "{e}"
+    );
+    let e = err(&BOARD.replace("class = \"fw\"", "clas = \"fw\""));
+    assert!(
+        e.contains("t.toml:") && e.contains("unknown field `clas`"),
+        "{e}"
+    );
+    let e = err(&BOARD.replace("port = 1,", "port = \"s3cret-port\","));
+    assert!(!e.contains("s3cret"), "a value in the error: {e}");
+    assert!(!err(&BOARD.replace("class", "clas")).contains("s3cret"));
+}
