@@ -166,9 +166,19 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
     Ok((text, parsed.name))
 }
 
-/// One machine section (`dut`, `machine[i]`): sizes within the limits, no
-/// raw QEMU arguments but the safe ones, no ROM file.
+/// One machine section (`dut`, `machine[i]`): no board of its own,
+/// sizes within the limits, no raw QEMU arguments but the safe ones, no
+/// ROM file.
 fn check_machine(name: &str, dut: &toml::Table, limits: &Limits) -> Result<(), Refusal> {
+    // A board's power may be a host command, its console a host device,
+    // its ports host interfaces: only the lab's configuration names them.
+    if dut.contains_key("board") {
+        return Err(format!(
+            "{name}.board: a remote lab lends its own boards (their power, console and ports \
+             are its configuration's): reserve one by class with POST /session \
+             {{\"board\": {{\"class\": ..}}}} instead of describing one"
+        ));
+    }
     check_sizes(name, dut, limits)?;
     for arg in dut
         .get("extra_args")

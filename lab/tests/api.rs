@@ -108,6 +108,11 @@ fn status_codes_auth_and_refusals() {
         "[dut]\ndisks = [{ path = \"/etc/shadow\" }]\n",
         "dut.disks[0].path",
     );
+    // A board of the client's own would run its power commands here.
+    refused(
+        "[dut]\nprompt = \"# \"\n[dut.board]\nname = \"b\"\nclass = \"c\"\nconsole = { kind = \"serial\", path = \"/dev/ttyS0\" }\npower = { driver = \"command\", switch = \"x\", on = [\"touch\", \"/tmp/owned\"], off = [\"true\"], status = [\"echo\", \"on\"] }\n",
+        "dut.board: a remote lab lends its own boards",
+    );
     refused(
         "[dut]\nkernel = \"store:guest-kernel\"\n[[link]]\napps = [{ image = \"evil/miner\" }]\n",
         "allow-list",
