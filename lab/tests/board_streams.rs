@@ -288,6 +288,49 @@ ssh = "127.0.0.1:{ssh_port}"
         String::from_utf8_lossy(&ok.stdout),
         String::from_utf8_lossy(&ok.stderr)
     );
+    // A proxy whose lease ends says so, and fails.
+    let mut proxy = Command::new(common::alpy_bin())
+        .args(["lab", "ssh-proxy", "b-1"])
+        .env("REMOTE_LAB_URL", &s.url)
+        .env("REMOTE_LAB_TOKEN", &s.token)
+        .env("ALPY_LAB_SESSION", &bid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = [0u8; 7];
+    proxy
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut banner)
+        .unwrap();
+    assert_eq!(&banner, b"SSH-2.0", "the board's SSH server answers");
+    let r = s.delete(&format!("/session/{bid}")).send().unwrap();
+    assert_eq!(r.status(), 204);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = proxy.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the proxy outlived its lease"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    proxy
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        !status.success() && err.contains("the session no longer holds this board"),
+        "{status}: {err}"
+    );
     // Another user's active session (it holds no board) is refused.
     let other: Value = s
         .req("POST", "/session", Some(&s.other))

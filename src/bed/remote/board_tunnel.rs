@@ -35,7 +35,8 @@ impl BoardStream {
 pub struct BoardTunnel {
     socket: UnixStream,
     stop: Arc<AtomicBool>,
-    bridge: Option<std::thread::JoinHandle<()>>,
+    bridge: Option<std::thread::JoinHandle<Option<String>>>,
+    board: String,
 }
 
 impl BoardTunnel {
@@ -45,7 +46,8 @@ impl BoardTunnel {
         &self.socket
     }
 
-    /// Closes the stream.
+    /// Closes the stream: an error with the lab's reason if the lab cut
+    /// it (the session no longer holds the board).
     pub fn close(mut self) -> Result<()> {
         self.shut()
     }
@@ -55,6 +57,11 @@ impl BoardTunnel {
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
         match self.bridge.take().map(std::thread::JoinHandle::join) {
             Some(Err(_)) => Err(Error::Internal("the board tunnel's thread panicked".into())),
+            Some(Ok(Some(why))) => Err(Error::Lab {
+                what: format!("the stream to board {}", self.board),
+                status: None,
+                detail: format!("the lab closed it: {why}"),
+            }),
             _ => Ok(()),
         }
     }
@@ -102,6 +109,7 @@ impl LabServer {
             socket: ours,
             stop,
             bridge: Some(bridge),
+            board: board.to_string(),
         })
     }
 }

@@ -263,7 +263,11 @@ impl RemoteBed {
             self.bridge = Some(
                 std::thread::Builder::new()
                     .name("lab-console".into())
-                    .spawn(move || super::ws::bridge(ws, theirs, &stop))
+                    .spawn(move || {
+                        if let Some(why) = super::ws::bridge(ws, theirs, &stop) {
+                            log::warn!(target: "alpy::lab", "the lab closed the console: {why}");
+                        }
+                    })
                     .map_err(|e| Error::io("spawn the console bridge", e))?,
             );
             let name = format!("remote-{}/dut", self.lab.name);

@@ -68,8 +68,11 @@ fn connect_ws(req: tungstenite::handshake::client::Request, url: &str) -> Result
 }
 
 /// Copies between the WebSocket and the console's socket, polling both
-/// (a tungstenite socket is not split across threads).
-pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) {
+/// (a tungstenite socket is not split across threads). The server's
+/// reason, when it closed the stream with one that is not a normal end
+/// (the lab cut it: "the session no longer holds this board").
+pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) -> Option<String> {
+    let mut cut = None;
     let tcp = match ws.get_ref() {
         tungstenite::stream::MaybeTlsStream::Plain(s) => Some(s),
         tungstenite::stream::MaybeTlsStream::Rustls(s) => Some(s.get_ref()),
@@ -87,7 +90,12 @@ pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) {
                     break;
                 }
             }
-            Ok(tungstenite::Message::Close(_)) => break,
+            Ok(tungstenite::Message::Close(frame)) => {
+                cut = frame
+                    .filter(|f| f.code != tungstenite::protocol::frame::coding::CloseCode::Normal)
+                    .map(|f| f.reason.to_string());
+                break;
+            }
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
                 if matches!(
@@ -112,6 +120,7 @@ pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) {
     }
     let _ = ws.close(None);
     let _ = local.shutdown(std::net::Shutdown::Both);
+    cut
 }
 
 /// Writes all of `data` to the non-blocking `local`, waiting while its
