@@ -71,11 +71,21 @@ impl Page {
             c.goto(&format!("{}/", self.url)).await.unwrap();
             // The form is in the page hidden until its script shows it:
             // typing before that is "element not interactable".
-            let field = c
+            // A loaded machine (a CI run beside other tests) can take a
+            // while to run the page's script: a minute, then the page says
+            // what it shows.
+            let field = match c
                 .wait()
+                .at_most(Duration::from_secs(60))
                 .for_element(Locator::Css("#signin:not([hidden]) #token"))
                 .await
-                .unwrap();
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    let page = c.source().await.unwrap_or_default();
+                    panic!("the sign-in form never showed ({e}); the page:\n{page}");
+                }
+            };
             field.send_keys(token).await.unwrap();
             c.find(Locator::Css("#signin button"))
                 .await
