@@ -346,3 +346,92 @@ ssh = "127.0.0.1:{ssh_port}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A holder that dies (SIGKILL: no goodbye, its heartbeats just stop)
+/// loses its board to the next waiter within the heartbeat limit, and its
+/// console WebSocket is closed as the lease ends.
+#[test]
+fn a_killed_holder_s_board_goes_to_the_next_and_its_console_is_cut() {
+    use std::os::unix::process::CommandExt;
+    let dir = common::temp_dir("board-kill").keep();
+    let pty = nix::pty::openpty(None, None).expect("a pty");
+    let slave = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).unwrap();
+    let _master = std::fs::File::from(pty.master);
+    let (console_port, _ser2net) = console_server(&dir, &slave.display().to_string());
+    let config = format!(
+        "[[board]]\nname = \"b-1\"\nclass = \"edge\"\nconsole = {{ kind = \"tcp\", addr = \"127.0.0.1:{console_port}\" }}\npower = {{ driver = \"qmp\", socket = \"/nonexistent/b-1.qmp\" }}\n"
+    );
+    let s = Server::start_config("board-kill", &config, "active_heartbeat_s = 10", "");
+    // The holder: `alpy lab reserve`, its command in the same group.
+    let marker = dir.join("session");
+    let mut holder = Command::new(common::alpy_bin())
+        .args(["lab", "reserve", "edge", "--", "sh", "-c"])
+        .arg(format!(
+            "echo $ALPY_LAB_SESSION > {m}.tmp && mv {m}.tmp {m} && exec sleep 600",
+            m = marker.display()
+        ))
+        .env("REMOTE_LAB_URL", &s.url)
+        .env("REMOTE_LAB_TOKEN", &s.token)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("alpy lab reserve to hold the board", || marker.exists());
+    let sid = std::fs::read_to_string(&marker).unwrap().trim().to_string();
+    assert_eq!(s.status(&sid)["board"], "b-1");
+    let mut ws = console_ws(&s, &sid);
+    let b: Value = s
+        .post("/session")
+        .json(&json!({"board": {"class": "edge"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(b["status"], "waiting", "{b}");
+    let bid = b["session_id"].as_str().unwrap().to_string();
+
+    let pid = nix::unistd::Pid::from_raw(holder.id() as i32);
+    nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let _ = holder.wait();
+    let (mut promoted, mut closed) = (None, None);
+    while promoted.is_none() || closed.is_none() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "after 60 s: promoted {promoted:?}, console closed {closed:?}"
+        );
+        if closed.is_none() {
+            match ws.read() {
+                Ok(tungstenite::Message::Close(f)) => {
+                    let reason = f.map(|f| f.reason.to_string()).unwrap_or_default();
+                    assert_eq!(reason, "the session no longer holds this board");
+                    closed = Some(killed.elapsed());
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("the console ended without a close frame: {e}"),
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if promoted.is_none() {
+            s.post_as("/session/heartbeat", &bid).send().unwrap();
+            let now = s.status(&bid);
+            if now["status"] == "active" {
+                assert_eq!(now["board"], "b-1");
+                promoted = Some(killed.elapsed());
+            }
+        }
+    }
+    let (promoted, closed) = (promoted.unwrap(), closed.unwrap());
+    eprintln!(
+        "after the holder's SIGKILL: the next waiter got the board at {:.1} s (limit: 10 s of \
+         heartbeats + 5 s), the old console was closed at {:.2} s ({:+.2} s from the lease's end)",
+        promoted.as_secs_f64(),
+        closed.as_secs_f64(),
+        closed.as_secs_f64() - promoted.as_secs_f64()
+    );
+    assert_eq!(s.status(&sid)["status"], "expired");
+    let _ = std::fs::remove_dir_all(&dir);
+}

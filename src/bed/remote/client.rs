@@ -9,7 +9,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 
 use serde::de::DeserializeOwned;
 
-use super::wire::{Session, SessionStatus};
+use super::wire::{BoardRequest, NewSession, Session, SessionStatus};
 use crate::error::{Error, Result};
 
 /// A session on a lab server. Heartbeats go out from a background thread
@@ -75,12 +75,39 @@ impl LabClient {
     /// Creates a session on the server at `url` (`https://` is checked
     /// against the system's CAs and `REMOTE_LAB_CA`'s).
     pub fn connect(url: &str, token: &str) -> Result<LabClient> {
+        LabClient::open(url, token, None)
+    }
+
+    /// Creates a session that reserves a board the request fits: it
+    /// waits in the queue until one is free (and its class's setup script
+    /// passed), then holds it while this client's heartbeats go out.
+    /// [`LabClient::wait_active`] waits for it; [`LabClient::info`] says
+    /// which board it holds.
+    ///
+    /// ```no_run
+    /// use alpy::lab::{wire::BoardRequest, LabClient};
+    /// # fn main() -> alpy::Result<()> {
+    /// let want = BoardRequest { class: Some("fw-9000".into()), tags: vec![] };
+    /// let lab = LabClient::reserve_board("https://lab-host:8300", "alpylab_...", &want)?;
+    /// lab.wait_active(std::time::Duration::from_secs(3600))?;
+    /// println!("holding {:?}", lab.info()?.board);
+    /// lab.close()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve_board(url: &str, token: &str, want: &BoardRequest) -> Result<LabClient> {
+        LabClient::open(url, token, Some(want))
+    }
+
+    fn open(url: &str, token: &str, board: Option<&BoardRequest>) -> Result<LabClient> {
         let url = url.trim_end_matches('/').to_string();
         let http = super::tls::http_client(token, Duration::from_secs(900))?;
-        let r = http
-            .post(format!("{url}/session"))
-            .send()
-            .map_err(net(&format!("reach {url}")))?;
+        let mut ask = http.post(format!("{url}/session"));
+        if let Some(b) = board {
+            ask = ask.json(&NewSession {
+                board: Some(b.clone()),
+            });
+        }
+        let r = ask.send().map_err(net(&format!("reach {url}")))?;
         let info: Session = checked(r, "create a session")?
             .json()
             .map_err(net("read the new session"))?;

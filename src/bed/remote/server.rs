@@ -63,7 +63,7 @@ impl LabServer {
     }
 
     /// The token it calls with.
-    pub(super) fn token(&self) -> &str {
+    pub fn token(&self) -> &str {
         &self.token
     }
 

@@ -65,6 +65,23 @@ pub(crate) enum LabCommand {
         /// The board.
         board: String,
     },
+    /// Reserve a board of a class and run a command while holding it: it
+    /// gets ALPY_LAB_SESSION and ALPY_LAB_BOARD (for `alpy lab ssh-proxy`),
+    /// and the board goes back when it ends, or when this process dies
+    /// (its heartbeats stop). Exits with the command's status.
+    Reserve {
+        /// The board's class (`alpy lab boards` lists them).
+        class: String,
+        /// A tag the board must have (again for more).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// How long to wait in the queue, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        wait: u64,
+        /// The command, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Your reserved board's SSH port through the lab, on standard input
     /// and output: for OpenSSH's ProxyCommand, as in
     /// `ssh -o ProxyCommand='alpy lab ssh-proxy fw-1' root@fw-1`.
@@ -167,6 +184,17 @@ pub(crate) fn run(target: Target, what: LabCommand) -> alpy::Result<()> {
                 });
             }
         }
+        LabCommand::Reserve {
+            class,
+            tags,
+            wait,
+            command,
+        } => {
+            let code = reserve(&lab, class, tags, wait, &command)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
         LabCommand::SshProxy { board, session } => {
             let session = session
                 .or_else(|| std::env::var(SESSION_VAR).ok())
@@ -262,6 +290,45 @@ fn follow(
         pause = (pause * 2).min(std::time::Duration::from_secs(10));
     }
     Ok(())
+}
+
+/// Reserves a board of `class` with `tags`, runs `command` while holding
+/// it, lets it go; the command's exit code.
+fn reserve(
+    lab: &LabServer,
+    class: String,
+    tags: Vec<String>,
+    wait: u64,
+    command: &[String],
+) -> alpy::Result<i32> {
+    let want = alpy::lab::wire::BoardRequest {
+        class: Some(class),
+        tags,
+    };
+    let client = alpy::lab::LabClient::reserve_board(lab.url(), lab.token(), &want)?;
+    client.wait_active(std::time::Duration::from_secs(wait))?;
+    let info = client.info()?;
+    let board = info.board.unwrap_or_default();
+    eprintln!(
+        "alpy lab: board {board} reserved by session {} (it goes back when the command ends)",
+        info.handle
+    );
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| alpy::Error::Config("give the command to run after --".into()))?;
+    let status = std::process::Command::new(program)
+        .args(args)
+        .env(SESSION_VAR, client.session_id())
+        .env("ALPY_LAB_BOARD", &board)
+        .env(alpy::lab::URL_VAR, lab.url())
+        .env(alpy::lab::TOKEN_VAR, lab.token())
+        .status()
+        .map_err(|e| alpy::Error::io(format!("run {program}"), e));
+    // The board goes back whatever became of the command.
+    let closed = client.close();
+    let status = status?;
+    closed?;
+    Ok(status.code().unwrap_or(1))
 }
 
 /// Where `alpy lab ssh-proxy` finds its session's id.
