@@ -119,8 +119,8 @@ pub async fn run_job(app: &Shared, name: &str, job: BoardJob, holder: Option<Str
     };
     let failed = (!outcome.passed).then(|| format!("{actor} failed: {}", outcome.output));
     // Recorded, or the script would run again (a flash, twice): a busy
-    // database is waited for.
-    for attempt in 1.. {
+    // database is waited for (a minute); another error is logged once.
+    for attempt in 1..=60 {
         let (n, a, h) = (name.to_string(), actor.to_string(), holder.clone());
         let f = failed.clone();
         match app
@@ -130,6 +130,9 @@ pub async fn run_job(app: &Shared, name: &str, job: BoardJob, holder: Option<Str
             Ok(()) => break,
             Err(e) => {
                 tracing::error!(board = %name, job = %job, attempt, "recording the script's end: {}", e.1);
+                if e.0 != axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -83,6 +83,7 @@ async fn console(
 ) -> ApiResult<Response> {
     let spec = held(&app, &s, &name)?;
     let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
+    let slot = app.stream_slot(&s.caller)?;
     let port = spec.console.port();
     let board = spec.name.clone();
     let opened = tokio::task::spawn_blocking(move || ConsoleLink::open(&board, &port, CONNECT))
@@ -96,7 +97,9 @@ async fn console(
         .set_nonblocking(true)
         .and_then(|()| tokio::net::UnixStream::from_std(sock))
         .map_err(|e| ApiError::internal(format!("register the console socket: {e}")))?;
-    stream(app, s, name, ws, sock, "console", move || link.close())
+    stream(app, s, name, ws, slot, sock, "console", move || {
+        link.close()
+    })
 }
 
 #[utoipa::path(get, path = "/boards/{name}/ssh", tag = "boards", params(SessionHeader, ("name" = String, Path, description = "the board")), responses((status = 101, description = "switching protocols: a TCP stream to the board's SSH port, both ways"), (status = 400, description = "bad input", body = ErrorBody), (status = 403, description = "the session does not hold this board", body = ErrorBody), (status = 404, description = "no such session or board", body = ErrorBody), (status = 409, description = "the board has no ssh address", body = ErrorBody), (status = 423, description = "the session is not active", body = ErrorBody), (status = 502, description = "the board's SSH port did not answer", body = ErrorBody)))]
@@ -108,6 +111,7 @@ async fn ssh(
 ) -> ApiResult<Response> {
     let spec = held(&app, &s, &name)?;
     let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
+    let slot = app.stream_slot(&s.caller)?;
     let addr = spec.ssh.clone().ok_or_else(|| {
         ApiError::conflict(format!(
             "board {name} has no ssh address: add ssh = \"HOST:PORT\" to its [[board]] entry"
@@ -121,21 +125,23 @@ async fn ssh(
             tracing::warn!(board = %name, "its SSH port {addr}: {e}");
             ApiError::bad_gateway(format!("board {name}'s SSH port {addr}: {e}"))
         })?;
-    stream(app, s, name, ws, tcp, "ssh", || {})
+    stream(app, s, name, ws, slot, tcp, "ssh", || {})
 }
 
 /// Upgrades to a WebSocket that carries `sock` both ways until either
-/// ends or the session stops holding the board; `done` runs after.
+/// ends or the session stops holding the board (`slot`, the caller's
+/// stream slot, held meanwhile); `done` runs after.
+#[allow(clippy::too_many_arguments)]
 fn stream(
     app: Shared,
     s: ActiveSession,
     board: String,
     ws: WebSocketUpgrade,
+    slot: crate::events::StreamSlot,
     sock: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     what: &'static str,
     done: impl FnOnce() + Send + 'static,
 ) -> ApiResult<Response> {
-    let slot = app.stream_slot(&s.caller)?;
     let sid = s.handle().to_string();
     tracing::info!(session = %sid, board = %board, "{what} attached");
     // Counted until it is closed: the board's scripts wait for it.

@@ -122,6 +122,12 @@ async fn check(
             spec.class
         )));
     }
+    if crate::board_remote::has_open_streams(&app, &name) {
+        return Err(ApiError::conflict(format!(
+            "board {name}'s console or SSH stream is still open (its last holder's, being \
+             cut): try again in a few seconds"
+        )));
+    }
     let Some(running) = Running::start(&app, &name) else {
         return Err(ApiError::conflict(format!(
             "a script of board {name} runs now: wait for it (GET /boards shows it as busy)"

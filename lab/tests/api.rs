@@ -114,6 +114,10 @@ fn status_codes_auth_and_refusals() {
         "dut.board: a remote lab lends its own boards",
     );
     refused(
+        "[[machine]]\nname = \"r1\"\n[machine.board]\nname = \"b\"\nclass = \"c\"\nconsole = { kind = \"tcp\", addr = \"127.0.0.1:9\" }\npower = { driver = \"qmp\", socket = \"/run/x.qmp\" }\n",
+        "machine[0].board: a remote lab lends its own boards",
+    );
+    refused(
         "[dut]\nkernel = \"store:guest-kernel\"\n[[link]]\napps = [{ image = \"evil/miner\" }]\n",
         "allow-list",
     );

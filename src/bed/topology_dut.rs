@@ -23,7 +23,7 @@ impl Topology {
         place: &Place<'_>,
     ) -> Result<()> {
         if let Some(b) = &dut.board {
-            return check_board_section(name, dut, b, place);
+            check_board_section(name, dut, b, place)?;
         }
         let mut files: Vec<&Spanned<String>> = dut.kernel.iter().chain(&dut.initrd).collect();
         files.extend(dut.disks.iter().map(|d| &d.path));
@@ -33,7 +33,7 @@ impl Topology {
                 return Err(place.spanned(f, &format!("file {} does not exist", p.display())));
             }
         }
-        if dut.kernel.is_none() && dut.disks.is_empty() {
+        if dut.kernel.is_none() && dut.disks.is_empty() && dut.board.is_none() {
             let section = if name == "dut" && self.file.dut.is_some() {
                 "[dut]".to_string()
             } else {
@@ -245,6 +245,13 @@ fn check_board_section(
                 "machine {name} is a board (board = {{ .. }}): {key} is a VM's key; remove it \
                  (or the board)"
             ),
+        ));
+    }
+    // A board's roles are its spec's (one place for them).
+    if let Some(t) = dut.tags.first() {
+        return Err(place.spanned(
+            t,
+            &format!("machine {name} is a board: give its roles as board.tags"),
         ));
     }
     let spec = board_spec(b).map_err(|e| place.spanned(b, &e.to_string()))?;

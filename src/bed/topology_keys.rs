@@ -59,7 +59,7 @@ const KEYS: &[Key] = &[
     ("dut", "aux_serials", "integer", "0", "Serial ports beyond the console (up to the lab's limit)."),
     ("dut", "nic_rom", "string", "none", "The NICs' option ROM: none (no PXE), `default` (QEMU's), or a file."),
     ("dut", "config_drive", "table", "-", "A drive of inline files (see `dut.config_drive`)."),
-    ("dut", "board", "table", "-", "A board instead of a VM: its `name`, `class`, `power`, `console`, `ports` (and `tags`, `ssh`), the keys of alpy-lab's `[[board]]`; a VM's keys are then refused. Powered on at boot, off at close; no warm start."),
+    ("dut", "board", "table", "-", "A board instead of a VM: its `name`, `class`, `power`, `console`, `ports` (and `tags`, `ssh`), the keys of alpy-lab's `[[board]]`; a VM's keys are then refused, and its roles are `board.tags`. Powered on at boot, off at close; no warm start. A lab refuses an uploaded board (reserve one by class)."),
     ("dut.login", "user", "string", "-", "The user name typed at the login prompt."),
     ("dut.login", "password", "string", "-", "The password, if one is asked."),
     ("dut.login", "prompt", "string", "`# `", "The shell prompt after logging in."),

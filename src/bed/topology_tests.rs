@@ -227,5 +227,9 @@ fn a_board_section_refuses_a_vm_s_keys_and_names_its_mistakes_without_secrets() 
     );
     let e = err(&BOARD.replace("port = 1,", "port = \"s3cret-port\","));
     assert!(!e.contains("s3cret"), "a value in the error: {e}");
-    assert!(!err(&BOARD.replace("class", "clas")).contains("s3cret"));
+    // Checks a VM's section gets apply to a board's too.
+    let e = err(&BOARD.replace("prompt = \"# \"", "poweroff = \"halt\""));
+    assert!(e.contains("console:COMMAND"), "{e}");
+    let e = err(&BOARD.replace("prompt = \"# \"", "tags = [\"edge\"]"));
+    assert!(e.contains("board.tags"), "{e}");
 }

@@ -303,33 +303,62 @@ impl BoardSpec {
     }
 }
 
-/// `message` (a serde error's) with every double-quoted value hidden:
-/// `invalid type: string "..."` would otherwise quote what was written,
-/// a community or pass phrase perhaps. Field names (in backticks) stay.
+/// `message` (a serde error's) with the values it quotes hidden: serde
+/// shows what was written where another type belongs (`invalid type:
+/// string "s3cret", expected u32`, ``integer `123456` ``), which may be a
+/// community or pass phrase. Field names and the rest of the message
+/// stay.
 ///
 /// ```
 /// let m = alpy::board::hide_values("invalid type: string \"s3cret\", expected u32");
 /// assert_eq!(m, "invalid type: string \"(hidden)\", expected u32");
+/// let m = alpy::board::hide_values("invalid type: integer `123456`, expected a string");
+/// assert_eq!(m, "invalid type: integer `(hidden)`, expected a string");
 /// ```
 pub fn hide_values(message: &str) -> String {
+    const QUOTED: [(&str, char); 5] = [
+        ("string \"", '"'),
+        ("integer `", '`'),
+        ("floating point `", '`'),
+        ("character `", '`'),
+        ("byte array `", '`'),
+    ];
     let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        if c == '"' {
-            if inside {
-                out.push_str("(hidden)\"");
-            } else {
-                out.push('"');
+    let mut rest = message;
+    loop {
+        // The next value serde quotes: `string "..."` (with \" escapes),
+        // or a number, character or bytes in backticks.
+        let next = QUOTED
+            .iter()
+            .filter_map(|(lead, close)| rest.find(lead).map(|at| (at, *lead, *close)))
+            .min_by_key(|(at, _, _)| *at);
+        let Some((at, lead, close)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at + lead.len()]);
+        rest = &rest[at + lead.len()..];
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && close == '"' {
+                escaped = true;
+            } else if c == close {
+                end = Some(i);
+                break;
             }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+        }
+        out.push_str("(hidden)");
+        match end {
+            Some(i) => {
+                out.push(close);
+                rest = &rest[i + close.len_utf8()..];
+            }
+            None => return out,
         }
     }
-    if inside {
-        out.push_str("(hidden)");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -416,10 +445,36 @@ mod tests {
                     power = { driver = \"snmp\", agent = \"a\", port = \"s3cret-p\", community = \"c\" }\n";
         let e = BoardSpec::from_toml(text).unwrap_err().to_string();
         assert!(e.contains("invalid type") && !e.contains("s3cret-p"), "{e}");
-        assert_eq!(
-            hide_values("unknown field `x`, \"v\" and \"w"),
-            "unknown field `x`, \"(hidden)\" and \"(hidden)"
+        let number = text.replace(
+            "port = \"s3cret-p\", community = \"c\"",
+            "port = 1, community = 9876543",
         );
+        let e = BoardSpec::from_toml(&number).unwrap_err().to_string();
+        assert!(e.contains("invalid type") && !e.contains("9876543"), "{e}");
+        for (given, want) in [
+            (
+                "unknown field `x`, expected `y`",
+                "unknown field `x`, expected `y`",
+            ),
+            (
+                "invalid type: string \"pa\\\"ss\", expected u32",
+                "invalid type: string \"(hidden)\", expected u32",
+            ),
+            (
+                "invalid type: integer `123456`, expected a string",
+                "invalid type: integer `(hidden)`, expected a string",
+            ),
+            (
+                "invalid basic string, expected `\"`",
+                "invalid basic string, expected `\"`",
+            ),
+            (
+                "invalid type: string \"unclosed",
+                "invalid type: string \"(hidden)",
+            ),
+        ] {
+            assert_eq!(hide_values(given), want, "{given}");
+        }
     }
 
     #[test]

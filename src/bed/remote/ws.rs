@@ -93,7 +93,10 @@ pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) -> Op
             Ok(tungstenite::Message::Close(frame)) => {
                 cut = frame
                     .filter(|f| f.code != tungstenite::protocol::frame::coding::CloseCode::Normal)
-                    .map(|f| f.reason.to_string());
+                    .map(|f| match f.reason.as_str() {
+                        "" => format!("closed with code {}", u16::from(f.code)),
+                        why => why.to_string(),
+                    });
                 break;
             }
             Ok(_) => {}
