@@ -23,6 +23,17 @@ pub async fn run(app: Shared) {
     if app.cfg.boards.is_empty() {
         return;
     }
+    // Scripts an earlier run left (it died; they did not) would run
+    // beside the ones marked again below: a flash, twice at once.
+    let mark = crate::board_script::mark_of(&app.cfg.state_dir);
+    match tokio::task::spawn_blocking(move || crate::board_script::kill_left_over(&mark)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            processes = n,
+            "killed what board scripts of an earlier run left"
+        ),
+        Err(e) => tracing::error!("looking for board scripts an earlier run left: {e}"),
+    }
     loop {
         pass(&app).await;
         tokio::time::sleep(EVERY).await;
@@ -105,7 +116,8 @@ pub async fn run_job(app: &Shared, name: &str, job: BoardJob, holder: Option<Str
     tracing::info!(board = %name, job = %job, session = ?session, "board script started");
     let outcome = match class_of(app, name) {
         Some((spec, class)) if !class.job(job).0.is_empty() => {
-            crate::board_script::run(&spec, &class, job, session.as_deref()).await
+            let mark = crate::board_script::mark_of(&app.cfg.state_dir);
+            crate::board_script::run(&spec, &class, job, session.as_deref(), &mark).await
         }
         _ => Outcome {
             passed: true,

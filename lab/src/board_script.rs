@@ -74,13 +74,50 @@ fn called(job: BoardJob) -> &'static str {
     }
 }
 
+/// The variable that marks a script (and what it starts) as this
+/// server's: its value names the server's state directory.
+const MARK: &str = "ALPY_LAB_SCRIPT_OF";
+
+/// This server's mark, from its state directory.
+pub fn mark_of(state_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes())[..8])
+}
+
+/// Kills what scripts of an earlier run of this server left running (the
+/// server died; their process groups did not): every process whose
+/// environment carries this server's mark. How many were killed.
+pub fn kill_left_over(mark: &str) -> usize {
+    let want = format!("{MARK}={mark}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
+
 /// Runs `class`'s `job` for `board` (reserved by the session with handle
-/// `session`, for a setup or teardown).
+/// `session`, for a setup or teardown), marked as this server's (`mark`).
 pub async fn run(
     board: &alpy::board::BoardSpec,
     class: &BoardClass,
     job: BoardJob,
     session: Option<&str>,
+    mark: &str,
 ) -> Outcome {
     let (argv, timeout_s) = class.job(job);
     let what = called(job);
@@ -112,6 +149,7 @@ pub async fn run(
         .env("ALPY_BOARD_CONSOLE", console_address(board))
         .env("ALPY_BOARD_JOB", job.as_str())
         .env("ALPY_SESSION", session.unwrap_or_default())
+        .env(MARK, mark)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

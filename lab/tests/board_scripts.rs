@@ -278,3 +278,46 @@ fn a_held_board_that_leaves_the_configuration_ends_its_session() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A server that dies leaves its running script behind (the script has
+/// its own process group); the restarted server kills it before it runs
+/// the script again, so two never run at once.
+#[test]
+fn a_restarted_server_kills_the_script_its_last_run_left() {
+    let config = "[[board]]\nname = \"k-1\"\nclass = \"k\"\nconsole = { kind = \"tcp\", addr = \"127.0.0.1:9\" }\npower = { driver = \"qmp\", socket = \"/nonexistent/k-1.qmp\" }\n\n[[board_class]]\nname = \"k\"\nsetup_script = [\"sleep\", \"61.2345\"]\n";
+    let sleepers = || -> Vec<String> {
+        let out = Command::new("pgrep")
+            .args(["-f", "^sleep 61.2345$"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let mut s = Server::start_config("left-over", config, "", "");
+    let r = s
+        .post("/session")
+        .json(&json!({"board": {"class": "k"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let first = until("the setup script to run", || {
+        let now = sleepers();
+        (now.len() == 1).then(|| now[0].clone())
+    });
+    s.kill();
+    assert_eq!(
+        sleepers(),
+        std::slice::from_ref(&first),
+        "the script outlives its server"
+    );
+    s.restart();
+    // Killed at start; the setup, still marked, runs again.
+    let again = until("the old script killed and the setup run again", || {
+        let now = sleepers();
+        (now.len() == 1 && now[0] != first).then(|| now[0].clone())
+    });
+    drop(s);
+    let _ = Command::new("kill").args(["-9", &again]).status();
+}
