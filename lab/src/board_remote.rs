@@ -125,6 +125,7 @@ async fn ssh(
             tracing::warn!(board = %name, "its SSH port {addr}: {e}");
             ApiError::bad_gateway(format!("board {name}'s SSH port {addr}: {e}"))
         })?;
+    let _ = tcp.set_nodelay(true);
     stream(app, s, name, ws, slot, tcp, "ssh", || {})
 }
 

@@ -94,6 +94,9 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Consoles and tunnels send small packets that wait for answers
+        // (an SSH window's adjust): Nagle's delay would cost each one.
+        let _ = stream.set_nodelay(true);
         let svc = TowerToHyperService::new(router.clone());
         let (http, tls, mut stop) = (http.clone(), tls.clone(), stop_rx.clone());
         tasks.spawn(async move {

@@ -288,6 +288,44 @@ ssh = "127.0.0.1:{ssh_port}"
         String::from_utf8_lossy(&ok.stdout),
         String::from_utf8_lossy(&ok.stderr)
     );
+    // 8 MiB up through the tunnel arrive whole (and how fast).
+    let big = dir.join("big");
+    std::fs::write(&big, vec![0x5a_u8; 8 << 20]).unwrap();
+    let t0 = Instant::now();
+    let up = Command::new("ssh")
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .arg("-i")
+        .arg(&client_key)
+        .arg("-o")
+        .arg(format!(
+            "ProxyCommand={} lab ssh-proxy b-1",
+            common::alpy_bin().display()
+        ))
+        .args(["root@b-1", "wc", "-c"])
+        .env("REMOTE_LAB_URL", &s.url)
+        .env("REMOTE_LAB_TOKEN", &s.token)
+        .env("ALPY_LAB_SESSION", &bid)
+        .stdin(std::fs::File::open(&big).unwrap())
+        .output()
+        .unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    assert_eq!(
+        String::from_utf8_lossy(&up.stdout).trim(),
+        (8 << 20).to_string(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    eprintln!(
+        "8 MiB up through ssh-proxy in {took:.2} s ({:.1} MiB/s, ssh included)",
+        8.0 / took
+    );
+
     // A proxy whose lease ends says so, and fails.
     let mut proxy = Command::new(common::alpy_bin())
         .args(["lab", "ssh-proxy", "b-1"])

@@ -46,6 +46,9 @@ fn connect_ws(req: tungstenite::handshake::client::Request, url: &str) -> Result
         .port_or_known_default()
         .ok_or_else(|| bad("no port".into()))?;
     let tcp = std::net::TcpStream::connect((host, port)).map_err(|e| bad(e.to_string()))?;
+    // Small packets that wait for answers (an SSH window's adjust, a
+    // typed key) go at once.
+    let _ = tcp.set_nodelay(true);
     let connector = tungstenite::Connector::Rustls(crate::bed::remote::tls::client_config()?);
     let (ws, _) =
         tungstenite::client_tls_with_config(req, tcp, None, Some(connector)).map_err(|e| {
@@ -78,12 +81,20 @@ pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) -> Op
         tungstenite::stream::MaybeTlsStream::Rustls(s) => Some(s.get_ref()),
         _ => None,
     };
+    // Both sides are waited for at once (poll), then each is served: a
+    // WebSocket read that waits while the local side has data would cost
+    // a wait per SSH window. The read itself waits 1 ms at most (TLS may
+    // hold data the socket no longer shows).
+    let tcp_fd = tcp.map(std::os::fd::AsRawFd::as_raw_fd);
     if let Some(s) = tcp {
-        let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
+        let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
     }
     let _ = local.set_nonblocking(true);
     let mut buf = [0u8; 8192];
     while !stop.load(Ordering::SeqCst) {
+        if let Some(fd) = tcp_fd {
+            wait_either(fd, &local, Duration::from_millis(20));
+        }
         match ws.read() {
             Ok(tungstenite::Message::Binary(b)) => {
                 if !write_all_waiting(&mut local, &b, stop) {
@@ -107,18 +118,34 @@ pub(super) fn bridge(mut ws: Ws, mut local: UnixStream, stop: &AtomicBool) -> Op
                 ) => {}
             Err(_) => break,
         }
-        match local.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if ws
-                    .send(tungstenite::Message::Binary(buf[..n].to_vec().into()))
-                    .is_err()
-                {
+        // What the local side has, up to 256 KiB a turn: one read a turn
+        // would cap an upload at a buffer per WebSocket read timeout.
+        let mut ended = false;
+        for _ in 0..32 {
+            match local.read(&mut buf) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => {
+                    if ws
+                        .send(tungstenite::Message::Binary(buf[..n].to_vec().into()))
+                        .is_err()
+                    {
+                        ended = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    ended = true;
                     break;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
+        }
+        if ended {
+            break;
         }
     }
     let _ = ws.close(None);
@@ -150,4 +177,19 @@ fn write_all_waiting(local: &mut UnixStream, mut data: &[u8], stop: &AtomicBool)
         }
     }
     true
+}
+
+/// Waits up to `timeout` for the WebSocket's socket `fd` or `local` to
+/// have something to read.
+fn wait_either(fd: std::os::fd::RawFd, local: &UnixStream, timeout: Duration) {
+    use std::os::fd::{AsFd, BorrowedFd};
+    // SAFETY: `fd` is the WebSocket's socket, open for this whole call
+    // (the bridge owns the WebSocket and polls between its reads).
+    let tcp = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [
+        nix::poll::PollFd::new(tcp, nix::poll::PollFlags::POLLIN),
+        nix::poll::PollFd::new(local.as_fd(), nix::poll::PollFlags::POLLIN),
+    ];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
 }
