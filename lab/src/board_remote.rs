@@ -57,6 +57,24 @@ fn held(app: &Shared, s: &ActiveSession, name: &str) -> ApiResult<alpy::board::B
     Ok(spec)
 }
 
+/// What both streams check first, in this order: the session holds
+/// board `name`, the request is a WebSocket, the caller has a stream slot.
+fn opening(
+    app: &Shared,
+    s: &ActiveSession,
+    name: &str,
+    ws: Upgrade,
+) -> ApiResult<(
+    alpy::board::BoardSpec,
+    WebSocketUpgrade,
+    crate::events::StreamSlot,
+)> {
+    let spec = held(app, s, name)?;
+    let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
+    let slot = app.stream_slot(&s.caller)?;
+    Ok((spec, ws, slot))
+}
+
 /// Resolves once session `key` no longer holds board `board` as an active
 /// session (ended, expired, moved, the board taken back).
 async fn hold_ends(app: Shared, key: String, board: String) {
@@ -81,9 +99,7 @@ async fn console(
     Path(name): Path<String>,
     ws: Upgrade,
 ) -> ApiResult<Response> {
-    let spec = held(&app, &s, &name)?;
-    let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
-    let slot = app.stream_slot(&s.caller)?;
+    let (spec, ws, slot) = opening(&app, &s, &name, ws)?;
     let port = spec.console.port();
     let board = spec.name.clone();
     let opened = tokio::task::spawn_blocking(move || ConsoleLink::open(&board, &port, CONNECT))
@@ -109,9 +125,7 @@ async fn ssh(
     Path(name): Path<String>,
     ws: Upgrade,
 ) -> ApiResult<Response> {
-    let spec = held(&app, &s, &name)?;
-    let ws = ws.map_err(|e| ApiError::bad(format!("connect with a WebSocket: {e}")))?;
-    let slot = app.stream_slot(&s.caller)?;
+    let (spec, ws, slot) = opening(&app, &s, &name, ws)?;
     let addr = spec.ssh.clone().ok_or_else(|| {
         ApiError::conflict(format!(
             "board {name} has no ssh address: add ssh = \"HOST:PORT\" to its [[board]] entry"

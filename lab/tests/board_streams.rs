@@ -112,6 +112,52 @@ fn ssh_server(dir: &Path) -> (u16, Daemon) {
     (port, Daemon(child))
 }
 
+/// `ssh root@b-1 REMOTE...` through `alpy lab ssh-proxy`, as session
+/// `sid` of `token`, with the test's `key`.
+fn ssh_through_lab(s: &Server, key: &Path, token: &str, sid: &str, remote: &[&str]) -> Command {
+    let mut c = Command::new("ssh");
+    c.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "ConnectTimeout=20"])
+        .arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg(format!(
+            "ProxyCommand={} lab ssh-proxy b-1",
+            common::alpy_bin().display()
+        ))
+        .arg("root@b-1")
+        .args(remote)
+        .env("REMOTE_LAB_URL", &s.url)
+        .env("REMOTE_LAB_TOKEN", token)
+        .env("ALPY_LAB_SESSION", sid);
+    c
+}
+
+/// Writes `prompt` to the serial port (`master`) until the console
+/// WebSocket shows it, for 20 s at most.
+fn until_console_shows(ws: &mut Ws, master: &mut std::fs::File, prompt: &str) {
+    let mut seen = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains(prompt.trim_end()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the console never showed {prompt:?}: {seen:?}"
+        );
+        master
+            .write_all(format!("\r\n{prompt}").as_bytes())
+            .unwrap();
+        if let Ok(tungstenite::Message::Binary(b)) = ws.read() {
+            seen.extend_from_slice(&b);
+        }
+    }
+}
+
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
 fn console_ws(s: &Server, sid: &str) -> Ws {
@@ -181,18 +227,7 @@ ssh = "127.0.0.1:{ssh_port}"
 
     // The console, both ways.
     let mut ws = console_ws(&s, &aid);
-    let mut seen = Vec::new();
-    let t0 = Instant::now();
-    while !String::from_utf8_lossy(&seen).contains("login:") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no prompt: {seen:?}"
-        );
-        master.write_all(b"\r\nlogin: ").unwrap();
-        if let Ok(tungstenite::Message::Binary(b)) = ws.read() {
-            seen.extend_from_slice(&b);
-        }
-    }
+    until_console_shows(&mut ws, &mut master, "login: ");
     ws.send(tungstenite::Message::Binary(b"root\r".to_vec().into()))
         .unwrap();
     let typed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -241,42 +276,12 @@ ssh = "127.0.0.1:{ssh_port}"
     assert_eq!(b["status"], "active", "{b}");
     let bid = b["session_id"].as_str().unwrap().to_string();
     let mut ws = console_ws(&s, &bid);
-    let mut seen = Vec::new();
-    let t0 = Instant::now();
-    while !String::from_utf8_lossy(&seen).contains("again:") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no prompt for the next holder: {seen:?}"
-        );
-        master.write_all(b"\r\nagain: ").unwrap();
-        if let Ok(tungstenite::Message::Binary(b)) = ws.read() {
-            seen.extend_from_slice(&b);
-        }
-    }
+    until_console_shows(&mut ws, &mut master, "again: ");
     drop(ws);
 
     // SSH through the lab: the holder gets in, anyone else is refused.
     let ssh = |token: &str, sid: &str| {
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args(["-o", "ConnectTimeout=20"])
-            .arg("-i")
-            .arg(&client_key)
-            .arg("-o")
-            .arg(format!(
-                "ProxyCommand={} lab ssh-proxy b-1",
-                common::alpy_bin().display()
-            ))
-            .args(["root@b-1", "echo", "through-the-lab"])
-            .env("REMOTE_LAB_URL", &s.url)
-            .env("REMOTE_LAB_TOKEN", token)
-            .env("ALPY_LAB_SESSION", sid)
+        ssh_through_lab(&s, &client_key, token, sid, &["echo", "through-the-lab"])
             .stdin(Stdio::null())
             .output()
             .expect("ssh (scripts/setup installs openssh-client)")
@@ -292,25 +297,7 @@ ssh = "127.0.0.1:{ssh_port}"
     let big = dir.join("big");
     std::fs::write(&big, vec![0x5a_u8; 8 << 20]).unwrap();
     let t0 = Instant::now();
-    let up = Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .arg("-i")
-        .arg(&client_key)
-        .arg("-o")
-        .arg(format!(
-            "ProxyCommand={} lab ssh-proxy b-1",
-            common::alpy_bin().display()
-        ))
-        .args(["root@b-1", "wc", "-c"])
-        .env("REMOTE_LAB_URL", &s.url)
-        .env("REMOTE_LAB_TOKEN", &s.token)
-        .env("ALPY_LAB_SESSION", &bid)
+    let up = ssh_through_lab(&s, &client_key, &s.token, &bid, &["wc", "-c"])
         .stdin(std::fs::File::open(&big).unwrap())
         .output()
         .unwrap();
