@@ -76,6 +76,7 @@
 //! | `REMOTE_LAB_URL` | an alpy-lab server: beds run there (see [`lab`]) |
 //! | `REMOTE_LAB_TOKEN` | the bearer token for it (never shown) |
 //! | `REMOTE_LAB_WAIT` | seconds a bed waits in the lab's queue (default 1800) |
+//! | `REMOTE_LAB_BOARD` | on a lab, the DUT is a board of this class instead of the builder's VM (see [`TestBedBuilder::lab_board`]) |
 //! | `REMOTE_LAB_CA` | a PEM file of the lab's certificate authority (default: the system's roots) |
 //! | `CI` | `true` or `1`: `ALPY_KEEP` is ignored (a CI job never waits for `alpy down`) |
 //! | `XDG_RUNTIME_DIR` | where beds stood up by `alpy up` keep their sockets (default `/tmp/alpy-<uid>`) |

@@ -106,6 +106,11 @@ pub const VARS: &[Var] = &[
         "seconds to wait in the lab's queue",
     ),
     var(
+        "REMOTE_LAB_BOARD",
+        "unset: the DUT is the builder's VM",
+        "on a lab, a board of this class is the DUT instead of the VM",
+    ),
+    var(
         "REMOTE_LAB_CA",
         "the system's roots",
         "a PEM file of the lab's certificate authority",
@@ -312,6 +317,12 @@ impl Settings {
     /// `REMOTE_LAB_WAIT` as given, if set.
     pub fn lab_wait(&self) -> Option<&str> {
         self.get("REMOTE_LAB_WAIT")
+    }
+
+    /// `REMOTE_LAB_BOARD`, if set and not empty: the board class a bed
+    /// on a lab reserves for its DUT.
+    pub fn lab_board(&self) -> Option<&str> {
+        self.given("REMOTE_LAB_BOARD")
     }
 
     /// `REMOTE_LAB_CA`, if set and not empty.

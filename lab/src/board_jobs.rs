@@ -114,7 +114,17 @@ fn class_of(app: &Shared, name: &str) -> Option<(alpy::board::BoardSpec, BoardCl
 pub async fn run_job(app: &Shared, name: &str, job: BoardJob, holder: Option<String>) -> Outcome {
     let session = holder.as_deref().map(|k| handle(k).to_string());
     tracing::info!(board = %name, job = %job, session = ?session, "board script started");
+    // A lab's bed on the board goes before its teardown script runs (and
+    // before anyone else is lent the board).
+    let down = match job {
+        BoardJob::Teardown => crate::lab_board::take_down_labs_on(app, name).await,
+        BoardJob::Setup | BoardJob::Check => Ok(()),
+    };
     let outcome = match class_of(app, name) {
+        _ if down.is_err() => Outcome {
+            passed: false,
+            output: down.err().unwrap_or_default(),
+        },
         Some((spec, class)) if !class.job(job).0.is_empty() => {
             let mark = crate::board_script::mark_of(&app.cfg.state_dir);
             crate::board_script::run(&spec, &class, job, session.as_deref(), &mark).await

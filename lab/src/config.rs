@@ -6,7 +6,7 @@
 use crate::error::Error;
 
 mod boards;
-pub use boards::BoardClass;
+pub use boards::{BoardClass, BoardTables};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,6 +69,11 @@ pub struct Config {
     /// check and how often it runs, their setup and teardown scripts.
     #[serde(default, rename = "board_class")]
     pub board_classes: Vec<BoardClass>,
+    /// Each board's `[[board]]` table as written, by name: what a lab
+    /// on the board gives `alpy up` (a [`alpy::board::BoardSpec`]
+    /// serialises its secrets as `***`). Never in an answer or a log.
+    #[serde(skip)]
+    pub board_tables: BoardTables,
 }
 
 /// Which sessions share a lab.
@@ -392,6 +397,7 @@ impl Config {
             ));
         }
         boards::check_boards(&c.boards).map_err(|e| bad(String::new(), e))?;
+        c.board_tables = BoardTables::of(&text);
         boards::check_classes(&c.board_classes, &c.boards).map_err(|e| bad(String::new(), e))?;
         Ok(c)
     }

@@ -118,13 +118,25 @@ async fn acquire(
 ) -> ApiResult<Response> {
     let key = own.session.key.clone();
     let sid = own.handle().to_string();
-    if own.session.want.is_some() {
-        let b = own.session.board.as_deref().unwrap_or("(none now)");
-        return Err(ApiError::conflict(format!(
-            "session {sid} reserves a board ({b}): a lab needs a session of its own \
-             (POST /session with no body)"
-        )));
-    }
+    // A board session's lab is a bed on its board (never shared, and
+    // not counted among the lab slots: it boots no VM).
+    let board = match (&own.session.want, own.session.board.as_deref()) {
+        (None, _) => None,
+        (Some(_), Some(b)) => Some(b.to_string()),
+        (Some(_), None) => {
+            return Err(ApiError::conflict(format!(
+                "session {sid} reserves a board but holds none now: wait until it is active"
+            )))
+        }
+    };
+    let lent = match &board {
+        None => None,
+        Some(b) => Some(crate::lab_board::lent(&app.cfg, b).ok_or_else(|| {
+            ApiError::conflict(format!(
+                "board {b} is no longer in this lab's configuration: end the session"
+            ))
+        })?),
+    };
     let held = {
         let key = key.clone();
         app.db(move |db| db.held_lab(&key)).await?
@@ -135,11 +147,17 @@ async fn acquire(
             l.lab_id
         )));
     }
-    let up = read_upload(m).await?;
+    let mut up = read_upload(m).await?;
+    up.reuse &= board.is_none();
     let lab_id = new_id()?[..20].to_string();
     let dir = labs::lab_dir(&app.cfg, &lab_id);
-    let (text, name) = check_topology(&up.topology, &app.cfg, &dir.join("topology.toml"))
-        .map_err(|e| ApiError::bad(app.redact(&e)))?;
+    let (text, name) = check_topology(
+        &up.topology,
+        &app.cfg,
+        &dir.join("topology.toml"),
+        lent.as_ref(),
+    )
+    .map_err(|e| ApiError::bad(app.redact(&e)))?;
     let files_dir = dir.join("files");
     let mut extra = Vec::new();
     for (n, data) in &up.extra {
@@ -147,7 +165,7 @@ async fn acquire(
     }
     let hash = topology_hash(&text, &up.extra);
     let owner = own.caller.name.clone();
-    tracing::info!(session = %sid, topology = ?name, hash = %&hash[..12], reuse = up.reuse, "lab asked for");
+    tracing::info!(session = %sid, topology = ?name, hash = %&hash[..12], reuse = up.reuse, board = ?board, "lab asked for");
     if up.reuse {
         let among = (app.cfg.lab_reuse == Reuse::Owner).then(|| owner.clone());
         if let Some(lab) = wait_while_starting(&app, &hash, among).await? {
@@ -167,10 +185,21 @@ async fn acquire(
             .into_response());
         }
     }
-    make_room(&app, &sid, &name).await?;
+    if board.is_none() {
+        make_room(&app, &sid, &name).await?;
+    }
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(&files_dir)?;
-        std::fs::write(dir.join("topology.toml"), &text)?;
+        // A board's table holds its secrets: for this user's eyes only.
+        use std::os::unix::fs::OpenOptionsExt;
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join("topology.toml"))?,
+            text.as_bytes(),
+        )?;
         for (path, data) in &extra {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -193,6 +222,7 @@ async fn acquire(
         bed_id: None,
         bed: None,
         dir: dir.to_string_lossy().into_owned(),
+        board: board.clone(),
     };
     {
         let (row, key) = (row.clone(), key.clone());
@@ -286,13 +316,19 @@ async fn wait_while_starting(
 async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
     let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s);
     let max = app.cfg.limits.max_labs;
-    let mut labs = app.db(|db| db.labs()).await?;
+    // Labs on boards boot no VM: they take no slot.
+    let vm_labs = |db: &crate::db::Db| {
+        let mut labs = db.labs()?;
+        labs.retain(|l| l.board.is_none());
+        Ok(labs)
+    };
+    let mut labs = app.db(vm_labs).await?;
     while labs.len() >= max
         && labs.iter().any(|l| l.status == LabStatus::Destroying)
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        labs = app.db(|db| db.labs()).await?;
+        labs = app.db(vm_labs).await?;
     }
     if labs.len() < max {
         return Ok(());
@@ -300,7 +336,7 @@ async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
     for l in labs.iter().filter(|l| l.status == LabStatus::Idle) {
         tracing::info!(session = %sid, topology = ?name, lab = %l.lab_id, "destroying idle lab to make room");
         destroy_now(app, l, None).await;
-        if app.db(|db| db.labs()).await?.len() < max {
+        if app.db(vm_labs).await?.len() < max {
             return Ok(());
         }
     }
@@ -369,6 +405,7 @@ async fn devices(State(app): State<Shared>, s: ActiveSession) -> ApiResult<Json<
         console: "/lab/console".into(),
         dut_macs,
         capture_offset: bed["capture_offset"].as_f64(),
+        board: lab.board,
     }))
 }
 

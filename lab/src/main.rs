@@ -31,6 +31,7 @@ mod events;
 mod events_api;
 mod housekeeping;
 mod lab_api;
+mod lab_board;
 mod lab_logs;
 mod labs;
 mod openapi;

@@ -5,7 +5,7 @@
 //! machine of the bed (`?machine=NAME`, or `"machine"` in a QMP body).
 
 use crate::openapi::SessionHeader;
-use alpy::internal::supervisor::protocol::Request;
+use alpy::internal::supervisor::protocol::{PowerAction, Request};
 use alpy::lab::wire::ErrorBody;
 use alpy::lab::wire::SessionStatus;
 use std::time::Duration;
@@ -524,17 +524,21 @@ async fn power(
     axum::extract::Query(on): axum::extract::Query<OnMachine>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (sid, info) = held_bed(&app, &s).await?;
-    let cmd = match action.as_str() {
-        "off" => "system_powerdown",
-        "on" => "cont",
-        "cycle" => "system_reset",
-        _ => {
-            return Err(ApiError::bad(format!(
-                "power {action:?}: expected off, on or cycle"
-            )))
-        }
+    let action: PowerAction = action
+        .parse()
+        .map_err(|e: alpy::Error| ApiError::bad(e.to_string()))?;
+    machine_of(&info, on.machine.as_deref())?;
+    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, action = %action, "power");
+    // A VM's ACPI button, cont or reset; a board's power switch.
+    let request = Request::Power {
+        machine: on.machine.clone(),
+        action,
     };
-    tracing::info!(session = %sid, bed = %info.id, topology = ?info.name, machine = ?on.machine, action = ?action, "power");
-    let r = qmp_call(&info, on.machine.as_deref(), cmd, None).await?;
+    let r = tokio::task::spawn_blocking(move || {
+        alpy::internal::supervisor::registry::request(&info, &request)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::bad(e.to_string()))?;
     Ok(Json(json!({ "action": action, "return": r })))
 }

@@ -47,13 +47,29 @@ pub fn check_app(
     Ok(())
 }
 
-/// The topology with store names replaced by the store's paths, checked
-/// by alpy's own parser as if it were at `at`. Returns (text, name).
-pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, String), Refusal> {
+/// The board a board session holds, which its lab's `[dut]` becomes.
+pub struct Lent<'a> {
+    /// The board.
+    pub spec: &'a alpy::board::BoardSpec,
+    /// Its `[[board]]` table as configured (secrets and all).
+    pub table: &'a toml::Value,
+}
+
+/// The topology with store names replaced by the store's paths (and,
+/// for a session that holds board `lent`, its `[dut] lab_board` by the
+/// board's table), checked by alpy's own parser as if it were at `at`.
+/// Returns (text, name).
+pub fn check_topology(
+    text: &str,
+    cfg: &Config,
+    at: &Path,
+    lent: Option<&Lent<'_>>,
+) -> Result<(String, String), Refusal> {
     let (store, docker_images) = (&cfg.store, &cfg.docker_images);
     let mut t: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| format!("topology: {}", e.message()))?;
+    let board = crate::lab_board::take_lab_board(&mut t, lent)?;
     let names = || {
         if store.is_empty() {
             "the store is empty".to_string()
@@ -141,9 +157,13 @@ pub fn check_topology(text: &str, cfg: &Config, at: &Path) -> Result<(String, St
             }
         }
     }
-    let text = toml::to_string(&t).map_err(|e| format!("topology: {e}"))?;
+    let mut text = toml::to_string(&t).map_err(|e| format!("topology: {e}"))?;
     if text.contains("{cache}") {
         return Err("topology: {cache} names the lab host's cache: use \"store:NAME\"".into());
+    }
+    if let (Some(table), Some(dut)) = (board, t.get_mut("dut").and_then(|d| d.as_table_mut())) {
+        dut.insert("board".into(), table);
+        text = toml::to_string(&t).map_err(|e| format!("topology: {e}"))?;
     }
     let parsed = alpy::Topology::parse(at, &text).map_err(|e| format!("topology: {e}"))?;
     if parsed.name.chars().any(char::is_control) {
@@ -298,15 +318,16 @@ mod tests {
     fn host_paths_are_refused_and_store_names_resolved() {
         let at = Path::new("/x/topology.toml");
         let c = cfg();
-        let e = check_topology("[dut]\nkernel = \"/etc/shadow\"\n", &c, at).unwrap_err();
+        let e = check_topology("[dut]\nkernel = \"/etc/shadow\"\n", &c, at, None).unwrap_err();
         assert!(e.contains("image store") && e.contains("store:NAME"), "{e}");
-        let e = check_topology("[dut]\nkernel = \"store:nope\"\n", &c, at).unwrap_err();
+        let e = check_topology("[dut]\nkernel = \"store:nope\"\n", &c, at, None).unwrap_err();
         assert!(e.contains("no \"nope\""), "{e}");
         // Every machine's files come from the store, and its limits hold.
         let e = check_topology(
             "[dut]\nkernel = \"store:k\"\n[[machine]]\nname = \"r2\"\nkernel = \"/etc/shadow\"\n",
             &c,
             at,
+            None,
         )
         .unwrap_err();
         assert!(
@@ -318,6 +339,7 @@ mod tests {
              [[machine]]\nname = \"r2\"\nkernel = \"store:k\"\nextra_args = [\"-drive\"]\n",
             &c,
             at,
+            None,
         )
         .unwrap_err();
         assert!(
@@ -328,6 +350,7 @@ mod tests {
             "[[machine]]\nname = \"r1\"\nkernel = \"store:k\"\nmemory_mib = 99999\n",
             &c,
             at,
+            None,
         )
         .unwrap_err();
         assert!(e.contains("machine[0].memory_mib"), "{e}");
@@ -337,6 +360,7 @@ mod tests {
              [[link]]\nname = \"core\"\nendpoints = [\"r1:0\", \"r2:0\"]\n",
             &c,
             at,
+            None,
         )
         .unwrap();
         assert!(!text.contains("store:"), "store names resolved: {text}");
@@ -346,12 +370,13 @@ mod tests {
                 "[[machine]]\nname = \"m{i}\"\nkernel = \"store:k\"\n"
             ));
         }
-        let e = check_topology(&many, &c, at).unwrap_err();
+        let e = check_topology(&many, &c, at, None).unwrap_err();
         assert!(e.contains("limits.max_machines"), "{e}");
         let e = check_topology(
             "[dut]\nkernel = \"store:k\"\nextra_args = [\"-drive\"]\n",
             &c,
             at,
+            None,
         )
         .unwrap_err();
         assert!(e.contains("raw QEMU"), "{e}");
@@ -359,6 +384,7 @@ mod tests {
             "[dut]\nkernel = \"store:k\"\n[[link]]\napps = [{ image = \"evil/miner\" }]\n",
             &c,
             at,
+            None,
         )
         .unwrap_err();
         assert!(e.contains("allow-list"), "{e}");
@@ -366,11 +392,11 @@ mod tests {
         let app = |caps: &str| {
             format!("[dut]\nkernel = \"store:k\"\n[[link]]\napps = [{{ image = \"alpy/tools\", caps = {caps} }}]\n")
         };
-        let e = check_topology(&app("[\"SYS_ADMIN\"]"), &c, at).unwrap_err();
+        let e = check_topology(&app("[\"SYS_ADMIN\"]"), &c, at, None).unwrap_err();
         assert!(e.contains("SYS_ADMIN") && e.contains("app_caps"), "{e}");
-        check_topology(&app("[\"NET_ADMIN\"]"), &c, at).unwrap();
+        check_topology(&app("[\"NET_ADMIN\"]"), &c, at, None).unwrap();
         let (text, name) =
-            check_topology("name = \"t\"\n[dut]\nkernel = \"store:k\"\n", &c, at).unwrap();
+            check_topology("name = \"t\"\n[dut]\nkernel = \"store:k\"\n", &c, at, None).unwrap();
         assert!(text.contains("/proc/self/exe") && name == "t", "{text}");
     }
 
@@ -383,8 +409,13 @@ mod tests {
             ("cpus = 10000", "max_cpus"),
             ("aux_serials = 100000000", "max_serials"),
         ] {
-            let e = check_topology(&format!("[dut]\nkernel = \"store:k\"\n{line}\n"), &c, at)
-                .unwrap_err();
+            let e = check_topology(
+                &format!("[dut]\nkernel = \"store:k\"\n{line}\n"),
+                &c,
+                at,
+                None,
+            )
+            .unwrap_err();
             assert!(e.contains(needle), "{e}");
         }
         // Each within the limit, together past it (2048 MiB, 2 vCPUs).
@@ -394,21 +425,22 @@ mod tests {
                      [[machine]]\nname = \"b\"\nkernel = \"store:k\"\n{each}\n"
             )
         };
-        let e = check_topology(&two("memory_mib = 1536"), &c, at).unwrap_err();
+        let e = check_topology(&two("memory_mib = 1536"), &c, at, None).unwrap_err();
         assert!(
             e.contains("3072 memory_mib together") && e.contains("max_memory_mib"),
             "{e}"
         );
-        let e = check_topology(&two("cpus = 2"), &c, at).unwrap_err();
+        let e = check_topology(&two("cpus = 2"), &c, at, None).unwrap_err();
         assert!(
             e.contains("4 cpus together") && e.contains("max_cpus"),
             "{e}"
         );
-        check_topology(&two("memory_mib = 1024"), &c, at).unwrap();
+        check_topology(&two("memory_mib = 1024"), &c, at, None).unwrap();
         let e = check_topology(
             "name = \"a\\nforged\"\n[dut]\nkernel = \"store:k\"\n",
             &c,
             at,
+            None,
         )
         .unwrap_err();
         assert!(e.contains("control character"), "{e}");

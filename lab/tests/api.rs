@@ -733,7 +733,8 @@ fn boards_are_reserved_in_order_and_a_dead_holder_s_board_goes_to_the_next() {
     assert_eq!(by(&b)["wants"]["tags"][0], "rev-b");
     let boards: serde_json::Value = s.get("/boards").send().unwrap().json().unwrap();
     assert_eq!(boards["boards"][0]["holder"], a["handle"], "{boards}");
-    // A board session holds no lab.
+    // A board session's lab is a bed on its board: a topology of VMs is
+    // refused, naming the board (tests/board_bed.rs stands one up).
     let (aid, bid, cid) = (
         a["session_id"].as_str().unwrap().to_string(),
         b["session_id"].as_str().unwrap().to_string(),
@@ -744,7 +745,9 @@ fn boards_are_reserved_in_order_and_a_dead_holder_s_board_goes_to_the_next() {
         .multipart(reqwest::blocking::multipart::Form::new().text("topology", "name = \"x\""))
         .send()
         .unwrap();
-    assert_eq!(r.status(), 409);
+    assert_eq!(r.status(), 400);
+    let why = r.text().unwrap();
+    assert!(why.contains("holds board fw-1"), "{why}");
 
     // A's client dies (its heartbeats stop); B's and C's go on. B gets
     // fw-1 within the heartbeat limit and a quarter more.

@@ -13,6 +13,7 @@ use crate::bed::state::PowerState;
 use crate::board::BoardSpec;
 use crate::error::{Error, Result};
 use crate::logging;
+use crate::supervisor::protocol::PowerAction;
 
 impl Machine {
     /// The board it is, if it is one.
@@ -70,6 +71,42 @@ impl Machine {
         b.power().off()?;
         self.power = PowerState::Off;
         Ok(())
+    }
+}
+
+impl Machine {
+    /// Switches it off, on or through a cycle, as
+    /// [`crate::internal::supervisor::protocol::Request::Power`] says: a
+    /// board's switch (it returns once the switch did it), a VM's ACPI
+    /// button, `cont` or reset.
+    pub(crate) fn switch_power(&mut self, action: PowerAction) -> Result<serde_json::Value> {
+        let kind = match &mut self.runs {
+            Runs::Board(b) => {
+                match action {
+                    PowerAction::Off => b.power().off()?,
+                    PowerAction::On => b.power_on()?,
+                    PowerAction::Cycle => {
+                        b.power().off()?;
+                        b.power_on()?;
+                    }
+                }
+                self.power = match action {
+                    PowerAction::Off => PowerState::Off,
+                    PowerAction::On | PowerAction::Cycle => PowerState::Running,
+                };
+                "board"
+            }
+            _ => {
+                let command = match action {
+                    PowerAction::Off => "system_powerdown",
+                    PowerAction::On => "cont",
+                    PowerAction::Cycle => "system_reset",
+                };
+                self.qmp()?.execute(command, None)?;
+                "vm"
+            }
+        };
+        Ok(serde_json::json!({ "machine": self.name, "kind": kind, "action": action }))
     }
 }
 

@@ -50,6 +50,8 @@ pub struct TestBedBuilder {
     pub(crate) login: Option<Login>,
     pub(crate) prompt: Option<String>,
     pub(crate) warm: Option<WarmStart>,
+    /// On a lab, the board that is the DUT instead of the VM.
+    pub(crate) lab_board: Option<crate::lab::wire::BoardRequest>,
     /// The apps of each link, for `topology.svg`.
     pub(crate) drawn_apps: Vec<Vec<String>>,
 }
@@ -74,6 +76,7 @@ impl TestBed {
             login: None,
             prompt: None,
             warm: None,
+            lab_board: None,
             drawn_apps: Vec::new(),
         }
     }
@@ -396,7 +399,9 @@ impl TestBedBuilder {
         );
         bed.dir_lock = Some(dir_lock);
         bed.journal = Some(journal);
-        let stood_up = match crate::bed::remote::LabClient::from_settings(&self.settings) {
+        let board = self.board_wanted()?;
+        let on_lab = crate::bed::remote::LabClient::for_bed(&self.settings, board.clone());
+        let stood_up = match on_lab {
             Ok(Some(_)) if self.is_network() => Err(Error::Config(format!(
                 "test bed {}: a bed of several machines or segments cannot run on a lab \
                  server yet; unset REMOTE_LAB_URL to run it here",
@@ -404,7 +409,7 @@ impl TestBedBuilder {
             ))),
             Ok(Some(lab)) => match specs[0].kind.vm() {
                 Some(dut) if specs.iter().all(|s| s.kind.vm().is_some()) => {
-                    bed.stand_up_remote(&self, dut, lab)
+                    bed.stand_up_remote(&self, dut, board.as_ref(), lab)
                 }
                 _ => Err(Error::Config(format!(
                     "test bed {}: a board of this host's in a bed on a lab server \

@@ -331,6 +331,9 @@ impl Topology {
                 self.path.display()
             )));
         };
+        if let Some(want) = &d.lab_board {
+            b = b.lab_board(want.get_ref().clone());
+        }
         if let Some(p) = &d.prompt {
             b = b.prompt(p);
         }

@@ -25,6 +25,17 @@ impl Topology {
         if let Some(b) = &dut.board {
             check_board_section(name, dut, b, place)?;
         }
+        if let Some(w) = &dut.lab_board {
+            if dut.board.is_some() || name != "dut" || self.file.dut.is_none() {
+                return Err(place.spanned(
+                    w,
+                    &format!(
+                        "machine {name}: lab_board is for the [dut] of a one-machine bed \
+                         that boots a VM here (a board of the lab's takes its place there)"
+                    ),
+                ));
+            }
+        }
         let mut files: Vec<&Spanned<String>> = dut.kernel.iter().chain(&dut.initrd).collect();
         files.extend(dut.disks.iter().map(|d| &d.path));
         for f in files {

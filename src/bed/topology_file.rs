@@ -88,6 +88,8 @@ pub(super) struct DutSection {
     /// A board instead of a VM: a [`crate::board::BoardSpec`], read when
     /// the section is checked (its errors never quote its secrets).
     pub(super) board: Option<Spanned<toml::Value>>,
+    /// On a lab, the board that takes this VM's place.
+    pub(super) lab_board: Option<Spanned<crate::lab::wire::BoardRequest>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -60,6 +60,7 @@ const KEYS: &[Key] = &[
     ("dut", "nic_rom", "string", "none", "The NICs' option ROM: none (no PXE), `default` (QEMU's), or a file."),
     ("dut", "config_drive", "table", "-", "A drive of inline files (see `dut.config_drive`)."),
     ("dut", "board", "table", "-", "A board instead of a VM: its `name`, `class`, `power`, `console`, `ports` (and `tags`, `ssh`), the keys of alpy-lab's `[[board]]`; a VM's keys are then refused, and its roles are `board.tags`. Powered on at boot, off at close; no warm start. A lab refuses an uploaded board (reserve one by class)."),
+    ("dut", "lab_board", "table", "-", "On a lab (`REMOTE_LAB_URL`), a board the lab lends takes this VM's place: `{ class = \"fw-9000\", tags = [\"rev-b\"] }`. The VM's keys stay, for runs here; the bed's session reserves such a board. `[dut]` of a one-machine bed only."),
     ("dut.login", "user", "string", "-", "The user name typed at the login prompt."),
     ("dut.login", "password", "string", "-", "The password, if one is asked."),
     ("dut.login", "prompt", "string", "`# `", "The shell prompt after logging in."),

@@ -233,3 +233,24 @@ fn a_board_section_refuses_a_vm_s_keys_and_names_its_mistakes_without_secrets() 
     let e = err(&BOARD.replace("prompt = \"# \"", "tags = [\"edge\"]"));
     assert!(e.contains("board.tags"), "{e}");
 }
+
+#[test]
+fn lab_board_names_the_board_a_lab_puts_in_the_vm_s_place() {
+    let t = Topology::parse(
+        Path::new("/x/t.toml"),
+        &format!("{DUT}lab_board = {{ class = \"fw\", tags = [\"rev-b\"] }}\n[[link]]\n"),
+    )
+    .unwrap();
+    let b = t.builder().unwrap();
+    // Here the VM boots; on a lab, a board of the class takes its place.
+    assert!(b.machine_specs()[0].kind.vm().is_some());
+    let want = b.lab_board.clone().expect("the builder's lab board");
+    assert_eq!(want.class.as_deref(), Some("fw"));
+    assert_eq!(want.tags, ["rev-b"]);
+    let e = err(&format!("{DUT}lab_board = {{ klass = \"fw\" }}\n"));
+    assert!(e.contains("t.toml:4") && e.contains("klass"), "{e}");
+    let e = err(
+        "[[machine]]\nname = \"a\"\nkernel = \"/proc/self/exe\"\nlab_board = { class = \"fw\" }\n",
+    );
+    assert!(e.contains("lab_board is for the [dut]"), "{e}");
+}

@@ -44,6 +44,13 @@ impl Control {
                 };
                 qmp.execute(&command, arguments)
             }
+            Request::Power { machine, action } => {
+                let m = match machine {
+                    Some(m) => bed.machine(&m)?,
+                    None => bed.dut_mut()?,
+                };
+                m.switch_power(action)
+            }
             Request::Tools { node } => bed.node(&node)?.tools_container_id().map(Value::from),
             Request::Link { node, change } => {
                 bed.node(&node)?.change_link(&change).map(|()| Value::Null)

@@ -70,8 +70,53 @@ pub enum Request {
         /// The change.
         change: LinkChange,
     },
+    /// Switches a machine (none: the DUT) off, on or through a cycle: a
+    /// VM's ACPI button, `cont` or reset; a board's power switch. The
+    /// value is `{"machine", "kind": "vm" | "board", "action"}`.
+    Power {
+        /// The machine's name.
+        machine: Option<String>,
+        /// What to do.
+        action: PowerAction,
+    },
     /// Take the bed down; the supervisor answers nothing and exits.
     Down,
+}
+
+/// What [`Request::Power`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerAction {
+    /// A VM's ACPI button (it shuts down); a board's port switched off.
+    Off,
+    /// A paused VM's vCPUs run; a board's port switched on.
+    On,
+    /// A VM's reset; a board's port off, then on.
+    Cycle,
+}
+
+impl std::str::FromStr for PowerAction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<PowerAction> {
+        match s {
+            "off" => Ok(PowerAction::Off),
+            "on" => Ok(PowerAction::On),
+            "cycle" => Ok(PowerAction::Cycle),
+            _ => Err(Error::Config(format!(
+                "power {s:?}: expected off, on or cycle"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for PowerAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PowerAction::Off => "off",
+            PowerAction::On => "on",
+            PowerAction::Cycle => "cycle",
+        })
+    }
 }
 
 /// A supervisor's reply.
@@ -116,7 +161,7 @@ impl Request {
         serde_json::from_str(line).map_err(|e| {
             Error::Config(format!(
                 "a control request is one JSON object per line with \"op\" one of qmp, app-run, \
-                 app-start, app-stop, tools, link, down: {e} (in {:?})",
+                 app-start, app-stop, tools, link, power, down: {e} (in {:?})",
                 line.chars().take(200).collect::<String>()
             ))
         })
@@ -142,6 +187,10 @@ mod tests {
             Request::Link {
                 node: "client".into(),
                 change: LinkChange::Clear,
+            },
+            Request::Power {
+                machine: Some("b".into()),
+                action: PowerAction::Cycle,
             },
             Request::Down,
         ];

@@ -72,6 +72,9 @@ pub struct MachineInfo {
     /// Its console's Unix socket, when it is shared.
     #[serde(default)]
     pub console: Option<PathBuf>,
+    /// The rack's name of the board it is (none: a VM).
+    #[serde(default)]
+    pub board: Option<String>,
 }
 
 impl BedInfo {
@@ -101,6 +104,7 @@ impl BedInfo {
                     name: m.name().to_string(),
                     tags: m.tags().to_vec(),
                     console: None,
+                    board: m.board_spec().map(|b| b.name.clone()),
                 })
                 .collect(),
         }

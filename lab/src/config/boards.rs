@@ -101,6 +101,38 @@ fn is_name(s: &str) -> bool {
 
 /// Board names are unique URL path segments, classes are named, and each
 /// board's power driver can be made from its settings.
+/// Each board's `[[board]]` table as the configuration wrote it, by
+/// name, secrets and all; shown (`{:?}`) by its boards' names only.
+#[derive(Clone, Default)]
+pub struct BoardTables(std::collections::BTreeMap<String, toml::Value>);
+
+impl BoardTables {
+    /// The tables of the `[[board]]` entries of configuration `text`
+    /// (already read as a whole: a bad one is no entry here).
+    pub(super) fn of(text: &str) -> BoardTables {
+        let t: toml::Table = text.parse().unwrap_or_default();
+        let tables = t
+            .get("board")
+            .and_then(|b| b.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|b| Some((b.get("name")?.as_str()?.to_string(), b.clone())))
+            .collect();
+        BoardTables(tables)
+    }
+
+    /// Board `name`'s table.
+    pub fn get(&self, name: &str) -> Option<&toml::Value> {
+        self.0.get(name)
+    }
+}
+
+impl std::fmt::Debug for BoardTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
 pub(super) fn check_boards(boards: &[alpy::board::BoardSpec]) -> Result<(), String> {
     let mut names = std::collections::BTreeSet::new();
     for (i, b) in boards.iter().enumerate() {

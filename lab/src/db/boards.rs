@@ -250,13 +250,16 @@ pub(super) fn take_board(t: &rusqlite::Transaction<'_>, key: &str, want: &str) -
 }
 
 /// Takes session `key`'s board back; the board's name, if it held one.
-/// Its class's teardown script is marked to run before it is lent again
-/// (a setup script that still runs ends first).
+/// Its teardown is marked to run before it is lent again, when its class
+/// has a script or a lab's bed runs on it (the bed goes first; a setup
+/// script that still runs ends first).
 pub(super) fn release_board(t: &rusqlite::Transaction<'_>, key: &str) -> R<Option<String>> {
     let board = held_board(t, key)?;
     t.execute(
         "UPDATE boards SET holder = NULL, released_by = ?1,
            busy = CASE WHEN has_teardown = 1 THEN 'teardown'
+                       WHEN EXISTS (SELECT 1 FROM labs WHERE labs.board = boards.name)
+                         THEN 'teardown'
                        WHEN busy = 'setup' THEN 'setup' END
          WHERE holder = ?1",
         [key],

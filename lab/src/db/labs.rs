@@ -54,6 +54,19 @@ impl Db {
             .collect()
     }
 
+    /// The labs whose beds run on board `board`.
+    pub fn labs_on_board(&self, board: &str) -> R<Vec<LabRow>> {
+        let c = lock(&self.conn);
+        let ids = all_ids(
+            &c,
+            "SELECT id FROM labs WHERE board = ?1 ORDER BY created",
+            board,
+        )?;
+        ids.iter()
+            .filter_map(|id| lab_view(&c, id).transpose())
+            .collect()
+    }
+
     /// A lab.
     pub fn lab(&self, id: &str) -> R<Option<LabRow>> {
         lab_view(&lock(&self.conn), id)
@@ -89,8 +102,8 @@ impl Db {
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
         t.execute(
-            "INSERT INTO labs (id, topology_hash, name, dir, owner, status, refcount, created) VALUES (?1, ?2, ?3, ?4, ?5, 'starting', 1, ?6)",
-            params![lab.lab_id, lab.topology_hash, lab.name, lab.dir, lab.owner, now()],
+            "INSERT INTO labs (id, topology_hash, name, dir, owner, status, refcount, created, board) VALUES (?1, ?2, ?3, ?4, ?5, 'starting', 1, ?6, ?7)",
+            params![lab.lab_id, lab.topology_hash, lab.name, lab.dir, lab.owner, now(), lab.board],
         )?;
         t.execute(
             "INSERT INTO holdings (session_id, lab_id) VALUES (?1, ?2)",
@@ -206,7 +219,7 @@ fn word<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row, i: usize) -> rusq
 pub(super) fn lab_view(c: &Connection, id: &str) -> R<Option<LabRow>> {
     Ok(c
         .query_row(
-            "SELECT id, topology_hash, name, status, refcount, bed_id, bed, dir, owner FROM labs WHERE id = ?1",
+            "SELECT id, topology_hash, name, status, refcount, bed_id, bed, dir, owner, board FROM labs WHERE id = ?1",
             [id],
             |r| {
                 let bed: Option<String> = r.get(6)?;
@@ -220,6 +233,7 @@ pub(super) fn lab_view(c: &Connection, id: &str) -> R<Option<LabRow>> {
                     bed: bed.and_then(|b| serde_json::from_str(&b).ok()),
                     dir: r.get(7)?,
                     owner: r.get(8)?,
+                    board: r.get(9)?,
                 })
             },
         )

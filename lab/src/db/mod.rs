@@ -129,6 +129,8 @@ pub struct LabRow {
     pub bed: Option<serde_json::Value>,
     /// The lab's own directory.
     pub dir: String,
+    /// The board its bed runs on (a board session's lab), if any.
+    pub board: Option<String>,
 }
 
 /// The database.

@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS boards (
 
 /// Version 2: session ids hashed, a queue order an operator can change,
 /// labs with their owner. Version 3: what a session asks to reserve.
-/// Version 4: boards' scripts and health-check clocks.
+/// Version 4: boards' scripts and health-check clocks. Version 5: the
+/// board a lab runs on.
 fn migrate(c: &mut Connection) -> R<()> {
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 2 {
@@ -99,6 +100,15 @@ fn migrate(c: &mut Connection) -> R<()> {
              PRAGMA user_version = 4;
              COMMIT;"
         ))?;
+    }
+    if version < 5 {
+        // Version 5: the board a lab's bed runs on (a board session's).
+        c.execute_batch(
+            "BEGIN;
+             ALTER TABLE labs ADD COLUMN board TEXT;
+             PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
     }
     Ok(())
 }

@@ -42,6 +42,7 @@
 mod board_tunnel;
 mod client;
 mod event;
+mod lab_board;
 mod remote_bed;
 mod remote_nodes;
 mod server;

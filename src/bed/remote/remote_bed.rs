@@ -185,8 +185,13 @@ impl RemoteBed {
         Ok(Arc::new(self.client()?.nodes()))
     }
 
+    /// The board the lab lent as the DUT (the rack's name), if it is one.
+    pub fn board(&self) -> Option<&str> {
+        self.devices.board.as_deref()
+    }
+
     /// Presses the power button (`off`), resets (`cycle`) or lets the
-    /// vCPUs run (`on`).
+    /// vCPUs run (`on`); on a board, switches its power port.
     pub fn power(&self, action: &str) -> Result<()> {
         let c = self.client()?;
         let r = c

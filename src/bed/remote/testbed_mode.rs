@@ -18,6 +18,7 @@ use crate::bed::builder::{PowerOff, TestBedBuilder};
 use crate::bed::dut::Dut;
 use crate::bed::machine::{Machine, Runs};
 use crate::bed::remote::topology_out::builder_topology;
+use crate::bed::remote::wire::BoardRequest;
 use crate::bed::remote::LabClient;
 use crate::bed::testbed::TestBed;
 use crate::error::{Error, Result};
@@ -45,10 +46,11 @@ impl TestBed {
         &mut self,
         b: &TestBedBuilder,
         dut: &Dut,
+        board: Option<&BoardRequest>,
         client: LabClient,
     ) -> Result<()> {
         let url = client.url.clone();
-        let mut t = builder_topology(b, dut)?;
+        let mut t = builder_topology(b, dut, board)?;
         let origin = format!("test bed {}", self.name);
         client.to_store_names(&mut t, &origin, |s| Ok(PathBuf::from(s)))?;
         let text = toml::to_string(&t)
@@ -64,6 +66,9 @@ impl TestBed {
             client.acquire_lab(&text, wait, false, Some(self.artifacts.clone()))
         })?;
         self.timings.record("lab", t0.elapsed());
+        if let Some(name) = remote.board() {
+            log::info!(target: "alpy::lab", "test bed {}: its DUT is the lab's board {name}", self.name);
+        }
         self.nodes = Some(Nodes::remote(&b.links, remote.node_service()?));
         // Stamps and MACs are the lab's bed's, not ones derived here.
         let offset = remote.capture_offset();
@@ -107,6 +112,14 @@ impl Machine {
     /// QEMU has stopped: QMP answers `shutdown`, or no longer answers (it
     /// exited).
     pub(crate) fn lab_power_off(&mut self, timeout: Duration) -> Result<()> {
+        if let Runs::Lab(remote) = &self.runs {
+            if let Some(board) = remote.board() {
+                // The lab switches the board's port off and answers once
+                // it is: a board has no ACPI button alpy can press.
+                log::info!(target: "alpy::lab", "{}: switching board {board} off through the lab", self.label);
+                return remote.power("off");
+            }
+        }
         match self.poweroff.clone() {
             PowerOff::Console(cmd) => self.console()?.send_line(&cmd)?,
             PowerOff::AcpiButton => self.qmp_execute("system_powerdown", None).map(drop)?,

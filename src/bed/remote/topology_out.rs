@@ -8,6 +8,7 @@ use toml::{Table, Value};
 
 use crate::bed::builder::{PowerOff, TestBedBuilder};
 use crate::bed::dut::Dut;
+use crate::bed::remote::wire::BoardRequest;
 use crate::error::{Error, Result};
 use crate::net::{Direction, Link};
 use crate::vm::login::Login;
@@ -17,7 +18,13 @@ fn s(v: impl ToString) -> Value {
 }
 
 /// The topology file that describes `b` (whose DUT is `dut`).
-pub(crate) fn builder_topology(b: &TestBedBuilder, dut: &Dut) -> Result<Table> {
+/// With `board`, the DUT is a board the lab lends (`lab_board`), and the
+/// VM's keys stay here.
+pub(crate) fn builder_topology(
+    b: &TestBedBuilder,
+    dut: &Dut,
+    board: Option<&BoardRequest>,
+) -> Result<Table> {
     if b.node_image.is_some() {
         return Err(Error::Config(
             "a node image cannot be chosen for a bed on a lab server (REMOTE_LAB_URL is set): \
@@ -25,7 +32,14 @@ pub(crate) fn builder_topology(b: &TestBedBuilder, dut: &Dut) -> Result<Table> {
                 .into(),
         ));
     }
-    let mut d = dut.topology_table()?;
+    let mut d = match board {
+        None => dut.topology_table()?,
+        Some(want) => {
+            let value = Value::try_from(want)
+                .map_err(|e| Error::Internal(format!("encode the board request: {e}")))?;
+            Table::from_iter([("lab_board".to_string(), value)])
+        }
+    };
     if let Some(p) = &b.prompt {
         d.insert("prompt".into(), s(p));
     }
@@ -179,7 +193,7 @@ mod tests {
             )
             .link(Link::new().name("server").node_addr("192.168.2.2/24"));
         let dut = b.dut.clone().unwrap();
-        let text = toml::to_string(&builder_topology(&b, &dut).unwrap()).unwrap();
+        let text = toml::to_string(&builder_topology(&b, &dut, None).unwrap()).unwrap();
         let path = dir.join("t.toml");
         std::fs::write(&path, &text).unwrap();
         let t = crate::Topology::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -195,5 +209,34 @@ mod tests {
         assert_eq!(d.config().memory_mib, 512);
         assert_eq!(d.config().extra_args, vec!["-no-reboot".to_string()]);
         assert_eq!(d.config().append.as_deref(), Some("console=ttyS0,115200"));
+    }
+}
+
+#[cfg(test)]
+mod lab_board_tests {
+    use super::*;
+    use crate::{Dut, Link, TestBed};
+
+    #[test]
+    fn a_lab_board_replaces_the_vm_s_keys() {
+        let b = TestBed::builder("t")
+            .dut(Dut::kernel("/k", None).memory_mib(512))
+            .prompt("fw# ")
+            .link(Link::new().node_addr("10.0.1.2/24"));
+        let dut = b.dut.clone().unwrap();
+        let want = BoardRequest {
+            class: Some("fw".into()),
+            tags: vec!["rev-b".into()],
+        };
+        let t = builder_topology(&b, &dut, Some(&want)).unwrap();
+        let d = t["dut"].as_table().unwrap();
+        assert_eq!(d["lab_board"]["class"].as_str(), Some("fw"));
+        assert_eq!(d["lab_board"]["tags"][0].as_str(), Some("rev-b"));
+        assert_eq!(d["prompt"].as_str(), Some("fw# "));
+        assert!(
+            !d.contains_key("kernel") && !d.contains_key("memory_mib"),
+            "{d}"
+        );
+        assert_eq!(t["link"].as_array().unwrap().len(), 1);
     }
 }

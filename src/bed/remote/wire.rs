@@ -361,6 +361,9 @@ pub struct Devices {
     /// Host time minus capture time, in seconds, when known.
     #[serde(default)]
     pub capture_offset: Option<f64>,
+    /// The board the DUT is (the rack's name), when the lab lent one.
+    #[serde(default)]
+    pub board: Option<String>,
 }
 
 /// `null` as an empty list.
