@@ -14,6 +14,18 @@ pub const COMMUNITY: &str = "alpy-rw-community";
 /// The SNMPv3 user, its SHA pass phrase and its AES pass phrase.
 pub const V3: (&str, &str, &str) = ("alpyv3", "alpy-auth-phrase", "alpy-priv-phrase");
 
+/// What each board of a rack boots.
+pub struct Guest {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// A root disk (qcow2), written to a snapshot only.
+    pub disk: Option<PathBuf>,
+    pub append: String,
+    /// QEMU's NIC device.
+    pub nic: &'static str,
+    pub memory_mib: u32,
+}
+
 pub struct SimRack {
     pub dir: PathBuf,
     pub port: u16,
@@ -76,6 +88,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+#[allow(dead_code)] // each test binary uses some of the ways to start
 impl SimRack {
     /// A switch with `boards` PoE ports (1.1, 1.2, ...), each powering a VM.
     pub fn start(name: &str, boards: usize) -> SimRack {
@@ -86,6 +99,20 @@ impl SimRack {
     /// host sides are taps (its ports, [`SimRack::ports`]), booted with
     /// kernel arguments `append`.
     pub fn start_with(name: &str, boards: usize, nics: usize, append: &str) -> SimRack {
+        let (kernel, initrd) = crate::common::guest();
+        let guest = Guest {
+            kernel,
+            initrd,
+            disk: None,
+            append: append.to_string(),
+            nic: "e1000",
+            memory_mib: 128,
+        };
+        SimRack::start_guest(name, boards, nics, &guest)
+    }
+
+    /// As [`SimRack::start_with`], each board booting `guest`.
+    pub fn start_guest(name: &str, boards: usize, nics: usize, guest: &Guest) -> SimRack {
         let dir = std::env::temp_dir().join(format!("alpy-rack-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("persist")).unwrap();
@@ -99,7 +126,6 @@ impl SimRack {
             snmpd: None,
             ser2net: None,
         };
-        let (kernel, initrd) = crate::common::guest();
         let mut ports = serde_json::Map::new();
         for i in 1..=boards {
             let qmp = dir.join(format!("vm{i}.qmp"));
@@ -112,7 +138,15 @@ impl SimRack {
                 nic_args.push("-netdev".to_string());
                 nic_args.push(format!("tap,id=n{n},ifname={tap},script=no,downscript=no"));
                 nic_args.push("-device".to_string());
-                nic_args.push(format!("e1000,netdev=n{n},romfile="));
+                nic_args.push(format!("{},netdev=n{n},romfile=", guest.nic));
+            }
+            if let Some(disk) = &guest.disk {
+                // The image is shared: each board writes to a snapshot.
+                nic_args.push("-drive".to_string());
+                nic_args.push(format!(
+                    "file={},if=virtio,format=qcow2,snapshot=on",
+                    disk.display()
+                ));
             }
             rack.ports.push(taps);
             let vm = dies_with_us(&mut Command::new("qemu-system-x86_64"))
@@ -124,13 +158,13 @@ impl SimRack {
                     "-machine",
                     "pc,accel=tcg",
                     "-m",
-                    "128",
+                    &guest.memory_mib.to_string(),
                 ])
                 .arg("-kernel")
-                .arg(&kernel)
+                .arg(&guest.kernel)
                 .arg("-initrd")
-                .arg(&initrd)
-                .args(["-append", append])
+                .arg(&guest.initrd)
+                .args(["-append", &guest.append])
                 .args(&nic_args)
                 .args(["-chardev", "pty,id=s0", "-serial", "chardev:s0"])
                 .arg("-qmp")
@@ -193,7 +227,12 @@ impl SimRack {
         wait_for("ser2net to listen", Duration::from_secs(10), || {
             last.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
         });
-        let ext = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/board/poe_switch.py");
+        // Beside this file, from alpy's tests and from alpy-lab's.
+        let ext = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|d| d.join("tests/board/poe_switch.py"))
+            .find(|p| p.is_file())
+            .expect("tests/board/poe_switch.py in the workspace");
         let (user, auth, privacy) = V3;
         std::fs::write(
             dir.join("snmpd.conf"),
