@@ -57,7 +57,11 @@ pub async fn pass(app: &Shared) -> bool {
                         tracing::warn!(session = %handle(&key), active = was_active, lab = ?released, "session expired: {note}");
                         if let Some((lab, 0)) = released {
                             if let Ok(Some(view)) = app.db(move |db| db.lab(&lab)).await {
-                                crate::lab_api::destroy_now(app, &view, None).await;
+                                if let Err(e) =
+                                    crate::lab_destroy::destroy_now(app, &view, None).await
+                                {
+                                    tracing::error!(lab = %view.lab_id, "{e}");
+                                }
                             }
                         }
                     }
@@ -175,7 +179,23 @@ pub async fn reap_at_start(app: &Shared) {
     };
     for l in &labs {
         let alive = l.bed_id.as_deref().is_some_and(crate::labs::alive);
+        let board_gone = l
+            .board
+            .as_ref()
+            .is_some_and(|b| !app.cfg.boards.iter().any(|c| &c.name == b));
         match (l.status.as_str(), alive) {
+            ("up" | "idle", true) if board_gone => {
+                // Its board left the configuration: nothing would take
+                // it down, and its bed still drives the hardware.
+                tracing::warn!(lab = %l.lab_id, board = ?l.board, "the lab's board left the configuration: taking the lab down");
+                let (app, l) = (app.clone(), l.clone());
+                tokio::spawn(async move {
+                    let note = "its board left the lab's configuration";
+                    if let Err(e) = crate::lab_destroy::destroy_now(&app, &l, Some(note)).await {
+                        tracing::error!(lab = %l.lab_id, "{e}");
+                    }
+                });
+            }
             ("up" | "idle", true) => {
                 tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab still up after the restart");
             }
@@ -229,7 +249,7 @@ pub async fn reap_at_start(app: &Shared) {
 /// Takes down every bed under `dir` until no process works there any
 /// more (an `alpy up` the server lost may still be standing one up; its
 /// bed is listed only once up), within the lab timeout; then removes it.
-async fn reap_dir(app: &Shared, dir: &Path) {
+pub(crate) async fn reap_dir(app: &Shared, dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s + 30);
     loop {
         let d = dir.to_path_buf();

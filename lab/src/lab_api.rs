@@ -20,6 +20,7 @@ use crate::api::{new_id, ApiError, ApiResult, Shared};
 use crate::auth::ActiveSession;
 use crate::config::Reuse;
 use crate::db::{LabRow, SERVER};
+use crate::lab_destroy::destroy_now;
 use crate::labs;
 use crate::safety::{check_topology, extra_file_path};
 
@@ -163,7 +164,12 @@ async fn acquire(
     for (n, data) in &up.extra {
         extra.push((extra_file_path(&files_dir, n).map_err(ApiError::bad)?, data));
     }
-    let hash = topology_hash(&text, &up.extra);
+    // A board lab's text holds the board's secrets: its hash (which
+    // answers show) is of what the client sent, and it is never reused.
+    let hash = match &board {
+        None => topology_hash(&text, &up.extra),
+        Some(b) => topology_hash(&format!("board {b}\n{}", up.topology), &up.extra),
+    };
     let owner = own.caller.name.clone();
     tracing::info!(session = %sid, topology = ?name, hash = %&hash[..12], reuse = up.reuse, board = ?board, "lab asked for");
     if up.reuse {
@@ -185,8 +191,13 @@ async fn acquire(
             .into_response());
         }
     }
-    if board.is_none() {
-        make_room(&app, &sid, &name).await?;
+    match &board {
+        None => make_room(&app, &sid, &name).await?,
+        // A lab this session left on its board (released, then asked
+        // again) goes first: two beds cannot drive one board.
+        Some(b) => crate::lab_board::take_down_labs_on(&app, b)
+            .await
+            .map_err(ApiError::conflict)?,
     }
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(&files_dir)?;
@@ -224,9 +235,20 @@ async fn acquire(
         dir: dir.to_string_lossy().into_owned(),
         board: board.clone(),
     };
-    {
+    let recorded = {
         let (row, key) = (row.clone(), key.clone());
-        app.db(move |db| db.new_lab(&row, &key)).await?;
+        app.db(move |db| db.new_lab(&row, &key)).await
+    };
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(ApiError::conflict(why));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
     }
     // In a task of its own: if the client goes away mid-way, the lab is
     // still recorded as up (or dropped), never left `starting`.
@@ -246,8 +268,23 @@ async fn acquire(
                 Ok(st) => {
                     let id = lab_id.clone();
                     let bed_id = st.bed_id.clone();
-                    app.db(move |db| db.lab_up(&id, &st.bed_id, &st.bed))
+                    let up = app
+                        .db(move |db| db.lab_up(&id, &st.bed_id, &st.bed))
                         .await?;
+                    if !up {
+                        // Destroyed as it came up: its bed is this task's
+                        // to take down (nobody else knows it).
+                        tracing::warn!(session = %sid, topology = ?name, lab = %lab_id, bed = %bed_id, "lab destroyed as it came up: taking its bed down");
+                        let bed = bed_id.clone();
+                        let down = tokio::task::spawn_blocking(move || labs::take_down(&bed)).await;
+                        if let Ok(Err(e)) = down {
+                            tracing::error!(lab = %lab_id, bed = %bed_id, "{e}");
+                        }
+                        return Err(ApiError::conflict(
+                            "the lab was destroyed as it came up (its session ended, or an \
+                             operator destroyed it): ask again",
+                        ));
+                    }
                     tracing::info!(session = %sid, topology = ?name, lab = %lab_id, bed = %bed_id, "lab up");
                     Ok(())
                 }
@@ -335,7 +372,9 @@ async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
     }
     for l in labs.iter().filter(|l| l.status == LabStatus::Idle) {
         tracing::info!(session = %sid, topology = ?name, lab = %l.lab_id, "destroying idle lab to make room");
-        destroy_now(app, l, None).await;
+        if let Err(e) = destroy_now(app, l, None).await {
+            tracing::error!(lab = %l.lab_id, "{e}");
+        }
         if app.db(vm_labs).await?.len() < max {
             return Ok(());
         }
@@ -343,30 +382,6 @@ async fn make_room(app: &Shared, sid: &str, name: &str) -> ApiResult<()> {
     Err(ApiError::conflict(format!(
         "all {max} lab slots are held by other sessions"
     )))
-}
-
-/// Takes lab `l` down and forgets it (its holders get `note`).
-pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) {
-    let id = l.lab_id.clone();
-    let _ = app
-        .db(move |db| db.lab_status(&id, LabStatus::Destroying, SERVER))
-        .await;
-    if let Some(bed) = l.bed_id.clone() {
-        let down = tokio::task::spawn_blocking(move || labs::take_down(&bed)).await;
-        let failed = match down {
-            Ok(done) => done.err().map(|e| e.to_string()),
-            Err(task) => Some(format!("the task failed: {task}")),
-        };
-        if let Some(e) = failed {
-            tracing::warn!(lab = %l.lab_id, topology = ?l.name, "taking the lab down: {e}");
-        }
-    }
-    let (id, note) = (l.lab_id.clone(), note.map(str::to_string));
-    let _ = app
-        .db(move |db| db.drop_lab(&id, note.as_deref(), EventAction::Destroyed, SERVER))
-        .await;
-    let _ = std::fs::remove_dir_all(&l.dir);
-    tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab destroyed");
 }
 
 /// The lab the session holds, or 404.
@@ -456,21 +471,24 @@ pub(crate) async fn start_destroy(
             lab.lab_id, lab.refcount
         )));
     }
-    if lab.status == LabStatus::Destroying {
+    let id = lab.lab_id.clone();
+    let actor = by.to_string();
+    let claimed = app
+        .db(move |db| db.lab_status(&id, LabStatus::Destroying, &actor))
+        .await?;
+    if !claimed {
         return Err(ApiError::conflict(format!(
             "lab {} is being destroyed",
             lab.lab_id
         )));
     }
     tracing::info!(lab = %lab.lab_id, topology = ?lab.name, by = %by, force, "destroy");
-    let id = lab.lab_id.clone();
-    let actor = by.to_string();
-    app.db(move |db| db.lab_status(&id, LabStatus::Destroying, &actor))
-        .await?;
     let note = format!("lab {} destroyed by {by}", lab.lab_id);
     let id = lab.lab_id.clone();
     tokio::spawn(async move {
-        destroy_now(&app, &lab, Some(&note)).await;
+        if let Err(e) = crate::lab_destroy::finish(&app, &lab.lab_id, Some(&note)).await {
+            tracing::error!(lab = %lab.lab_id, "{e}");
+        }
     });
     Ok((
         StatusCode::ACCEPTED,

@@ -30,13 +30,22 @@ const VM_KEYS: &[&str] = &[
     "append",
     "disks",
     "uefi",
+    "nic_model",
     "memory_mib",
     "cpus",
+    "machine",
+    "warm",
     "extra_args",
     "firmware",
     "firmware_code",
     "firmware_vars",
+    "cpu",
+    "smbios",
+    "uuid",
+    "aux_serials",
+    "nic_rom",
     "config_drive",
+    "tags",
 ];
 
 /// Takes `[dut] lab_board` out of topology `t`, checked against the
@@ -61,6 +70,13 @@ pub fn take_lab_board(
                 "machine[{i}].lab_board: a lab lends a board as the [dut] of a one-machine bed only"
             ));
         }
+    }
+    if lent.is_some() && t.contains_key("machine") {
+        return Err(
+            "[[machine]]: a board session's lab is its board alone ([dut] with \
+             lab_board); a lab of several machines needs a session of its own"
+                .into(),
+        );
     }
     let dut = t.get_mut("dut").and_then(|d| d.as_table_mut());
     let asked = dut.and_then(|d| d.remove("lab_board").map(|w| (w, d)));
@@ -132,7 +148,7 @@ pub async fn take_down_labs_on(app: &Shared, board: &str) -> Result<(), String> 
             _ => {
                 tracing::info!(board = %board, lab = %l.lab_id, "taking down the lab on the board let go");
                 let note = format!("board {board} was let go");
-                crate::lab_api::destroy_now(app, l, Some(&note)).await;
+                crate::lab_destroy::destroy_now(app, l, Some(&note)).await?;
             }
         }
     }
@@ -188,6 +204,18 @@ mod tests {
         assert!(typo.contains("klass"), "{typo}");
         let none = take("[dut]\nlab_board = { class = \"fw\" }\n", None).unwrap_err();
         assert!(none.contains("reserves no board"), "{none}");
+        let more = take(
+            "[dut]\nlab_board = { class = \"fw\" }\n[[machine]]\nkernel = \"store:k\"\n",
+            Some(&lent),
+        )
+        .unwrap_err();
+        assert!(more.contains("[[machine]]"), "{more}");
+        let tags = take(
+            "[dut]\nlab_board = { class = \"fw\" }\ntags = [\"edge\"]\n",
+            Some(&lent),
+        )
+        .unwrap_err();
+        assert!(tags.contains("dut.tags"), "{tags}");
         let machine = take("[[machine]]\nlab_board = { class = \"fw\" }\n", None).unwrap_err();
         assert!(machine.contains("machine[0].lab_board"), "{machine}");
         assert_eq!(take("[dut]\nkernel = \"store:k\"\n", None).unwrap(), None);

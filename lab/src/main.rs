@@ -32,6 +32,7 @@ mod events_api;
 mod housekeeping;
 mod lab_api;
 mod lab_board;
+mod lab_destroy;
 mod lab_logs;
 mod labs;
 mod openapi;

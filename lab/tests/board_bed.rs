@@ -142,6 +142,103 @@ fn reserve(s: &Server) -> String {
     sid
 }
 
+/// Rabbit on the board as a topology for a board session.
+const ON_BOARD: &str = "name = \"on-rabbit-1\"\n[dut]\nlab_board = { class = \"rabbit\" }\n\
+                        [dut.login]\nuser = \"root\"\npassword = \"rabbit\"\nprompt = \"rabbit# \"\n\
+                        [[link]]\n[[link]]\n";
+
+/// No bed of this server's labs is up.
+fn beds_of(s: &Server) -> Vec<String> {
+    alpy::internal::supervisor::registry::list()
+        .into_iter()
+        .filter(|b| b.artifacts.starts_with(&s.dir))
+        .map(|b| b.id)
+        .collect()
+}
+
+/// A session whose upload was slow ends before the upload does: the lab
+/// is refused (409), not stood up on a board lent to nobody (or to the
+/// next holder).
+fn a_session_that_ends_mid_upload_gets_no_lab(s: &Server) {
+    use std::io::{BufRead, Write};
+    let sid = reserve(s);
+    let body = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"topology\"\r\n\r\n{ON_BOARD}\r\n--b--\r\n"
+    );
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /lab HTTP/1.1\r\nHost: {addr}\r\nX-Session-ID: {sid}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n{}",
+        s.token,
+        body.len(),
+        &body[..20]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let r = s.delete(&format!("/session/{sid}")).send().unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    stream.write_all(body[20..].as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains(" 409 "), "the late upload got {line:?}");
+    assert_eq!(labs_of(s), 0);
+    wait_until("the board to be free", Duration::from_secs(30), || {
+        board(s)["holder"].is_null() && board(s)["busy"].is_null()
+    });
+}
+
+/// A lab destroyed while it still comes up leaves no bed behind: its
+/// `alpy up` is waited for, and the bed it made taken down.
+fn a_lab_destroyed_while_starting_leaves_no_bed(s: &Server, rack: &sim::SimRack) {
+    let sid = reserve(s);
+    let up = {
+        let (url, token, sid) = (s.url.clone(), s.token.clone(), sid.clone());
+        std::thread::spawn(move || {
+            let form = reqwest::blocking::multipart::Form::new()
+                .text("topology", ON_BOARD)
+                .text("reuse", "false");
+            let r = common::client()
+                .post(format!("{url}/lab"))
+                .bearer_auth(token)
+                .header("X-Session-ID", sid)
+                .multipart(form)
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.text().unwrap())
+        })
+    };
+    wait_until("the lab to be starting", Duration::from_secs(30), || {
+        s.queue()["labs"][0]["status"] == "starting"
+    });
+    let r = s.delete_as("/lab", &sid).send().unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, body) = up.join().unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("destroyed as it came up"), "{body}");
+    wait_until(
+        "the lab and its bed to be gone",
+        Duration::from_secs(120),
+        || labs_of(s) == 0 && beds_of(s).is_empty(),
+    );
+    assert_eq!(
+        QmpPower::new(rack.qmp(1)).status().unwrap(),
+        PortPower::Off,
+        "the bed that came up was taken down, and the board switched off"
+    );
+    s.delete(&format!("/session/{sid}")).send().unwrap();
+    wait_until("the board to be free", Duration::from_secs(30), || {
+        board(s)["holder"].is_null() && board(s)["busy"].is_null()
+    });
+}
+
 /// Through the API: a board session's topology names the board it holds
 /// (`lab_board`) and no VM; the lab it gets runs on that board; a session
 /// that ends leaving it up has it taken down before the board is free.
@@ -168,10 +265,7 @@ fn a_board_session_s_lab(s: &Server, rack: &sim::SimRack) {
     assert!(r.text().unwrap().contains("reserves no board"));
     s.delete(&format!("/session/{vm_sid}")).send().unwrap();
 
-    let topology = "name = \"on-rabbit-1\"\n[dut]\nlab_board = { class = \"rabbit\" }\n\
-                    [dut.login]\nuser = \"root\"\npassword = \"rabbit\"\nprompt = \"rabbit# \"\n\
-                    [[link]]\n[[link]]\n";
-    let r = s.acquire(&sid, topology, true);
+    let r = s.acquire(&sid, ON_BOARD, true);
     let status = r.status();
     let body = r.text().unwrap();
     assert_eq!(status, 200, "{body}");
@@ -234,7 +328,14 @@ fn rabbit_s_forward_check_runs_on_a_lab_board_reserved_by_class() {
             .any(|l| l.contains("lab asked for") && l.contains("rabbit-1")),
         "{server_log}"
     );
-    assert!(count("power") > 0, "{server_log}");
+    // Rabbit's power-off went through /lab/power (the supervisor switched
+    // the board's port off).
+    assert!(
+        server_log
+            .lines()
+            .any(|l| l.contains("alpy_lab::remote: power ") && l.contains("action=off")),
+        "{server_log}"
+    );
     // The board's power port was switched by the lab's bed: off at start,
     // on at boot, off by the test's power-off.
     let sets = rack
@@ -256,17 +357,21 @@ fn rabbit_s_forward_check_runs_on_a_lab_board_reserved_by_class() {
         || board(&s)["holder"].is_null() && board(&s)["busy"].is_null() && labs_of(&s) == 0,
     );
 
+    a_session_that_ends_mid_upload_gets_no_lab(&s);
+    a_lab_destroyed_while_starting_leaves_no_bed(&s, &rack);
     a_board_session_s_lab(&s, &rack);
 
     // No secret in an answer or a log: the server's, the client's files
     // (the lab's logs it fetched among them), the API's description.
     let openapi = s.get("/openapi.json").send().unwrap().text().unwrap();
     let boards = s.get("/boards").send().unwrap().text().unwrap();
+    let queue = s.queue().to_string();
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     for (what, text) in [
         ("the server's log", server_log.as_str()),
         ("/openapi.json", openapi.as_str()),
         ("GET /boards", boards.as_str()),
+        ("GET /queue", queue.as_str()),
     ] {
         assert!(!text.contains(sim::COMMUNITY), "the community in {what}");
     }

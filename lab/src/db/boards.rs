@@ -219,7 +219,9 @@ pub(super) fn take_board(t: &rusqlite::Transaction<'_>, key: &str, want: &str) -
     let free: Vec<(String, String, String)> = {
         let mut st = t.prepare(
             "SELECT name, class, tags FROM boards
-             WHERE state = 'online' AND holder IS NULL AND busy IS NULL ORDER BY name",
+             WHERE state = 'online' AND holder IS NULL AND busy IS NULL
+               AND NOT EXISTS (SELECT 1 FROM labs WHERE labs.board = boards.name)
+             ORDER BY name",
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?

@@ -97,10 +97,32 @@ impl Db {
         Ok(())
     }
 
-    /// Records a new lab of `owner`, starting, held by session `key`.
-    pub fn new_lab(&self, lab: &LabRow, key: &str) -> R<()> {
+    /// Records a new lab of `owner`, starting, held by session `key`,
+    /// if that session is still active (and still holds the lab's board):
+    /// else says why not, and records nothing. Its upload may have taken
+    /// long enough for the session to end, and a board to pass on.
+    pub fn new_lab(&self, lab: &LabRow, key: &str) -> R<Result<(), String>> {
         let mut c = lock(&self.conn);
         let t = c.transaction()?;
+        let status: Option<String> = t
+            .query_row("SELECT status FROM sessions WHERE id = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if status.as_deref() != Some("active") {
+            return Ok(Err(format!(
+                "session {} is no longer active (it ended while the topology was uploaded)",
+                handle(key)
+            )));
+        }
+        if let Some(board) = &lab.board {
+            if super::boards::held_board(&t, key)?.as_ref() != Some(board) {
+                return Ok(Err(format!(
+                    "session {} no longer holds board {board}",
+                    handle(key)
+                )));
+            }
+        }
         t.execute(
             "INSERT INTO labs (id, topology_hash, name, dir, owner, status, refcount, created, board) VALUES (?1, ?2, ?3, ?4, ?5, 'starting', 1, ?6, ?7)",
             params![lab.lab_id, lab.topology_hash, lab.name, lab.dir, lab.owner, now(), lab.board],
@@ -114,25 +136,32 @@ impl Db {
             let s = ("session", handle(key).to_string());
             self.lab_event(&l, EventAction::Starting, &lab.owner, &[s]);
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// A lab is up: its bed's id and description.
-    pub fn lab_up(&self, id: &str, bed_id: &str, bed: &serde_json::Value) -> R<()> {
+    /// Whether it was still starting: a lab being destroyed, or gone,
+    /// is not brought back (its new bed is the caller's to take down).
+    pub fn lab_up(&self, id: &str, bed_id: &str, bed: &serde_json::Value) -> R<bool> {
         let c = lock(&self.conn);
-        c.execute(
-            "UPDATE labs SET status = CASE WHEN refcount > 0 THEN 'up' ELSE 'idle' END, bed_id = ?2, bed = ?3 WHERE id = ?1",
+        let n = c.execute(
+            "UPDATE labs SET status = CASE WHEN refcount > 0 THEN 'up' ELSE 'idle' END, bed_id = ?2, bed = ?3
+             WHERE id = ?1 AND status = 'starting'",
             params![id, bed_id, bed.to_string()],
         )?;
+        if n == 0 {
+            return Ok(false);
+        }
         if let Some(l) = lab_view(&c, id)? {
             let action = status_action(l.status);
             self.lab_event(&l, action, SERVER, &[]);
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// Sets a lab's status on `actor`'s word.
-    pub fn lab_status(&self, id: &str, status: LabStatus, actor: &str) -> R<()> {
+    /// Sets a lab's status on `actor`'s word; whether it changed (so of
+    /// two that set `destroying`, one goes on).
+    pub fn lab_status(&self, id: &str, status: LabStatus, actor: &str) -> R<bool> {
         let c = lock(&self.conn);
         let n = c.execute(
             "UPDATE labs SET status = ?2 WHERE id = ?1 AND status != ?2",
@@ -141,7 +170,7 @@ impl Db {
         if let (1, Some(l)) = (n, lab_view(&c, id)?) {
             self.lab_event(&l, status_action(status), actor, &[]);
         }
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Releases session `key`'s hold: (lab, refcount after).
