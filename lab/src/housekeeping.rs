@@ -57,11 +57,17 @@ pub async fn pass(app: &Shared) -> bool {
                         tracing::warn!(session = %handle(&key), active = was_active, lab = ?released, "session expired: {note}");
                         if let Some((lab, 0)) = released {
                             if let Ok(Some(view)) = app.db(move |db| db.lab(&lab)).await {
-                                if let Err(e) =
-                                    crate::lab_destroy::destroy_now(app, &view, None).await
-                                {
-                                    tracing::error!(lab = %view.lab_id, "{e}");
-                                }
+                                // Not awaited: a lab caught coming up takes
+                                // as long as its alpy up, and other
+                                // sessions expire meanwhile.
+                                let app = app.clone();
+                                tokio::spawn(async move {
+                                    let r =
+                                        crate::lab_destroy::destroy_now(&app, &view, None).await;
+                                    if let Err(e) = r {
+                                        tracing::error!(lab = %view.lab_id, "{e}");
+                                    }
+                                });
                             }
                         }
                     }
@@ -249,7 +255,7 @@ pub async fn reap_at_start(app: &Shared) {
 /// Takes down every bed under `dir` until no process works there any
 /// more (an `alpy up` the server lost may still be standing one up; its
 /// bed is listed only once up), within the lab timeout; then removes it.
-pub(crate) async fn reap_dir(app: &Shared, dir: &Path) {
+async fn reap_dir(app: &Shared, dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.lab_up_timeout_s + 30);
     loop {
         let d = dir.to_path_buf();

@@ -254,6 +254,7 @@ async fn acquire(
     // still recorded as up (or dropped), never left `starting`.
     let task = {
         let (app, lab_id, sid, name) = (app.clone(), lab_id.clone(), sid.clone(), name.clone());
+        let row = row.clone();
         tokio::spawn(async move {
             let cfg = app.cfg.clone();
             let d = dir.clone();
@@ -274,12 +275,7 @@ async fn acquire(
                     if !up {
                         // Destroyed as it came up: its bed is this task's
                         // to take down (nobody else knows it).
-                        tracing::warn!(session = %sid, topology = ?name, lab = %lab_id, bed = %bed_id, "lab destroyed as it came up: taking its bed down");
-                        let bed = bed_id.clone();
-                        let down = tokio::task::spawn_blocking(move || labs::take_down(&bed)).await;
-                        if let Ok(Err(e)) = down {
-                            tracing::error!(lab = %lab_id, bed = %bed_id, "{e}");
-                        }
+                        crate::lab_destroy::came_up_destroyed(&app, &row, &bed_id).await;
                         return Err(ApiError::conflict(
                             "the lab was destroyed as it came up (its session ended, or an \
                              operator destroyed it): ask again",

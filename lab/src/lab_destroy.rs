@@ -1,18 +1,26 @@
 //! Taking a lab down and forgetting it. One caller goes on: the one whose
 //! `destroying` mark changed the lab (a second, say housekeeping and a
-//! board's teardown at once, leaves it to the first). A lab caught while
-//! still `starting` has no bed yet: its `alpy up` is waited for and
-//! every bed under its directory taken down, so none comes up afterwards
-//! with nobody to take it down (on a board, the next holder's).
+//! board's teardown at once, leaves it to the first), and its work runs
+//! in a task of its own, so a caller that goes away (a client hanging
+//! up) never leaves a lab marked and half done.
+//!
+//! A lab caught while still `starting` has no bed yet: its stand-up task
+//! sees the mark when `alpy up` is over, takes the bed it made down and
+//! forgets the lab ([`came_up_destroyed`]); the destroyer waits for that.
+//! A bed that is still alive after `alpy down` takes the board it ran on
+//! offline, so no one is lent a board an old bed still drives.
 
-use alpy::lab::wire::{EventAction, LabStatus};
+use std::time::{Duration, Instant};
+
+use alpy::lab::wire::{BoardState, EventAction, LabStatus};
 
 use crate::api::Shared;
 use crate::db::{LabRow, SERVER};
 use crate::labs;
 
-/// Marks lab `l` `destroying` on `actor`'s word, then takes it down (see
-/// [`finish`]). `Ok` too when another caller is destroying it already.
+/// Marks lab `l` `destroying`, then takes it down (see [`finish`]) in a
+/// task of its own, and waits for it. `Ok` too when another caller is
+/// destroying it already.
 pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) -> Result<(), String> {
     let id = l.lab_id.clone();
     let claimed = app
@@ -22,17 +30,20 @@ pub async fn destroy_now(app: &Shared, l: &LabRow, note: Option<&str>) -> Result
     if !claimed {
         return Ok(());
     }
-    finish(app, &l.lab_id, note).await
+    let (app, id, note) = (app.clone(), l.lab_id.clone(), note.map(str::to_string));
+    tokio::spawn(async move { finish(&app, &id, note.as_deref()).await })
+        .await
+        .map_err(|e| format!("the destroy task failed: {e}"))?
 }
 
 /// Takes lab `id` (marked `destroying` by the caller) down and forgets it
 /// (its holders get `note`). An error if its bed is still alive after
-/// `alpy down`: the lab is forgotten all the same (the reason is logged),
-/// and a board it ran on must not be lent on that word.
+/// `alpy down`, or a lab still coming up is not over in time: its board,
+/// if it has one, is then taken offline with the reason.
 pub async fn finish(app: &Shared, id: &str, note: Option<&str>) -> Result<(), String> {
     let lab_id = id.to_string();
     // Read again now that it is marked: only a lab that was still
-    // starting has no bed, and none can come up in it any more.
+    // starting has no bed, and none can be recorded in it any more.
     let Some(l) = app
         .db(move |db| db.lab(&lab_id))
         .await
@@ -40,38 +51,112 @@ pub async fn finish(app: &Shared, id: &str, note: Option<&str>) -> Result<(), St
     else {
         return Ok(());
     };
-    let mut failed = None;
-    match l.bed_id.clone() {
+    let failed = match l.bed_id.clone() {
         Some(bed) => {
             let down = tokio::task::spawn_blocking(move || {
                 labs::take_down(&bed).map_err(|e| (e.to_string(), labs::alive(&bed)))
             })
             .await;
-            match down {
-                Ok(Ok(())) => {}
+            let failed = match down {
+                Ok(Ok(())) => None,
                 Ok(Err((e, alive))) => {
                     tracing::warn!(lab = %l.lab_id, topology = ?l.name, alive, "taking the lab down: {e}");
-                    failed = alive.then_some(e);
+                    alive.then(|| format!("its bed is still up after alpy down: {e}"))
                 }
-                Err(task) => failed = Some(format!("the task failed: {task}")),
-            }
+                Err(task) => Some(format!("the take-down task failed: {task}")),
+            };
+            let (id, note) = (l.lab_id.clone(), note.map(str::to_string));
+            let _ = app
+                .db(move |db| db.drop_lab(&id, note.as_deref(), EventAction::Destroyed, SERVER))
+                .await;
+            let _ = std::fs::remove_dir_all(&l.dir);
+            failed
         }
+        None => wait_gone(app, &l).await.err(),
+    };
+    match failed {
         None => {
-            tracing::info!(lab = %l.lab_id, topology = ?l.name, "destroyed while starting: waiting for its alpy up");
-            crate::housekeeping::reap_dir(app, std::path::Path::new(&l.dir)).await;
+            tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab destroyed");
+            Ok(())
+        }
+        Some(why) => {
+            let why = format!("lab {}: {why}", l.lab_id);
+            if let Some(board) = &l.board {
+                offline(app, board, &why).await;
+            }
+            Err(why)
         }
     }
-    let (id, note) = (l.lab_id.clone(), note.map(str::to_string));
+}
+
+/// Waits until the stand-up task of lab `l` (caught `starting`) forgets
+/// it: within the time `alpy up` may take, and a minute more.
+async fn wait_gone(app: &Shared, l: &LabRow) -> Result<(), String> {
+    tracing::info!(lab = %l.lab_id, topology = ?l.name, "destroyed while starting: waiting for its alpy up");
+    let limit = Duration::from_secs(app.cfg.limits.lab_up_timeout_s + 60);
+    let deadline = Instant::now() + limit;
+    loop {
+        let id = l.lab_id.clone();
+        match app.db(move |db| db.lab(&id)).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) | Err(_) if Instant::now() < deadline => {}
+            _ => {
+                return Err(format!(
+                    "it was still coming up {}s after it was destroyed",
+                    limit.as_secs()
+                ))
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// What the stand-up task of lab `l` does when its `alpy up` is over
+/// and the lab was destroyed meanwhile: takes the bed it made down
+/// (nobody else knows it) and forgets the lab.
+pub async fn came_up_destroyed(app: &Shared, l: &LabRow, bed_id: &str) {
+    tracing::warn!(lab = %l.lab_id, topology = ?l.name, bed = %bed_id, "lab destroyed as it came up: taking its bed down");
+    let bed = bed_id.to_string();
+    let down = tokio::task::spawn_blocking(move || {
+        labs::take_down(&bed).map_err(|e| (e.to_string(), labs::alive(&bed)))
+    })
+    .await;
+    let failed = match down {
+        Ok(Ok(())) => None,
+        Ok(Err((e, true))) => Some(e),
+        Ok(Err((e, false))) => {
+            tracing::warn!(lab = %l.lab_id, "taking the lab down: {e}");
+            None
+        }
+        Err(task) => Some(format!("the take-down task failed: {task}")),
+    };
+    if let (Some(e), Some(board)) = (&failed, &l.board) {
+        let why = format!("lab {}: its bed is still up after alpy down: {e}", l.lab_id);
+        offline(app, board, &why).await;
+    }
+    let id = l.lab_id.clone();
     let _ = app
-        .db(move |db| db.drop_lab(&id, note.as_deref(), EventAction::Destroyed, SERVER))
+        .db(move |db| {
+            db.drop_lab(
+                &id,
+                Some("the lab was destroyed as it came up"),
+                EventAction::Destroyed,
+                SERVER,
+            )
+        })
         .await;
     let _ = std::fs::remove_dir_all(&l.dir);
-    tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab destroyed");
-    match failed {
-        None => Ok(()),
-        Some(e) => Err(format!(
-            "lab {}'s bed is still up after alpy down: {e}",
-            l.lab_id
-        )),
+}
+
+/// Takes board `board` offline: a bed that would not go down may still
+/// drive it.
+async fn offline(app: &Shared, board: &str, why: &str) {
+    tracing::error!(board = %board, "taking the board offline: {why}");
+    let (b, w) = (board.to_string(), why.to_string());
+    if let Err(e) = app
+        .db(move |db| db.set_board_state(&b, BoardState::Offline, Some(&w), "lab teardown"))
+        .await
+    {
+        tracing::error!(board = %board, "taking the board offline: {}", e.1);
     }
 }

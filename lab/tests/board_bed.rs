@@ -166,29 +166,38 @@ fn a_session_that_ends_mid_upload_gets_no_lab(s: &Server) {
         "--b\r\nContent-Disposition: form-data; name=\"topology\"\r\n\r\n{ON_BOARD}\r\n--b--\r\n"
     );
     let addr = s.url.trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let stream = std::net::TcpStream::connect(&addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
     write!(
         stream,
         "POST /lab HTTP/1.1\r\nHost: {addr}\r\nX-Session-ID: {sid}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n{}",
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n",
         s.token,
         body.len(),
-        &body[..20]
     )
     .unwrap();
     stream.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The server asks for the body once the handler reads it: the session
+    // was checked, and the upload is under way.
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains(" 100 "), "{line:?}");
+    reader.read_line(&mut line).unwrap();
     let r = s.delete(&format!("/session/{sid}")).send().unwrap();
     assert!(r.status().is_success(), "{}", r.status());
-    stream.write_all(body[20..].as_bytes()).unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(stream)
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains(" 409 "), "the late upload got {line:?}");
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 409 "),
+        "the late upload got {answer:?}"
+    );
+    assert!(answer.contains("no longer active"), "{answer}");
     assert_eq!(labs_of(s), 0);
     wait_until("the board to be free", Duration::from_secs(30), || {
         board(s)["holder"].is_null() && board(s)["busy"].is_null()

@@ -122,6 +122,17 @@ impl Db {
                     handle(key)
                 )));
             }
+            let (state, reason): (String, Option<String>) = t.query_row(
+                "SELECT state, reason FROM boards WHERE name = ?1",
+                [board],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if state != "online" {
+                return Ok(Err(format!(
+                    "board {board} is {state}: {}",
+                    reason.unwrap_or_default()
+                )));
+            }
         }
         t.execute(
             "INSERT INTO labs (id, topology_hash, name, dir, owner, status, refcount, created, board) VALUES (?1, ?2, ?3, ?4, ?5, 'starting', 1, ?6, ?7)",
