@@ -120,16 +120,16 @@ pub async fn run_job(app: &Shared, name: &str, job: BoardJob, holder: Option<Str
         BoardJob::Teardown => crate::lab_board::take_down_labs_on(app, name).await,
         BoardJob::Setup | BoardJob::Check => Ok(()),
     };
-    let outcome = match class_of(app, name) {
-        _ if down.is_err() => Outcome {
+    let outcome = match (down, class_of(app, name)) {
+        (Err(why), _) => Outcome {
             passed: false,
-            output: down.err().unwrap_or_default(),
+            output: why,
         },
-        Some((spec, class)) if !class.job(job).0.is_empty() => {
+        (Ok(()), Some((spec, class))) if !class.job(job).0.is_empty() => {
             let mark = crate::board_script::mark_of(&app.cfg.state_dir);
             crate::board_script::run(&spec, &class, job, session.as_deref(), &mark).await
         }
-        _ => Outcome {
+        (Ok(()), _) => Outcome {
             passed: true,
             output: format!("its class has no {} now", BoardClass::key(job)),
         },

@@ -58,18 +58,13 @@ pub fn take_lab_board(
     t: &mut toml::Table,
     lent: Option<&Lent<'_>>,
 ) -> Result<Option<toml::Value>, Refusal> {
-    for (i, m) in t
-        .get("machine")
-        .and_then(|m| m.as_array())
+    let elsewhere = crate::safety::machine_sections(t)
         .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if m.get("lab_board").is_some() {
-            return Err(format!(
-                "machine[{i}].lab_board: a lab lends a board as the [dut] of a one-machine bed only"
-            ));
-        }
+        .find(|(name, m)| name != "dut" && m.contains_key("lab_board"));
+    if let Some((name, _)) = elsewhere {
+        return Err(format!(
+            "{name}.lab_board: a lab lends a board as the [dut] of a one-machine bed only"
+        ));
     }
     if lent.is_some() && t.contains_key("machine") {
         return Err(

@@ -52,41 +52,54 @@ pub async fn finish(app: &Shared, id: &str, note: Option<&str>) -> Result<(), St
         return Ok(());
     };
     let failed = match l.bed_id.clone() {
-        Some(bed) => {
-            let down = tokio::task::spawn_blocking(move || {
-                labs::take_down(&bed).map_err(|e| (e.to_string(), labs::alive(&bed)))
-            })
-            .await;
-            let failed = match down {
-                Ok(Ok(())) => None,
-                Ok(Err((e, alive))) => {
-                    tracing::warn!(lab = %l.lab_id, topology = ?l.name, alive, "taking the lab down: {e}");
-                    alive.then(|| format!("its bed is still up after alpy down: {e}"))
-                }
-                Err(task) => Some(format!("the take-down task failed: {task}")),
-            };
-            let (id, note) = (l.lab_id.clone(), note.map(str::to_string));
-            let _ = app
-                .db(move |db| db.drop_lab(&id, note.as_deref(), EventAction::Destroyed, SERVER))
-                .await;
-            let _ = std::fs::remove_dir_all(&l.dir);
-            failed
-        }
-        None => wait_gone(app, &l).await.err(),
+        Some(bed) => take_down_and_forget(app, &l, &bed, note).await,
+        None => match wait_gone(app, &l).await {
+            Ok(()) => None,
+            Err(why) => Some(offline_for(app, &l, &why).await),
+        },
     };
     match failed {
         None => {
             tracing::info!(lab = %l.lab_id, topology = ?l.name, "lab destroyed");
             Ok(())
         }
-        Some(why) => {
-            let why = format!("lab {}: {why}", l.lab_id);
-            if let Some(board) = &l.board {
-                offline(app, board, &why).await;
-            }
-            Err(why)
-        }
+        Some(why) => Err(why),
     }
+}
+
+/// Takes bed `bed` of lab `l` down and forgets the lab (its holders get
+/// `note`): why the bed is still up after `alpy down`, if it is (one
+/// already gone is no failure). The lab's board is then taken offline
+/// before the lab is forgotten, so its teardown never sees it free.
+async fn take_down_and_forget(
+    app: &Shared,
+    l: &LabRow,
+    bed: &str,
+    note: Option<&str>,
+) -> Option<String> {
+    let bed = bed.to_string();
+    let down = tokio::task::spawn_blocking(move || {
+        labs::take_down(&bed).map_err(|e| (e.to_string(), labs::alive(&bed)))
+    })
+    .await;
+    let failed = match down {
+        Ok(Ok(())) => None,
+        Ok(Err((e, alive))) => {
+            tracing::warn!(lab = %l.lab_id, topology = ?l.name, alive, "taking the lab down: {e}");
+            alive.then(|| format!("its bed is still up after alpy down: {e}"))
+        }
+        Err(task) => Some(format!("the take-down task failed: {task}")),
+    };
+    let failed = match failed {
+        Some(why) => Some(offline_for(app, l, &why).await),
+        None => None,
+    };
+    let (id, note) = (l.lab_id.clone(), note.map(str::to_string));
+    let _ = app
+        .db(move |db| db.drop_lab(&id, note.as_deref(), EventAction::Destroyed, SERVER))
+        .await;
+    let _ = std::fs::remove_dir_all(&l.dir);
+    failed
 }
 
 /// Waits until the stand-up task of lab `l` (caught `starting`) forgets
@@ -116,36 +129,20 @@ async fn wait_gone(app: &Shared, l: &LabRow) -> Result<(), String> {
 /// (nobody else knows it) and forgets the lab.
 pub async fn came_up_destroyed(app: &Shared, l: &LabRow, bed_id: &str) {
     tracing::warn!(lab = %l.lab_id, topology = ?l.name, bed = %bed_id, "lab destroyed as it came up: taking its bed down");
-    let bed = bed_id.to_string();
-    let down = tokio::task::spawn_blocking(move || {
-        labs::take_down(&bed).map_err(|e| (e.to_string(), labs::alive(&bed)))
-    })
-    .await;
-    let failed = match down {
-        Ok(Ok(())) => None,
-        Ok(Err((e, true))) => Some(e),
-        Ok(Err((e, false))) => {
-            tracing::warn!(lab = %l.lab_id, "taking the lab down: {e}");
-            None
-        }
-        Err(task) => Some(format!("the take-down task failed: {task}")),
-    };
-    if let (Some(e), Some(board)) = (&failed, &l.board) {
-        let why = format!("lab {}: its bed is still up after alpy down: {e}", l.lab_id);
+    let note = Some("the lab was destroyed as it came up");
+    if let Some(why) = take_down_and_forget(app, l, bed_id, note).await {
+        tracing::error!("{why}");
+    }
+}
+
+/// `why` lab `l` failed to go, naming it; its board, if it has one, is
+/// taken offline with that reason.
+async fn offline_for(app: &Shared, l: &LabRow, why: &str) -> String {
+    let why = format!("lab {}: {why}", l.lab_id);
+    if let Some(board) = &l.board {
         offline(app, board, &why).await;
     }
-    let id = l.lab_id.clone();
-    let _ = app
-        .db(move |db| {
-            db.drop_lab(
-                &id,
-                Some("the lab was destroyed as it came up"),
-                EventAction::Destroyed,
-                SERVER,
-            )
-        })
-        .await;
-    let _ = std::fs::remove_dir_all(&l.dir);
+    why
 }
 
 /// Takes board `board` offline: a bed that would not go down may still

@@ -484,6 +484,15 @@ async fn qmp_call(
         command: cmd.to_string(),
         arguments: args.cloned(),
     };
+    supervisor_call(info, request).await
+}
+
+/// `request` to the bed's supervisor (off the async workers): its reply's
+/// value, or its error as a 400.
+async fn supervisor_call(
+    info: &alpy::internal::supervisor::registry::BedInfo,
+    request: Request,
+) -> ApiResult<serde_json::Value> {
     let info = info.clone();
     tokio::task::spawn_blocking(move || {
         alpy::internal::supervisor::registry::request(&info, &request)
@@ -534,11 +543,6 @@ async fn power(
         machine: on.machine.clone(),
         action,
     };
-    let r = tokio::task::spawn_blocking(move || {
-        alpy::internal::supervisor::registry::request(&info, &request)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::bad(e.to_string()))?;
+    let r = supervisor_call(&info, request).await?;
     Ok(Json(json!({ "action": action, "return": r })))
 }

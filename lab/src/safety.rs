@@ -100,21 +100,7 @@ pub fn check_topology(
     for (key, v) in alpy::internal::topology::boot_files_mut(&mut t) {
         from_store(&key, v)?;
     }
-    let mut sections: Vec<(String, &toml::Table)> = Vec::new();
-    if let Some(d) = t.get("dut").and_then(|d| d.as_table()) {
-        sections.push(("dut".into(), d));
-    }
-    for (i, m) in t
-        .get("machine")
-        .and_then(|m| m.as_array())
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if let Some(m) = m.as_table() {
-            sections.push((format!("machine[{i}]"), m));
-        }
-    }
+    let sections = machine_sections(&t);
     if sections.is_empty() {
         return Err("topology: [dut] (or [[machine]] sections) missing".into());
     }
@@ -184,6 +170,27 @@ pub fn check_topology(
         }
     }
     Ok((text, parsed.name))
+}
+
+/// A topology's machine sections, named as refusals name them: `dut`,
+/// then `machine[i]`.
+pub fn machine_sections(t: &toml::Table) -> Vec<(String, &toml::Table)> {
+    let mut sections: Vec<(String, &toml::Table)> = Vec::new();
+    if let Some(d) = t.get("dut").and_then(|d| d.as_table()) {
+        sections.push(("dut".into(), d));
+    }
+    for (i, m) in t
+        .get("machine")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(m) = m.as_table() {
+            sections.push((format!("machine[{i}]"), m));
+        }
+    }
+    sections
 }
 
 /// One machine section (`dut`, `machine[i]`): no board of its own,

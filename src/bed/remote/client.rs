@@ -50,6 +50,22 @@ pub(crate) fn net(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
     }
 }
 
+/// `REMOTE_LAB_URL` and `REMOTE_LAB_TOKEN` from `settings`: `None` when
+/// no URL is set, an error when the token is missing.
+pub(crate) fn url_and_token(settings: &crate::settings::Settings) -> Result<Option<(&str, &str)>> {
+    let Some(url) = settings.lab_url() else {
+        return Ok(None);
+    };
+    let token = settings.lab_token().ok_or_else(|| {
+        Error::Config(format!(
+            "{} is set but {} is not: ask the lab's operator for a token (alpy-lab token create)",
+            super::URL_VAR,
+            super::TOKEN_VAR
+        ))
+    })?;
+    Ok(Some((url, token)))
+}
+
 impl LabClient {
     /// A session on the server at `REMOTE_LAB_URL` with the token in
     /// `REMOTE_LAB_TOKEN`; `None` when `REMOTE_LAB_URL` is unset or empty.
@@ -59,17 +75,10 @@ impl LabClient {
 
     /// [`LabClient::from_env`] with `settings` instead of the environment.
     pub fn from_settings(settings: &crate::settings::Settings) -> Result<Option<LabClient>> {
-        let Some(url) = settings.lab_url() else {
-            return Ok(None);
-        };
-        let token = settings.lab_token().ok_or_else(|| {
-            Error::Config(format!(
-                "{} is set but {} is not: ask the lab's operator for a token (alpy-lab token create)",
-                super::URL_VAR,
-                super::TOKEN_VAR
-            ))
-        })?;
-        LabClient::connect(url, token).map(Some)
+        match url_and_token(settings)? {
+            Some((url, token)) => LabClient::connect(url, token).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Creates a session on the server at `url` (`https://` is checked

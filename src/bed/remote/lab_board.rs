@@ -78,21 +78,13 @@ impl LabClient {
     ) -> Result<Option<LabClient>> {
         match board {
             None => LabClient::from_settings(settings),
-            Some(want) => {
-                let Some(url) = settings.lab_url() else {
-                    return Ok(None);
-                };
-                let token = settings.lab_token().ok_or_else(|| {
-                    Error::Config(format!(
-                        "{} is set but {} is not: ask the lab's operator for a token \
-                         (alpy-lab token create)",
-                        super::URL_VAR,
-                        super::TOKEN_VAR
-                    ))
-                })?;
-                log::info!(target: "alpy::lab", "reserving {want} at {url}");
-                LabClient::reserve_board(url, token, &want).map(Some)
-            }
+            Some(want) => match super::client::url_and_token(settings)? {
+                Some((url, token)) => {
+                    log::info!(target: "alpy::lab", "reserving {want} at {url}");
+                    LabClient::reserve_board(url, token, &want).map(Some)
+                }
+                None => Ok(None),
+            },
         }
     }
 }
