@@ -467,16 +467,7 @@ fn boards_are_listed_without_secrets_and_operators_take_them_offline_and_online(
     assert!(boards["boards"][0]["reason"].is_null());
 
     // `alpy lab` does the same for people.
-    let alpy = |token: &str, args: &[&str]| {
-        let out = std::process::Command::new(common::alpy_bin())
-            .arg("lab")
-            .args(args)
-            .args(["--url", &s.url, "--token", token])
-            .output()
-            .unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
-    };
+    let alpy = |token: &str, args: &[&str]| s.alpy_lab(token, args);
     let (ok, out, err) = alpy(&s.viewer, &["boards"]);
     assert!(
         ok && out.contains("fw-2") && out.contains("fw-9000"),
@@ -622,25 +613,10 @@ health_check_timeout_s = 1
     );
     assert_eq!(b["changed_by"], "health check");
     // `alpy lab check` says the same, and fails with the check.
-    let out = std::process::Command::new(common::alpy_bin())
-        .args([
-            "lab",
-            "check",
-            "fw-1",
-            "--url",
-            &s.url,
-            "--token",
-            &s.operator,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (ok, text, err) = s.alpy_lab(&s.operator, &["check", "fw-1"]);
     assert!(
-        !out.status.success()
-            && text.contains("health check failed")
-            && text.contains("fan stalled"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        !ok && text.contains("health check failed") && text.contains("fan stalled"),
+        "{text}{err}"
     );
     // A passing check does not put it back: an operator does.
     std::fs::remove_file(&broken).unwrap();

@@ -11,13 +11,13 @@ mod common;
 #[path = "../../tests/board/sim.rs"]
 mod sim;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alpy::board::power::{PortPower, PowerDriver, QmpPower};
-use common::Server;
-use serde_json::{json, Value};
+use common::{files_under, Server};
+use serde_json::Value;
 
 /// A rack of one board booting Rabbit (virtio NICs, its disk written to
 /// a snapshot only).
@@ -82,24 +82,6 @@ fn forward_ipv4(what: &str, env: &[(&str, &str)], artifacts: &Path, log: &Path) 
     stdout
 }
 
-/// Every file under `dir`, with its text.
-fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(p);
-            } else {
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                found.push((p, String::from_utf8_lossy(&bytes).into_owned()));
-            }
-        }
-    }
-    found
-}
-
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !ok() {
@@ -126,13 +108,7 @@ fn labs_of(s: &Server) -> usize {
 
 /// A board session of this test's: its id, once active.
 fn reserve(s: &Server) -> String {
-    let r = s
-        .post("/session")
-        .json(&json!({"board": {"class": "rabbit"}}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().unwrap();
+    let v = s.reserve_board("rabbit");
     let sid = v["session_id"].as_str().unwrap().to_string();
     wait_until(
         "the board session to be active",
@@ -146,15 +122,6 @@ fn reserve(s: &Server) -> String {
 const ON_BOARD: &str = "name = \"on-rabbit-1\"\n[dut]\nlab_board = { class = \"rabbit\" }\n\
                         [dut.login]\nuser = \"root\"\npassword = \"rabbit\"\nprompt = \"rabbit# \"\n\
                         [[link]]\n[[link]]\n";
-
-/// No bed of this server's labs is up.
-fn beds_of(s: &Server) -> Vec<String> {
-    alpy::internal::supervisor::registry::list()
-        .into_iter()
-        .filter(|b| b.artifacts.starts_with(&s.dir))
-        .map(|b| b.id)
-        .collect()
-}
 
 /// A session whose upload was slow ends before the upload does: the lab
 /// is refused (409), not stood up on a board lent to nobody (or to the
@@ -235,7 +202,7 @@ fn a_lab_destroyed_while_starting_leaves_no_bed(s: &Server, rack: &sim::SimRack)
     wait_until(
         "the lab and its bed to be gone",
         Duration::from_secs(120),
-        || labs_of(s) == 0 && beds_of(s).is_empty(),
+        || labs_of(s) == 0 && s.beds().is_empty(),
     );
     assert_eq!(
         QmpPower::new(rack.qmp(1)).status().unwrap(),

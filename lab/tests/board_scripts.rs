@@ -66,15 +66,7 @@ fn scripts_run_on_reserve_release_and_every_n_sessions_and_failures_go_offline()
         let all: Value = s.get("/boards").send().unwrap().json().unwrap();
         all["boards"][0].clone()
     };
-    let reserve = || -> Value {
-        let r = s
-            .post("/session")
-            .json(&json!({"board": {"class": "solo"}}))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        r.json().unwrap()
-    };
+    let reserve = || s.reserve_board("solo");
     let active = |v: &Value| {
         let id = v["session_id"].as_str().unwrap().to_string();
         until("the session is active", || {
@@ -235,13 +227,7 @@ fn a_held_board_that_leaves_the_configuration_ends_its_session() {
         "",
         "",
     );
-    let r: Value = s
-        .post("/session")
-        .json(&json!({"board": {"class": "c"}}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let r = s.reserve_board("c");
     assert_eq!(
         (r["status"].as_str(), r["board"].as_str()),
         (Some("active"), Some("o-1")),
@@ -255,27 +241,10 @@ fn a_held_board_that_leaves_the_configuration_ends_its_session() {
     let now = s.status(&id);
     assert_eq!(now["status"], "ended", "{now}");
     assert_eq!(now["note"], "its board o-1 left the configuration", "{now}");
-    let out = Command::new(common::alpy_bin())
-        .args([
-            "lab",
-            "events",
-            "--count",
-            "2",
-            "--json",
-            "--url",
-            &s.url,
-            "--token",
-            &s.operator,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (ok, text, err) = s.alpy_lab(&s.operator, &["events", "--count", "2", "--json"]);
     assert!(
-        out.status.success()
-            && text.contains("\"ended\"")
-            && text.contains("left the configuration"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        ok && text.contains("\"ended\"") && text.contains("left the configuration"),
+        "{text}{err}"
     );
 }
 
@@ -296,12 +265,7 @@ fn a_restarted_server_kills_the_script_its_last_run_left() {
             .collect()
     };
     let mut s = Server::start_config("left-over", config, "", "");
-    let r = s
-        .post("/session")
-        .json(&json!({"board": {"class": "k"}}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    s.reserve_board("k");
     let first = until("the setup script to run", || {
         let now = sleepers();
         (now.len() == 1).then(|| now[0].clone())

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Server;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A free loopback TCP port.
 fn free_port() -> u16 {
@@ -212,16 +212,7 @@ ssh = "127.0.0.1:{ssh_port}"
 "#
     );
     let s = Server::start_config("board-streams", &config, "", "");
-    let reserve = || -> Value {
-        let r = s
-            .post("/session")
-            .json(&json!({"board": {"class": "edge"}}))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        r.json().unwrap()
-    };
-    let a = reserve();
+    let a = s.reserve_board("edge");
     assert_eq!(a["status"], "active", "{a}");
     let aid = a["session_id"].as_str().unwrap().to_string();
 
@@ -272,7 +263,7 @@ ssh = "127.0.0.1:{ssh_port}"
     assert_eq!(reason, "the session no longer holds this board");
 
     // The next holder gets the console: the old one let the port go.
-    let b = reserve();
+    let b = s.reserve_board("edge");
     assert_eq!(b["status"], "active", "{b}");
     let bid = b["session_id"].as_str().unwrap().to_string();
     let mut ws = console_ws(&s, &bid);
@@ -406,13 +397,7 @@ fn a_killed_holder_s_board_goes_to_the_next_and_its_console_is_cut() {
     let sid = std::fs::read_to_string(&marker).unwrap().trim().to_string();
     assert_eq!(s.status(&sid)["board"], "b-1");
     let mut ws = console_ws(&s, &sid);
-    let b: Value = s
-        .post("/session")
-        .json(&json!({"board": {"class": "edge"}}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let b = s.reserve_board("edge");
     assert_eq!(b["status"], "waiting", "{b}");
     let bid = b["session_id"].as_str().unwrap().to_string();
 

@@ -71,13 +71,9 @@ fn a_remote_bed_through_the_client_library() {
     console.send_line("echo remote-$((6*7))").unwrap();
     console.exp_string("remote-42").unwrap();
     // The CLI sees the same server.
-    let cli = std::process::Command::new(common::alpy_bin())
-        .args(["lab", "status", "--url", &s.url, "--token", &s.token])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&cli.stdout);
+    let (ok, text, _) = s.alpy_lab(&s.token, &["status"]);
     assert!(
-        cli.status.success() && text.contains("1 active session(s), 1 waiting, 1 lab(s)"),
+        ok && text.contains("1 active session(s), 1 waiting, 1 lab(s)"),
         "{text}"
     );
     bed.close().unwrap();
@@ -90,23 +86,9 @@ fn a_remote_bed_through_the_client_library() {
     let id = second.session_id().to_string();
     drop(second);
     assert_eq!(s.status(&id)["status"], "ended");
-    let cli = std::process::Command::new(common::alpy_bin())
-        .args([
-            "lab",
-            "destroy",
-            q["labs"][0]["lab_id"].as_str().unwrap(),
-            "--url",
-            &s.url,
-            "--token",
-            &s.operator,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
-    );
+    let lab_id = q["labs"][0]["lab_id"].as_str().unwrap();
+    let (ok, _, err) = s.alpy_lab(&s.operator, &["destroy", lab_id]);
+    assert!(ok, "{err}");
 }
 
 #[test]
@@ -207,16 +189,7 @@ fn the_cli_moves_and_ends_sessions_as_an_operator() {
     let (c, _, position) = s.session();
     assert_eq!(position, 2);
     let handle = s.status(&c)["handle"].as_str().unwrap().to_string();
-    let alpy = |token: &str, args: &[&str]| {
-        let out = std::process::Command::new(common::alpy_bin())
-            .arg("lab")
-            .args(args)
-            .args(["--url", &s.url, "--token", token])
-            .output()
-            .unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
-    };
+    let alpy = |token: &str, args: &[&str]| s.alpy_lab(token, args);
     // A user may look, not move.
     let (ok, _, err) = alpy(&s.token, &["move", &handle, "1"]);
     assert!(!ok && err.contains("403"), "{err}");

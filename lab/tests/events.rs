@@ -139,25 +139,13 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
     }
 
     // `alpy lab events` after a given event: exactly the two that follow.
-    let out = std::process::Command::new(common::alpy_bin())
-        .args([
-            "lab",
-            "events",
-            "--since",
-            &ended.id.to_string(),
-            "--count",
-            "2",
-            "--json",
-        ])
-        .args(["--url", &s.url, "--token", &s.viewer])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let since = ended.id.to_string();
+    let (ok, out, err) = s.alpy_lab(
+        &s.viewer,
+        &["events", "--since", &since, "--count", "2", "--json"],
     );
-    let got: Vec<Event> = String::from_utf8_lossy(&out.stdout)
+    assert!(ok, "{err}");
+    let got: Vec<Event> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -173,12 +161,7 @@ fn session_changes_stream_as_they_happen_and_resume_after_a_reconnect() {
     assert_eq!(got, next_two);
     assert_eq!(got[0], promoted);
     // People get one line per event (the first: the server's start).
-    let out = std::process::Command::new(common::alpy_bin())
-        .args(["lab", "events", "--count", "1"])
-        .args(["--url", &s.url, "--token", &s.viewer])
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout);
+    let (_, line, _) = s.alpy_lab(&s.viewer, &["events", "--count", "1"]);
     assert!(
         line.contains(&format!(
             "#{} health server started by alpy-lab",

@@ -255,13 +255,7 @@ fn the_rabbit_suite_passes_on_a_lab_server() {
     }
     // Destroying is asynchronous: the labs and their beds go within a
     // minute or two.
-    let beds = || -> Vec<String> {
-        alpy::internal::supervisor::registry::list()
-            .into_iter()
-            .filter(|b| b.artifacts.starts_with(&s.dir))
-            .map(|b| b.id)
-            .collect()
-    };
+    let beds = || s.beds();
     let t0 = Instant::now();
     while (active_labs(&s) > 0 || !beds().is_empty()) && t0.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(500));

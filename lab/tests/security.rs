@@ -563,15 +563,6 @@ fn topology_qmp_and_upload_attacks_are_refused() {
     assert_ne!(r["lab"]["lab_id"], lab_id.as_str(), "{r}");
 }
 
-/// The beds of this server's labs on this host.
-fn beds_of(s: &Server) -> Vec<String> {
-    alpy::internal::supervisor::registry::list()
-        .into_iter()
-        .filter(|b| b.artifacts.starts_with(&s.dir))
-        .map(|b| b.id)
-        .collect()
-}
-
 /// A server killed 3 s into `POST /lab` and restarted at once: the bed
 /// its `alpy up` finishes is taken down, so no bed runs that the server
 /// does not list, and `max_labs` holds.
@@ -604,7 +595,7 @@ fn kill_9_while_a_lab_starts_leaves_no_bed_the_server_does_not_list() {
             .iter()
             .filter_map(|l| l["bed_id"].as_str().map(str::to_string))
             .collect();
-        let beds = beds_of(&s);
+        let beds = s.beds();
         let unlisted: Vec<&String> = beds.iter().filter(|b| !listed.contains(b)).collect();
         let labs = s.queue()["labs"].as_array().unwrap().len();
         if unlisted.is_empty() && labs == 0 {
@@ -620,7 +611,7 @@ fn kill_9_while_a_lab_starts_leaves_no_bed_the_server_does_not_list() {
     // The slot is free again: the session's lab comes up.
     let r = s.acquire(&a, common::TOPOLOGY, true);
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
-    assert_eq!(beds_of(&s).len(), 1, "max_labs = 1 holds");
+    assert_eq!(s.beds().len(), 1, "max_labs = 1 holds");
 }
 
 /// A write lock held from outside for 15 s: `/healthz` keeps answering

@@ -213,6 +213,40 @@ impl Server {
             .unwrap_or_else(|| panic!("not an HTTP status line: {line:?}"))
     }
 
+    /// `alpy lab ARGS --url .. --token TOKEN` against this server:
+    /// (succeeded, stdout, stderr).
+    pub fn alpy_lab(&self, token: &str, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(alpy_bin())
+            .arg("lab")
+            .args(args)
+            .args(["--url", &self.url, "--token", token])
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    /// `POST /session` reserving a board of `class` (with the `user`
+    /// token): the new session, after checking it was made (201).
+    pub fn reserve_board(&self, class: &str) -> serde_json::Value {
+        let r = self
+            .post("/session")
+            .json(&serde_json::json!({"board": {"class": class}}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().unwrap()
+    }
+
+    /// The ids of the beds of this server's labs on this host.
+    pub fn beds(&self) -> Vec<String> {
+        alpy::internal::supervisor::registry::list()
+            .into_iter()
+            .filter(|b| b.artifacts.starts_with(&self.dir))
+            .map(|b| b.id)
+            .collect()
+    }
+
     /// Uploads a topology for session `sid`.
     pub fn acquire(&self, sid: &str, topology: &str, reuse: bool) -> Response {
         let form = reqwest::blocking::multipart::Form::new()
@@ -313,3 +347,21 @@ name = "server"
 addrs = ["192.168.2.2/24"]
 gateway = "192.168.2.1"
 "#;
+
+/// Every file under `dir` (all levels), with its text.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                found.push((p, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    }
+    found
+}
